@@ -1,0 +1,45 @@
+# coeo portal. `make run` serves the portal on http://127.0.0.1:5000 with demo accounts;
+# `make test` runs the test suite (again on PostgreSQL when TEST_DATABASE_URL is set).
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint install serve demo-code clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(FLASK) db upgrade
+	$(FLASK) portal seed-demo
+	$(FLASK) portal demo-accounts
+	@echo "Serving the portal on http://127.0.0.1:5000 (Ctrl-C to stop)"
+	$(FLASK) run --host 127.0.0.1 --port 5000
+
+test: $(STAMP)
+	@$(BIN)/python scripts/ensure_chromium.py
+	env -u TEST_DATABASE_URL $(BIN)/pytest
+	@if [ -n "$$TEST_DATABASE_URL" ]; then \
+		echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \
+		$(BIN)/pytest; \
+	fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/bandit -q -c pyproject.toml -r portal
+
+demo-code: $(STAMP)
+	@$(FLASK) portal demo-code $(EMAIL)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Accounts: users, roles, invitations, sign-in, two-factor, sessions, admin screens."""

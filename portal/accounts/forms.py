@@ -1,0 +1,76 @@
+"""Account forms; field names match the service's AccountError.field values."""
+
+from flask_wtf import FlaskForm
+from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
+
+from portal.accounts.passwords import MAX_LENGTH
+
+# Sign-in accepts whatever was typed (up to a sane bound) and never says which part was wrong.
+SIGNIN_MAX = 1024
+
+
+class EmptyForm(FlaskForm):
+    """A button-only action: carries just the CSRF token."""
+
+
+class SignInForm(FlaskForm):
+    email = EmailField("Email address", validators=[DataRequired("Enter your email address."),
+                                                    Length(max=254, message="That email "
+                                                           "address is too long.")])
+    password = PasswordField("Password", validators=[DataRequired("Enter your password."),
+                                                     Length(max=SIGNIN_MAX)])
+    next = HiddenField()
+
+
+class CodeForm(FlaskForm):
+    code = StringField("6-digit code from your app, or a recovery code",
+                       validators=[DataRequired("Enter the code from your app."),
+                                   Length(max=32, message="That code is too long.")])
+
+
+class NewPasswordForm(FlaskForm):
+    password = PasswordField("New password", validators=[
+        DataRequired("Choose a password."),
+        Length(max=MAX_LENGTH, message=f"Use at most {MAX_LENGTH} characters.")])
+    confirm = PasswordField("Type it again", validators=[
+        DataRequired("Type the password again."),
+        EqualTo("password", message="The two passwords are not the same.")])
+
+
+class ForgotPasswordForm(FlaskForm):
+    email = EmailField("Email address", validators=[DataRequired("Enter your email address."),
+                                                    Length(max=254)])
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[
+        DataRequired("Enter your current password."), Length(max=SIGNIN_MAX)])
+    new_password = PasswordField("New password", validators=[
+        DataRequired("Choose a new password."),
+        Length(max=MAX_LENGTH, message=f"Use at most {MAX_LENGTH} characters.")])
+    confirm = PasswordField("Type the new password again", validators=[
+        DataRequired("Type the new password again."),
+        EqualTo("new_password", message="The two passwords are not the same.")])
+
+
+class ConfirmPasswordForm(FlaskForm):
+    current_password = PasswordField("Current password", validators=[
+        DataRequired("Enter your current password."), Length(max=SIGNIN_MAX)])
+
+
+class MfaSetupForm(FlaskForm):
+    code = StringField("6-digit code from your app", validators=[
+        DataRequired("Enter the 6-digit code your app shows."),
+        Length(max=16, message="That code is too long.")])
+
+
+class InviteForm(FlaskForm):
+    name = StringField("Full name", validators=[DataRequired("Enter the person's name."),
+                                                Length(max=200)])
+    email = EmailField("Email address", validators=[DataRequired("Enter an email address."),
+                                                    Length(max=254)])
+    role = SelectField("Role", choices=[("client", "Client"), ("therapist", "Therapist"),
+                                        ("admin", "Administrator")], default="client")
+    therapist = SelectField("Therapist (for clients)", choices=[], validate_choice=False,
+                            validators=[Optional()])

@@ -1,0 +1,76 @@
+"""Who a user is, sealed at rest: names and emails open only in the application.
+
+Every look-up by email goes through `find_by_email`, which uses the blind index, so a
+stolen database does not say who the practice's clients are.
+"""
+
+import uuid
+
+from flask import g
+from sqlalchemy import select
+
+from portal.accounts.models import User
+from portal.crypto import Context, DecryptionError, email_index, open_text, preload_keys, seal
+from portal.extensions import db, new_id
+
+UNREADABLE_NAME = "(name could not be decrypted)"
+
+
+def set_identity(user: User, *, name: str, email: str) -> None:
+    """Seal a user's name and email and index the email; gives the row its id if it has none."""
+    if user.id is None:
+        user.id = new_id()
+    user.name_sealed = seal(user.id, Context("users", "name", user.id), name.strip())
+    user.email_sealed = seal(user.id, Context("users", "email", user.id), email.strip())
+    user.email_index = email_index(email)
+    _cache().pop(user.id, None)
+
+
+def find_by_email(email: str) -> User | None:
+    """Return the account with this email (normalized), or None."""
+    if not email or len(email) > 254:
+        return None
+    return db.session.scalar(select(User).where(User.email_index == email_index(email)))
+
+
+def email_taken(email: str) -> bool:
+    return find_by_email(email) is not None
+
+
+def _cache() -> dict[uuid.UUID, tuple[str, str]]:
+    if "identity_cache" not in g:
+        g.identity_cache = {}
+    return g.identity_cache
+
+
+def _open(user: User) -> tuple[str, str]:
+    cache = _cache()
+    if user.id not in cache:
+        try:
+            name = open_text(user.id, Context("users", "name", user.id), user.name_sealed)
+        except DecryptionError:
+            name = UNREADABLE_NAME
+        try:
+            email = open_text(user.id, Context("users", "email", user.id), user.email_sealed)
+        except DecryptionError:
+            email = ""
+        cache[user.id] = (name, email)
+    return cache[user.id]
+
+
+def name_of(user: User) -> str:
+    """Return the user's name, opened once per request."""
+    return _open(user)[0]
+
+
+def email_of(user: User) -> str:
+    """Return the user's email address, opened once per request ('' if unreadable)."""
+    return _open(user)[1]
+
+
+def names_of(users: list[User]) -> dict[uuid.UUID, str]:
+    """Open many names with one key query (list pages stay flat as they grow)."""
+    wanted = [u for u in users if u.id not in _cache()]
+    if wanted:
+        preload_keys([u.id for u in wanted])
+    return {u.id: name_of(u) for u in users}

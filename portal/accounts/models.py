@@ -1,0 +1,164 @@
+"""Users, their sessions, one-time tokens, recovery codes, sign-in history and assignments.
+
+Names, emails and TOTP seeds are sealed (portal.crypto); look-up by email uses a blind index.
+"""
+
+import enum
+import secrets
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from portal.extensions import db, new_id, utcnow
+
+
+class Role(enum.StrEnum):
+    CLIENT = "client"
+    THERAPIST = "therapist"
+    ADMIN = "admin"
+
+
+def new_alt_id() -> str:
+    """Return the random per-user id Flask-Login stores; rotating it ends every session."""
+    return secrets.token_urlsafe(32)
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    alt_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_alt_id)
+    role: Mapped[str] = mapped_column(String(16))
+    email_index: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    email_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    name_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    password_disabled: Mapped[bool] = mapped_column(default=False)
+    active: Mapped[bool] = mapped_column(default=True)
+    totp_seed_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_enabled_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int | None]
+    failed_signins: Mapped[int] = mapped_column(default=0)
+    total_failed_signins: Mapped[int] = mapped_column(default=0)
+    locked_until: Mapped[datetime | None]
+    mfa_prompt_dismissed: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_signin_at: Mapped[datetime | None]
+
+    # Flask-Login protocol, written out so nothing hides in a mixin.
+    @property
+    def is_authenticated(self) -> bool:
+        return True
+
+    @property
+    def is_active(self) -> bool:
+        return self.active
+
+    @property
+    def is_anonymous(self) -> bool:
+        return False
+
+    def get_id(self) -> str:
+        return self.alt_id
+
+    @property
+    def mfa_enabled(self) -> bool:
+        return self.totp_enabled_at is not None
+
+    @property
+    def is_staff(self) -> bool:
+        return self.role in (Role.THERAPIST, Role.ADMIN)
+
+    def __repr__(self) -> str:  # never a name or an email
+        return f"<User {self.id} {self.role}>"
+
+
+class UserSession(db.Model):
+    """A server-side sign-in session; the cookie holds a token whose hash is the key."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                               index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    mfa_verified: Mapped[bool] = mapped_column(default=False)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class TokenPurpose(enum.StrEnum):
+    INVITATION = "invitation"
+    RESET = "reset"
+
+
+class OneTimeToken(db.Model):
+    """An invitation or password-reset link; only the SHA-256 of the token is stored."""
+
+    __tablename__ = "one_time_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                               index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class RecoveryCode(db.Model):
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                               index=True)
+    code_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    used_at: Mapped[datetime | None]
+
+
+class SignInAttempt(db.Model):
+    """A sign-in attempt on a known account, shown to its holder; no email is stored."""
+
+    __tablename__ = "signin_attempts"
+    __table_args__ = (Index("ix_signin_attempts_user_at", "user_id", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(24))
+
+
+class Assignment(db.Model):
+    """A therapist assigned to a client; a client may have several therapists."""
+
+    __tablename__ = "assignments"
+    __table_args__ = (UniqueConstraint("client_id", "therapist_id",
+                                       name="uq_assignments_client_therapist"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                                 index=True)
+    therapist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                                    index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+def _register_sealed_fields() -> None:
+    from portal.crypto import register_sealed
+
+    register_sealed(User, "email_sealed", owner="id", table="users", column="email")
+    register_sealed(User, "name_sealed", owner="id", table="users", column="name")
+    register_sealed(User, "totp_seed_sealed", owner="id", table="users", column="totp_seed")
+
+
+_register_sealed_fields()

@@ -1,0 +1,126 @@
+"""Password rules (NIST SP 800-63B-4, single-factor) and Argon2id hashing.
+
+At least 15 characters counted as code points, up to 128, any Unicode and spaces, no
+composition rules, no expiry; refused when common, breached or built from the user's own
+details. Verification uses the password exactly as typed.
+"""
+
+import re
+import unicodedata
+from functools import cache
+from importlib import resources
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from flask import current_app
+
+MIN_LENGTH = 15
+MAX_LENGTH = 128
+PASSPHRASE_HINT = (
+    "Try a passphrase: four or five unrelated words you can picture, "
+    "like “lantern orbit maple quietly”."
+)
+_KEYBOARD_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm", "abcdefghijklmnopqrstuvwxyz")
+
+
+@cache
+def _blocklist() -> frozenset[str]:
+    text = resources.files("portal.accounts").joinpath("data/common-passwords.txt").read_text()
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("#"))
+
+
+def _fold(text: str) -> str:
+    return unicodedata.normalize("NFKC", text).casefold()
+
+
+def _is_sequence(folded: str) -> bool:
+    """Spot keyboard walks and counting runs such as 123456789012345 or qwertyuiopasdfg."""
+    compact = re.sub(r"\s+", "", folded)
+    hits = 0
+    for a, b in zip(compact, compact[1:], strict=False):
+        if any(a + b in row or b + a in row for row in _KEYBOARD_ROWS) or a + b in "90":
+            hits += 1
+    return len(compact) > 1 and hits >= len(compact) - 2
+
+
+def _is_repetition(folded: str) -> bool:
+    compact = re.sub(r"\s+", "", folded)
+    for size in range(1, len(compact) // 2 + 1):
+        unit = compact[:size]
+        if len(compact) % size == 0 and unit * (len(compact) // size) == compact:
+            return True
+    return len(set(compact)) <= 3
+
+
+def problems(password: str, *, email: str = "", name: str = "", practice: str = "") -> list[str]:
+    """Return why a new password is refused (empty when it is acceptable)."""
+    length = len(password)
+    if length < MIN_LENGTH:
+        return [f"Use at least {MIN_LENGTH} characters (this has {length}). {PASSPHRASE_HINT}"]
+    if length > MAX_LENGTH:
+        return [f"Use at most {MAX_LENGTH} characters (this has {length})."]
+    folded = _fold(password)
+    squeezed = re.sub(r"\s+", " ", folded).strip()
+    stripped = re.sub(r"[\d\W_]+$", "", squeezed)
+    found: list[str] = []
+    if (squeezed in _blocklist() or squeezed.replace(" ", "") in _blocklist()
+            or (len(stripped) >= 4 and stripped in _blocklist())):
+        found.append("This password is on a list of common or breached passwords, so it is "
+                     f"easy to guess. {PASSPHRASE_HINT}")
+    elif _is_repetition(folded) or _is_sequence(folded):
+        found.append(f"This password is a repeated or keyboard pattern. {PASSPHRASE_HINT}")
+    personal = []
+    if email:
+        local = _fold(email).split("@", 1)[0]
+        if _fold(email) in folded or (len(local) >= 3 and local in folded):
+            personal.append("your email address")
+    if name:
+        parts = [p for p in re.split(r"\W+", _fold(name)) if len(p) >= 3]
+        if any(p in folded for p in parts):
+            personal.append("your name")
+    if practice and _fold(practice) in folded:
+        personal.append(f"the practice's name ({practice})")
+    if personal:
+        found.append("Please leave out " + " and ".join(personal)
+                     + "; they are the first things someone would try.")
+    return found
+
+
+def _hasher() -> PasswordHasher:
+    cfg = current_app.config
+    return PasswordHasher(time_cost=cfg["ARGON2_TIME_COST"], memory_cost=cfg["ARGON2_MEMORY_COST"],
+                          parallelism=cfg["ARGON2_PARALLELISM"])
+
+
+def hash_password(password: str) -> str:
+    """Hash with Argon2id under the configured parameters."""
+    return _hasher().hash(password)
+
+
+def verify_password(stored_hash: str | None, password: str) -> bool:
+    """Check a password exactly as typed; a missing hash verifies a decoy so timing matches."""
+    hasher = _hasher()
+    target = stored_hash or _decoy_hash()
+    try:
+        ok = hasher.verify(target, password)
+    except (VerificationError, InvalidHashError):
+        return False
+    return ok and stored_hash is not None
+
+
+def needs_rehash(stored_hash: str) -> bool:
+    """Say whether the stored hash used older parameters than the configured ones."""
+    return _hasher().check_needs_rehash(stored_hash)
+
+
+def _decoy_hash() -> str:
+    """Return a real Argon2 hash made once per parameter set, so unknown emails cost the same."""
+    cfg = current_app.config
+    return _decoy_for(cfg["ARGON2_TIME_COST"], cfg["ARGON2_MEMORY_COST"],
+                      cfg["ARGON2_PARALLELISM"])
+
+
+@cache
+def _decoy_for(time_cost: int, memory_cost: int, parallelism: int) -> str:
+    return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost,
+                          parallelism=parallelism).hash("decoy password that never matches")

@@ -1,0 +1,452 @@
+"""Account rules: invitations, sign-in with throttling, two-factor, resets, sessions, admin.
+
+Every function takes plain values and the acting user, owns its transaction (commits or
+raises) and writes its audit events, so views, the CLI and tests call the same code.
+"""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from flask import current_app, request
+from sqlalchemy import delete, select, update
+
+from portal.accounts import mfa, passwords, sessions, tokens
+from portal.accounts.identity import email_of, find_by_email, name_of, set_identity
+from portal.accounts.models import (
+    Assignment,
+    Role,
+    SignInAttempt,
+    TokenPurpose,
+    User,
+    UserSession,
+    new_alt_id,
+)
+from portal.audit import record
+from portal.extensions import db, new_id, utcnow
+from portal.mail import enqueue
+
+
+class AccountError(Exception):
+    """A rule refused the change; `field` names the form field to attach the message to."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+def _base_url() -> str:
+    return current_app.config["PORTAL_BASE_URL"].rstrip("/")
+
+
+def _link(path: str) -> str:
+    return f"{_base_url()}{path}"
+
+
+def _mail(user: User, template: str, **context) -> None:
+    address = email_of(user)
+    if address:
+        enqueue(user, template, to_address=address, **context)
+
+
+def password_problems(user: User | None, password: str, *, name: str = "",
+                      email: str = "") -> list[str]:
+    """Say why a new password is refused for this user (empty list when fine)."""
+    if user is not None:
+        name, email = name or name_of(user), email or email_of(user)
+    return passwords.problems(password, email=email, name=name,
+                              practice=current_app.config["PRACTICE"]["name"])
+
+
+# --- creating accounts and invitations -------------------------------------------------
+
+def create_user(actor: User | None, *, role: str, name: str, email: str,
+                therapist_ids: list[uuid.UUID] | tuple = ()) -> tuple[User, str]:
+    """Create an account and email its invitation; returns the user and the link."""
+    if role not in set(Role):
+        raise AccountError("Choose a role.", "role")
+    name, email = name.strip(), email.strip()
+    if not name:
+        raise AccountError("Enter the person's name.", "name")
+    if "@" not in email or len(email) > 254:
+        raise AccountError("Enter an email address like name@example.com.", "email")
+    if find_by_email(email) is not None:
+        raise AccountError("An account with this email address already exists.", "email")
+    if actor is not None and actor.role == Role.THERAPIST:
+        if role != Role.CLIENT:
+            raise AccountError("Therapists can invite clients only.", "role")
+        therapist_ids = [actor.id]
+    user = User(id=new_id(), role=role)
+    set_identity(user, name=name, email=email)
+    db.session.add(user)
+    db.session.flush()
+    record("account.created", actor=actor, target=("user", user.id))
+    if role == Role.CLIENT:
+        for therapist_id in therapist_ids:
+            _assign(actor, user, _therapist(therapist_id))
+    link = _invite(actor, user)
+    db.session.commit()
+    return user, link
+
+
+def _invite(actor: User | None, user: User) -> str:
+    hours = current_app.config["INVITATION_HOURS"]
+    token = tokens.issue(user.id, TokenPurpose.INVITATION, timedelta(hours=hours))
+    link = _link(f"/invitation/{token}")
+    _mail(user, "invitation", link=link, hours_valid=hours)
+    record("invitation.sent", actor=actor, target=("user", user.id))
+    return link
+
+
+def resend_invitation(actor: User, user: User) -> str:
+    """Send a fresh invitation link; earlier links stop working."""
+    if user.password_hash is not None:
+        raise AccountError("This person has already set up their account.")
+    link = _invite(actor, user)
+    db.session.commit()
+    return link
+
+
+def invitation_user(token: str) -> User:
+    """Return the invited user for a live invitation link, or raise tokens.TokenProblem."""
+    row = tokens.check(token, TokenPurpose.INVITATION)
+    return db.session.get(User, row.user_id)
+
+
+def accept_invitation(token: str, password: str) -> User:
+    """Set the first password from an invitation link; the link is spent."""
+    user = invitation_user(token)
+    if not user.active:
+        raise tokens.TokenProblem("invalid")
+    found = password_problems(user, password)
+    if found:
+        raise AccountError(" ".join(found), "password")
+    tokens.consume(token, TokenPurpose.INVITATION)
+    user.password_hash = passwords.hash_password(password)
+    user.password_disabled = False
+    record("invitation.used", actor=user, target=("user", user.id))
+    db.session.commit()
+    return user
+
+
+# --- signing in -----------------------------------------------------------------------
+
+@dataclass
+class SignIn:
+    """The outcome of the password step: 'ok', 'mfa' (a code is next) or 'failed'."""
+
+    status: str
+    user: User | None = None
+    messages: list[str] = field(default_factory=list)
+
+
+def _attempt(user: User, outcome: str) -> None:
+    ip = request.remote_addr if request else None
+    agent = (request.user_agent.string[:255] or None) if request else None
+    db.session.add(SignInAttempt(user_id=user.id, ip=ip, user_agent=agent, outcome=outcome))
+
+
+def _register_failure(user: User) -> None:
+    """Count a failure across processes; lock at every 10th, disable the password at 100."""
+    cfg = current_app.config
+    count = db.session.execute(
+        update(User).where(User.id == user.id)
+        .values(failed_signins=User.failed_signins + 1,
+                total_failed_signins=User.total_failed_signins + 1)
+        .returning(User.failed_signins)
+    ).scalar_one()
+    if count >= cfg["DISABLE_THRESHOLD"]:
+        if not user.password_disabled:
+            user.password_disabled = True
+            record("auth.password_disabled", actor=None, target=("user", user.id),
+                   severity="high")
+            _mail(user, "password_disabled", link=_link("/forgot-password"))
+    elif count % cfg["LOCKOUT_THRESHOLD"] == 0:
+        minutes = cfg["LOCKOUT_MINUTES"]
+        user.locked_until = utcnow() + timedelta(minutes=minutes)
+        record("auth.lockout", actor=None, target=("user", user.id), severity="high")
+        _mail(user, "lockout_notice", minutes=minutes, link=_link("/forgot-password"))
+
+
+def authenticate(email: str, password: str) -> SignIn:
+    """Check an email and password without saying which one was wrong, or that it is locked."""
+    user = find_by_email(email)
+    if user is None:
+        passwords.verify_password(None, password)  # same cost as a real check
+        record("auth.signin.failure", actor=None, outcome="failure")
+        db.session.commit()
+        return SignIn("failed")
+    ok = passwords.verify_password(user.password_hash, password)
+    locked = user.locked_until is not None and user.locked_until > utcnow()
+    usable = user.active and not user.password_disabled and user.password_hash is not None
+    if not ok or locked or not usable:
+        if not ok and usable:
+            _register_failure(user)
+        reason = "locked" if locked or user.password_disabled else "failure"
+        _attempt(user, reason)
+        record("auth.signin.failure", actor=None, target=("user", user.id), outcome="failure")
+        db.session.commit()
+        return SignIn("failed")
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    user.failed_signins = 0
+    user.locked_until = None
+    if user.mfa_enabled:
+        _attempt(user, "password-ok")
+        db.session.commit()
+        return SignIn("mfa", user)
+    _finish_signin(user, mfa_verified=False)
+    db.session.commit()
+    return SignIn("ok", user)
+
+
+def _finish_signin(user: User, *, mfa_verified: bool) -> None:
+    user.last_signin_at = utcnow()
+    _attempt(user, "success")
+    sessions.start(user, mfa_verified=mfa_verified)
+    record("auth.signin.success", actor=user, target=("user", user.id))
+
+
+def verify_second_factor(user: User, code: str) -> SignIn:
+    """Finish a sign-in with a TOTP code or a recovery code; failures count like passwords."""
+    code = (code or "").strip()
+    used_recovery = False
+    ok = mfa.accept_totp(user, code)
+    if not ok and len(mfa.normalize_code(code)) == 10:
+        ok = used_recovery = mfa.use_recovery_code(user, code)
+    locked = user.locked_until is not None and user.locked_until > utcnow()
+    if not ok or locked or not user.active:
+        if not ok:
+            _register_failure(user)
+        _attempt(user, "code-failure")
+        record("auth.mfa.failure", actor=None, target=("user", user.id), outcome="failure")
+        db.session.commit()
+        return SignIn("failed")
+    if used_recovery:
+        record("auth.recovery_code.used", actor=user, target=("user", user.id),
+               severity="high")
+    user.failed_signins = 0
+    _finish_signin(user, mfa_verified=True)
+    db.session.commit()
+    return SignIn("ok", user)
+
+
+def sign_out(user: User) -> None:
+    """End this browser's session."""
+    sessions.end_current()
+    record("auth.signout", actor=user, target=("user", user.id))
+    db.session.commit()
+
+
+def sign_out_everywhere(user: User) -> int:
+    """End every session of this user, this one included."""
+    count = sessions.end_all(user.id)
+    user.alt_id = new_alt_id()
+    record("auth.signout_everywhere", actor=user, target=("user", user.id))
+    db.session.commit()
+    return count
+
+
+def end_session(user: User, session_id: uuid.UUID) -> bool:
+    """End one of the user's own sessions (from the settings page)."""
+    ended = sessions.end_one(user.id, session_id)
+    if ended:
+        record("auth.session.ended", actor=user, target=("session", session_id))
+    db.session.commit()
+    return ended
+
+
+# --- passwords ------------------------------------------------------------------------
+
+def _check_current_password(user: User, current: str) -> None:
+    if not passwords.verify_password(user.password_hash, current):
+        raise AccountError("That is not your current password.", "current_password")
+
+
+def change_password(user: User, current: str, new: str) -> None:
+    """Change the password after checking the current one; other sessions end."""
+    _check_current_password(user, current)
+    found = password_problems(user, new)
+    if found:
+        raise AccountError(" ".join(found), "new_password")
+    user.password_hash = passwords.hash_password(new)
+    keep = sessions.current()
+    sessions.end_all(user.id, except_id=keep.id if keep else None)
+    record("account.password.changed", actor=user, target=("user", user.id))
+    _mail(user, "password_changed")
+    db.session.commit()
+
+
+def request_reset(email: str) -> None:
+    """Email a reset link if the account exists; the caller answers the same either way."""
+    user = find_by_email(email)
+    if user is None or not user.active or user.password_hash is None:
+        record("account.password.reset_requested", actor=None, outcome="failure")
+        db.session.commit()
+        return
+    minutes = current_app.config["RESET_MINUTES"]
+    token = tokens.issue(user.id, TokenPurpose.RESET, timedelta(minutes=minutes))
+    _mail(user, "password_reset", link=_link(f"/reset/{token}"), minutes_valid=minutes)
+    record("account.password.reset_requested", actor=None, target=("user", user.id))
+    db.session.commit()
+
+
+def reset_user(token: str) -> User:
+    row = tokens.check(token, TokenPurpose.RESET)
+    return db.session.get(User, row.user_id)
+
+
+def reset_password(token: str, new: str) -> User:
+    """Set a new password from a reset link; every session of the account ends."""
+    user = reset_user(token)
+    found = password_problems(user, new)
+    if found:
+        raise AccountError(" ".join(found), "password")
+    tokens.consume(token, TokenPurpose.RESET)
+    user.password_hash = passwords.hash_password(new)
+    user.password_disabled = False
+    user.failed_signins = 0
+    user.locked_until = None
+    user.alt_id = new_alt_id()
+    sessions.end_all(user.id)
+    record("account.password.reset", actor=user, target=("user", user.id))
+    _mail(user, "password_changed")
+    db.session.commit()
+    return user
+
+
+# --- two-factor -----------------------------------------------------------------------
+
+def enable_mfa(user: User, seed: str, code: str) -> list[str]:
+    """Turn on TOTP once the user proves their app shows the right code; returns codes."""
+    step = mfa.matching_step(seed, code)
+    if step is None:
+        raise AccountError("That code did not match. Check the time on your phone and "
+                           "enter the newest 6-digit code.", "code")
+    user.totp_seed_sealed = mfa.seal_seed(user, seed)
+    user.totp_last_step = step
+    user.totp_enabled_at = utcnow()
+    codes = mfa.new_recovery_codes(user)
+    current = sessions.current()
+    sessions.end_all(user.id, except_id=current.id if current else None)
+    if current is not None:
+        # A new session id after the second factor is proven.
+        db.session.delete(current)
+        sessions.start(user, mfa_verified=True)
+    record("auth.mfa.enrolled", actor=user, target=("user", user.id))
+    db.session.commit()
+    return codes
+
+
+def disable_mfa(user: User, current_password: str) -> None:
+    """Turn off TOTP (clients only; staff must keep it)."""
+    _check_current_password(user, current_password)
+    if user.role != Role.CLIENT:
+        raise AccountError("Two-step sign-in is required for practice staff.")
+    _clear_mfa(user)
+    current = sessions.current()
+    sessions.end_all(user.id, except_id=current.id if current else None)
+    record("auth.mfa.disabled", actor=user, target=("user", user.id))
+    db.session.commit()
+
+
+def _clear_mfa(user: User) -> None:
+    user.totp_seed_sealed = None
+    user.totp_enabled_at = None
+    user.totp_last_step = None
+    db.session.execute(delete(mfa.RecoveryCode).where(mfa.RecoveryCode.user_id == user.id))
+
+
+def regenerate_recovery_codes(user: User, current_password: str) -> list[str]:
+    _check_current_password(user, current_password)
+    if not user.mfa_enabled:
+        raise AccountError("Turn on two-step sign-in first.")
+    codes = mfa.new_recovery_codes(user)
+    record("auth.recovery_codes.regenerated", actor=user, target=("user", user.id))
+    db.session.commit()
+    return codes
+
+
+def dismiss_mfa_prompt(user: User) -> None:
+    user.mfa_prompt_dismissed = True
+    db.session.commit()
+
+
+# --- administration -------------------------------------------------------------------
+
+def admin_reset_mfa(actor: User, user: User) -> None:
+    """Clear a user's two-factor setup (they enrol again at next sign-in); ends sessions."""
+    _clear_mfa(user)
+    user.alt_id = new_alt_id()
+    sessions.end_all(user.id)
+    record("auth.mfa.reset", actor=actor, target=("user", user.id), severity="high")
+    _mail(user, "mfa_reset")
+    db.session.commit()
+
+
+def set_active(actor: User, user: User, active: bool) -> None:
+    """Deactivate (ending every session) or reactivate an account."""
+    if user.id == actor.id and not active:
+        raise AccountError("You cannot deactivate your own account.")
+    user.active = active
+    if not active:
+        user.alt_id = new_alt_id()
+        sessions.end_all(user.id)
+    record("account.deactivated" if not active else "account.reactivated", actor=actor,
+           target=("user", user.id))
+    db.session.commit()
+
+
+def _therapist(therapist_id: uuid.UUID) -> User:
+    therapist = db.session.get(User, therapist_id)
+    if therapist is None or therapist.role != Role.THERAPIST:
+        raise AccountError("Choose a therapist.", "therapist")
+    return therapist
+
+
+def _assign(actor: User | None, client: User, therapist: User) -> None:
+    exists = db.session.scalar(select(Assignment.id).where(
+        Assignment.client_id == client.id, Assignment.therapist_id == therapist.id))
+    if exists is None:
+        db.session.add(Assignment(client_id=client.id, therapist_id=therapist.id))
+        record("assignment.added", actor=actor, target=("user", client.id),
+               subject_id=client.id)
+
+
+def assign(actor: User, client: User, therapist_id: uuid.UUID) -> None:
+    """Assign a therapist to a client (a client may have several)."""
+    if client.role != Role.CLIENT:
+        raise AccountError("Only clients are assigned to therapists.")
+    _assign(actor, client, _therapist(therapist_id))
+    db.session.commit()
+
+
+def unassign(actor: User, client: User, therapist_id: uuid.UUID) -> None:
+    result = db.session.execute(delete(Assignment).where(
+        Assignment.client_id == client.id, Assignment.therapist_id == therapist_id))
+    if result.rowcount:
+        record("assignment.removed", actor=actor, target=("user", client.id),
+               subject_id=client.id)
+    db.session.commit()
+
+
+def therapists_of(client_id: uuid.UUID) -> list[User]:
+    return list(db.session.scalars(
+        select(User).join(Assignment, Assignment.therapist_id == User.id)
+        .where(Assignment.client_id == client_id).order_by(User.created_at)))
+
+
+def clients_of(therapist_id: uuid.UUID) -> list[User]:
+    return list(db.session.scalars(
+        select(User).join(Assignment, Assignment.client_id == User.id)
+        .where(Assignment.therapist_id == therapist_id).order_by(User.created_at)))
+
+
+def recent_attempts(user: User, limit: int = 20) -> list[SignInAttempt]:
+    return list(db.session.scalars(select(SignInAttempt).where(SignInAttempt.user_id == user.id)
+                                   .order_by(SignInAttempt.at.desc()).limit(limit)))
+
+
+def active_sessions(user: User) -> list[UserSession]:
+    return sessions.list_for(user.id)

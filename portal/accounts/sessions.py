@@ -1,0 +1,99 @@
+"""Server-side sign-in sessions.
+
+Flask's cookie session is signed, not revocable: a copy kept after sign-out would still work
+(flask-login issue 480). So the cookie only carries a random token; the session lives in
+`user_sessions`, every request checks it, and signing out deletes it.
+"""
+
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+
+from flask import current_app, g, request, session
+from sqlalchemy import delete, select, update
+
+from portal.accounts.models import User, UserSession
+from portal.extensions import db, utcnow
+
+SESSION_KEY = "sid"
+TOUCH_EVERY = timedelta(seconds=15)
+
+
+def _digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+def _client_details() -> tuple[str | None, str | None]:
+    if not request:
+        return None, None
+    agent = (request.user_agent.string or "")[:255] or None
+    return request.remote_addr, agent
+
+
+def start(user: User, *, mfa_verified: bool) -> UserSession:
+    """Open a new server session and put a fresh token in a cleared cookie session."""
+    token = secrets.token_urlsafe(32)  # 256 bits
+    ip, agent = _client_details()
+    row = UserSession(token_hash=_digest(token), user_id=user.id, ip=ip, user_agent=agent,
+                      mfa_verified=mfa_verified)
+    db.session.add(row)
+    session.clear()
+    session[SESSION_KEY] = token
+    return row
+
+
+def current() -> UserSession | None:
+    """Return this request's live session row (loaded by the user loader)."""
+    return g.get("user_session")
+
+
+def load(alt_id: str) -> User | None:
+    """Flask-Login's user loader: the cookie's user must match a live server session."""
+    token = session.get(SESSION_KEY)
+    if not token or not isinstance(token, str):
+        return None
+    row = db.session.scalar(select(UserSession).where(UserSession.token_hash == _digest(token)))
+    if row is None or row.user.alt_id != alt_id or not row.user.active:
+        return None
+    now = utcnow()
+    idle = timedelta(minutes=current_app.config["SESSION_IDLE_MINUTES"])
+    absolute = timedelta(hours=current_app.config["SESSION_ABSOLUTE_HOURS"])
+    if now - row.last_seen_at > idle or now - row.created_at > absolute:
+        db.session.delete(row)
+        db.session.commit()
+        g.session_expired = True
+        return None
+    if now - row.last_seen_at > TOUCH_EVERY:
+        db.session.execute(update(UserSession).where(UserSession.id == row.id)
+                           .values(last_seen_at=now))
+        db.session.commit()
+    g.user_session = row
+    return row.user
+
+
+def end_current() -> None:
+    """Delete this request's server session; the cookie copy becomes worthless."""
+    token = session.get(SESSION_KEY)
+    if token:
+        db.session.execute(delete(UserSession).where(UserSession.token_hash == _digest(token)))
+
+
+def end_all(user_id: uuid.UUID, *, except_id: uuid.UUID | None = None) -> int:
+    """End every session of a user (optionally keeping one); returns how many ended."""
+    stmt = delete(UserSession).where(UserSession.user_id == user_id)
+    if except_id is not None:
+        stmt = stmt.where(UserSession.id != except_id)
+    return db.session.execute(stmt).rowcount
+
+
+def end_one(user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
+    """End one of the user's own sessions; someone else's session id does nothing."""
+    result = db.session.execute(delete(UserSession).where(
+        UserSession.user_id == user_id, UserSession.id == session_id))
+    return result.rowcount == 1
+
+
+def list_for(user_id: uuid.UUID) -> list[UserSession]:
+    return list(db.session.scalars(select(UserSession).where(UserSession.user_id == user_id)
+                                   .order_by(UserSession.last_seen_at.desc())))

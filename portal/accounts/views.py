@@ -1,0 +1,421 @@
+"""Sign-in, invitations, password resets, two-factor and account settings."""
+
+import base64
+import time
+import uuid
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, login_user, logout_user
+
+from portal.accounts import mfa, service, sessions
+from portal.accounts.forms import (
+    ChangePasswordForm,
+    CodeForm,
+    ConfirmPasswordForm,
+    EmptyForm,
+    ForgotPasswordForm,
+    InviteForm,
+    MfaSetupForm,
+    NewPasswordForm,
+    SignInForm,
+)
+from portal.accounts.identity import email_of, name_of, names_of
+from portal.accounts.models import Role, User
+from portal.accounts.tokens import TokenProblem
+from portal.crypto import Context, DecryptionError, email_index, open_text, seal
+from portal.extensions import db, limiter
+from portal.security import role_required, safe_next
+
+bp = Blueprint("accounts", __name__)
+
+SIGNIN_FAILED = ("That email and password did not work. Check them and try again, "
+                 "or reset your password.")
+PENDING_SECONDS = 300
+
+
+def _account_key() -> str:
+    email = request.form.get("email", "")
+    return "acct:" + email_index(email).hex() if email else "acct:none"
+
+
+def _ip_limit() -> str:
+    return current_app.config["SIGNIN_RATE_PER_IP"]
+
+
+def _account_limit() -> str:
+    return current_app.config["SIGNIN_RATE_PER_ACCOUNT"]
+
+
+def _pending_user() -> User | None:
+    pending = session.get("mfa_pending")
+    if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > PENDING_SECONDS:
+        return None
+    from sqlalchemy import select
+    return db.session.scalar(select(User).where(User.alt_id == pending.get("uid")))
+
+
+def _after_signin(user: User, next_url: str | None):
+    login_user(user)
+    if user.is_staff and not user.mfa_enabled:
+        return redirect(url_for("accounts.mfa_setup"))
+    if (user.role == Role.CLIENT and not user.mfa_enabled and not user.mfa_prompt_dismissed):
+        return redirect(url_for("accounts.mfa_offer"))
+    return redirect(safe_next(next_url) or url_for("main.home"))
+
+
+@bp.route("/sign-in", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_account_limit, key_func=_account_key, methods=["POST"])
+def sign_in():
+    """Sign in with email and password (then a code, when two-step sign-in is on)."""
+    if current_user.is_authenticated:
+        return redirect(url_for("main.home"))
+    form = SignInForm()
+    if request.method == "GET":
+        form.next.data = safe_next(request.args.get("next"))
+    if form.validate_on_submit():
+        result = service.authenticate(form.email.data, form.password.data)
+        if result.status == "mfa":
+            session.clear()
+            session["mfa_pending"] = {"uid": result.user.alt_id, "at": time.time(),
+                                      "next": safe_next(form.next.data)}
+            return redirect(url_for("accounts.mfa_challenge"))
+        if result.status == "ok":
+            return _after_signin(result.user, form.next.data)
+        form.password.errors = [SIGNIN_FAILED]
+        form.password.data = ""
+    reason = request.args.get("reason")
+    return render_template("accounts/sign_in.html", form=form, reason=reason)
+
+
+@bp.route("/sign-in/verify", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def mfa_challenge():
+    """Ask for the second factor after a correct password."""
+    user = _pending_user()
+    if user is None:
+        flash("Please sign in again.", "info")
+        return redirect(url_for("accounts.sign_in"))
+    form = CodeForm()
+    if form.validate_on_submit():
+        next_url = session.get("mfa_pending", {}).get("next")
+        result = service.verify_second_factor(user, form.code.data)
+        if result.status == "ok":
+            session.pop("mfa_pending", None)
+            return _after_signin(user, next_url)
+        form.code.errors = ["That code did not work. Enter the newest code from your app, "
+                            "or one of your recovery codes."]
+        form.code.data = ""
+    return render_template("accounts/mfa_challenge.html", form=form)
+
+
+@bp.route("/sign-out", methods=["POST"])
+def sign_out():
+    """Sign out: delete the server session and ask the browser to forget this site."""
+    form = EmptyForm()
+    if not form.validate_on_submit():
+        abort(400)
+    service.sign_out(current_user._get_current_object())
+    logout_user()
+    session.clear()
+    response = redirect(url_for("accounts.signed_out"))
+    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+    return response
+
+
+@bp.route("/signed-out")
+def signed_out():
+    """Confirm the sign-out."""
+    return render_template("accounts/signed_out.html")
+
+
+@bp.route("/keepalive", methods=["POST"])
+def keepalive():
+    """Extend the idle timer when the user chooses to stay signed in."""
+    return ("", 204)
+
+
+# --- invitations and resets -------------------------------------------------------------
+
+def _token_page(problem: TokenProblem, kind: str):
+    return render_template("accounts/link_problem.html", reason=problem.reason, kind=kind), 410 \
+        if problem.reason in ("expired", "used") else 404
+
+
+@bp.route("/invitation/<token>")
+def invitation_link(token: str):
+    """Check an invitation link, then continue on a URL without the token."""
+    try:
+        service.invitation_user(token)
+    except TokenProblem as problem:
+        return _token_page(problem, "invitation")
+    session.clear()
+    session["invitation"] = token
+    return redirect(url_for("accounts.accept_invitation"))
+
+
+@bp.route("/invitation", methods=["GET", "POST"])
+def accept_invitation():
+    """Choose a password from an invitation; lands signed in."""
+    token = session.get("invitation", "")
+    try:
+        user = service.invitation_user(token)
+    except TokenProblem as problem:
+        return _token_page(problem, "invitation")
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            user = service.accept_invitation(token, form.password.data)
+        except service.AccountError as error:
+            form.password.errors = [error.message]
+        except TokenProblem as problem:
+            return _token_page(problem, "invitation")
+        else:
+            session.pop("invitation", None)
+            sessions.start(user, mfa_verified=False)
+            db.session.commit()
+            flash("Welcome. Your password is set and you are signed in.", "success")
+            return _after_signin(user, None)
+    return render_template("accounts/set_password.html", form=form, first_name=name_of(user),
+                           purpose="invitation")
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+@limiter.limit(_ip_limit, methods=["POST"])
+def forgot_password():
+    """Send a reset link; the answer is the same whether or not the email has an account."""
+    form = ForgotPasswordForm()
+    if form.validate_on_submit():
+        service.request_reset(form.email.data)
+        return render_template("accounts/reset_sent.html",
+                               minutes=current_app.config["RESET_MINUTES"])
+    return render_template("accounts/forgot_password.html", form=form)
+
+
+@bp.route("/reset/<token>")
+def reset_link(token: str):
+    """Check a reset link, then continue on a URL without the token."""
+    try:
+        service.reset_user(token)
+    except TokenProblem as problem:
+        return _token_page(problem, "reset")
+    session.clear()
+    session["reset"] = token
+    return redirect(url_for("accounts.reset_password"))
+
+
+@bp.route("/reset", methods=["GET", "POST"])
+def reset_password():
+    """Choose a new password from a reset link; every session of the account ends."""
+    token = session.get("reset", "")
+    try:
+        user = service.reset_user(token)
+    except TokenProblem as problem:
+        return _token_page(problem, "reset")
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            service.reset_password(token, form.password.data)
+        except service.AccountError as error:
+            form.password.errors = [error.message]
+        except TokenProblem as problem:
+            return _token_page(problem, "reset")
+        else:
+            logout_user()
+            session.clear()
+            flash("Your password is changed and you were signed out everywhere. "
+                  "Please sign in with your new password.", "success")
+            return redirect(url_for("accounts.sign_in"))
+    return render_template("accounts/set_password.html", form=form, first_name=name_of(user),
+                           purpose="reset")
+
+
+# --- account settings ---------------------------------------------------------------------
+
+@bp.route("/account")
+def settings():
+    """Show password, two-step sign-in, sessions and recent sign-in attempts."""
+    user = current_user._get_current_object()
+    this_session = sessions.current()
+    return render_template(
+        "accounts/settings.html", user=user, name=name_of(user), email=email_of(user),
+        sessions=service.active_sessions(user), this_session_id=this_session.id
+        if this_session else None, attempts=service.recent_attempts(user),
+        codes_left=mfa.recovery_codes_left(user) if user.mfa_enabled else 0,
+        form=EmptyForm(), extra_sections=current_app.extensions.get("settings_sections", []))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+def change_password():
+    """Change the password (asks for the current one first)."""
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            service.change_password(current_user._get_current_object(),
+                                    form.current_password.data, form.new_password.data)
+        except service.AccountError as error:
+            getattr(form, error.field or "new_password").errors = [error.message]
+        else:
+            login_user(current_user._get_current_object())
+            flash("Your password is changed. Other devices were signed out.", "success")
+            return redirect(url_for("accounts.settings"))
+    return render_template("accounts/change_password.html", form=form)
+
+
+def _pending_seed(user: User) -> str | None:
+    blob = session.get("mfa_seed")
+    if not blob:
+        return None
+    try:
+        return open_text(user.id, Context("users", "totp_pending", user.id),
+                         base64.b64decode(blob))
+    except (DecryptionError, ValueError):
+        return None
+
+
+@bp.route("/account/two-factor/setup", methods=["GET", "POST"])
+def mfa_setup():
+    """Enrol an authenticator app: QR code, key as text, then prove it with a code."""
+    user = current_user._get_current_object()
+    if user.mfa_enabled:
+        return redirect(url_for("accounts.settings"))
+    form = MfaSetupForm()
+    seed = _pending_seed(user)
+    if seed is None or request.method == "GET" and not form.code.data:
+        seed = seed or mfa.new_seed()
+        session["mfa_seed"] = base64.b64encode(
+            seal(user.id, Context("users", "totp_pending", user.id), seed)).decode()
+    if form.validate_on_submit():
+        try:
+            codes = service.enable_mfa(user, seed, form.code.data)
+        except service.AccountError as error:
+            form.code.errors = [error.message]
+        else:
+            session.pop("mfa_seed", None)
+            login_user(user)
+            return render_template("accounts/recovery_codes.html", codes=codes, fresh=True)
+    label = f"{current_app.config['PRACTICE']['name']} ({email_of(user)})"
+    uri = mfa.provisioning_uri(seed, label)
+    return render_template("accounts/mfa_setup.html", form=form, qr=mfa.qr_svg(uri),
+                           key=mfa.format_key(seed), required=user.is_staff)
+
+
+@bp.route("/account/two-factor/offer", methods=["GET", "POST"])
+def mfa_offer():
+    """Offer clients two-step sign-in after their first sign-in (they may say not now)."""
+    form = EmptyForm()
+    if form.validate_on_submit():
+        service.dismiss_mfa_prompt(current_user._get_current_object())
+        return redirect(url_for("main.home"))
+    return render_template("accounts/mfa_offer.html", form=form)
+
+
+@bp.route("/account/two-factor/disable", methods=["GET", "POST"])
+def mfa_disable():
+    """Turn off two-step sign-in (clients only; asks for the password)."""
+    form = ConfirmPasswordForm()
+    if current_user.is_staff or not current_user.mfa_enabled:
+        abort(404)
+    if form.validate_on_submit():
+        try:
+            service.disable_mfa(current_user._get_current_object(), form.current_password.data)
+        except service.AccountError as error:
+            form.current_password.errors = [error.message]
+        else:
+            flash("Two-step sign-in is off.", "info")
+            return redirect(url_for("accounts.settings"))
+    return render_template("accounts/confirm_password.html", form=form,
+                           title="Turn off two-step sign-in",
+                           intro="Enter your password to turn off two-step sign-in.",
+                           button="Turn off two-step sign-in")
+
+
+@bp.route("/account/two-factor/recovery-codes", methods=["GET", "POST"])
+def recovery_codes():
+    """Make ten new recovery codes (asks for the password; old codes stop working)."""
+    form = ConfirmPasswordForm()
+    if not current_user.mfa_enabled:
+        abort(404)
+    if form.validate_on_submit():
+        try:
+            codes = service.regenerate_recovery_codes(current_user._get_current_object(),
+                                                      form.current_password.data)
+        except service.AccountError as error:
+            form.current_password.errors = [error.message]
+        else:
+            return render_template("accounts/recovery_codes.html", codes=codes, fresh=False)
+    return render_template("accounts/confirm_password.html", form=form,
+                           title="New recovery codes",
+                           intro="Enter your password to make ten new recovery codes. "
+                                 "Your old codes will stop working.",
+                           button="Make new codes")
+
+
+@bp.route("/account/sessions/<uuid:session_id>/end", methods=["POST"])
+def end_session(session_id: uuid.UUID):
+    """End one of your own sessions."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    user = current_user._get_current_object()
+    current = sessions.current()
+    if not service.end_session(user, session_id):
+        abort(404)
+    if current is not None and current.id == session_id:
+        logout_user()
+        session.clear()
+        return redirect(url_for("accounts.signed_out"))
+    flash("That session has ended.", "success")
+    return redirect(url_for("accounts.settings"))
+
+
+@bp.route("/account/sessions/end-all", methods=["POST"])
+def sign_out_everywhere():
+    """End every session of this account, this one included."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+    service.sign_out_everywhere(current_user._get_current_object())
+    logout_user()
+    session.clear()
+    response = redirect(url_for("accounts.signed_out", everywhere=1))
+    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+    return response
+
+
+# --- therapists' clients ------------------------------------------------------------------
+
+@bp.route("/clients")
+@role_required("therapist")
+def my_clients():
+    """List the therapist's clients and let them invite a new one."""
+    clients = service.clients_of(current_user.id)
+    names = names_of(clients)
+    return render_template("accounts/my_clients.html", clients=clients, names=names)
+
+
+@bp.route("/clients/invite", methods=["GET", "POST"])
+@role_required("therapist")
+def invite_client():
+    """Invite a new client, assigned to this therapist."""
+    form = InviteForm(role="client")
+    del form.role
+    del form.therapist
+    if form.validate_on_submit():
+        try:
+            service.create_user(current_user._get_current_object(), role="client",
+                                name=form.name.data, email=form.email.data)
+        except service.AccountError as error:
+            getattr(form, error.field or "email").errors = [error.message]
+        else:
+            flash("Invitation sent. The link works for 72 hours.", "success")
+            return redirect(url_for("accounts.my_clients"))
+    return render_template("accounts/invite.html", form=form, staff=False)

@@ -1,0 +1,1 @@
+"""Admin screens: people, invitations, assignments, two-step resets, the audit trail."""

@@ -1,0 +1,91 @@
+"""Encryption at rest: master keys, per-client data keys, sealed fields, rotation.
+
+Features call `seal` / `open_text` / `open_bytes` with a `Context` naming table, column and
+row id; templates use `open_text_safe`. Anything that will not open is a `DecryptionError`.
+"""
+
+from flask import Flask
+from sqlalchemy import inspect
+from sqlalchemy.exc import SQLAlchemyError
+
+from portal.crypto.blind_index import email_index, normalize_email
+from portal.crypto.canary import check_canaries, ensure_canaries
+from portal.crypto.envelope import forget_keys, preload_keys
+from portal.crypto.errors import DecryptionError, KeyConfigError
+from portal.crypto.hooks import on_decrypt_failure, on_key_event
+from portal.crypto.keyring import CryptoState, KeyProvider, LocalKeyProvider, build_state
+from portal.crypto.models import DataKey, KeyCanary
+from portal.crypto.registry import SealedField, register_sealed, sealed_fields, unregister_sealed
+from portal.crypto.sealing import (
+    UNREADABLE,
+    Context,
+    blob_key_id,
+    open_bytes,
+    open_text,
+    open_text_or_none,
+    open_text_safe,
+    seal,
+)
+from portal.extensions import db
+
+__all__ = [
+    "UNREADABLE",
+    "Context",
+    "CryptoState",
+    "DataKey",
+    "DecryptionError",
+    "KeyCanary",
+    "KeyConfigError",
+    "KeyProvider",
+    "LocalKeyProvider",
+    "SealedField",
+    "blob_key_id",
+    "check_canaries",
+    "email_index",
+    "ensure_canaries",
+    "forget_keys",
+    "init_app",
+    "normalize_email",
+    "on_decrypt_failure",
+    "on_key_event",
+    "open_bytes",
+    "open_text",
+    "open_text_or_none",
+    "open_text_safe",
+    "preload_keys",
+    "register_sealed",
+    "seal",
+    "sealed_fields",
+    "unregister_sealed",
+]
+
+
+def init_app(app: Flask) -> None:
+    """Load the keys into `app.extensions["portal_crypto"]` and check them against the database.
+
+    A key problem stops the app with one line (SystemExit), never a traceback. The check runs
+    only once the key_canaries table exists (before migrations there is nothing to check) and
+    not at all when PORTAL_SKIP_KEY_CHECK is set.
+    """
+    try:
+        app.extensions["portal_crypto"] = build_state(app.config, app.instance_path)
+    except KeyConfigError as exc:
+        raise SystemExit(str(exc)) from None
+    if not app.config.get("PORTAL_SKIP_KEY_CHECK"):
+        _startup_check(app)
+
+
+def _startup_check(app: Flask) -> None:
+    with app.app_context():
+        try:
+            if not inspect(db.engine).has_table(KeyCanary.__tablename__):
+                return
+            check_canaries()
+            ensure_canaries()
+        except KeyConfigError as exc:
+            raise SystemExit(str(exc)) from None
+        except SQLAlchemyError as exc:
+            raise SystemExit("coeo portal: could not check the master keys against the "
+                             f"database ({type(exc).__name__})") from None
+        finally:
+            db.session.remove()

@@ -1,0 +1,24 @@
+"""Blind index for looking up users by email without storing the email in the clear.
+
+HMAC-SHA256 of the normalized address under a subkey derived (HKDF-SHA256, info
+b"coeo-portal email index v1") from PORTAL_INDEX_KEY, never from a master key or SECRET_KEY.
+"""
+
+import hmac
+import unicodedata
+from hashlib import sha256
+
+from portal.crypto.envelope import crypto_state
+
+
+def normalize_email(email: str) -> str:
+    """Strip, NFKC-normalize and casefold, so look-ups ignore case and Unicode look-alikes."""
+    if not isinstance(email, str):
+        raise TypeError("email must be a str")
+    return unicodedata.normalize("NFKC", email.strip()).casefold()
+
+
+def email_index(email: str) -> bytes:
+    """Return the 32-byte blind index of an email address for the current app's index key."""
+    message = normalize_email(email).encode("utf-8")
+    return hmac.new(crypto_state().index_subkey, message, sha256).digest()

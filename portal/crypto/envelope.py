@@ -1,0 +1,287 @@
+"""Per-client data keys: created on first use, stored wrapped, unwrapped once per app context.
+
+Each owner (a user id) has a 256-bit data key. The database holds it only wrapped by a master
+key, with associated data naming the owner, the data key id and the master key id, so a
+wrapped key copied to another row or relabelled with another master key will not unwrap.
+Unwrapped keys are cached on `flask.g`, which lives for one request or one CLI command.
+"""
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import NamedTuple
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from flask import current_app, g, has_app_context
+from sqlalchemy import event, select
+
+from portal.crypto.errors import DecryptionError
+from portal.crypto.keyring import CryptoState, KeyProvider
+from portal.crypto.models import DataKey
+from portal.extensions import db, new_id, utcnow
+
+CACHE_ATTR = "_portal_crypto_keys"
+WRAP_AAD_LABEL = b"coeo-portal data key v1\x00"
+SEAL_VERSION = 1
+PRELOAD_CHUNK = 1000  # owners per SELECT; keeps IN lists inside every driver's limits
+
+
+def crypto_state() -> CryptoState:
+    """Return the state `init_app` built for the current app."""
+    try:
+        return current_app.extensions["portal_crypto"]
+    except KeyError:
+        raise RuntimeError("portal.crypto.init_app(app) has not run for this app") from None
+
+
+def provider() -> KeyProvider:
+    """Return the current app's master key provider."""
+    return crypto_state().provider
+
+
+def as_uuid(value: uuid.UUID | str) -> uuid.UUID:
+    """Accept a UUID or its string form; anything else is a programming error."""
+    if isinstance(value, uuid.UUID):
+        return value
+    if isinstance(value, str):
+        return uuid.UUID(value)
+    raise TypeError("owner id must be a uuid.UUID")
+
+
+def wrap_aad(owner_id: uuid.UUID, data_key_id: uuid.UUID, master_key_id: str) -> bytes:
+    """Associated data of a wrapped data key: owner, data key id and master key id."""
+    return (WRAP_AAD_LABEL + owner_id.bytes + data_key_id.bytes
+            + master_key_id.encode("utf-8"))
+
+
+class KeyRow(NamedTuple):
+    """One data_keys row as loaded (plain values, so a rollback cannot expire it)."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    master_key_id: str
+    wrapped: bytes | None
+    created_at: datetime
+    retired_at: datetime | None
+    shredded_at: datetime | None
+
+    @property
+    def live(self) -> bool:
+        return self.retired_at is None and self.shredded_at is None and self.wrapped is not None
+
+
+KEY_COLUMNS = (DataKey.id, DataKey.owner_id, DataKey.master_key_id, DataKey.wrapped,
+               DataKey.created_at, DataKey.retired_at, DataKey.shredded_at)
+
+
+class DataKeyHandle:
+    """An unwrapped data key with the bytes the seal format needs precomputed."""
+
+    __slots__ = ("aead", "header", "id", "id_bytes", "owner_id", "owner_int", "tail")
+
+    def __init__(self, data_key_id: uuid.UUID, owner_id: uuid.UUID, key: bytes) -> None:
+        self.id = data_key_id
+        self.id_bytes = data_key_id.bytes
+        self.owner_id = owner_id
+        self.owner_int = owner_id.int
+        self.aead = AESGCM(key)
+        self.header = bytes([SEAL_VERSION]) + self.id_bytes
+        self.tail = owner_id.bytes + self.id_bytes  # end of every seal's associated data
+
+    def __repr__(self) -> str:
+        return f"<DataKeyHandle {self.id} owner={self.owner_id}>"
+
+
+class KeyCache:
+    """Per app context: unwrapped keys by id, current key per owner, rows loaded per owner."""
+
+    __slots__ = ("by_id", "current", "pending", "rows", "unwraps")
+
+    def __init__(self) -> None:
+        self.by_id: dict[bytes, DataKeyHandle] = {}
+        self.current: dict[int, DataKeyHandle] = {}
+        self.rows: dict[int, dict[uuid.UUID, KeyRow]] = {}
+        self.pending: set[uuid.UUID] = set()  # created in the open transaction
+        self.unwraps = 0
+
+    def forget_pending(self) -> None:
+        """Drop keys whose rows a rollback just discarded, and what was derived from them."""
+        if not self.pending:
+            return
+        owners = {h.owner_int for h in self.by_id.values() if h.id in self.pending}
+        owners |= {
+            owner for owner, rows in self.rows.items() if any(k in self.pending for k in rows)
+        }
+        for owner in owners:
+            self.rows.pop(owner, None)
+            self.current.pop(owner, None)
+        for key_id in self.pending:
+            self.by_id.pop(key_id.bytes, None)
+        self.pending.clear()
+
+    def __repr__(self) -> str:
+        return f"<KeyCache keys={len(self.by_id)} owners={len(self.rows)}>"
+
+
+def key_cache() -> KeyCache:
+    """Return this app context's cache, creating it on first use."""
+    cache = g.get(CACHE_ATTR)
+    if cache is None:
+        cache = KeyCache()
+        setattr(g, CACHE_ATTR, cache)
+    return cache
+
+
+def forget_keys() -> None:
+    """Drop every cached key (rotation calls this after changing data_keys)."""
+    g.pop(CACHE_ATTR, None)
+
+
+def _load_rows(cache: KeyCache, owners: Iterable[uuid.UUID]) -> None:
+    owners = list(owners)
+    if not owners:
+        return
+    result = db.session.execute(
+        select(*KEY_COLUMNS).where(DataKey.owner_id.in_(owners))
+    ).all()
+    fresh: dict[int, dict[uuid.UUID, KeyRow]] = {owner.int: {} for owner in owners}
+    for raw in result:
+        row = KeyRow(*raw)
+        fresh[row.owner_id.int][row.id] = row
+    cache.rows.update(fresh)
+
+
+def _rows_for(cache: KeyCache, owner: uuid.UUID, *, reload: bool = False
+              ) -> dict[uuid.UUID, KeyRow]:
+    rows = None if reload else cache.rows.get(owner.int)
+    if rows is None:
+        _load_rows(cache, [owner])
+        rows = cache.rows[owner.int]
+    return rows
+
+
+def _newest_live(rows: dict[uuid.UUID, KeyRow]) -> KeyRow | None:
+    live = [row for row in rows.values() if row.live]
+    return max(live, key=lambda r: (r.created_at, r.id.bytes)) if live else None
+
+
+def _handle(cache: KeyCache, row: KeyRow) -> DataKeyHandle:
+    handle = cache.by_id.get(row.id.bytes)
+    if handle is not None:
+        return handle
+    if row.wrapped is None or row.shredded_at is not None:
+        raise DecryptionError("shredded")
+    key = provider().unwrap(row.master_key_id, row.wrapped,
+                            wrap_aad(row.owner_id, row.id, row.master_key_id))
+    if len(key) != 32:
+        raise DecryptionError("unwrap-failed")
+    cache.unwraps += 1
+    handle = DataKeyHandle(row.id, row.owner_id, key)
+    cache.by_id[row.id.bytes] = handle
+    return handle
+
+
+def current_key(owner_id: uuid.UUID | str) -> DataKeyHandle:
+    """Return the owner's current data key (newest live one), creating it on first use."""
+    owner = as_uuid(owner_id)
+    cache = key_cache()
+    handle = cache.current.get(owner.int)
+    if handle is None:
+        newest = _newest_live(_rows_for(cache, owner))
+        handle = _handle(cache, newest) if newest else create_data_key(owner)
+        cache.current[owner.int] = handle
+    return handle
+
+
+def key_for_blob(owner_id: uuid.UUID, data_key_id: bytes) -> DataKeyHandle:
+    """Return the owner's data key named by a blob header; DecryptionError if there is none."""
+    cache = key_cache()
+    handle = cache.by_id.get(data_key_id)
+    if handle is not None:
+        if handle.owner_int != owner_id.int:
+            raise DecryptionError("unknown-key")
+        return handle
+    key_id = uuid.UUID(bytes=data_key_id)
+    rows = _rows_for(cache, owner_id)
+    if key_id not in rows:  # perhaps created since we looked (another process rotating)
+        rows = _rows_for(cache, owner_id, reload=True)
+    row = rows.get(key_id)
+    if row is None:
+        raise DecryptionError("unknown-key")
+    return _handle(cache, row)
+
+
+def create_data_key(owner_id: uuid.UUID | str) -> DataKeyHandle:
+    """Add a fresh data key for the owner to the session (the caller's transaction commits it).
+
+    Its created_at is later than any existing key of the owner, so "newest" is never a tie.
+    """
+    owner = as_uuid(owner_id)
+    cache = key_cache()
+    rows = _rows_for(cache, owner)
+    created_at = utcnow()
+    if rows:
+        latest = max(row.created_at for row in rows.values())
+        created_at = max(created_at, latest + timedelta(microseconds=1))
+    key = AESGCM.generate_key(bit_length=256)
+    key_id = new_id()
+    keys = provider()
+    master_key_id = keys.current_key_id
+    used_id, wrapped = keys.wrap(key, wrap_aad(owner, key_id, master_key_id),
+                                 key_id=master_key_id)
+    if used_id != master_key_id:  # a provider must wrap under the key the aad names
+        raise RuntimeError("key provider wrapped under an unexpected master key")
+    db.session.add(DataKey(id=key_id, owner_id=owner, master_key_id=master_key_id,
+                           wrapped=wrapped, created_at=created_at))
+    rows[key_id] = KeyRow(key_id, owner, master_key_id, wrapped, created_at, None, None)
+    handle = DataKeyHandle(key_id, owner, key)
+    cache.by_id[handle.id_bytes] = handle
+    cache.pending.add(key_id)
+    return handle
+
+
+def preload_keys(owner_ids: Iterable[uuid.UUID | str]) -> int:
+    """Load and unwrap the live keys of many owners with one SELECT (per 1000 owners).
+
+    For list pages that open many owners' names. Owners already cached cost nothing.
+    Returns the number of keys unwrapped. Keys that cannot be unwrapped are skipped here;
+    opening a blob under them raises DecryptionError as usual.
+    """
+    cache = key_cache()
+    wanted = list(dict.fromkeys(as_uuid(o) for o in owner_ids))
+    missing = [o for o in wanted if o.int not in cache.rows]
+    for start in range(0, len(missing), PRELOAD_CHUNK):
+        _load_rows(cache, missing[start:start + PRELOAD_CHUNK])
+    before = cache.unwraps
+    for owner in wanted:
+        rows = cache.rows[owner.int]
+        for row in rows.values():
+            if row.wrapped is not None and row.shredded_at is None:  # retired ones too
+                try:
+                    _handle(cache, row)
+                except DecryptionError:
+                    continue
+        newest = _newest_live(rows)
+        if newest is not None and owner.int not in cache.current:
+            handle = cache.by_id.get(newest.id.bytes)
+            if handle is not None:
+                cache.current[owner.int] = handle
+    return cache.unwraps - before
+
+
+def _after_commit(session) -> None:
+    cache = g.get(CACHE_ATTR) if has_app_context() else None
+    if cache is not None:
+        cache.pending.clear()
+
+
+def _after_soft_rollback(session, previous_transaction) -> None:
+    # A key created in a transaction that rolled back does not exist: forget it, or a later
+    # seal in the same request would name a key that is not in the database.
+    cache = g.get(CACHE_ATTR) if has_app_context() else None
+    if cache is not None:
+        cache.forget_pending()
+
+
+event.listen(db.session, "after_commit", _after_commit)
+event.listen(db.session, "after_soft_rollback", _after_soft_rollback)

@@ -1,0 +1,55 @@
+"""Friendly error pages; no stack trace or technical detail ever reaches a user."""
+
+import logging
+
+from flask import Flask, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, InternalServerError
+
+log = logging.getLogger("portal.errors")
+PAGES = {400, 403, 404, 405, 413, 429, 500, 503}
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(CSRFError, _csrf_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(OperationalError, _database_down)
+    app.register_error_handler(Exception, _unexpected)
+
+
+def _render(code: int, **context):
+    from portal.extensions import db
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: S110 - the page must render even when the database is gone
+        pass
+    template = f"errors/{code if code in PAGES else 400 if code < 500 else 500}.html"
+    return render_template(template, code=code, **context), code
+
+
+def _csrf_error(error: CSRFError):
+    return _render(400, reason="csrf")
+
+
+def _http_error(error: HTTPException):
+    code = error.code or 500
+    context = {}
+    if code == 413:
+        limit = request.max_content_length
+        if limit:
+            context["limit_text"] = f"{limit // (1024 * 1024)} MB"
+    response, status = _render(code, **context)
+    if code == 405 and error.get_response().headers.get("Allow"):
+        return response, status, {"Allow": error.get_response().headers["Allow"]}
+    return response, status
+
+
+def _database_down(error: OperationalError):
+    log.error("database unavailable: %s", type(error.orig).__name__ if error.orig else "unknown")
+    return _render(503)
+
+
+def _unexpected(error: Exception):
+    log.exception("unhandled error on %s", request.endpoint)
+    return _render(500, error=InternalServerError())

@@ -1,0 +1,1 @@
+"""Good Faith Estimates: the document, its compliance check, deadlines, billing and PDF."""

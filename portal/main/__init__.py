@@ -1,0 +1,1 @@
+"""Home: sends each role to where it starts."""

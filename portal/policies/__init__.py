@@ -1,0 +1,1 @@
+"""Policy pages: public texts, versions and client acknowledgements."""

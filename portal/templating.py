@@ -1,0 +1,121 @@
+"""What every template can use: the practice profile, role navigation, local time filters."""
+
+from dataclasses import dataclass
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask import Flask, current_app, request, url_for
+from flask_login import current_user
+from werkzeug.routing import BuildError
+
+
+@dataclass(frozen=True)
+class NavLink:
+    label: str
+    url: str
+    active: bool = False
+    badge: int | None = None
+
+
+# (label, endpoint, roles). Endpoints from features that are not installed are skipped.
+NAVIGATION = (
+    ("Home", "messaging.dashboard", ("therapist",)),
+    ("Messages", "messaging.inbox", ("client",)),
+    ("Estimates", "estimates.client_list", ("client",)),
+    ("Estimates", "estimates.staff_list", ("therapist", "admin")),
+    ("Clients", "accounts.my_clients", ("therapist",)),
+    ("People", "admin.users", ("admin",)),
+    ("Policies", "policies.admin_index", ("admin",)),
+    ("Audit", "admin.audit", ("admin",)),
+    ("Account", "accounts.settings", ("client", "therapist", "admin")),
+)
+
+# Badge providers by endpoint, registered by features (e.g. unread message counts).
+BADGES: dict[str, object] = {}
+
+
+def init_app(app: Flask) -> None:
+    app.context_processor(_globals)
+    app.add_template_filter(local_time, "local_time")
+    app.add_template_filter(local_date, "local_date")
+    app.add_template_filter(friendly_time, "friendly_time")
+    app.add_template_filter(dollars, "dollars")
+    app.add_template_global(policy_url, "policy_url")
+
+
+def policy_url(slug: str) -> str:
+    try:
+        return url_for("policies.show", slug=slug)
+    except BuildError:
+        return "#"
+
+
+def _nav_links() -> list[NavLink]:
+    if not current_user.is_authenticated:
+        return []
+    if current_user.is_staff and not current_user.mfa_enabled:
+        return []
+    links = []
+    for label, endpoint, roles in NAVIGATION:
+        if current_user.role not in roles or endpoint not in current_app.view_functions:
+            continue
+        badge_fn = BADGES.get(endpoint)
+        badge = badge_fn(current_user) if callable(badge_fn) else None
+        active = request.endpoint == endpoint or (
+            request.blueprint is not None and endpoint.split(".")[0] == request.blueprint
+            and endpoint.split(".")[0] not in ("accounts",))
+        links.append(NavLink(label, url_for(endpoint), active, badge or None))
+    return links
+
+
+def _globals() -> dict:
+    return {
+        "practice": current_app.config["PRACTICE"],
+        "nav_links": _nav_links(),
+        "idle_seconds": current_app.config["SESSION_IDLE_MINUTES"] * 60,
+        "reply_time": current_app.config["REPLY_TIME_TEXT"],
+    }
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(current_app.config["PRACTICE_TIMEZONE"])
+
+
+def local_time(value: datetime | None, fmt: str = "%a %b %-d, %Y, %-I:%M %p") -> str:
+    """Show a UTC time in the practice's time zone."""
+    if value is None:
+        return ""
+    text = value.astimezone(_zone()).strftime(fmt)
+    return text.replace("AM", "am").replace("PM", "pm")
+
+
+def local_date(value, fmt: str = "%B %-d, %Y") -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        value = value.astimezone(_zone())
+    return value.strftime(fmt)
+
+
+def friendly_time(value: datetime | None) -> str:
+    """'Tue 3:14 pm' this week, 'Mar 4, 3:14 pm' this year, else with the year."""
+    if value is None:
+        return ""
+    from portal.extensions import utcnow
+    now = utcnow().astimezone(_zone())
+    local = value.astimezone(_zone())
+    if (now - local).days < 6 and local <= now:
+        fmt = "%a %-I:%M %p"
+    elif local.year == now.year:
+        fmt = "%b %-d, %-I:%M %p"
+    else:
+        fmt = "%b %-d, %Y, %-I:%M %p"
+    return local.strftime(fmt).replace("AM", "am").replace("PM", "pm")
+
+
+def dollars(cents: int | None) -> str:
+    if cents is None:
+        return ""
+    sign = "-" if cents < 0 else ""
+    cents = abs(cents)
+    return f"{sign}${cents // 100:,}.{cents % 100:02d}"
