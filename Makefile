@@ -36,7 +36,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/bandit -q -c pyproject.toml -r portal
+	$(BIN)/bandit -q -ll -c pyproject.toml -r portal
 
 demo-code: $(STAMP)
 	@$(FLASK) portal demo-code $(EMAIL)

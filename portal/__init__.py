@@ -51,6 +51,9 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     from portal import crypto
     crypto.init_app(app)
 
+    from portal.ops import logs
+    logs.init_app(app)
+
     from portal import security
     security.init_app(app)
 
@@ -77,8 +80,9 @@ def _register_blueprints(app: Flask) -> None:
     from portal.accounts.views import bp as accounts_bp
     from portal.admin.views import bp as admin_bp
     from portal.main.views import bp as main_bp
+    from portal.ops.views import bp as ops_bp
 
-    for bp in (main_bp, accounts_bp, admin_bp):
+    for bp in (main_bp, accounts_bp, admin_bp, ops_bp):
         app.register_blueprint(bp)
     for name in ("messaging", "estimates", "policies"):
         try:

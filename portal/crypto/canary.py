@@ -75,7 +75,7 @@ def check_canaries() -> None:
         select(DataKey.master_key_id, func.count())
         .where(DataKey.wrapped.is_not(None))
         .group_by(DataKey.master_key_id).order_by(DataKey.master_key_id)
-    ).tuples()
+    )
     for key_id, count in counts:
         if key_id not in configured:
             noun = "data key is" if count == 1 else "data keys are"

@@ -81,7 +81,7 @@ def _header_counts(sealed: SealedField) -> Counter[bytes]:
     head = func.substr(blob, literal_column("1"), literal_column(str(HEADER_LEN)))
     rows = db.session.execute(
         select(head, func.count()).where(blob.is_not(None)).group_by(head)
-    ).tuples()
+    )
     return Counter({bytes(h or b""): n for h, n in rows})
 
 
@@ -308,7 +308,7 @@ def _plan(owner: uuid.UUID | None) -> tuple[set[uuid.UUID], set[uuid.UUID]]:
     if owner is not None:
         query = query.where(DataKey.owner_id == owner)
     resume, fresh = set(), set()
-    for owner_id, live in db.session.execute(query).tuples():
+    for owner_id, live in db.session.execute(query):
         (resume if live > 1 else fresh).add(owner_id)
     return resume, fresh
 
@@ -461,6 +461,6 @@ def live_keys_by_owner() -> dict[uuid.UUID, list[uuid.UUID]]:
     query = (select(DataKey.owner_id, DataKey.id)
              .where(DataKey.shredded_at.is_(None), DataKey.retired_at.is_(None))
              .order_by(DataKey.created_at))
-    for owner_id, key_id in db.session.execute(query).tuples():
+    for owner_id, key_id in db.session.execute(query):
         out[owner_id].append(key_id)
     return dict(out)

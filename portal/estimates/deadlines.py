@@ -14,7 +14,8 @@ import holidays
 
 @lru_cache(maxsize=64)
 def _federal_holidays(year: int) -> frozenset[date]:
-    # Build neighbouring years too: 1 January on a Saturday is observed on 31 December before.
+    # An observed day can fall in the neighbouring year (1 January 2022, a Saturday, was observed
+    # on 31 December 2021), so build those years too and keep this year's days.
     calendar = holidays.US(years=range(year - 1, year + 2), categories=(holidays.PUBLIC,))
     return frozenset(day for day in calendar if day.year == year)
 

@@ -195,7 +195,7 @@ class GfeDocument:
                 for i in self.line_items
             ],
             "separately_scheduled": self.separately_scheduled,
-            "practice": {key: self.practice.get(key, "") for key in CONTACT_KEYS},
+            "practice": dict(self.practice),
         }
 
     @classmethod

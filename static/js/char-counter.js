@@ -15,7 +15,6 @@
     if (!max || !counter) { return; }
 
     var visible = document.createElement("span");
-    visible.setAttribute("aria-hidden", "true");
     var live = document.createElement("span");
     live.className = "visually-hidden";
     live.setAttribute("aria-live", "polite");
@@ -24,6 +23,7 @@
     counter.appendChild(live);
 
     var lastBand = null;
+    var clearTimer = null;
 
     // 0: plenty left, 1: <= 200, 2: <= 100, 3: none left, 4: over the limit.
     function band(left) {
@@ -49,6 +49,9 @@
       // Announce only on the way down into a new band, never on every keystroke.
       if (lastBand !== null && current > lastBand) {
         live.textContent = text;
+        // Clear the announcement soon, so reading the page later finds only the visible count.
+        window.clearTimeout(clearTimer);
+        clearTimer = window.setTimeout(function () { live.textContent = ""; }, 4000);
       }
       lastBand = current;
     }
