@@ -109,7 +109,7 @@ class TestingConfig(Config):
 
     ENV_NAME = "testing"
     TESTING = True
-    SECRET_KEY = "test-secret-key-not-for-production-use-0123456789"
+    SECRET_KEY = "test-secret-key-not-for-production-use-0123456789"  # noqa: S105
     ARGON2_TIME_COST = 1
     ARGON2_MEMORY_COST = 8
     RATELIMIT_ENABLED = False

@@ -6,6 +6,223 @@ Views never query a protected object any other way. Anything that is not the use
 
 # --- messaging: threads, messages, attachments ------------------------------------------
 # (owned by the messaging feature)
+# A thread is visible to its client, to its therapist while the client is still assigned to
+# them, and to an administrator only under a live emergency grant for that client (read-only).
+# Everything else, whatever the id, is a 404. Every messaging view loads through these.
+
+import uuid
+from dataclasses import dataclass
+
+from flask import abort
+from sqlalchemy import and_, exists, false, select
+from sqlalchemy.orm import undefer
+
+from portal.accounts.models import Assignment, Role
+from portal.extensions import db, utcnow
+from portal.messaging.models import Attachment, EmergencyGrant, Message, Thread
+
+
+@dataclass(frozen=True)
+class ThreadAccess:
+    """A thread the user may see, and how: as a participant, or under an emergency grant."""
+
+    thread: Thread
+    grant: EmergencyGrant | None = None
+
+    @property
+    def emergency(self) -> bool:
+        return self.grant is not None
+
+    @property
+    def can_write(self) -> bool:
+        return self.grant is None
+
+
+def _participant_clause(user):
+    """SQL for "the user takes part in this thread" (a client, or an assigned therapist)."""
+    if user is None or not getattr(user, "is_authenticated", False) or not user.active:
+        return false()
+    if user.role == Role.CLIENT:
+        return Thread.client_id == user.id
+    if user.role == Role.THERAPIST:
+        return and_(Thread.therapist_id == user.id,
+                    exists(select(Assignment.id).where(Assignment.client_id == Thread.client_id,
+                                                       Assignment.therapist_id == user.id)))
+    return false()
+
+
+def _grant_join(user):
+    return and_(EmergencyGrant.client_id == Thread.client_id,
+                EmergencyGrant.admin_id == user.id,
+                EmergencyGrant.ended_at.is_(None),
+                EmergencyGrant.expires_at > utcnow())
+
+
+def _is_emergency_admin(user) -> bool:
+    return (user is not None and getattr(user, "is_authenticated", False) and user.active
+            and user.role == Role.ADMIN and user.mfa_enabled)
+
+
+def thread_access(user, thread_id: uuid.UUID, *, write: bool = False) -> ThreadAccess:
+    """Return the thread and how the user may see it, or abort with 404.
+
+    `write=True` (replying, closing) admits participants only and takes the thread's row
+    lock, so concurrent sends to one thread queue instead of overwriting each other.
+    """
+    if not isinstance(thread_id, uuid.UUID):
+        abort(404)
+    stmt = select(Thread).where(Thread.id == thread_id, _participant_clause(user))
+    if write:
+        stmt = stmt.with_for_update().execution_options(populate_existing=True)
+    thread = db.session.scalar(stmt)
+    if thread is not None:
+        return ThreadAccess(thread)
+    if not write and _is_emergency_admin(user):
+        row = db.session.execute(
+            select(Thread, EmergencyGrant).join(EmergencyGrant, _grant_join(user))
+            .where(Thread.id == thread_id)
+            .order_by(EmergencyGrant.expires_at.desc()).limit(1)).first()
+        if row is not None:
+            return ThreadAccess(row[0], row[1])
+    abort(404)
+
+
+def thread_for(user, thread_id: uuid.UUID, *, write: bool = False) -> Thread:
+    """Return the thread if the user may see it (write: take part in it), else 404."""
+    return thread_access(user, thread_id, write=write).thread
+
+
+def message_for(user, message_id: uuid.UUID, *, thread_id: uuid.UUID | None = None
+                ) -> Message:
+    """Return a message of a thread the user may see (optionally: of this thread), else 404."""
+    if not isinstance(message_id, uuid.UUID):
+        abort(404)
+    stmt = select(Message).join(Thread, Thread.id == Message.thread_id).where(
+        Message.id == message_id)
+    if thread_id is not None:
+        stmt = stmt.where(Message.thread_id == thread_id)
+    message = db.session.scalar(stmt.where(_participant_clause(user)))
+    if message is None and _is_emergency_admin(user):
+        message = db.session.scalar(stmt.join(EmergencyGrant, _grant_join(user)).limit(1))
+    if message is None:
+        abort(404)
+    return message
+
+
+def attachment_for(user, attachment_id: uuid.UUID, *, with_content: bool = False
+                   ) -> tuple[Attachment, ThreadAccess]:
+    """Return an attachment the user may download, with its thread access, else 404."""
+    if not isinstance(attachment_id, uuid.UUID):
+        abort(404)
+    base = (select(Attachment, Thread)
+            .join(Message, Message.id == Attachment.message_id)
+            .join(Thread, Thread.id == Message.thread_id)
+            .where(Attachment.id == attachment_id))
+    if with_content:
+        base = base.options(undefer(Attachment.content_sealed))
+    row = db.session.execute(base.where(_participant_clause(user))).first()
+    if row is not None:
+        return row[0], ThreadAccess(row[1])
+    if _is_emergency_admin(user):
+        row = db.session.execute(
+            base.add_columns(EmergencyGrant).join(EmergencyGrant, _grant_join(user))
+            .order_by(EmergencyGrant.expires_at.desc()).limit(1)).first()
+        if row is not None:
+            return row[0], ThreadAccess(row[1], row[2])
+    abort(404)
+
+
+def emergency_grant_for(user, grant_id: uuid.UUID) -> EmergencyGrant:
+    """Return the administrator's own live emergency grant, else 404."""
+    if not isinstance(grant_id, uuid.UUID) or not _is_emergency_admin(user):
+        abort(404)
+    grant = db.session.scalar(select(EmergencyGrant).where(
+        EmergencyGrant.id == grant_id, EmergencyGrant.admin_id == user.id,
+        EmergencyGrant.ended_at.is_(None), EmergencyGrant.expires_at > utcnow()))
+    if grant is None:
+        abort(404)
+    return grant
+
 
 # --- estimates: Good Faith Estimates ------------------------------------------------------
 # (owned by the estimates feature)
+
+# Imports are local to each function so this section does not depend on the one above.
+
+
+def _assigned(client_id, therapist_id) -> bool:
+    from sqlalchemy import select
+
+    from portal.accounts.models import Assignment
+    from portal.extensions import db
+
+    return db.session.scalar(select(Assignment.id).where(
+        Assignment.client_id == client_id, Assignment.therapist_id == therapist_id)) is not None
+
+
+def _estimate_visible(user, estimate) -> bool:
+    from portal.accounts.models import Role
+
+    if user.role == Role.CLIENT:
+        return estimate.client_id == user.id and not estimate.is_draft
+    if user.role == Role.THERAPIST:
+        return _assigned(estimate.client_id, user.id)
+    # Admins see every estimate: estimates are billing documents the practice must issue,
+    # correct and keep (unlike message content, which admins never read).
+    return user.role == Role.ADMIN
+
+
+def estimate_for(user, estimate_id):
+    """Return a Good Faith Estimate this user may see, or 404.
+
+    A client: their own issued estimates (never a draft, even their own). A therapist: their
+    assigned clients' estimates, drafts included. An admin: every estimate. Anyone else: 404.
+    """
+    import uuid
+
+    from flask import abort
+
+    from portal.estimates.models import GoodFaithEstimate
+    from portal.extensions import db
+
+    if user is None or not getattr(user, "is_authenticated", False):
+        abort(404)
+    if not isinstance(estimate_id, uuid.UUID):
+        abort(404)
+    estimate = db.session.get(GoodFaithEstimate, estimate_id)
+    if estimate is None or not _estimate_visible(user, estimate):
+        abort(404)
+    return estimate
+
+
+def draft_estimate_for(user, estimate_id):
+    """Return a draft this member of staff may edit, or 404 (issued estimates are never edited)."""
+    from flask import abort
+
+    if user is None or not getattr(user, "is_staff", False):
+        abort(404)
+    estimate = estimate_for(user, estimate_id)
+    if not estimate.is_draft:
+        abort(404)
+    return estimate
+
+
+def estimate_client_for(user, client_id):
+    """Return an active client this member of staff may write estimates for, or 404."""
+    import uuid
+
+    from flask import abort
+
+    from portal.accounts.models import Role, User
+    from portal.extensions import db
+
+    if user is None or not getattr(user, "is_staff", False):
+        abort(404)
+    if not isinstance(client_id, uuid.UUID):
+        abort(404)
+    client = db.session.get(User, client_id)
+    if client is None or client.role != Role.CLIENT or not client.active:
+        abort(404)
+    if user.role == Role.THERAPIST and not _assigned(client.id, user.id):
+        abort(404)
+    return client

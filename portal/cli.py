@@ -107,7 +107,7 @@ def demo_accounts_command() -> None:
 def print_demo_accounts() -> None:
     click.echo("")
     click.echo("Demo sign-ins (development only):")
-    for role, name, email, password, key in DEMO_PEOPLE:
+    for role, _name, email, password, key in DEMO_PEOPLE:
         line = f"  {role:<9} {email:<22} password: {password}"
         if key:
             line += f"   2-step key: {key}"
@@ -136,10 +136,12 @@ def _attach_feature_commands() -> None:
     from portal.audit.cli import audit_verify_command
     from portal.crypto.cli import keys_cli
     from portal.mail.cli import deliver_mail_command
+    from portal.policies.cli import policies_cli
 
     portal_cli.add_command(audit_verify_command, "audit-verify")
     portal_cli.add_command(deliver_mail_command, "deliver-mail")
     portal_cli.add_command(keys_cli, "keys")
+    portal_cli.add_command(policies_cli, "policies")
 
 
 _attach_feature_commands()

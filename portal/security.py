@@ -115,10 +115,20 @@ def _headers(response):
     headers["Cross-Origin-Resource-Policy"] = "same-origin"
     if current_app.config.get("HSTS"):
         headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
-    if request.endpoint not in CACHEABLE_ENDPOINTS or current_user.is_authenticated:
+    if request.endpoint == "static":
+        return response  # the same for everyone; loading the user would also reset the idle timer
+    if request.endpoint not in CACHEABLE_ENDPOINTS or _signed_in():
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"
     return response
+
+
+def _signed_in() -> bool:
+    """Say whether someone is signed in; when that cannot be told (database down), assume so."""
+    try:
+        return bool(current_user.is_authenticated)
+    except Exception:
+        return True
 
 
 def role_required(*roles: str):

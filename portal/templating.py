@@ -6,6 +6,7 @@ from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, request, url_for
 from flask_login import current_user
+from sqlalchemy.exc import SQLAlchemyError
 from werkzeug.routing import BuildError
 
 
@@ -59,13 +60,32 @@ def _nav_links() -> list[NavLink]:
     for label, endpoint, roles in NAVIGATION:
         if current_user.role not in roles or endpoint not in current_app.view_functions:
             continue
-        badge_fn = BADGES.get(endpoint)
-        badge = badge_fn(current_user) if callable(badge_fn) else None
-        active = request.endpoint == endpoint or (
-            request.blueprint is not None and endpoint.split(".")[0] == request.blueprint
-            and endpoint.split(".")[0] not in ("accounts",))
-        links.append(NavLink(label, url_for(endpoint), active, badge or None))
+        links.append(NavLink(label, url_for(endpoint), _is_active(endpoint), _badge(endpoint)))
     return links
+
+
+def _is_active(endpoint: str) -> bool:
+    """Mark the nav item of the current area: same endpoint, or same feature blueprint."""
+    current = request.endpoint or ""
+    if current == endpoint:
+        return True
+    blueprint = endpoint.split(".")[0]
+    if blueprint == "accounts" or current.split(".")[0] != blueprint:
+        return False
+    if blueprint == "admin":  # several admin items share a blueprint
+        return (endpoint == "admin.audit") == (current == "admin.audit")
+    return True  # each role sees one item per feature blueprint
+
+
+def _badge(endpoint: str) -> int | None:
+    """Ask a feature for its badge; a database outage must not break the error page."""
+    badge_fn = BADGES.get(endpoint)
+    if not callable(badge_fn):
+        return None
+    try:
+        return badge_fn(current_user) or None
+    except SQLAlchemyError:
+        return None
 
 
 def _globals() -> dict:

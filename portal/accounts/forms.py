@@ -1,7 +1,7 @@
 """Account forms; field names match the service's AccountError.field values."""
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, SelectField, StringField
+from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, SelectField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from portal.accounts.passwords import MAX_LENGTH
@@ -70,7 +70,9 @@ class InviteForm(FlaskForm):
                                                 Length(max=200)])
     email = EmailField("Email address", validators=[DataRequired("Enter an email address."),
                                                     Length(max=254)])
-    role = SelectField("Role", choices=[("client", "Client"), ("therapist", "Therapist"),
-                                        ("admin", "Administrator")], default="client")
+    role = SelectField("Role", choices=[SelectChoice("client", "Client"),
+                                        SelectChoice("therapist", "Therapist"),
+                                        SelectChoice("admin", "Administrator")],
+                       default="client")
     therapist = SelectField("Therapist (for clients)", choices=[], validate_choice=False,
                             validators=[Optional()])

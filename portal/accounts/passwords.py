@@ -20,6 +20,8 @@ PASSPHRASE_HINT = (
     "Try a passphrase: four or five unrelated words you can picture, "
     "like “lantern orbit maple quietly”."
 )
+# The example in the hint is refused too: someone will copy it.
+_EXAMPLES = frozenset({"lantern orbit maple quietly"})
 _KEYBOARD_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -52,6 +54,20 @@ def _is_repetition(folded: str) -> bool:
     return len(set(compact)) <= 3
 
 
+def _contains(folded: str, part: str) -> bool:
+    """Say whether a personal detail appears in the password.
+
+    Parts of four or more characters count anywhere ("gardner" in "mrgardner2024"); a
+    three-letter part only as a word of its own, so "Sam" refuses "sam likes tea" but not
+    "the same old song"; shorter parts are ignored.
+    """
+    if len(part) >= 4:
+        return part in folded
+    if len(part) == 3:
+        return re.search(rf"(?<![^\W\d_]){re.escape(part)}(?![^\W\d_])", folded) is not None
+    return False
+
+
 def problems(password: str, *, email: str = "", name: str = "", practice: str = "") -> list[str]:
     """Return why a new password is refused (empty when it is acceptable)."""
     length = len(password)
@@ -64,25 +80,27 @@ def problems(password: str, *, email: str = "", name: str = "", practice: str = 
     stripped = re.sub(r"[\d\W_]+$", "", squeezed)
     found: list[str] = []
     if (squeezed in _blocklist() or squeezed.replace(" ", "") in _blocklist()
-            or (len(stripped) >= 4 and stripped in _blocklist())):
+            or (len(stripped) >= 4 and stripped in _blocklist()) or squeezed in _EXAMPLES):
         found.append("This password is on a list of common or breached passwords, so it is "
-                     f"easy to guess. {PASSPHRASE_HINT}")
+                     "easy to guess.")
     elif _is_repetition(folded) or _is_sequence(folded):
-        found.append(f"This password is a repeated or keyboard pattern. {PASSPHRASE_HINT}")
+        found.append("This password is a repeated or keyboard pattern, so it is easy to guess.")
     personal = []
     if email:
         local = _fold(email).split("@", 1)[0]
-        if _fold(email) in folded or (len(local) >= 3 and local in folded):
+        if _fold(email) in folded or _contains(folded, local):
             personal.append("your email address")
     if name:
-        parts = [p for p in re.split(r"\W+", _fold(name)) if len(p) >= 3]
-        if any(p in folded for p in parts):
+        if any(_contains(folded, part) for part in re.split(r"\W+", _fold(name))):
             personal.append("your name")
-    if practice and _fold(practice) in folded:
+    if practice and _contains(folded, _fold(practice)):
         personal.append(f"the practice's name ({practice})")
     if personal:
-        found.append("Please leave out " + " and ".join(personal)
-                     + "; they are the first things someone would try.")
+        found.append("Please leave out " + " and ".join(personal) + ": "
+                     + ("it is" if len(personal) == 1 else "they are")
+                     + " among the first things someone would try.")
+    if found:
+        found[-1] += " " + PASSPHRASE_HINT
     return found
 
 

@@ -4,6 +4,7 @@ Every function takes plain values and the acting user, owns its transaction (com
 raises) and writes its audit events, so views, the CLI and tests call the same code.
 """
 
+import re
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -61,15 +62,30 @@ def password_problems(user: User | None, password: str, *, name: str = "",
 
 # --- creating accounts and invitations -------------------------------------------------
 
+NAME_MAX = 200
+# One address, no display name: a local part, "@", and a domain with a dot; no spaces,
+# angle brackets, quotes, commas or control characters that could turn it into two.
+_EMAIL = re.compile(r"^[^\s@<>()\[\]\\,;:\"]{1,64}@[^\s@<>()\[\]\\,;:\"]+\.[^\s@<>()\[\]\\,;:\".]+$")
+
+
+def valid_email(email: str) -> bool:
+    """Say whether an address is one plain mailbox the mail layer can send to."""
+    return (len(email) <= 254 and _EMAIL.match(email) is not None
+            and not any(ord(ch) < 32 or ord(ch) == 127 for ch in email)
+            and ".." not in email.split("@", 1)[1])
+
+
 def create_user(actor: User | None, *, role: str, name: str, email: str,
                 therapist_ids: list[uuid.UUID] | tuple = ()) -> tuple[User, str]:
     """Create an account and email its invitation; returns the user and the link."""
     if role not in set(Role):
         raise AccountError("Choose a role.", "role")
-    name, email = name.strip(), email.strip()
+    name, email = (name or "").strip(), (email or "").strip()
     if not name:
         raise AccountError("Enter the person's name.", "name")
-    if "@" not in email or len(email) > 254:
+    if len(name) > NAME_MAX or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise AccountError(f"Enter a name of at most {NAME_MAX} characters.", "name")
+    if not valid_email(email):
         raise AccountError("Enter an email address like name@example.com.", "email")
     if find_by_email(email) is not None:
         raise AccountError("An account with this email address already exists.", "email")
@@ -103,6 +119,8 @@ def resend_invitation(actor: User, user: User) -> str:
     """Send a fresh invitation link; earlier links stop working."""
     if user.password_hash is not None:
         raise AccountError("This person has already set up their account.")
+    if not user.active:
+        raise AccountError("Reactivate the account before sending a new invitation.")
     link = _invite(actor, user)
     db.session.commit()
     return link
@@ -111,14 +129,15 @@ def resend_invitation(actor: User, user: User) -> str:
 def invitation_user(token: str) -> User:
     """Return the invited user for a live invitation link, or raise tokens.TokenProblem."""
     row = tokens.check(token, TokenPurpose.INVITATION)
-    return db.session.get(User, row.user_id)
+    user = db.session.get(User, row.user_id)
+    if user is None or not user.active or user.password_hash is not None:
+        raise tokens.TokenProblem("used" if user is not None and user.active else "invalid")
+    return user
 
 
 def accept_invitation(token: str, password: str) -> User:
     """Set the first password from an invitation link; the link is spent."""
     user = invitation_user(token)
-    if not user.active:
-        raise tokens.TokenProblem("invalid")
     found = password_problems(user, password)
     if found:
         raise AccountError(" ".join(found), "password")
@@ -128,6 +147,12 @@ def accept_invitation(token: str, password: str) -> User:
     record("invitation.used", actor=user, target=("user", user.id))
     db.session.commit()
     return user
+
+
+def sign_in_invited(user: User) -> None:
+    """Open the first session right after an invitation set the password (audited)."""
+    _finish_signin(user, mfa_verified=False)
+    db.session.commit()
 
 
 # --- signing in -----------------------------------------------------------------------
@@ -181,7 +206,9 @@ def authenticate(email: str, password: str) -> SignIn:
     locked = user.locked_until is not None and user.locked_until > utcnow()
     usable = user.active and not user.password_disabled and user.password_hash is not None
     if not ok or locked or not usable:
-        if not ok and usable:
+        if not ok and usable and not locked:
+            # Attempts during a pause cannot succeed, so they are not guesses: counting
+            # them would let anyone push an account to the 100-failure ceiling quickly.
             _register_failure(user)
         reason = "locked" if locked or user.password_disabled else "failure"
         _attempt(user, reason)
@@ -216,8 +243,9 @@ def verify_second_factor(user: User, code: str) -> SignIn:
     if not ok and len(mfa.normalize_code(code)) == 10:
         ok = used_recovery = mfa.use_recovery_code(user, code)
     locked = user.locked_until is not None and user.locked_until > utcnow()
-    if not ok or locked or not user.active:
-        if not ok:
+    usable = user.active and not user.password_disabled and user.password_hash is not None
+    if not ok or locked or not usable:
+        if not ok and usable and not locked:
             _register_failure(user)
         _attempt(user, "code-failure")
         record("auth.mfa.failure", actor=None, target=("user", user.id), outcome="failure")
@@ -293,8 +321,12 @@ def request_reset(email: str) -> None:
 
 
 def reset_user(token: str) -> User:
+    """Return the account of a live reset link, or raise tokens.TokenProblem."""
     row = tokens.check(token, TokenPurpose.RESET)
-    return db.session.get(User, row.user_id)
+    user = db.session.get(User, row.user_id)
+    if user is None or not user.active:
+        raise tokens.TokenProblem("invalid")
+    return user
 
 
 def reset_password(token: str, new: str) -> User:

@@ -182,8 +182,7 @@ def accept_invitation():
             return _token_page(problem, "invitation")
         else:
             session.pop("invitation", None)
-            sessions.start(user, mfa_verified=False)
-            db.session.commit()
+            service.sign_in_invited(user)
             flash("Welcome. Your password is set and you are signed in.", "success")
             return _after_signin(user, None)
     return render_template("accounts/set_password.html", form=form, first_name=name_of(user),
@@ -313,6 +312,8 @@ def mfa_setup():
 @bp.route("/account/two-factor/offer", methods=["GET", "POST"])
 def mfa_offer():
     """Offer clients two-step sign-in after their first sign-in (they may say not now)."""
+    if current_user.mfa_enabled:
+        return redirect(url_for("main.home"))
     form = EmptyForm()
     if form.validate_on_submit():
         service.dismiss_mfa_prompt(current_user._get_current_object())
@@ -414,7 +415,8 @@ def invite_client():
             service.create_user(current_user._get_current_object(), role="client",
                                 name=form.name.data, email=form.email.data)
         except service.AccountError as error:
-            getattr(form, error.field or "email").errors = [error.message]
+            field = error.field if error.field in ("name", "email") else "email"
+            getattr(form, field).errors = [error.message]
         else:
             flash("Invitation sent. The link works for 72 hours.", "success")
             return redirect(url_for("accounts.my_clients"))

@@ -5,6 +5,7 @@ import uuid
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy import select
+from wtforms import SelectChoice
 
 from portal.accounts import service
 from portal.accounts.forms import EmptyForm, InviteForm
@@ -51,7 +52,7 @@ def users():
 def invite():
     """Create an account and email its invitation."""
     form = InviteForm()
-    form.therapist.choices = _therapist_choices()
+    form.therapist.choices = [SelectChoice(value, label) for value, label in _therapist_choices()]
     if form.validate_on_submit():
         therapist_ids = []
         if form.role.data == "client" and form.therapist.data:

@@ -77,15 +77,19 @@ def init_app(app: Flask) -> None:
 
 def _startup_check(app: Flask) -> None:
     with app.app_context():
+        problem = None
         try:
             if not inspect(db.engine).has_table(KeyCanary.__tablename__):
                 return
             check_canaries()
             ensure_canaries()
         except KeyConfigError as exc:
-            raise SystemExit(str(exc)) from None
+            problem = str(exc)
         except SQLAlchemyError as exc:
-            raise SystemExit("coeo portal: could not check the master keys against the "
-                             f"database ({type(exc).__name__})") from None
+            problem = ("coeo portal: could not check the master keys against the database "
+                       f"({type(exc).__name__})")
         finally:
             db.session.remove()
+        if problem:
+            db.engine.dispose()  # the app will not be used: close its connections now
+            raise SystemExit(problem)

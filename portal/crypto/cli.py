@@ -1,5 +1,6 @@
 """`portal keys ...`: status, rewrap, reencrypt, shred. Thin wrappers over rotation.py."""
 
+import sys
 import uuid
 
 import click
@@ -88,7 +89,7 @@ def shred_command(client_id: uuid.UUID) -> None:
 
 def _bar(total: int, label: str):
     # Progress on stderr, so the counts on stdout stay easy to read and to script.
-    return click.progressbar(length=total, label=label, file=click.get_text_stream("stderr"))
+    return click.progressbar(length=total, label=label, file=sys.stderr)
 
 
 def _run(action):

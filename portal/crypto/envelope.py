@@ -23,6 +23,7 @@ from portal.extensions import db, new_id, utcnow
 CACHE_ATTR = "_portal_crypto_keys"
 WRAP_AAD_LABEL = b"coeo-portal data key v1\x00"
 SEAL_VERSION = 1
+HEADER_PREFIX = bytes([SEAL_VERSION])
 PRELOAD_CHUNK = 1000  # owners per SELECT; keeps IN lists inside every driver's limits
 
 
@@ -77,7 +78,8 @@ KEY_COLUMNS = (DataKey.id, DataKey.owner_id, DataKey.master_key_id, DataKey.wrap
 class DataKeyHandle:
     """An unwrapped data key with the bytes the seal format needs precomputed."""
 
-    __slots__ = ("aead", "header", "id", "id_bytes", "owner_id", "owner_int", "tail")
+    __slots__ = ("aead", "decrypt", "encrypt", "header", "id", "id_bytes", "owner_id",
+                 "owner_int", "tail")
 
     def __init__(self, data_key_id: uuid.UUID, owner_id: uuid.UUID, key: bytes) -> None:
         self.id = data_key_id
@@ -85,7 +87,8 @@ class DataKeyHandle:
         self.owner_id = owner_id
         self.owner_int = owner_id.int
         self.aead = AESGCM(key)
-        self.header = bytes([SEAL_VERSION]) + self.id_bytes
+        self.encrypt, self.decrypt = self.aead.encrypt, self.aead.decrypt  # hot path: bound once
+        self.header = HEADER_PREFIX + self.id_bytes
         self.tail = owner_id.bytes + self.id_bytes  # end of every seal's associated data
 
     def __repr__(self) -> str:
@@ -95,10 +98,11 @@ class DataKeyHandle:
 class KeyCache:
     """Per app context: unwrapped keys by id, current key per owner, rows loaded per owner."""
 
-    __slots__ = ("by_id", "current", "pending", "rows", "unwraps")
+    __slots__ = ("by_header", "current", "pending", "rows", "unwraps")
 
     def __init__(self) -> None:
-        self.by_id: dict[bytes, DataKeyHandle] = {}
+        # Keyed by the 17-byte blob header (version + key id): one lookup checks both.
+        self.by_header: dict[bytes, DataKeyHandle] = {}
         self.current: dict[int, DataKeyHandle] = {}
         self.rows: dict[int, dict[uuid.UUID, KeyRow]] = {}
         self.pending: set[uuid.UUID] = set()  # created in the open transaction
@@ -108,7 +112,7 @@ class KeyCache:
         """Drop keys whose rows a rollback just discarded, and what was derived from them."""
         if not self.pending:
             return
-        owners = {h.owner_int for h in self.by_id.values() if h.id in self.pending}
+        owners = {h.owner_int for h in self.by_header.values() if h.id in self.pending}
         owners |= {
             owner for owner, rows in self.rows.items() if any(k in self.pending for k in rows)
         }
@@ -116,11 +120,11 @@ class KeyCache:
             self.rows.pop(owner, None)
             self.current.pop(owner, None)
         for key_id in self.pending:
-            self.by_id.pop(key_id.bytes, None)
+            self.by_header.pop(HEADER_PREFIX + key_id.bytes, None)
         self.pending.clear()
 
     def __repr__(self) -> str:
-        return f"<KeyCache keys={len(self.by_id)} owners={len(self.rows)}>"
+        return f"<KeyCache keys={len(self.by_header)} owners={len(self.rows)}>"
 
 
 def key_cache() -> KeyCache:
@@ -166,7 +170,7 @@ def _newest_live(rows: dict[uuid.UUID, KeyRow]) -> KeyRow | None:
 
 
 def _handle(cache: KeyCache, row: KeyRow) -> DataKeyHandle:
-    handle = cache.by_id.get(row.id.bytes)
+    handle = cache.by_header.get(HEADER_PREFIX + row.id.bytes)
     if handle is not None:
         return handle
     if row.wrapped is None or row.shredded_at is not None:
@@ -177,7 +181,7 @@ def _handle(cache: KeyCache, row: KeyRow) -> DataKeyHandle:
         raise DecryptionError("unwrap-failed")
     cache.unwraps += 1
     handle = DataKeyHandle(row.id, row.owner_id, key)
-    cache.by_id[row.id.bytes] = handle
+    cache.by_header[handle.header] = handle
     return handle
 
 
@@ -196,7 +200,7 @@ def current_key(owner_id: uuid.UUID | str) -> DataKeyHandle:
 def key_for_blob(owner_id: uuid.UUID, data_key_id: bytes) -> DataKeyHandle:
     """Return the owner's data key named by a blob header; DecryptionError if there is none."""
     cache = key_cache()
-    handle = cache.by_id.get(data_key_id)
+    handle = cache.by_header.get(HEADER_PREFIX + data_key_id)
     if handle is not None:
         if handle.owner_int != owner_id.int:
             raise DecryptionError("unknown-key")
@@ -235,7 +239,7 @@ def create_data_key(owner_id: uuid.UUID | str) -> DataKeyHandle:
                            wrapped=wrapped, created_at=created_at))
     rows[key_id] = KeyRow(key_id, owner, master_key_id, wrapped, created_at, None, None)
     handle = DataKeyHandle(key_id, owner, key)
-    cache.by_id[handle.id_bytes] = handle
+    cache.by_header[handle.header] = handle
     cache.pending.add(key_id)
     return handle
 
@@ -263,7 +267,7 @@ def preload_keys(owner_ids: Iterable[uuid.UUID | str]) -> int:
                     continue
         newest = _newest_live(rows)
         if newest is not None and owner.int not in cache.current:
-            handle = cache.by_id.get(newest.id.bytes)
+            handle = cache.by_header.get(HEADER_PREFIX + newest.id.bytes)
             if handle is not None:
                 cache.current[owner.int] = handle
     return cache.unwraps - before

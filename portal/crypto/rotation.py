@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, distinct, func, literal_column, select, update
+from sqlalchemy import bindparam, func, literal_column, select, update
 
 from portal.crypto import envelope
 from portal.crypto.envelope import as_uuid, forget_keys, preload_keys, provider, wrap_aad
@@ -91,7 +91,7 @@ def _key_ids_in_use() -> set[uuid.UUID]:
     for sealed in sealed_fields():
         blob = sealed.blob_column
         head = func.substr(blob, literal_column("1"), literal_column(str(HEADER_LEN)))
-        for (h,) in db.session.execute(select(distinct(head)).where(blob.is_not(None))):
+        for (h,) in db.session.execute(select(head).where(blob.is_not(None)).distinct()):
             h = bytes(h or b"")
             if len(h) == HEADER_LEN and h[0] == VERSION:
                 used.add(uuid.UUID(bytes=h[1:]))
@@ -241,6 +241,7 @@ class ReencryptResult:
     resealed: int = 0
     skipped: int = 0  # already sealed under the client's newest key
     unreadable: int = 0  # would not open; left as they are (their keys are kept)
+    shredded: int = 0  # under shredded keys: unreadable on purpose, left alone
     keys_retired: int = 0
     keys_kept: int = 0  # old keys some blob still names (see `unreadable`)
     failures: dict[str, int] = field(default_factory=dict)  # per field label
@@ -400,6 +401,9 @@ def _reseal_batch(sealed: SealedField, batch: list[tuple[Any, uuid.UUID, bytes, 
         try:
             plaintext = open_bytes(owner_id, context, bytes(blob))
         except DecryptionError as exc:
+            if exc.reason == "shredded":
+                result.shredded += 1
+                continue
             result.unreadable += 1
             result.failures[sealed.label] = result.failures.get(sealed.label, 0) + 1
             report_decrypt_failure(owner_id, context, exc.reason)

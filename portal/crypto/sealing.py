@@ -64,9 +64,11 @@ def seal(owner_id: uuid.UUID, context: Context, plaintext: bytes | str) -> bytes
         handle = _cv_app.get().g._portal_crypto_keys.current[owner_id.int]  # type: ignore[union-attr]
         aad = context._aad + handle.tail
     except (LookupError, AttributeError, TypeError):
+        handle = None
+    if handle is None:  # outside the except block, so errors do not chain a KeyError
         return seal_with(_current_handle(owner_id, context), context, plaintext)
-    nonce = urandom(NONCE_LEN)
-    return b"".join((handle.header, nonce, handle.aead.encrypt(nonce, plaintext, aad)))
+    nonce = urandom(12)  # NONCE_LEN
+    return b"".join((handle.header, nonce, handle.encrypt(nonce, plaintext, aad)))
 
 
 def seal_with(handle: DataKeyHandle, context: Context, plaintext: bytes | str) -> bytes:
@@ -97,18 +99,15 @@ def _as_bytes(plaintext: object) -> bytes:
 def open_bytes(owner_id: uuid.UUID, context: Context, blob: bytes) -> bytes:
     """Decrypt a blob sealed for `owner_id` at `context`; DecryptionError if it will not open."""
     try:
-        handle = _cv_app.get().g._portal_crypto_keys.by_id[blob[1:17]]  # type: ignore[union-attr]
-        fast = (blob[0] == VERSION and handle.owner_int == owner_id.int
-                and len(blob) >= MIN_BLOB_LEN)
-        aad = context._aad + handle.tail
-    except (LookupError, AttributeError, TypeError):
-        fast = False
-    if not fast:
-        return _open_slow(owner_id, context, blob)
-    try:
-        return handle.aead.decrypt(blob[17:29], blob[29:], aad)
+        # The header (version + key id) is the cache key, so this checks the version too.
+        handle = _cv_app.get().g._portal_crypto_keys.by_header[blob[:17]]  # type: ignore[union-attr]
+        if handle.owner_int == owner_id.int:
+            return handle.decrypt(blob[17:29], blob[29:], context._aad + handle.tail)
     except InvalidTag:
         raise DecryptionError("tampered") from None
+    except (LookupError, AttributeError, TypeError, ValueError):
+        pass  # cold cache, odd types or a short blob: the slow path says what is wrong
+    return _open_slow(owner_id, context, blob)
 
 
 def _open_slow(owner_id: uuid.UUID | str, context: Context, blob: bytes) -> bytes:

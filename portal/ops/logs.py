@@ -80,7 +80,7 @@ def _finish(response):
     try:
         if current_user and current_user.is_authenticated:
             user_id = str(current_user.id)
-    except Exception:  # noqa: BLE001 - logging must never break a response
+    except Exception:  # logging must never break a response
         user_id = None
     log.info("request", extra={"fields": {
         "request_id": request_id,

@@ -22,6 +22,7 @@ def test_triggers_refuse_update_and_delete_but_allow_appends(db, statement):
     record("auth.signout")
     db.session.commit()
     assert verify().ok and verify().count == 2
+    db.session.commit()  # end the read before another connection writes
     with db.engine.begin() as conn:
         drop_triggers(conn)
         conn.execute(text(statement))  # and a downgrade removes them

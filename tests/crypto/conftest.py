@@ -1,8 +1,5 @@
-"""Fixtures for the crypto tests: apps with chosen keys on one database, a sealed test model.
-
-The apps here carry only the database and the crypto layer (the full factory also needs every
-feature package), and several apps with different key settings can share one database, which
-rotation tests need ("rewrap, then start again without the old key").
+"""Fixtures for the crypto tests: further apps with chosen keys on the same database, and a
+sealed test model with its own metadata (so it never reaches the app's migrations).
 """
 
 import os
@@ -10,13 +7,13 @@ import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
-from flask import Flask
-from sqlalchemy import LargeBinary, Uuid, event, text
+from flask import Flask, has_app_context
+from sqlalchemy import LargeBinary, Uuid, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-import config
-from portal import crypto
+from portal import create_app, crypto
 from portal.accounts.models import User
+from portal.crypto import registry
 from portal.crypto.keyring import encode_key
 from portal.crypto.registry import register_sealed, unregister_sealed
 from portal.extensions import db as _db
@@ -52,32 +49,27 @@ def key_entry(key_id: str, key: bytes | None = None) -> str:
     return f"{key_id}:{encode_key(key or os.urandom(32))}"
 
 
-def _reset_postgres(engine) -> None:
-    with engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-
-
 @pytest.fixture
 def database_url(tmp_path) -> str:
-    """Return the test database URL: PostgreSQL when TEST_DATABASE_URL is set, else SQLite."""
-    return POSTGRES_URL or f"sqlite:///{tmp_path / 'crypto.db'}"
+    """Return the database the shared `app` fixture uses (PostgreSQL or a SQLite file)."""
+    return POSTGRES_URL or f"sqlite:///{tmp_path / 'test.db'}"
 
 
 @pytest.fixture
 def make_app(tmp_path, database_url) -> Iterator[Callable[..., Flask]]:
-    """Return a builder of apps (db + crypto) on the test database with config overrides."""
+    """Return a builder of further apps on the test database, with config overrides.
+
+    Rotation tests need them: "rewrap, then start again without the old key".
+    """
     apps: list[Flask] = []
 
     def build(**overrides) -> Flask:
-        instance = overrides.pop("INSTANCE_PATH", str(tmp_path / "instance"))
-        app = Flask("crypto_tests", instance_path=instance)
-        app.config.from_object(config.TestingConfig)
-        app.config["SQLALCHEMY_DATABASE_URI"] = database_url
-        app.config.update(overrides)
-        _db.init_app(app)
+        if has_app_context():  # SQLite BEGIN IMMEDIATE: release the outer write lock first
+            _db.session.commit()
+        settings = {"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": database_url,
+                    "INSTANCE_PATH": str(tmp_path), **overrides}
+        app = create_app(settings)
         apps.append(app)
-        crypto.init_app(app)
         return app
 
     yield build
@@ -88,19 +80,20 @@ def make_app(tmp_path, database_url) -> Iterator[Callable[..., Flask]]:
 
 
 @pytest.fixture
-def app(make_app) -> Iterator[Flask]:
-    """Return an app on a fresh database with every table and the canary, context pushed."""
-    app = make_app()
-    with app.app_context():
-        if POSTGRES_URL:
-            _reset_postgres(_db.engine)
-        _db.create_all()
-        NotesBase.metadata.create_all(_db.engine)
-        crypto.ensure_canaries()
-        yield app
-        _db.session.remove()
-        if POSTGRES_URL:
-            _reset_postgres(_db.engine)
+def app(app) -> Iterator[Flask]:
+    """Extend the shared app fixture with the test model's table."""
+    NotesBase.metadata.create_all(_db.engine)
+    yield app
+
+
+@pytest.fixture(autouse=True)
+def isolated_registry() -> Iterator[None]:
+    """Start each test with an empty sealed-field registry (features register theirs)."""
+    saved = dict(registry._fields)
+    registry._fields.clear()
+    yield
+    registry._fields.clear()
+    registry._fields.update(saved)
 
 
 @pytest.fixture
@@ -114,11 +107,12 @@ def notes(app) -> Iterator[type[Note]]:
 
 
 def make_owner() -> uuid.UUID:
-    """Insert a client row to own data keys; return its id."""
-    user = User(role="client", email_index=os.urandom(32), email_sealed=b"x", name_sealed=b"x")
-    _db.session.add(user)
+    """Insert a client row to own data keys; return its id (without reloading the row)."""
+    user_id = uuid.uuid4()
+    _db.session.add(User(id=user_id, role="client", email_index=os.urandom(32),
+                         email_sealed=b"x", name_sealed=b"x"))
     _db.session.commit()
-    return user.id
+    return user_id
 
 
 def make_note(owner_id: uuid.UUID, body: str, subject: str | None = None) -> Note:

@@ -131,6 +131,6 @@ def test_a_key_created_by_another_process_is_found(app, owner):
 def test_key_cache_lives_no_longer_than_the_app_context(app, owner):
     with app.app_context():
         seal(owner, Context("t", "c", uuid.uuid4()), "x")
-        assert key_cache().by_id
+        assert key_cache().by_header
     with app.app_context():
-        assert not key_cache().by_id
+        assert not key_cache().by_header

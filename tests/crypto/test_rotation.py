@@ -1,5 +1,6 @@
 """Rotation and shredding: rewrap, reencrypt (resumable), shred, status, and the CLI."""
 
+import os
 import uuid
 from collections import Counter
 
@@ -24,14 +25,21 @@ def write_notes(owners, per_owner=4) -> dict[uuid.UUID, tuple[uuid.UUID, str, st
     expected = {}
     for owner in owners:
         for i in range(per_owner):
-            body, subject = f"body {i} of {owner}", f"subject {i} \U0001f512"
-            note = make_note(owner, body, subject if i % 2 == 0 else None)
-            expected[note.id] = (owner, body, subject if i % 2 == 0 else None)
+            body = f"body {i} of {owner}"
+            subject = f"subject {i} \U0001f512" if i % 2 == 0 else None
+            note = Note(id=uuid.uuid4(), owner_id=owner)
+            note.body_sealed = crypto.seal(owner, note.body_context(), body)
+            if subject is not None:
+                note.subject_sealed = crypto.seal(owner, note.subject_context(), subject)
+            db.session.add(note)
+            expected[note.id] = (owner, body, subject)
+    db.session.commit()
     return expected
 
 
 def assert_all_open(app, expected) -> list[Note]:
     """Open every note in a fresh app context (cold key cache) and compare."""
+    db.session.commit()  # end this context's transaction (SQLite: BEGIN IMMEDIATE)
     with app.app_context():
         notes = db.session.scalars(select(Note)).all()
         assert len(notes) == len(expected)
@@ -73,7 +81,8 @@ def test_rewrap_then_removing_the_old_master_key_keeps_everything_readable(app, 
                                                                            notes):
     owners = [make_owner() for _ in range(3)]
     expected = write_notes(owners)
-    new_and_old = make_app(PORTAL_MASTER_KEYS=key_entry("k2") + "," + OLD)
+    k2 = os.urandom(32)
+    new_and_old = make_app(PORTAL_MASTER_KEYS=key_entry("k2", k2) + "," + OLD)
     with new_and_old.app_context():
         assert_all_open(new_and_old, expected)  # the old key still unwraps
         before = rotation.status()
@@ -86,15 +95,10 @@ def test_rewrap_then_removing_the_old_master_key_keeps_everything_readable(app, 
         assert after.master("k2").data_keys == 3
         assert after.master("k2").sealed_values == len(expected) + len(expected) // 2
         assert rotation.rewrap().rewrapped == 0  # re-runnable
-    new_only = make_app(PORTAL_MASTER_KEYS=key_entry("k2", _key_of(new_and_old, "k2")))
+    new_only = make_app(PORTAL_MASTER_KEYS=key_entry("k2", k2))
     assert_all_open(new_only, expected)
     with new_only.app_context():
         assert {k.master_key_id for k in db.session.scalars(select(DataKey))} == {"k2"}
-
-
-def _key_of(app, key_id) -> bytes:
-    # Tests only: reach into the provider for the generated key, to start a second app.
-    return app.extensions["portal_crypto"].provider._aeads[key_id]._key
 
 
 # ----------------------------------------------------------------------------- reencrypt
@@ -156,8 +160,8 @@ def test_a_crashed_reencrypt_resumes_without_losing_or_resealing(app, notes, mon
     assert_all_open(app, expected)  # nothing lost: done batches committed, the rest untouched
     assert all(len(keys) == 2 for keys in live_keys().values())
     newest = {o: keys[-1].id for o, keys in live_keys().items()}
-    done = {note_id: blobs for note_id, blobs in blobs_by_note().items()
-            if blob_key_id(blobs[0]) == newest[expected[note_id][0]]}
+    done = {note_id: body for note_id, (body, _) in blobs_by_note().items()
+            if blob_key_id(body) == newest[expected[note_id][0]]}
     assert len(done) == 8  # two committed batches of four bodies
 
     result = rotation.reencrypt(batch_size=4)
@@ -166,7 +170,7 @@ def test_a_crashed_reencrypt_resumes_without_losing_or_resealing(app, notes, mon
     assert result.resealed == rotation.count_sealed_values() - 8
     assert_all_open(app, expected)
     after = blobs_by_note()
-    assert all(after[note_id] == blobs for note_id, blobs in done.items())  # not resealed
+    assert all(after[note_id][0] == body for note_id, body in done.items())  # not resealed
     assert live_keys() == {o: [db.session.get(DataKey, k)] for o, k in newest.items()}
     assert set(key_ids_named()) == set(newest.values())
     assert db.session.scalar(select(db.func.count()).select_from(DataKey)) == 6
@@ -235,7 +239,8 @@ def test_user_fields_rotate_when_registered(app):
     for field in ("email_sealed", "name_sealed", "totp_seed_sealed"):
         register_sealed(User, field, owner="id")
     try:
-        user = User(id=uuid.uuid4(), role="client", email_index=b"e" * 32,
+        user_id = uuid.uuid4()
+        user = User(id=user_id, role="client", email_index=b"e" * 32,
                     email_sealed=b"", name_sealed=b"")
         user.email_sealed = crypto.seal(user.id, Context("users", "email_sealed", user.id),
                                         "ada@example.org")
@@ -245,8 +250,8 @@ def test_user_fields_rotate_when_registered(app):
         result = rotation.reencrypt()
         assert (result.resealed, result.unreadable) == (2, 0)
         with app.app_context():
-            user = db.session.get(User, user.id)
-            assert open_text(user.id, Context("users", "name_sealed", user.id),
+            user = db.session.get(User, user_id)
+            assert open_text(user_id, Context("users", "name_sealed", user_id),
                              user.name_sealed) == "Ada"
     finally:
         for field in ("email_sealed", "name_sealed", "totp_seed_sealed"):
@@ -268,6 +273,7 @@ def test_shred_makes_one_owners_fields_unreadable_and_no_one_elses(app, notes):
     assert (result.data_keys, result.sealed_values) == (1, 5)
     assert events == [("crypto.shred", {"actor": None, "target": alice,
                                         "details": {"data_keys": 1, "sealed_values": 5}})]
+    db.session.commit()
     with app.app_context():
         for note in db.session.scalars(select(Note)):
             owner, body, _ = expected[note.id]
@@ -287,8 +293,9 @@ def test_shred_makes_one_owners_fields_unreadable_and_no_one_elses(app, notes):
     # New records of the same client get a new key and stay readable.
     note = make_note(alice, "after retention")
     assert open_text(alice, note.body_context(), note.body_sealed) == "after retention"
-    # Shredded keys are not rotated.
-    assert rotation.reencrypt(alice).unreadable == 0
+    # Values under shredded keys are not failures of a later rotation.
+    later = rotation.reencrypt(alice)
+    assert (later.resealed, later.shredded, later.unreadable) == (1, 5, 0)
 
 
 # ----------------------------------------------------------------------------- CLI

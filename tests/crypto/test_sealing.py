@@ -174,7 +174,7 @@ def test_errors_and_reprs_carry_no_plaintext_or_key(app, owner, caplog):
              repr(app.extensions["portal_crypto"].provider)]
     from portal.crypto.envelope import key_cache
     texts.append(repr(key_cache()))
-    texts.extend(repr(h) for h in key_cache().by_id.values())
+    texts.extend(repr(h) for h in key_cache().by_header.values())
     master = "A" * 43
     for text in texts:
         assert secret not in text

@@ -58,6 +58,7 @@ class SMTPServer:
     port: int
     handler: _Collector = field(default_factory=_Collector)
     controller: Controller | None = None
+    controller_kwargs: dict = field(default_factory=dict)  # TLS, AUTH ... for aiosmtpd
 
     @property
     def envelopes(self) -> list[Envelope]:
@@ -70,8 +71,9 @@ class SMTPServer:
     def start(self) -> None:
         if self.controller is None:
             # server_hostname avoids a reverse DNS look-up (getfqdn) on every start.
-            controller = Controller(self.handler, hostname=self.host, port=self.port,
-                                    server_hostname="localhost", ready_timeout=5.0)
+            options = {"server_hostname": "localhost", "ready_timeout": 5.0,
+                       **self.controller_kwargs}
+            controller = Controller(self.handler, hostname=self.host, port=self.port, **options)
             controller.start()
             self.controller = controller
 

@@ -1,0 +1,463 @@
+"""Good Faith Estimates: the builder for staff, the client's estimates, PDF downloads, billing."""
+
+import re
+import uuid
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+
+from portal import access
+from portal.accounts.identity import name_of
+from portal.accounts.models import Role, User
+from portal.crypto import DecryptionError
+from portal.estimates import service
+from portal.estimates.document import CMS_PHONE, CMS_URL, DISCLAIMERS, KEEP_A_COPY
+from portal.estimates.document import separately_scheduled_note as _scheduled_note
+from portal.estimates.drafts import Draft
+from portal.estimates.forms import (
+    MAX_LINES,
+    MAX_PROVIDERS,
+    MIN_LINE_ROWS,
+    MIN_PROVIDER_ROWS,
+    BillForm,
+    BuilderForm,
+    EmptyForm,
+    NewEstimateForm,
+    draft_from_form,
+    form_data,
+    set_provider_choices,
+)
+from portal.extensions import db
+from portal.security import role_required
+
+bp = Blueprint("estimates", __name__, url_prefix="/estimates")
+
+STAFF = ("therapist", "admin")
+PAGE_SIZE = 50
+LINE_ROWS_ADDED = 3
+_PATH = re.compile(r"(providers|line_items)\[(\d+)\](?:\.(\w+))?")
+LINE_FIELDS = {"provider_npi": "provider", "cpt_code": "cpt_code", "description": "description",
+               "quantity": "quantity", "unit_cents": "unit_charge",
+               "line_total_cents": "unit_charge", "diagnosis_codes": "diagnosis"}
+PROVIDER_FIELDS = {"name", "npi", "tin", "location", "state"}
+HEADER_FIELDS = {"client_legal_name", "client_dob", "client_address", "primary_service",
+                 "period_start", "period_end", "frequency", "sessions_min", "sessions_max",
+                 "separately_scheduled"}
+
+
+@bp.record_once
+def _register(state) -> None:
+    """Offer the dashboard panel and the demo data to the rest of the app."""
+    from portal.estimates import demo
+
+    state.app.extensions.setdefault("dashboard_panels", []).append(
+        ("estimates/_dashboard_panel.html", service.dashboard_panel))
+    state.app.extensions.setdefault("demo_seeders", []).append(demo.seed)
+
+
+@bp.app_context_processor
+def _document_text() -> dict:
+    return {"gfe_disclaimers": DISCLAIMERS, "gfe_keep_a_copy": KEEP_A_COPY,
+            "gfe_scheduled_note": _scheduled_note, "gfe_cms_url": CMS_URL,
+            "gfe_cms_phone": CMS_PHONE, "gfe_status": service.display_status}
+
+
+def _me() -> User:
+    return current_user._get_current_object()
+
+
+def _button_form_or_400() -> None:
+    if not EmptyForm().validate_on_submit():
+        abort(400)
+
+
+# ---------------------------------------------------------------------------------- clients
+
+
+@bp.route("/")
+@role_required("client")
+def client_list():
+    """List every estimate issued to the client, newest first, and offer to request one."""
+    me = _me()
+    estimates = service.client_estimates(me)
+    return render_template("estimates/client_list.html", estimates=estimates,
+                           requests=service.open_requests(me), form=EmptyForm(),
+                           today=service.practice_today())
+
+
+@bp.route("/request", methods=["POST"])
+@role_required("client")
+def request_estimate():
+    """Ask the practice for an estimate (starts the 3-business-day clock)."""
+    _button_form_or_400()
+    estimate, new = service.request_estimate(_me())
+    if new:
+        flash("Thank you. We have let your therapist know; your estimate will be ready by "
+              f"{estimate.due_date:%B} {estimate.due_date.day}.", "success")
+    else:
+        flash("You have already asked for an estimate. We will have it ready soon.", "info")
+    return redirect(url_for("estimates.client_list"))
+
+
+@bp.route("/<uuid:estimate_id>")
+def show(estimate_id: uuid.UUID):
+    """Show an estimate: the client's calm view, or the practice's view with billing."""
+    me = _me()
+    estimate = access.estimate_for(me, estimate_id)
+    if estimate.is_draft:
+        return redirect(url_for("estimates.review", estimate_id=estimate.id))
+    try:
+        document = service.open_document(estimate)
+    except service.EstimateUnavailable:
+        return render_template("estimates/unavailable.html", estimate=estimate)
+    summary = service.billing_summary(estimate, document)
+    links = service.follow_ups(estimate)
+    if me.role == Role.CLIENT:
+        service.record_view(me, estimate)
+        return render_template("estimates/client_show.html", estimate=estimate, doc=document,
+                               summary=summary, links=links, form=EmptyForm())
+    bill_form = BillForm()
+    bill_form.provider.choices = [("", "Choose…")] + [
+        (str(i), p.name) for i, p in enumerate(document.providers)]
+    return _staff_show(estimate, document, summary, links, bill_form)
+
+
+def _staff_show(estimate, document, summary, links, bill_form, status: int = 200):
+    client = db.session.get(User, estimate.client_id)
+    return render_template(
+        "estimates/staff_show.html", estimate=estimate, doc=document, summary=summary,
+        links=links, bill_form=bill_form, form=EmptyForm(), client_name=name_of(client),
+        events=service.delivery_events(estimate),
+        warning_cents=current_app.config["GFE_WARNING_THRESHOLD_CENTS"],
+        dispute_cents=current_app.config["GFE_DISPUTE_THRESHOLD_CENTS"]), status
+
+
+@bp.route("/<uuid:estimate_id>/pdf")
+def download(estimate_id: uuid.UUID):
+    """Download the frozen PDF (an attachment with a neutral name); every download recorded."""
+    me = _me()
+    estimate = access.estimate_for(me, estimate_id)
+    if not estimate.is_issued:
+        abort(404)
+    try:
+        pdf = service.open_pdf(estimate)
+    except service.EstimateUnavailable:
+        return render_template("estimates/unavailable.html", estimate=estimate)
+    service.record_download(me, estimate)
+    response = Response(pdf, mimetype="application/pdf")
+    response.headers["Content-Disposition"] = (
+        f'attachment; filename="{service.pdf_filename(estimate)}"')
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/<uuid:estimate_id>/acknowledge", methods=["POST"])
+@role_required("client")
+def acknowledge(estimate_id: uuid.UUID):
+    """Let the client confirm they received the estimate (optional)."""
+    me = _me()
+    estimate = access.estimate_for(me, estimate_id)
+    _button_form_or_400()
+    if service.acknowledge(me, estimate):
+        flash("Thank you — we have noted that you received this estimate.", "success")
+    return redirect(url_for("estimates.show", estimate_id=estimate.id))
+
+
+# ------------------------------------------------------------------------------------ staff
+
+
+def _page() -> int:
+    value = request.args.get("page", "1")
+    return int(value) if value.isdigit() and 0 < len(value) < 6 and int(value) > 0 else 1
+
+
+def _uuid_arg(name: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(request.args.get(name, ""))
+    except ValueError:
+        return None
+
+
+@bp.route("/practice")
+@role_required(*STAFF)
+def staff_list():
+    """List the estimates this member of staff looks after, with what is due."""
+    me = _me()
+    client_id = _uuid_arg("client")
+    client = access.estimate_client_for(me, client_id) if client_id else None
+    page = _page()
+    estimates, more = service.staff_estimates(me, client_id=client.id if client else None,
+                                              limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+    names = service.client_names(estimates)
+    panel = service.dashboard_panel(me)["estimates_panel"]
+    clients = service.clients_for(me)
+    from portal.accounts.identity import names_of
+
+    return render_template(
+        "estimates/staff_list.html", estimates=estimates, names=names, estimates_panel=panel,
+        client=client, clients=clients, client_names=names_of(clients), page=page, more=more,
+        today=service.practice_today())
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@role_required(*STAFF)
+def new():
+    """Choose the client, then start a blank draft."""
+    me = _me()
+    clients = service.clients_for(me)
+    from portal.accounts.identity import names_of
+
+    names = names_of(clients)
+    form = NewEstimateForm()
+    form.client.choices = [("", "Choose a client…")] + [(str(c.id), names[c.id])
+                                                        for c in clients]
+    if request.method == "GET" and _uuid_arg("client"):
+        form.client.data = str(_uuid_arg("client"))
+    if form.validate_on_submit():
+        client = access.estimate_client_for(me, uuid.UUID(form.client.data))
+        estimate = service.create_draft(me, client)
+        flash("Draft started. Nothing is sent until you issue it.", "success")
+        return redirect(url_for("estimates.edit", estimate_id=estimate.id))
+    return render_template("estimates/new.html", form=form, has_clients=bool(clients))
+
+
+def _rows(arg: str, current: int, minimum: int, maximum: int) -> int:
+    value = request.args.get(arg, "")
+    wanted = int(value) if value.isdigit() and len(value) < 4 else 0
+    return max(minimum, current, min(wanted, maximum))
+
+
+def _field_for(form: BuilderForm, path: str):
+    """Return the form field a compliance problem points at, or None."""
+    match = _PATH.fullmatch(path)
+    if match:
+        kind, index, attr = match.group(1), int(match.group(2)), match.group(3)
+        entries = form.providers if kind == "providers" else form.lines
+        if index >= len(entries) or attr is None:
+            return None
+        sub = entries[index].form
+        name = LINE_FIELDS.get(attr) if kind == "line_items" else (
+            attr if attr in PROVIDER_FIELDS else None)
+        return getattr(sub, name) if name else None
+    return getattr(form, path) if path in HEADER_FIELDS else None
+
+
+def _attach(form: BuilderForm, problems) -> list[tuple[object, str, str | None]]:
+    """Put each problem next to its field; return (problem, message, field id) for the summary."""
+    summary = []
+    for problem in problems:
+        field = _field_for(form, problem.field)
+        if field is not None:
+            field.errors = [*list(field.errors or []), problem.message]
+        summary.append((problem, problem.message, field.id if field is not None else None))
+    return summary
+
+
+def _builder(estimate, form: BuilderForm, *, problems=None, status: int = 200):
+    client = db.session.get(User, estimate.client_id)
+    return render_template(
+        "estimates/edit.html", estimate=estimate, form=form, client_name=name_of(client),
+        problems=problems, max_providers=MAX_PROVIDERS, max_lines=MAX_LINES,
+        links=service.follow_ups(estimate), delete_form=EmptyForm()), status
+
+
+@bp.route("/<uuid:estimate_id>/edit", methods=["GET", "POST"])
+@role_required(*STAFF)
+def edit(estimate_id: uuid.UUID):
+    """The builder: save a draft as it is, add rows, or go on to check it."""
+    me = _me()
+    estimate = access.draft_estimate_for(me, estimate_id)
+    if request.method == "POST":
+        form = BuilderForm()
+        names = [entry.form.name.data or "" for entry in form.providers]
+        set_provider_choices(form, names)
+        if not form.validate():
+            return _builder(estimate, form, status=422)
+        draft = draft_from_form(form, dict(current_app.config["PRACTICE"]))
+        service.save_draft(me, estimate, _practice_contact(draft),
+                           scheduled_on=form.scheduled_on.data,
+                           service_date=form.service_date.data,
+                           requested_on=form.requested_on.data)
+        action = request.form.get("action", "save")
+        saved = service.open_draft(estimate)
+        if action == "check":
+            return redirect(url_for("estimates.review", estimate_id=estimate.id))
+        if action == "add_provider":
+            return redirect(url_for("estimates.edit", estimate_id=estimate.id,
+                                    providers=len(saved.providers) + 1, _anchor="providers"))
+        if action == "add_lines":
+            return redirect(url_for("estimates.edit", estimate_id=estimate.id,
+                                    lines=len(saved.lines) + LINE_ROWS_ADDED, _anchor="lines"))
+        flash("Draft saved. Nothing has been sent to the client.", "success")
+        return redirect(url_for("estimates.edit", estimate_id=estimate.id))
+    try:
+        draft = service.open_draft(estimate)
+    except (DecryptionError, ValueError):
+        return render_template("estimates/unavailable.html", estimate=estimate)
+    provider_rows = _rows("providers", len(draft.providers), MIN_PROVIDER_ROWS, MAX_PROVIDERS)
+    line_rows = _rows("lines", len(draft.lines) + 1, MIN_LINE_ROWS, MAX_LINES)
+    form = BuilderForm(data=form_data(
+        draft, provider_rows=provider_rows, line_rows=line_rows,
+        scheduled_on=estimate.scheduled_on, service_date=estimate.service_date,
+        requested_on=estimate.requested_on))
+    set_provider_choices(form, [p.name for p in draft.providers])
+    problems = None
+    if request.args.get("check") == "1":
+        problems = _attach(form, service.review(estimate).problems)
+    return _builder(estimate, form, problems=problems)
+
+
+def _practice_contact(draft: Draft) -> Draft:
+    """Estimates carry the practice's contact details from configuration, never typed."""
+    from dataclasses import replace
+
+    practice = current_app.config["PRACTICE"]
+    keys = ("name", "street", "city", "state", "postal_code", "phone", "email")
+    return replace(draft, practice={key: practice.get(key, "") for key in keys})
+
+
+@bp.route("/<uuid:estimate_id>/review")
+@role_required(*STAFF)
+def review(estimate_id: uuid.UUID):
+    """Check a draft: every problem at once, and a preview of what the client will see."""
+    me = _me()
+    estimate = access.draft_estimate_for(me, estimate_id)
+    try:
+        checked = service.review(estimate)
+    except (DecryptionError, ValueError):
+        return render_template("estimates/unavailable.html", estimate=estimate)
+    form = BuilderForm(formdata=None, data=form_data(checked.draft, provider_rows=0,
+                                                     line_rows=0))
+    summary = _attach(form, checked.problems)
+    client = db.session.get(User, estimate.client_id)
+    return render_template("estimates/review.html", estimate=estimate, checked=checked,
+                           problems=summary, form=EmptyForm(), client_name=name_of(client),
+                           links=service.follow_ups(estimate))
+
+
+@bp.route("/<uuid:estimate_id>/issue", methods=["POST"])
+@role_required(*STAFF)
+def issue(estimate_id: uuid.UUID):
+    """Issue the draft: it is frozen from now on, and the client is told it is ready."""
+    me = _me()
+    estimate = access.draft_estimate_for(me, estimate_id)
+    _button_form_or_400()
+    try:
+        issued = service.issue(me, estimate.id)
+    except service.NotReady as not_ready:
+        flash(f"Not issued: {len(not_ready.problems)} things still need fixing.", "error")
+        return redirect(url_for("estimates.review", estimate_id=estimate_id))
+    except service.EstimateError as error:
+        flash(error.message, "error")
+        return redirect(url_for("estimates.staff_list"))
+    flash(f"Estimate {issued.number} is issued. The client has been told it is in their "
+          "portal.", "success")
+    return redirect(url_for("estimates.show", estimate_id=issued.id))
+
+
+@bp.route("/<uuid:estimate_id>/discard", methods=["POST"])
+@role_required(*STAFF)
+def discard(estimate_id: uuid.UUID):
+    """Delete a draft that will not be issued."""
+    me = _me()
+    estimate = access.draft_estimate_for(me, estimate_id)
+    _button_form_or_400()
+    service.discard_draft(me, estimate)
+    flash("Draft deleted.", "success")
+    return redirect(url_for("estimates.staff_list"))
+
+
+@bp.route("/<uuid:estimate_id>/correct", methods=["POST"])
+@role_required(*STAFF)
+def correct(estimate_id: uuid.UUID):
+    """Start a replacement for an issued estimate (the original stays, linked)."""
+    me = _me()
+    estimate = access.estimate_for(me, estimate_id)
+    _button_form_or_400()
+    if estimate.status != "issued":
+        abort(404)
+    try:
+        draft = service.start_correction(me, estimate)
+    except service.EstimateError as error:
+        flash(error.message, "error")
+        return redirect(url_for("estimates.show", estimate_id=estimate.id))
+    flash("A corrected copy is ready to edit. The current estimate stays in force until you "
+          "issue the correction.", "info")
+    return redirect(url_for("estimates.edit", estimate_id=draft.id))
+
+
+@bp.route("/<uuid:estimate_id>/renew", methods=["POST"])
+@role_required(*STAFF)
+def renew(estimate_id: uuid.UUID):
+    """Start next period's estimate from an issued one."""
+    me = _me()
+    estimate = access.estimate_for(me, estimate_id)
+    _button_form_or_400()
+    if not estimate.is_issued:
+        abort(404)
+    try:
+        draft = service.start_renewal(me, estimate)
+    except service.EstimateError as error:
+        flash(error.message, "error")
+        return redirect(url_for("estimates.show", estimate_id=estimate.id))
+    flash("A renewal for the next period is ready to edit.", "info")
+    return redirect(url_for("estimates.edit", estimate_id=draft.id))
+
+
+@bp.route("/<uuid:estimate_id>/bills", methods=["POST"])
+@role_required(*STAFF)
+def record_bill(estimate_id: uuid.UUID):
+    """Record an amount billed by one provider, and compare it with the estimate."""
+    me = _me()
+    estimate = access.estimate_for(me, estimate_id)
+    if not estimate.is_issued:
+        abort(404)
+    try:
+        document = service.open_document(estimate)
+    except service.EstimateUnavailable:
+        return render_template("estimates/unavailable.html", estimate=estimate)
+    form = BillForm()
+    form.provider.choices = [("", "Choose…")] + [
+        (str(i), p.name) for i, p in enumerate(document.providers)]
+    if not form.validate_on_submit():
+        summary = service.billing_summary(estimate, document)
+        return _staff_show(estimate, document, summary, service.follow_ups(estimate), form,
+                           status=422)
+    summary = service.record_bill(me, estimate, provider_position=int(form.provider.data),
+                                  amount_cents=form.amount.data, bill_date=form.bill_date.data)
+    if summary.level == "dispute_eligible":
+        flash("Recorded. A provider's bill is now $400 or more over the estimate: the client "
+              "can see their right to dispute it.", "warning")
+    elif summary.level == "warning":
+        flash("Recorded. A provider's bill is close to the $400 dispute level.", "warning")
+    else:
+        flash("Billed amount recorded.", "success")
+    return redirect(url_for("estimates.show", estimate_id=estimate.id, _anchor="billing"))
+
+
+@bp.route("/<uuid:estimate_id>/bills/<uuid:bill_id>/void", methods=["POST"])
+@role_required(*STAFF)
+def void_bill(estimate_id: uuid.UUID, bill_id: uuid.UUID):
+    """Void a mistyped billed amount (kept in the history)."""
+    me = _me()
+    estimate = access.estimate_for(me, estimate_id)
+    _button_form_or_400()
+    if not estimate.is_issued:
+        abort(404)
+    try:
+        service.void_bill(me, estimate, bill_id)
+    except service.EstimateError:
+        abort(404)
+    flash("Billed amount voided.", "success")
+    return redirect(url_for("estimates.show", estimate_id=estimate.id, _anchor="billing"))

@@ -1,0 +1,1 @@
+"""Secure messaging: threads, messages, attachments, the inbox and the therapist dashboard."""

@@ -1,0 +1,171 @@
+"""Emergency access (HIPAA 164.312(a)(2)(ii)): an administrator with two-step sign-in opens
+one client's conversations, read-only, for 60 minutes, after writing down why.
+
+The grant and every view under it are high-severity audit events (ids only); the written
+reason may hold health information, so it is sealed under the client's key and never put in
+the audit trail or an email. The practice's other administrators are emailed a notice that
+says only that emergency access was granted. The client sees all of it in "Who has seen my
+record".
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from portal import access
+from portal.accounts.identity import email_of, names_of
+from portal.accounts.models import Role, User
+from portal.audit import record
+from portal.crypto import open_text_safe, preload_keys, seal
+from portal.extensions import db, new_id, utcnow
+from portal.mail import enqueue
+from portal.messaging.models import EmergencyGrant, Thread, ThreadStatus
+from portal.messaging.service import ThreadRow
+
+REASON_MIN = 20
+REASON_MAX = 2000
+DEFAULT_MINUTES = 60
+
+
+class EmergencyError(Exception):
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+@dataclass(frozen=True)
+class GrantView:
+    id: uuid.UUID
+    client_name: str
+    reason: str
+    created_at: datetime
+    expires_at: datetime
+    ended_at: datetime | None
+    active: bool
+
+
+def minutes() -> int:
+    return int(current_app.config.get("EMERGENCY_ACCESS_MINUTES", DEFAULT_MINUTES))
+
+
+def may_use(user: User) -> bool:
+    """Administrators with two-step sign-in on may ask for emergency access."""
+    return user.role == Role.ADMIN and user.active and user.mfa_enabled
+
+
+def clients_to_choose() -> list[tuple[uuid.UUID, str]]:
+    """Every active client, by name (names open in the app, in one batch)."""
+    clients = list(db.session.scalars(select(User).where(User.role == Role.CLIENT,
+                                                         User.active.is_(True))))
+    names = names_of(clients)
+    return sorted(((c.id, names[c.id]) for c in clients), key=lambda p: p[1].casefold())
+
+
+def grant(admin: User, *, client_id: uuid.UUID, reason: str) -> EmergencyGrant:
+    """Open a client's conversations to this administrator, read-only, for an hour."""
+    if not may_use(admin):
+        raise EmergencyError("Emergency access needs an administrator account with two-step "
+                             "sign-in turned on.")
+    reason = (reason or "").replace("\r\n", "\n").strip()
+    if len(reason) < REASON_MIN:
+        raise EmergencyError(f"Write the reason in at least {REASON_MIN} characters: what "
+                             "happened, and why it cannot wait for the client's therapist.",
+                             "reason")
+    if len(reason) > REASON_MAX:
+        raise EmergencyError(f"Keep the reason to {REASON_MAX:,} characters.", "reason")
+    client = db.session.get(User, client_id) if isinstance(client_id, uuid.UUID) else None
+    if client is None or client.role != Role.CLIENT:
+        raise EmergencyError("Choose a client from the list.", "client")
+    now = utcnow()
+    current = db.session.scalar(select(EmergencyGrant).where(
+        EmergencyGrant.admin_id == admin.id, EmergencyGrant.client_id == client.id,
+        EmergencyGrant.ended_at.is_(None), EmergencyGrant.expires_at > now))
+    if current is not None:
+        raise EmergencyError("You already have emergency access to this client's "
+                             "conversations.", "client")
+    try:
+        row = EmergencyGrant(id=new_id(), admin_id=admin.id, client_id=client.id,
+                             created_at=now, expires_at=now + timedelta(minutes=minutes()))
+        row.reason_sealed = seal(client.id, row.reason_context(), reason)
+        db.session.add(row)
+        db.session.flush()
+        record("emergency.granted", actor=admin, target=("emergency_grant", row.id),
+               subject_id=client.id, severity="high")
+        _tell_other_admins(admin)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return row
+
+
+def _tell_other_admins(admin: User) -> None:
+    """Email every other active administrator that emergency access was granted (no PHI)."""
+    others = list(db.session.scalars(select(User).where(
+        User.role == Role.ADMIN, User.active.is_(True), User.id != admin.id)))
+    if not others:
+        return
+    preload_keys([o.id for o in others])
+    link = current_app.config["PORTAL_BASE_URL"].rstrip("/") + "/admin/audit"
+    for other in others:
+        address = email_of(other)
+        if address:
+            enqueue(other, "emergency_access_notice", to_address=address, link=link)
+
+
+def end(admin: User, grant_id: uuid.UUID) -> None:
+    """End the administrator's own grant before its hour is up."""
+    try:
+        row = access.emergency_grant_for(admin, grant_id)
+        row.ended_at = utcnow()
+        record("emergency.ended", actor=admin, target=("emergency_grant", row.id),
+               subject_id=row.client_id, severity="high")
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def grants_of(admin: User, limit: int = 10) -> list[GrantView]:
+    """The administrator's recent grants, live ones first, with reasons opened."""
+    rows = list(db.session.scalars(
+        select(EmergencyGrant).where(EmergencyGrant.admin_id == admin.id)
+        .order_by(EmergencyGrant.created_at.desc()).limit(limit)))
+    clients = list(db.session.scalars(select(User).where(
+        User.id.in_({r.client_id for r in rows})))) if rows else []
+    names = names_of(clients)
+    now = utcnow()
+    views = [GrantView(r.id, names.get(r.client_id, ""),
+                       open_text_safe(r.client_id, r.reason_context(), r.reason_sealed),
+                       r.created_at, r.expires_at, r.ended_at, r.is_active(now)) for r in rows]
+    return sorted(views, key=lambda v: not v.active)
+
+
+def client_threads(admin: User, grant_id: uuid.UUID) -> tuple[GrantView, list[ThreadRow]]:
+    """List the client's conversations under a live grant (audited, high severity)."""
+    try:
+        row = access.emergency_grant_for(admin, grant_id)
+        threads = list(db.session.scalars(
+            select(Thread).where(Thread.client_id == row.client_id)
+            .order_by(Thread.last_message_at.desc())))
+        people = list(db.session.scalars(select(User).where(
+            User.id.in_({row.client_id} | {t.therapist_id for t in threads}))))
+        names = names_of(people)
+        view = GrantView(row.id, names.get(row.client_id, ""),
+                         open_text_safe(row.client_id, row.reason_context(), row.reason_sealed),
+                         row.created_at, row.expires_at, row.ended_at, True)
+        rows = [ThreadRow(
+            id=t.id, subject=open_text_safe(t.client_id, t.subject_context(), t.subject_sealed),
+            person=names.get(t.therapist_id, ""), last_message_at=t.last_message_at,
+            unread=0, closed=t.status == ThreadStatus.CLOSED) for t in threads]
+        record("emergency.threads_listed", actor=admin, target=("emergency_grant", row.id),
+               subject_id=row.client_id, severity="high")
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return view, rows

@@ -1,0 +1,54 @@
+"""Messaging forms. Lengths are checked here as typed and again by the service."""
+
+from flask import current_app
+from flask_wtf import FlaskForm
+from wtforms import BooleanField, MultipleFileField, SelectField, StringField, TextAreaField
+from wtforms.validators import DataRequired, Length, ValidationError
+
+from portal.messaging.service import SUBJECT_MAX
+
+
+def _body_length(form, field) -> None:
+    limit = current_app.config["MESSAGE_MAX_CHARS"]
+    length = len(field.data or "")
+    if length > limit:
+        raise ValidationError(f"Your message is {length - limit:,} characters too long. "
+                              f"Please keep it to {limit:,} characters; nothing you wrote "
+                              "has been lost.")
+
+
+class ActionForm(FlaskForm):
+    """A button-only action (close, reopen, end access): just the CSRF token."""
+
+
+class ReplyForm(FlaskForm):
+    body = TextAreaField("Your message", validators=[_body_length])
+    attachments = MultipleFileField("Attach files (optional)")
+
+
+class ComposeForm(FlaskForm):
+    recipient = SelectField("To", validate_choice=False)
+    subject = StringField("Subject", validators=[
+        DataRequired("Give the conversation a short subject."),
+        Length(max=SUBJECT_MAX, message=f"Keep the subject to {SUBJECT_MAX} characters.")])
+    body = TextAreaField("Your message", validators=[DataRequired("Write your message."),
+                                                     _body_length])
+    attachments = MultipleFileField("Attach files (optional)")
+
+    def validate_recipient(self, field) -> None:
+        if field.data not in {value for value, _ in field.choices}:
+            raise ValidationError("Choose someone from the list.")
+
+
+class EmergencyForm(FlaskForm):
+    client = SelectField("Client", validate_choice=False)
+    reason = TextAreaField("Why is emergency access needed?", validators=[
+        DataRequired("Write down why you need emergency access.")])
+    confirm = BooleanField(
+        "I understand that this access is read-only, ends after an hour, is recorded, is "
+        "shown to the client, and that the practice's other administrators are told.",
+        validators=[DataRequired("Please confirm that you understand.")])
+
+    def validate_client(self, field) -> None:
+        if field.data not in {value for value, _ in field.choices if value}:
+            raise ValidationError("Choose a client from the list.")

@@ -1,0 +1,183 @@
+"""Threads, messages, attachments and emergency access grants.
+
+Every subject, body, attachment name and attachment byte is sealed under the client's data key
+(the owner is always the thread's client), with a Context naming table, column and row id.
+Row ids are made in Python (`new_id()`) before sealing, because they are part of the sealed
+value's associated data. Messages are immutable once sent: nothing here edits or deletes one.
+"""
+
+import enum
+import uuid
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, select
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+
+from portal.crypto import Context, register_sealed
+from portal.extensions import db, new_id, utcnow
+
+
+class ThreadStatus(enum.StrEnum):
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+class Thread(db.Model):
+    """A conversation between one client and one of their therapists.
+
+    The unread counters, the waiting time and the crisis flag are kept on the row so the
+    inbox, the dashboard and the navigation badges read one row per conversation. They are
+    changed only under the row's lock (see service.py), so concurrent sends lose nothing.
+    """
+
+    __tablename__ = "message_threads"
+    __table_args__ = (
+        Index("ix_message_threads_client_last", "client_id", "last_message_at"),
+        Index("ix_message_threads_therapist_last", "therapist_id", "last_message_at"),
+        Index("ix_message_threads_therapist_awaiting", "therapist_id", "awaiting_since"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    therapist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    subject_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default=ThreadStatus.OPEN)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_message_at: Mapped[datetime] = mapped_column(default=utcnow)
+    message_count: Mapped[int] = mapped_column(default=0)
+    # Messages the client / the therapist has not read yet.
+    client_unread: Mapped[int] = mapped_column(default=0)
+    therapist_unread: Mapped[int] = mapped_column(default=0)
+    # When the client's oldest message since the therapist's last reply was sent.
+    awaiting_since: Mapped[datetime | None]
+    # Set when a client's message matched the crisis check; cleared by the therapist's reply.
+    crisis_flagged_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    closed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"))
+    # Notifications: the last time each side was emailed about this conversation, and the
+    # outbox row of a notice still waiting to go (withdrawn when they read the thread first).
+    client_notified_at: Mapped[datetime | None]
+    therapist_notified_at: Mapped[datetime | None]
+    client_notice_id: Mapped[uuid.UUID | None]
+    therapist_notice_id: Mapped[uuid.UUID | None]
+
+    @property
+    def is_closed(self) -> bool:
+        return self.status == ThreadStatus.CLOSED
+
+    def subject_context(self) -> Context:
+        return Context("message_threads", "subject", self.id)
+
+    def __repr__(self) -> str:  # never the subject
+        return f"<Thread {self.id} {self.status}>"
+
+
+class Message(db.Model):
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_thread_created", "thread_id", "created_at", "id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    thread_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("message_threads.id", ondelete="RESTRICT"))
+    sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"),
+                                                 index=True)
+    sender_role: Mapped[str] = mapped_column(String(16))
+    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the other participant first read it (the read receipt).
+    read_at: Mapped[datetime | None]
+    crisis_flag: Mapped[bool] = mapped_column(default=False)
+
+    attachments: Mapped[list["Attachment"]] = relationship(
+        back_populates="message", lazy="raise", order_by="Attachment.position")
+
+    def body_context(self) -> Context:
+        return Context("messages", "body", self.id)
+
+    def __repr__(self) -> str:  # never the body
+        return f"<Message {self.id}>"
+
+
+class Attachment(db.Model):
+    __tablename__ = "message_attachments"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("messages.id", ondelete="RESTRICT"), index=True)
+    position: Mapped[int] = mapped_column(default=0)
+    kind: Mapped[str] = mapped_column(String(8))  # a key of attachments.KINDS
+    size: Mapped[int]
+    name_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    # Up to 10 MB: deferred, so listing a thread never reads the files themselves.
+    content_sealed: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    message: Mapped[Message] = relationship(back_populates="attachments", lazy="raise")
+
+    def name_context(self) -> Context:
+        return Context("message_attachments", "name", self.id)
+
+    def content_context(self) -> Context:
+        return Context("message_attachments", "content", self.id)
+
+    def __repr__(self) -> str:  # never the name
+        return f"<Attachment {self.id} {self.kind} {self.size}>"
+
+
+class EmergencyGrant(db.Model):
+    """An administrator's time-limited, read-only access to one client's conversations.
+
+    The written reason may mention the client's situation, so it is sealed under the client's
+    data key and never copied into the audit trail.
+    """
+
+    __tablename__ = "emergency_access_grants"
+    __table_args__ = (
+        Index("ix_emergency_access_grants_admin_client", "admin_id", "client_id", "expires_at"),
+        Index("ix_emergency_access_grants_client", "client_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    admin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    reason_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+
+    def reason_context(self) -> Context:
+        return Context("emergency_access_grants", "reason", self.id)
+
+    def is_active(self, now: datetime | None = None) -> bool:
+        now = now or utcnow()
+        return self.ended_at is None and self.expires_at > now
+
+    def __repr__(self) -> str:  # never the reason
+        return f"<EmergencyGrant {self.id}>"
+
+
+def _register_sealed_fields() -> None:
+    """Tell key rotation where every sealed column is and whose key it uses."""
+    message_owner = (select(Thread.client_id).where(Thread.id == Message.thread_id)
+                     .scalar_subquery())
+    attachment_owner = (select(Thread.client_id)
+                        .join(Message, Message.thread_id == Thread.id)
+                        .where(Message.id == Attachment.message_id)
+                        .scalar_subquery())
+    register_sealed(Thread, "subject_sealed", owner="client_id",
+                    table="message_threads", column="subject")
+    register_sealed(Message, "body_sealed", owner=message_owner, table="messages",
+                    column="body")
+    register_sealed(Attachment, "name_sealed", owner=attachment_owner,
+                    table="message_attachments", column="name")
+    register_sealed(Attachment, "content_sealed", owner=attachment_owner,
+                    table="message_attachments", column="content")
+    register_sealed(EmergencyGrant, "reason_sealed", owner="client_id",
+                    table="emergency_access_grants", column="reason")
+
+
+_register_sealed_fields()

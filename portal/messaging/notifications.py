@@ -1,0 +1,93 @@
+"""Email the other participant "You have a new secure message": a sign-in link and nothing else.
+
+At most one email per conversation per person per NOTIFY_THROTTLE_MINUTES. A message sent
+inside that window gets a single follow-up notice, due when the window ends; reading the
+conversation first withdraws any notice still waiting, so nobody is emailed about a message
+they have already read. Notices go through the outbox in the sender's transaction: an SMTP
+outage delays a notice, never loses it.
+"""
+
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import delete, or_, select
+
+from portal.accounts.identity import email_of
+from portal.extensions import db
+from portal.mail import OutboxMessage, enqueue
+from portal.mail.service import _AFTER_COMMIT_KEY  # a deferred notice must wait for its time
+from portal.messaging.models import Thread
+
+TEMPLATE = "new_message"
+
+
+def _window() -> timedelta:
+    return timedelta(minutes=current_app.config["NOTIFY_THROTTLE_MINUTES"])
+
+
+def side_of(thread: Thread, user_id) -> str:
+    """'client' or 'therapist': which side of the thread this user is on."""
+    return "client" if user_id == thread.client_id else "therapist"
+
+
+def sign_in_link() -> str:
+    return current_app.config["PORTAL_BASE_URL"].rstrip("/") + "/sign-in"
+
+
+def _waiting(notice_id) -> bool:
+    """True while the outbox row exists and has not been sent."""
+    row = db.session.execute(
+        select(OutboxMessage.sent_at).where(OutboxMessage.id == notice_id)).first()
+    return row is not None and row.sent_at is None
+
+
+def notify(thread: Thread, recipient, *, now: datetime) -> OutboxMessage | None:
+    """Queue (or fold into a waiting notice) the new-message email for `recipient`.
+
+    Call inside the sending transaction, with the thread's row lock held.
+    """
+    if recipient is None or not recipient.active:
+        return None
+    side = side_of(thread, recipient.id)
+    notice_attr, notified_attr = f"{side}_notice_id", f"{side}_notified_at"
+    waiting = getattr(thread, notice_attr)
+    if waiting is not None and _waiting(waiting):
+        return None  # a notice is still waiting to go; it covers this message too
+    address = email_of(recipient)
+    if not address:
+        return None
+    last = getattr(thread, notified_attr)
+    window = _window()
+    due = now if last is None or now - last >= window else last + window
+    row = enqueue(recipient, TEMPLATE, to_address=address, link=sign_in_link())
+    if due > now:
+        _defer(row, due)
+    setattr(thread, notified_attr, due)
+    setattr(thread, notice_attr, row.id)
+    return row
+
+
+def _defer(row: OutboxMessage, due: datetime) -> None:
+    """Hold a queued notice until `due`: the worker sends it then, not the after-commit hook."""
+    row.next_attempt_at = due
+    db.session.info.get(_AFTER_COMMIT_KEY, {}).pop(row.id, None)
+
+
+def withdraw(thread: Thread, reader_id, *, now: datetime) -> bool:
+    """Withdraw the reader's notice if it has not gone yet (they have read the thread)."""
+    side = side_of(thread, reader_id)
+    notice_attr, notified_attr = f"{side}_notice_id", f"{side}_notified_at"
+    notice_id = getattr(thread, notice_attr)
+    if notice_id is None:
+        return False
+    result = db.session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.id == notice_id, OutboxMessage.sent_at.is_(None),
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now)))
+    setattr(thread, notice_attr, None)
+    withdrawn = bool(result.rowcount)
+    notified = getattr(thread, notified_attr)
+    if withdrawn and notified is not None and notified > now:
+        # It was a follow-up due later: the last real notice was one window before it.
+        setattr(thread, notified_attr, notified - _window())
+    return withdrawn

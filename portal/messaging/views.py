@@ -1,0 +1,316 @@
+"""Messaging pages: the client's inbox, the therapist's dashboard, threads, attachments,
+"who has seen my record", and emergency access for administrators.
+
+Views parse the request, load protected objects only through `portal.access`, call one
+service function and render. A form that fails keeps everything typed and answers 400.
+"""
+
+import uuid
+from datetime import timedelta
+
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from markupsafe import Markup
+
+from portal import access
+from portal.accounts import sessions
+from portal.accounts.identity import names_of
+from portal.extensions import utcnow
+from portal.messaging import demo, emergency, service
+from portal.messaging.attachments import clean_name, content_disposition, read_upload
+from portal.messaging.forms import ActionForm, ComposeForm, EmergencyForm, ReplyForm
+from portal.security import role_required
+
+bp = Blueprint("messaging", __name__)
+
+SETTINGS_SECTION = "messaging/_settings_section.html"
+CRISIS_FOLLOW_UP = ("If you are thinking about harming yourself or ending your life, please "
+                    "call or text 988 now, or call 911. Your therapist will see your message, "
+                    "but may not read it right away.")
+
+
+@bp.record_once
+def _install(state) -> None:
+    """Register the unread badges, the settings section and the demo seeder with the app."""
+    from portal import templating
+
+    templating.BADGES["messaging.inbox"] = _badge
+    templating.BADGES["messaging.dashboard"] = _badge
+    sections = state.app.extensions.setdefault("settings_sections", [])
+    if SETTINGS_SECTION not in sections:
+        sections.append(SETTINGS_SECTION)
+    seeders = state.app.extensions.setdefault("demo_seeders", [])
+    if demo.seed not in seeders:
+        seeders.append(demo.seed)
+    state.app.extensions.setdefault("dashboard_panels", [])
+
+
+def _badge(user) -> int:
+    return service.unread_count(user)
+
+
+def _me():
+    return current_user._get_current_object()
+
+
+def _page() -> int:
+    page = request.args.get("page", default=1, type=int)
+    return page if page and 0 < page < 100_000 else 1
+
+
+def _uploads(field) -> list[tuple[str | None, bytes]]:
+    """Read the chosen files (at most the limit + 1 byte each); skip empty file inputs."""
+    limit = current_app.config["ATTACHMENT_MAX_BYTES"]
+    files = []
+    for storage in request.files.getlist(field.name):
+        data = read_upload(storage.stream, limit)
+        if storage.filename or data:  # a file input left empty sends a nameless, empty part
+            files.append((storage.filename, data))
+    return files
+
+
+def _apply_error(form, error: service.MessageError) -> None:
+    target = getattr(form, error.field or "body", None) or form.body
+    if error.refused:
+        target = form.attachments
+        messages = [f"“{name}” was not attached: {reason}." for name, reason in error.refused]
+        refused = {name for name, _ in error.refused}
+        kept = [clean_name(s.filename) for s in request.files.getlist(form.attachments.name)
+                if s.filename and clean_name(s.filename) not in refused]
+        if kept:
+            messages.append("Your other files were fine, but for your safety the browser asks "
+                            "you to choose files again: please choose "
+                            + ", ".join(f"“{n}”" for n in kept) + " again.")
+        target.errors = messages
+    else:
+        target.errors = [error.message]
+
+
+# --- clients -------------------------------------------------------------------------------
+
+@bp.route("/messages")
+@role_required("client")
+def inbox():
+    """List the client's conversations, newest first, with unread markers."""
+    me = _me()
+    listing = service.inbox(me, _page())
+    can_write = bool(service.counterparts(me))
+    return render_template("messaging/inbox.html", listing=listing, can_write=can_write)
+
+
+@bp.route("/account/access-log")
+@role_required("client")
+def access_log():
+    """Show the client every time practice staff opened their record."""
+    entries = service.access_log(_me())
+    return render_template("messaging/access_log.html", entries=entries)
+
+
+# --- writing -------------------------------------------------------------------------------
+
+@bp.route("/messages/new", methods=["GET", "POST"])
+@role_required("client", "therapist")
+def compose():
+    """Start a conversation: a subject, a first message and optional files."""
+    me = _me()
+    people = service.counterparts(me)
+    names = names_of(people)
+    form = ComposeForm()
+    form.recipient.choices = sorted(((str(p.id), names[p.id]) for p in people),
+                                    key=lambda pair: pair[1].casefold())
+    if request.method == "GET":
+        wanted = request.args.get("to")
+        if wanted in {value for value, _ in form.recipient.choices}:
+            form.recipient.data = wanted
+        elif len(form.recipient.choices) == 1:
+            form.recipient.data = form.recipient.choices[0][0]
+    if people and form.validate_on_submit():
+        try:
+            thread, message = service.start_thread(
+                me, counterpart_id=uuid.UUID(form.recipient.data), subject=form.subject.data,
+                body=form.body.data, files=_uploads(form.attachments))
+        except service.MessageError as error:
+            _apply_error(form, error)
+        else:
+            _sent(message)
+            return redirect(url_for("messaging.thread", thread_id=thread.id, _anchor="latest"))
+    status = 400 if request.method == "POST" else 200
+    return render_template("messaging/compose.html", form=form, people=people), status
+
+
+def _sent(message) -> None:
+    flash("Your message was sent.", "success")
+    if message.crisis_flag:
+        flash(CRISIS_FOLLOW_UP, "warning")
+
+
+@bp.route("/messages/<uuid:thread_id>")
+def thread(thread_id: uuid.UUID):
+    """Show a conversation (the newest 50 messages, then older ones) with the reply form."""
+    return _thread_page(thread_id, ReplyForm())
+
+
+def _thread_page(thread_id: uuid.UUID, form: ReplyForm, status: int = 200):
+    me = _me()
+    thread_access = access.thread_access(me, thread_id)
+    before = request.args.get("before") if request.method == "GET" else None
+    cursor = None
+    if before:
+        try:
+            cursor = uuid.UUID(before)
+        except ValueError:
+            abort(404)
+    page = service.view_thread(me, thread_access, before=cursor)
+    recent_crisis = (me.id == page.client_id and page.messages and page.messages[-1].mine
+                     and page.messages[-1].crisis_flag
+                     and utcnow() - page.messages[-1].created_at < timedelta(hours=1))
+    return render_template("messaging/thread.html", page=page, form=form,
+                           action_form=ActionForm(), recent_crisis=recent_crisis,
+                           grant=thread_access.grant), status
+
+
+@bp.route("/messages/<uuid:thread_id>/reply", methods=["POST"])
+def reply(thread_id: uuid.UUID):
+    """Send a reply; on a problem, show the thread again with the text kept."""
+    me = _me()
+    access.thread_for(me, thread_id)  # outsiders get the 404 before anything else
+    form = ReplyForm()
+    if form.validate_on_submit():
+        try:
+            message = service.reply(me, thread_id, body=form.body.data,
+                                    files=_uploads(form.attachments))
+        except service.MessageError as error:
+            _apply_error(form, error)
+        else:
+            _sent(message)
+            return redirect(url_for("messaging.thread", thread_id=thread_id, _anchor="latest"))
+    return _thread_page(thread_id, form, 400)
+
+
+@bp.route("/messages/<uuid:thread_id>/close", methods=["POST"])
+@role_required("therapist")
+def close(thread_id: uuid.UUID):
+    """Mark a conversation closed; the client can reopen it by replying."""
+    return _set_closed(thread_id, True)
+
+
+@bp.route("/messages/<uuid:thread_id>/reopen", methods=["POST"])
+@role_required("therapist")
+def reopen(thread_id: uuid.UUID):
+    """Open a closed conversation again."""
+    return _set_closed(thread_id, False)
+
+
+def _set_closed(thread_id: uuid.UUID, closed: bool):
+    me = _me()
+    access.thread_for(me, thread_id)
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    try:
+        service.set_closed(me, thread_id, closed)
+    except service.MessageError:
+        abort(404)
+    flash("The conversation is closed. It opens again if your client replies." if closed
+          else "The conversation is open again.", "success")
+    return redirect(url_for("messaging.thread", thread_id=thread_id))
+
+
+# --- attachments ---------------------------------------------------------------------------
+
+@bp.route("/messages/attachments/<uuid:attachment_id>")
+def attachment(attachment_id: uuid.UUID):
+    """Download an attachment: participants only, never shown inline, never cached."""
+    try:
+        found = service.download(_me(), attachment_id)
+    except service.Unreadable:
+        return render_template("messaging/unreadable.html"), 422
+    response = Response(found.data, status=200)
+    response.headers["Content-Type"] = found.content_type
+    response.headers["Content-Disposition"] = content_disposition(found.name)
+    response.headers["Content-Security-Policy"] = "sandbox"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+# --- therapists ----------------------------------------------------------------------------
+
+@bp.route("/dashboard")
+@role_required("therapist")
+def dashboard():
+    """The therapist's home: who is waiting for a reply, crisis-flagged first."""
+    me = _me()
+    show = request.args.get("show", "all")
+    query = request.args.get("q", "")[:service.SEARCH_MAX]
+    listing = service.dashboard(me, show=show, query=query, page=_page())
+    panels = [Markup(render_template(name, **context_fn(me)))  # noqa: S704 - our templates
+              for name, context_fn in current_app.extensions.get("dashboard_panels", [])]
+    return render_template("messaging/dashboard.html", listing=listing,
+                           show=show if show in service.FILTERS else "all", query=query,
+                           panels=panels, now=utcnow())
+
+
+# --- emergency access ----------------------------------------------------------------------
+
+def _emergency_admin():
+    me = _me()
+    current = sessions.current()
+    if not emergency.may_use(me) or current is None or not current.mfa_verified:
+        abort(404)
+    return me
+
+
+@bp.route("/emergency-access", methods=["GET", "POST"])
+@role_required("admin")
+def emergency_access():
+    """Ask for emergency access to one client's conversations, with a written reason."""
+    me = _emergency_admin()
+    form = EmergencyForm()
+    form.client.choices = [("", "Choose a client")] + [
+        (str(client_id), name) for client_id, name in emergency.clients_to_choose()]
+    if form.validate_on_submit():
+        try:
+            grant = emergency.grant(me, client_id=uuid.UUID(form.client.data),
+                                    reason=form.reason.data)
+        except emergency.EmergencyError as error:
+            getattr(form, error.field or "reason").errors = [error.message]
+        else:
+            flash("Emergency access is open for the next hour, read-only. It has been "
+                  "recorded, and the other administrators have been told.", "warning")
+            return redirect(url_for("messaging.emergency_grant", grant_id=grant.id))
+    status = 400 if request.method == "POST" else 200
+    return render_template("messaging/emergency.html", form=form,
+                           grants=emergency.grants_of(me), minutes=emergency.minutes(),
+                           action_form=ActionForm()), status
+
+
+@bp.route("/emergency-access/<uuid:grant_id>")
+@role_required("admin")
+def emergency_grant(grant_id: uuid.UUID):
+    """List the client's conversations under a live emergency grant."""
+    me = _emergency_admin()
+    grant, rows = emergency.client_threads(me, grant_id)
+    return render_template("messaging/emergency_grant.html", grant=grant, rows=rows,
+                           action_form=ActionForm())
+
+
+@bp.route("/emergency-access/<uuid:grant_id>/end", methods=["POST"])
+@role_required("admin")
+def emergency_end(grant_id: uuid.UUID):
+    """End emergency access before the hour is up."""
+    me = _emergency_admin()
+    if not ActionForm().validate_on_submit():
+        abort(400)
+    emergency.end(me, grant_id)
+    flash("Emergency access has ended.", "success")
+    return redirect(url_for("messaging.emergency_access"))

@@ -1,0 +1,420 @@
+"""Policy rules: publishing versions, which version is current, and clients' acceptances.
+
+A version is current from its effective date (in the practice's time zone) until the next
+version's effective date. New versions cannot take effect in the past or before an earlier
+version, so "current" is simply the highest-numbered version whose date has come.
+
+Who must accept what: Terms of Service and the Privacy Policy always need a client's
+acceptance (at first sign-in they accept whatever version is current); any policy also needs it
+once a version marked `requires_acceptance` has taken effect and the client has not accepted
+that version or a later one. A version published without the mark does not ask anyone again.
+"""
+
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import defer
+
+from portal.accounts.models import Role, User
+from portal.audit import record
+from portal.extensions import db, new_id, utcnow
+from portal.policies.models import (
+    SUMMARY_MAX,
+    TEXT_MAX,
+    PolicyAcceptance,
+    PolicyVersion,
+)
+from portal.policies.rendering import (
+    POLICY_TITLES,
+    load_default,
+    normalize_newlines,
+    render_markdown,
+    text_hash,
+)
+
+# Display order everywhere (index, acceptance page, admin, sitemap).
+POLICY_SLUGS: tuple[str, ...] = tuple(POLICY_TITLES)
+
+# Policies every client accepts before using the portal, whatever the version marks say.
+ALWAYS_ACCEPT = frozenset({"terms", "privacy"})
+
+# One plain sentence per policy, for the acceptance page and the index.
+DESCRIPTIONS = {
+    "terms": "How the portal works, what messaging is for (and not for), and what we ask of "
+             "you.",
+    "privacy": "How we use and protect your health information, and your rights over it.",
+    "good-faith-estimate": "Your right to know what your care is expected to cost if you pay "
+                           "for it yourself.",
+    "accessibility": "How we make the portal work for everyone, and how to tell us when it "
+                     "does not.",
+}
+
+FIRST_SUMMARY = "The first version of this policy in the portal."
+
+
+class PolicyError(Exception):
+    """A rule refused the change; `field` names the form field to attach the message to."""
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+# --- reading ------------------------------------------------------------------------------
+
+def today() -> date:
+    """Return today's date in the practice's time zone."""
+    return utcnow().astimezone(ZoneInfo(current_app.config["PRACTICE_TIMEZONE"])).date()
+
+
+def title_of(slug: str) -> str:
+    return POLICY_TITLES[slug]
+
+
+def is_known(slug: str) -> bool:
+    return slug in POLICY_TITLES
+
+
+def _light():
+    """Leave the (long) text out of list queries; it loads if a caller really reads it."""
+    return defer(PolicyVersion.text)
+
+
+def current_version(slug: str, on: date | None = None) -> PolicyVersion | None:
+    """Return the version of a policy in effect on a date (today by default), or None."""
+    on = on or today()
+    return db.session.scalar(
+        select(PolicyVersion)
+        .where(PolicyVersion.slug == slug, PolicyVersion.effective_date <= on)
+        .order_by(PolicyVersion.number.desc()).limit(1))
+
+
+def current_versions(on: date | None = None) -> dict[str, PolicyVersion]:
+    """Return every policy's version in effect on a date, by slug (one query, no texts)."""
+    on = on or today()
+    rows = db.session.scalars(
+        select(PolicyVersion).options(_light())
+        .where(PolicyVersion.effective_date <= on)
+        .order_by(PolicyVersion.slug, PolicyVersion.number))
+    return {version.slug: version for version in rows}  # the highest number wins
+
+
+def versions_of(slug: str) -> list[PolicyVersion]:
+    """Return every version of a policy, newest first (texts deferred)."""
+    return list(db.session.scalars(
+        select(PolicyVersion).options(_light()).where(PolicyVersion.slug == slug)
+        .order_by(PolicyVersion.number.desc())))
+
+
+def all_versions() -> dict[str, list[PolicyVersion]]:
+    """Return every version of every policy, newest first per slug (one query, no texts)."""
+    by_slug: dict[str, list[PolicyVersion]] = {slug: [] for slug in POLICY_SLUGS}
+    rows = db.session.scalars(
+        select(PolicyVersion).options(_light())
+        .order_by(PolicyVersion.slug, PolicyVersion.number.desc()))
+    for version in rows:
+        by_slug.setdefault(version.slug, []).append(version)
+    return by_slug
+
+
+def get_version(slug: str, number: int) -> PolicyVersion | None:
+    """Return one version of a policy, or None."""
+    return db.session.scalar(select(PolicyVersion).where(PolicyVersion.slug == slug,
+                                                         PolicyVersion.number == number))
+
+
+def latest_version(slug: str) -> PolicyVersion | None:
+    """Return the newest version of a policy, whether or not it is in effect yet."""
+    return db.session.scalar(select(PolicyVersion).where(PolicyVersion.slug == slug)
+                             .order_by(PolicyVersion.number.desc()).limit(1))
+
+
+def status_of(version: PolicyVersion, current: PolicyVersion | None,
+              on: date | None = None) -> str:
+    """Say whether a version is "current", "upcoming" or "superseded"."""
+    if version.effective_date > (on or today()):
+        return "upcoming"
+    if current is not None and current.id == version.id:
+        return "current"
+    return "superseded"
+
+
+def rendered(version_or_text: PolicyVersion | str) -> str:
+    """Return the sanitized HTML of a version (or of a Markdown text)."""
+    text = version_or_text if isinstance(version_or_text, str) else version_or_text.text
+    return render_markdown(text)
+
+
+# --- publishing ---------------------------------------------------------------------------
+
+def check_new_version(slug: str, *, text: str, effective_date: date | None,
+                      summary: str) -> tuple[str, str, date]:
+    """Check a would-be new version; return its normalized (text, summary, date) or raise."""
+    if not is_known(slug):
+        raise PolicyError("There is no such policy.", "slug")
+    text = normalize_newlines(text or "")
+    if not text.strip():
+        raise PolicyError("Write the policy text.", "text")
+    if len(text) > TEXT_MAX:
+        raise PolicyError(f"The text is too long: keep it under {TEXT_MAX:,} characters.",
+                          "text")
+    if not render_markdown(text).strip():
+        raise PolicyError("Nothing would be left of this text once unsafe content (scripts, "
+                          "raw HTML) is removed.", "text")
+    summary = " ".join((summary or "").split())
+    if not summary:
+        raise PolicyError("Say in a sentence or two what changed.", "summary")
+    if len(summary) > SUMMARY_MAX:
+        raise PolicyError(f"Keep the summary under {SUMMARY_MAX} characters.", "summary")
+    if effective_date is None:
+        raise PolicyError("Choose the date this version takes effect.", "effective_date")
+    latest = latest_version(slug)
+    if latest is not None:
+        if effective_date < today():
+            raise PolicyError("A new version cannot take effect in the past: clients accepted "
+                              "the earlier one. Choose today or a later date.",
+                              "effective_date")
+        if effective_date < latest.effective_date:
+            raise PolicyError(f"Version {latest.number} takes effect on "
+                              f"{latest.effective_date:%B} {latest.effective_date.day}, "
+                              f"{latest.effective_date.year}; a newer version cannot take "
+                              "effect before it.", "effective_date")
+        if text_hash(text) == latest.text_hash:
+            raise PolicyError(f"This text is the same as version {latest.number}. Change the "
+                              "text, or keep the version you have.", "text")
+    return text, summary, effective_date
+
+
+def publish(actor: User | None, *, slug: str, text: str, effective_date: date | None,
+            summary: str, requires_acceptance: bool = False) -> PolicyVersion:
+    """Publish the next version of a policy; it can never be changed afterwards."""
+    text, summary, effective_date = check_new_version(
+        slug, text=text, effective_date=effective_date, summary=summary)
+    number = (db.session.scalar(select(func.max(PolicyVersion.number))
+                                .where(PolicyVersion.slug == slug)) or 0) + 1
+    version = PolicyVersion(
+        id=new_id(), slug=slug, number=number, effective_date=effective_date, summary=summary,
+        text=text, text_hash=text_hash(text), requires_acceptance=bool(requires_acceptance),
+        published_at=utcnow(), published_by_id=actor.id if actor is not None else None)
+    db.session.add(version)
+    try:
+        db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise PolicyError(f"Version {number} of this policy was published by someone else a "
+                          "moment ago. Check the list of versions and try again.") from None
+    record("policy.published", actor=actor, target=("policy_version", version.id))
+    db.session.commit()
+    return version
+
+
+def missing_defaults() -> list[str]:
+    """Return the slugs of policies with no published version at all."""
+    have = set(db.session.scalars(select(PolicyVersion.slug).distinct()))
+    return [slug for slug in POLICY_SLUGS if slug not in have]
+
+
+def ensure_defaults(actor: User | None = None) -> list[PolicyVersion]:
+    """Publish version 1 of every policy that has none, from the standard text (idempotent).
+
+    Version 1 takes effect today. Terms and privacy are marked as needing acceptance.
+    """
+    published = []
+    for slug in missing_defaults():
+        try:
+            published.append(publish(actor, slug=slug, text=load_default(slug),
+                                     effective_date=today(), summary=FIRST_SUMMARY,
+                                     requires_acceptance=slug in ALWAYS_ACCEPT))
+        except PolicyError:
+            if latest_version(slug) is None:  # not a lost race: a real problem
+                raise
+    return published
+
+
+def seed_demo(by_email: dict[str, User]) -> None:
+    """Publish the standard texts for `portal seed-demo` (as the demo admin)."""
+    admin = next((u for u in by_email.values() if u.role == Role.ADMIN), None)
+    ensure_defaults(admin)
+
+
+# --- acceptance ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Light:
+    id: uuid.UUID
+    slug: str
+    number: int
+    requires_acceptance: bool
+
+
+def _order(slug: str) -> int:
+    return POLICY_SLUGS.index(slug) if slug in POLICY_SLUGS else len(POLICY_SLUGS)
+
+
+def accepted_numbers(user_id: uuid.UUID) -> dict[str, int]:
+    """Return the highest version number of each policy the user has accepted."""
+    rows = db.session.execute(
+        select(PolicyAcceptance.slug, func.max(PolicyAcceptance.number))
+        .where(PolicyAcceptance.user_id == user_id).group_by(PolicyAcceptance.slug))
+    return {slug: number for slug, number in rows}
+
+
+def pending_for(user: User, on: date | None = None) -> list[PolicyVersion]:
+    """Return the current versions this user must accept before going on (maybe none)."""
+    on = on or today()
+    rows = db.session.execute(
+        select(PolicyVersion.id, PolicyVersion.slug, PolicyVersion.number,
+               PolicyVersion.requires_acceptance)
+        .where(PolicyVersion.effective_date <= on))
+    current: dict[str, _Light] = {}
+    needed: dict[str, int] = {}
+    for row in rows:
+        light = _Light(*row)
+        if light.slug not in current or light.number > current[light.slug].number:
+            current[light.slug] = light
+        if light.requires_acceptance:
+            needed[light.slug] = max(needed.get(light.slug, 0), light.number)
+    for slug in ALWAYS_ACCEPT:
+        if slug in current:
+            needed[slug] = max(needed.get(slug, 0), 1)
+    if not needed:
+        return []
+    accepted = accepted_numbers(user.id)
+    ids = [current[slug].id for slug, number in needed.items()
+           if accepted.get(slug, 0) < number]
+    if not ids:
+        return []
+    versions = db.session.scalars(select(PolicyVersion).where(PolicyVersion.id.in_(ids)))
+    return sorted(versions, key=lambda v: _order(v.slug))
+
+
+def _insert_ignoring_duplicates(values: dict) -> bool:
+    """Insert an acceptance unless the same user already accepted that version."""
+    dialect = db.session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(PolicyAcceptance)
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(PolicyAcceptance)
+    else:  # pragma: no cover - only SQLite and PostgreSQL are supported
+        raise RuntimeError(f"policies: unsupported database {dialect}")
+    stmt = (stmt.values(**values)
+            .on_conflict_do_nothing(index_elements=["user_id", "version_id"])
+            .returning(PolicyAcceptance.id))
+    return db.session.execute(stmt).first() is not None
+
+
+def accept(user: User, version_ids: Iterable[uuid.UUID], *,
+           ip: str | None = None) -> list[PolicyVersion]:
+    """Record that the user accepted these versions; returns the ones newly accepted.
+
+    Accepting a version twice (a double click, two tabs, a race) leaves one row: the insert
+    does nothing on the unique (user, version) pair, and only new rows are audited.
+    """
+    wanted = set(version_ids)
+    if not wanted:
+        raise PolicyError("There is nothing to accept.")
+    versions = list(db.session.scalars(select(PolicyVersion).options(_light())
+                                       .where(PolicyVersion.id.in_(wanted))))
+    if len(versions) != len(wanted):
+        raise PolicyError("One of these policies does not exist.")
+    on = today()
+    if any(v.effective_date > on for v in versions):
+        raise PolicyError("A version cannot be accepted before it takes effect.")
+    # A fixed order, so two concurrent submissions lock rows in the same order.
+    versions.sort(key=lambda v: (_order(v.slug), v.number))
+    now = utcnow()
+    new = []
+    for version in versions:
+        inserted = _insert_ignoring_duplicates({
+            "id": new_id(), "user_id": user.id, "version_id": version.id,
+            "slug": version.slug, "number": version.number, "text_hash": version.text_hash,
+            "accepted_at": now, "ip": ip[:64] if ip else None})
+        if inserted:
+            new.append(version)
+    for version in new:
+        record("policy.accepted", actor=user, target=("policy_version", version.id),
+               subject_id=user.id)
+    db.session.commit()
+    return new
+
+
+def decline(user: User, version_ids: Iterable[uuid.UUID]) -> None:
+    """Record that the user declined these versions (the caller then signs them out)."""
+    known = db.session.scalars(select(PolicyVersion.id)
+                               .where(PolicyVersion.id.in_(set(version_ids))))
+    targets = sorted(known, key=str)
+    if not targets:
+        record("policy.declined", actor=user, subject_id=user.id)
+    for version_id in targets:
+        record("policy.declined", actor=user, target=("policy_version", version_id),
+               subject_id=user.id)
+    db.session.commit()
+
+
+def acceptances_of(user: User) -> list[PolicyAcceptance]:
+    """Return what the user accepted, newest first."""
+    return list(db.session.scalars(
+        select(PolicyAcceptance).where(PolicyAcceptance.user_id == user.id)
+        .order_by(PolicyAcceptance.accepted_at.desc(), PolicyAcceptance.slug)))
+
+
+def acceptance_counts() -> dict[uuid.UUID, int]:
+    """Return how many people accepted each version, by version id (one query)."""
+    rows = db.session.execute(select(PolicyAcceptance.version_id, func.count())
+                              .group_by(PolicyAcceptance.version_id))
+    return {version_id: count for version_id, count in rows}
+
+
+def accepted_current_counts(current: dict[str, PolicyVersion]) -> dict[str, int]:
+    """Return how many active clients accepted the current version (or a later one) per slug."""
+    if not current:
+        return {}
+    rows = db.session.execute(
+        select(PolicyAcceptance.slug, func.count(func.distinct(PolicyAcceptance.user_id)))
+        .join(User, User.id == PolicyAcceptance.user_id)
+        .where(User.active.is_(True), User.role == Role.CLIENT,
+               PolicyAcceptance.version_id.in_([v.id for v in current.values()]))
+        .group_by(PolicyAcceptance.slug))
+    return {slug: count for slug, count in rows}
+
+
+def active_client_count() -> int:
+    return db.session.scalar(select(func.count()).select_from(User)
+                             .where(User.role == Role.CLIENT, User.active.is_(True))) or 0
+
+
+@dataclass(frozen=True)
+class AcceptancePage:
+    rows: list[tuple[PolicyAcceptance, User]]
+    total: int
+    page: int
+    pages: int
+
+
+def acceptances_for_version(version: PolicyVersion, *, page: int = 1,
+                            per_page: int = 100) -> AcceptancePage:
+    """Return one page of who accepted a version (with their user rows), newest first."""
+    total = db.session.scalar(select(func.count()).select_from(PolicyAcceptance)
+                              .where(PolicyAcceptance.version_id == version.id)) or 0
+    pages = max(1, -(-total // per_page))
+    page = min(max(1, page), pages)
+    rows = db.session.execute(
+        select(PolicyAcceptance, User).join(User, User.id == PolicyAcceptance.user_id)
+        .where(PolicyAcceptance.version_id == version.id)
+        .order_by(PolicyAcceptance.accepted_at.desc(), PolicyAcceptance.id)
+        .limit(per_page).offset((page - 1) * per_page))
+    return AcceptancePage([(acc, user) for acc, user in rows], total, page, pages)
+
+
+def publisher_of(version: PolicyVersion) -> User | None:
+    if version.published_by_id is None:
+        return None
+    return db.session.get(User, version.published_by_id)

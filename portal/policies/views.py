@@ -1,0 +1,363 @@
+"""Policy pages: public texts and versions, the acceptance page, and the admin screens."""
+
+import re
+import uuid
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user, logout_user
+from markupsafe import Markup
+
+from portal.accounts import service as accounts_service
+from portal.accounts.identity import names_of
+from portal.policies import gate, service
+from portal.policies.forms import AcceptForm, ButtonForm, PublishForm, join_ids
+from portal.policies.models import SUMMARY_MAX, TEXT_MAX, PolicyVersion
+from portal.policies.rendering import load_default, text_hash
+from portal.security import role_required, safe_next
+
+bp = Blueprint("policies", __name__)
+
+SETTINGS_SECTION = "policies/_settings_section.html"
+STYLESHEET = "css/policies.css"
+_LEADING_H1 = re.compile(r"\A\s*<h1[^>]*>(.*?)</h1>\s*", re.DOTALL)
+
+
+def _setup(state) -> None:
+    """Wire the gate, the account-page section and the demo seeder into the app."""
+    app = state.app
+    gate.init_app(app)
+    app.extensions.setdefault("settings_sections", []).append(SETTINGS_SECTION)
+    app.extensions.setdefault("demo_seeders", []).append(service.seed_demo)
+
+
+bp.record_once(_setup)
+
+
+@bp.app_template_global("policy_acceptances")
+def policy_acceptances(user) -> list[dict]:
+    """Return what a user accepted, newest first, for the account page."""
+    return [{"title": service.title_of(row.slug) if service.is_known(row.slug) else row.slug,
+             "slug": row.slug, "number": row.number, "accepted_at": row.accepted_at}
+            for row in service.acceptances_of(user)]
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+def _document(text: str) -> tuple[Markup | None, Markup]:
+    """Render a text and split off its leading heading, so facts can sit under the title."""
+    html = service.rendered(text)
+    match = _LEADING_H1.match(html)
+    if match is None:
+        return None, Markup(html)  # noqa: S704 - sanitized by render_markdown
+    return Markup(match.group(1)), Markup(html[match.end():])  # noqa: S704 - sanitized
+
+
+def _absolute(path: str) -> str:
+    return current_app.config["PORTAL_BASE_URL"].rstrip("/") + path
+
+
+def _known_or_404(slug: str) -> None:
+    if not service.is_known(slug):
+        abort(404)
+
+
+def _split(versions: list[PolicyVersion], on) -> tuple[PolicyVersion | None,
+                                                         list[PolicyVersion]]:
+    """From newest-first versions, return the current one and the upcoming ones (soonest first)."""
+    current = next((v for v in versions if v.effective_date <= on), None)
+    upcoming = sorted((v for v in versions if v.effective_date > on), key=lambda v: v.number)
+    return current, upcoming
+
+
+def _policy_page(slug: str, version: PolicyVersion | None, versions: list[PolicyVersion]):
+    on = service.today()
+    current, upcoming = _split(versions, on)
+    if version is None:
+        heading, body = _document(load_default(slug))
+        status = "unpublished"
+    else:
+        heading, body = _document(version.text)
+        status = service.status_of(version, current, on)
+    canonical = _absolute(url_for("policies.show", slug=slug)) \
+        if version is None or status == "current" else None
+    return render_template(
+        "policies/show.html", slug=slug, title=service.title_of(slug), version=version,
+        status=status, current=current, upcoming=upcoming[0] if upcoming else None,
+        versions=versions, heading=heading, body=body, canonical=canonical, on=on,
+        stylesheet=STYLESHEET)
+
+
+# --- public pages -------------------------------------------------------------------------
+
+@bp.route("/policies")
+def index():
+    """List the practice's policies with their current versions."""
+    on = service.today()
+    entries = []
+    for slug, versions in service.all_versions().items():
+        if not service.is_known(slug):
+            continue
+        current, upcoming = _split(versions, on)
+        entries.append({"slug": slug, "title": service.title_of(slug),
+                        "description": service.DESCRIPTIONS.get(slug, ""),
+                        "current": current, "upcoming": upcoming[0] if upcoming else None})
+    return render_template("policies/index.html", entries=entries, stylesheet=STYLESHEET)
+
+
+@bp.route("/policies/<slug>")
+def show(slug: str):
+    """Show the version of a policy in effect today."""
+    _known_or_404(slug)
+    versions = service.versions_of(slug)
+    current, _ = _split(versions, service.today())
+    return _policy_page(slug, current, versions)
+
+
+@bp.route("/policies/<slug>/v/<int(min=1, max=1000000):number>")
+def version(slug: str, number: int):
+    """Show one version of a policy, current, older or upcoming."""
+    _known_or_404(slug)
+    found = service.get_version(slug, number)
+    if found is None:
+        abort(404)
+    return _policy_page(slug, found, service.versions_of(slug))
+
+
+@bp.route("/sitemap.xml")
+def sitemap():
+    """List the public policy pages for search engines, with absolute URLs."""
+    current = service.current_versions()
+    dates = [v.effective_date for v in current.values()]
+    urls = [(_absolute(url_for("policies.index")), max(dates) if dates else None)]
+    for slug in service.POLICY_SLUGS:
+        version = current.get(slug)
+        urls.append((_absolute(url_for("policies.show", slug=slug)),
+                     version.effective_date if version else None))
+    response = make_response(render_template("policies/sitemap.xml", urls=urls))
+    response.mimetype = "application/xml"
+    return response
+
+
+@bp.route("/robots.txt")
+def robots():
+    """Let search engines read the policy pages and nothing else."""
+    lines = [
+        "User-agent: *",
+        f"Allow: {url_for('policies.index')}",
+        f"Disallow: {url_for('policies.accept')}",
+        f"Allow: {url_for('policies.sitemap')}",
+        f"Allow: {url_for('static', filename='css/')}",
+        "Disallow: /",
+        "",
+        f"Sitemap: {_absolute(url_for('policies.sitemap'))}",
+        "",
+    ]
+    response = make_response("\n".join(lines))
+    response.mimetype = "text/plain"
+    return response
+
+
+# --- accepting ----------------------------------------------------------------------------
+
+@bp.route("/policies/accept", methods=["GET", "POST"])
+def accept():
+    """Ask a client to accept new or changed policies before going on."""
+    user = current_user._get_current_object()
+    form = AcceptForm()
+    next_url = safe_next(form.next.data if request.method == "POST"
+                         else request.args.get("next"))
+    onward = next_url or url_for("main.home")
+    pending = service.pending_for(user)
+    if form.validate_on_submit():
+        if form.decision.data == "decline":
+            return _decline(user, form.version_ids or [v.id for v in pending])
+        if not pending:
+            return redirect(onward)  # a second click: already accepted
+        if set(form.version_ids) != {v.id for v in pending}:
+            flash("Something changed while you were reading. Please look over the policies "
+                  "below again.", "info")
+        else:
+            try:
+                service.accept(user, form.version_ids, ip=request.remote_addr)
+            except service.PolicyError as error:
+                flash(error.message, "error")
+            else:
+                names = " and ".join(service.title_of(v.slug) for v in pending)
+                flash(f"Thank you. You accepted the {names}.", "success")
+                return redirect(onward)
+    elif request.method == "POST" and form.decision.errors:
+        flash(form.decision.errors[0], "error")
+    if not pending:
+        return redirect(onward)
+    accepted = service.accepted_numbers(user.id)
+    items = []
+    for version in pending:
+        heading, body = _document(version.text)
+        items.append({"version": version, "title": service.title_of(version.slug),
+                      "description": service.DESCRIPTIONS.get(version.slug, ""),
+                      "previous": accepted.get(version.slug), "body": body})
+    form.versions.data = join_ids(v.id for v in pending)
+    form.next.data = next_url or ""
+    updating = any(item["previous"] for item in items)
+    return render_template("policies/accept.html", form=form, items=items, updating=updating,
+                           stylesheet=STYLESHEET)
+
+
+def _decline(user, version_ids: list[uuid.UUID]):
+    """Record the refusal, sign the client out and show how to reach the practice."""
+    service.decline(user, version_ids)
+    accounts_service.sign_out(user)
+    logout_user()
+    session.clear()
+    response = make_response(render_template("policies/declined.html",
+                                             stylesheet=STYLESHEET))
+    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+    return response
+
+
+# --- admin --------------------------------------------------------------------------------
+
+@bp.route("/admin/policies")
+@role_required("admin")
+def admin_index():
+    """List every policy's versions with how many clients accepted each."""
+    on = service.today()
+    by_slug = service.all_versions()
+    policies = []
+    current_by_slug = {}
+    for slug, versions in by_slug.items():
+        if not service.is_known(slug):
+            continue
+        current, upcoming = _split(versions, on)
+        if current is not None:
+            current_by_slug[slug] = current
+        gated = slug in service.ALWAYS_ACCEPT or any(
+            v.requires_acceptance and v.effective_date <= on for v in versions)
+        policies.append({
+            "slug": slug, "title": service.title_of(slug), "versions": versions,
+            "current": current, "upcoming": upcoming, "gated": gated,
+            "statuses": {v.id: service.status_of(v, current, on) for v in versions}})
+    return render_template(
+        "policies/admin_index.html", policies=policies, counts=service.acceptance_counts(),
+        accepted_current=service.accepted_current_counts(current_by_slug),
+        clients=service.active_client_count(), missing=service.missing_defaults(),
+        form=ButtonForm(), stylesheet=STYLESHEET)
+
+
+@bp.route("/admin/policies/standard-texts", methods=["POST"])
+@role_required("admin")
+def admin_init():
+    """Publish version 1 of every policy that has none, from the standard text."""
+    if not ButtonForm().validate_on_submit():
+        abort(400)
+    published = service.ensure_defaults(current_user._get_current_object())
+    if published:
+        titles = ", ".join(service.title_of(v.slug) for v in published)
+        flash(f"Published the standard text as version 1: {titles}.", "success")
+    else:
+        flash("Every policy already has a published version.", "info")
+    return redirect(url_for("policies.admin_index"))
+
+
+def _preview_digest(text: str, summary: str, effective_date, requires: bool) -> str:
+    """Fingerprint everything the preview showed, so what is published is what was seen."""
+    return text_hash("\n".join([text_hash(text), summary, effective_date.isoformat(),
+                                "1" if requires else "0"]))
+
+
+@bp.route("/admin/policies/<slug>/publish", methods=["GET", "POST"])
+@role_required("admin")
+def admin_publish(slug: str):
+    """Write a new version, preview it as clients will see it, then publish it."""
+    _known_or_404(slug)
+    latest = service.latest_version(slug)
+    form = PublishForm()
+    preview = None
+    if request.method == "GET":
+        form.text.data = latest.text if latest else load_default(slug)
+        form.effective_date.data = service.today()
+    elif form.validate_on_submit():
+        requires = bool(form.requires_acceptance.data)
+        try:
+            text, summary, effective = service.check_new_version(
+                slug, text=form.text.data, effective_date=form.effective_date.data,
+                summary=form.summary.data)
+        except service.PolicyError as error:
+            _attach(form, error)
+        else:
+            digest = _preview_digest(text, summary, effective, requires)
+            wants_publish = request.form.get("action") == "publish"
+            if wants_publish and form.preview_hash.data == digest:
+                try:
+                    published = service.publish(
+                        current_user._get_current_object(), slug=slug, text=text,
+                        effective_date=effective, summary=summary,
+                        requires_acceptance=requires)
+                except service.PolicyError as error:
+                    _attach(form, error)
+                else:
+                    flash(f"Published {service.title_of(slug)} version {published.number}. "
+                          "It can no longer be changed.", "success")
+                    return redirect(url_for("policies.admin_version", slug=slug,
+                                            number=published.number))
+            else:
+                if wants_publish:
+                    flash("Something changed after the preview. Check the new preview below, "
+                          "then publish.", "info")
+                heading, body = _document(text)
+                preview = {"heading": heading, "body": body, "summary": summary,
+                           "effective_date": effective, "requires": requires,
+                           "hash": text_hash(text)}
+                form.preview_hash.data = digest
+    if preview is None:
+        form.preview_hash.data = ""
+    return render_template(
+        "policies/admin_publish.html", form=form, slug=slug, title=service.title_of(slug),
+        latest=latest, number=(latest.number + 1) if latest else 1, preview=preview,
+        text_max=TEXT_MAX, summary_max=SUMMARY_MAX, stylesheet=STYLESHEET)
+
+
+def _attach(form: PublishForm, error: service.PolicyError) -> None:
+    field = getattr(form, error.field, None) if error.field else None
+    if field is None:
+        flash(error.message, "error")
+    else:
+        field.errors = [*field.errors, error.message]
+
+
+@bp.route("/admin/policies/<slug>/v/<int(min=1, max=1000000):number>")
+@role_required("admin")
+def admin_version(slug: str, number: int):
+    """Show a published version, its fingerprint, and who accepted it."""
+    _known_or_404(slug)
+    found = service.get_version(slug, number)
+    if found is None:
+        abort(404)
+    page = service.acceptances_for_version(found, page=request.args.get("page", 1, type=int))
+    users = [user for _, user in page.rows]
+    publisher = service.publisher_of(found)
+    names = names_of(users + ([publisher] if publisher else []))
+    current = service.current_version(slug)
+    heading, body = _document(found.text)
+
+    def page_url(n: int) -> str | None:
+        return url_for("policies.admin_version", slug=slug, number=number, page=n) \
+            if 1 <= n <= page.pages and n != page.page else None
+
+    return render_template(
+        "policies/admin_version.html", slug=slug, title=service.title_of(slug),
+        version=found, status=service.status_of(found, current), publisher=publisher,
+        names=names, page=page, heading=heading, body=body,
+        prev_url=page_url(page.page - 1), next_url=page_url(page.page + 1),
+        stylesheet=STYLESHEET)

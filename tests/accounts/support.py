@@ -1,0 +1,222 @@
+"""Builders and helpers the account, admin and security tests share.
+
+Plain functions and fixtures only (no module state), imported by the conftest files and the
+root test modules that need them.
+"""
+
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pyotp
+import pytest
+from flask import Flask, g, request_finished, request_started, request_tearing_down
+from sqlalchemy import select
+
+from portal import create_app
+from portal.accounts import mfa, passwords
+from portal.accounts.identity import set_identity
+from portal.accounts.models import User
+from portal.audit import AuditEvent
+from portal.crypto import Context, open_text
+from portal.extensions import db, utcnow
+from portal.mail import OutboxMessage
+
+PASSWORD = "tidal porch cinnamon beetle"  # 27 characters, not on the blocklist
+NEW_PASSWORD = "copper kettle under moonlight"
+CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+META_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
+
+
+def unique_email(prefix: str = "user") -> str:
+    """Return an email address no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}@example.org"
+
+
+@dataclass
+class Person:
+    """A saved account and the secrets a test needs to act as it."""
+
+    user: User
+    email: str
+    name: str
+    password: str | None
+    seed: str | None = None
+
+    @property
+    def id(self) -> uuid.UUID:
+        return self.user.id
+
+
+def make_user(role: str = "client", *, password: str | None = PASSWORD, mfa_on: bool | None = None,
+              name: str | None = None, email: str | None = None, active: bool = True,
+              mfa_prompt_dismissed: bool = True) -> Person:
+    """Save an account directly (no invitation); staff get two-step sign-in unless told not to."""
+    email = email or unique_email(role)
+    name = name or {"client": "Robin Client", "therapist": "Terry Therapist",
+                    "admin": "Ada Admin"}[role]
+    user = User(role=role, active=active, mfa_prompt_dismissed=mfa_prompt_dismissed)
+    set_identity(user, name=name, email=email)
+    if password is not None:
+        user.password_hash = passwords.hash_password(password)
+    seed = None
+    if mfa_on if mfa_on is not None else role != "client":
+        seed = pyotp.random_base32()
+        user.totp_seed_sealed = mfa.seal_seed(user, seed)
+        user.totp_enabled_at = utcnow()
+    db.session.add(user)
+    db.session.commit()
+    return Person(user, email, name, password, seed)
+
+
+def fresh(user: User) -> User:
+    """Reload a user from the database (other requests changed it)."""
+    db.session.expire_all()
+    return db.session.get(User, user.id)
+
+
+def csrf_from(html: str) -> str:
+    """Return a CSRF token from a rendered page (form field or the signed-in meta tag)."""
+    found = CSRF.search(html) or META_CSRF.search(html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def post_form(client, url: str, data: dict | None = None, *, page: str | None = None, **kwargs):
+    """GET `page` (default: `url`) for a CSRF token, then POST the form to `url`."""
+    token = csrf_from(client.get(page or url).get_data(as_text=True))
+    return client.post(url, data={**(data or {}), "csrf_token": token}, **kwargs)
+
+
+def next_code(person: Person) -> str:
+    """Return a TOTP code the server has not accepted yet (the replay guard refuses reuse)."""
+    last = db.session.scalar(select(User.totp_last_step).where(User.id == person.id))
+    db.session.commit()
+    current = int(time.time() // mfa.STEP_SECONDS)
+    for step in (current, current + 1):
+        if last is None or step > last:
+            return pyotp.TOTP(person.seed).at(step * mfa.STEP_SECONDS)
+    raise AssertionError("no unused TOTP step left; travel in time between sign-ins")
+
+
+def sign_in(client, person: Person, *, password: str | None = None, code: bool = True,
+            next_url: str | None = None):
+    """Sign in through the pages (password, then a TOTP code for accounts that have one)."""
+    data = {"email": person.email, "password": password or person.password}
+    if next_url:
+        data["next"] = next_url
+    response = post_form(client, "/sign-in", data)
+    if code and response.status_code == 302 and response.location.endswith("/sign-in/verify"):
+        response = post_form(client, "/sign-in/verify", {"code": next_code(person)})
+    return response
+
+
+def sign_out(client):
+    """Sign out through the page's button."""
+    return post_form(client, "/sign-out", page="/account")
+
+
+def audit_actions(**filters) -> list[str]:
+    """Return the audit trail's action names in order (optionally filtered by column)."""
+    stmt = select(AuditEvent).order_by(AuditEvent.seq)
+    for column, value in filters.items():
+        stmt = stmt.where(getattr(AuditEvent, column) == value)
+    actions = [event.action for event in db.session.scalars(stmt)]
+    db.session.commit()
+    return actions
+
+
+def outbox(template: str | None = None, user: User | None = None) -> list[OutboxMessage]:
+    """Return queued mail rows, oldest first."""
+    stmt = select(OutboxMessage).order_by(OutboxMessage.created_at)
+    if template:
+        stmt = stmt.where(OutboxMessage.template == template)
+    if user is not None:
+        stmt = stmt.where(OutboxMessage.user_id == user.id)
+    rows = list(db.session.scalars(stmt))
+    db.session.commit()
+    return rows
+
+
+def mail_text(row: OutboxMessage) -> str:
+    """Open a queued mail's plain-text body."""
+    return open_text(row.user_id, Context("mail_outbox", "body_text_sealed", row.id),
+                     row.body_text_sealed)
+
+
+LINK = re.compile(r"https?://\S+/(invitation|reset)/([A-Za-z0-9_-]+)")
+
+
+def link_in(text: str) -> tuple[str, str]:
+    """Return (path, token) of the invitation or reset link in a mail body."""
+    found = LINK.search(text)
+    assert found, "no link in the mail"
+    return f"/{found.group(1)}/{found.group(2)}", found.group(2)
+
+
+@pytest.fixture
+def no_server_errors(request) -> Iterator[list]:
+    """Fail the test if any request it made answered 500 (the issue: none may)."""
+    if "app" not in request.fixturenames:
+        yield []
+        return
+    app: Flask = request.getfixturevalue("app")
+    failures: list[str] = []
+
+    def _seen(sender, response, **extra):
+        if response.status_code >= 500 and response.status_code != 503:
+            from flask import request as current_request
+            failures.append(f"{current_request.method} {current_request.path} -> "
+                            f"{response.status_code}")
+
+    with request_finished.connected_to(_seen, app):
+        yield failures
+    assert not failures, f"requests answered with a server error: {failures}"
+
+
+@pytest.fixture
+def isolated_requests(request) -> Iterator[None]:
+    """Give every test-client request a fresh `g` and no leftover database changes.
+
+    The shared `app` fixture keeps one app context pushed for the whole test, and Flask reuses
+    a pushed context for requests: without this, one `g` (Flask-Login's cached user, the CSRF
+    token, the server session row) and one unit of work would carry over from request to
+    request, which production never does.
+    """
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app: Flask = request.getfixturevalue("app")
+
+    def _fresh_g(sender, **extra):
+        state = g._get_current_object()
+        for key in list(vars(state)):
+            delattr(state, key)
+
+    def _discard_uncommitted(sender, **extra):
+        db.session.rollback()
+
+    with request_started.connected_to(_fresh_g, app), \
+            request_tearing_down.connected_to(_discard_uncommitted, app):
+        yield
+
+
+@pytest.fixture
+def make_app(app):
+    """Build further apps on the test database with config overrides (rate limits, idle...)."""
+    built: list[Flask] = []
+
+    def build(**overrides) -> Flask:
+        other = create_app({"ENV_NAME": "testing",
+                            "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
+                            "INSTANCE_PATH": app.instance_path, **overrides})
+        built.append(other)
+        return other
+
+    yield build
+    for other in built:
+        with other.app_context():
+            db.session.remove()
+            db.engine.dispose()
