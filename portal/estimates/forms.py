@@ -159,14 +159,11 @@ class BuilderForm(FlaskForm):
         "Primary service, in plain words", validators=[Length(max=300)],
         description='For example "Individual psychotherapy, 53+ minutes (CPT 90837), weekly".')
     period_start = DayField("First day")
-    period_end = DayField("Last day", description="At most 12 months after the first day.")
+    period_end = DayField("Last day")
     frequency = StringField("How often", validators=[Length(max=120)],
                             description='For example "Weekly" or "Every other week".')
     sessions_min = CountField("Fewest sessions expected", what="number of sessions")
-    sessions_max = CountField(
-        "Most sessions expected", what="number of sessions",
-        description="The estimate prices this number. Same as the fewest if you expect one "
-                    "number.")
+    sessions_max = CountField("Most sessions expected", what="number of sessions")
     providers = FieldList(FormField(ProviderForm), min_entries=MIN_PROVIDER_ROWS,
                           max_entries=MAX_PROVIDERS)
     lines = FieldList(FormField(LineForm), min_entries=MIN_LINE_ROWS, max_entries=MAX_LINES)

@@ -55,6 +55,21 @@ def _install(state) -> None:
     state.app.extensions.setdefault("dashboard_panels", [])
 
 
+@bp.app_template_filter("waiting_for")
+def waiting_for(since, now=None) -> str:
+    """Say how long a client has been waiting: "under an hour", "5 hours", "2 days"."""
+    if since is None:
+        return ""
+    minutes = int(((now or utcnow()) - since).total_seconds() // 60)
+    if minutes < 60:
+        return "under an hour"
+    hours = minutes // 60
+    if hours < 48:
+        return f"{hours} hour{'' if hours == 1 else 's'}"
+    days = hours // 24
+    return f"{days} days"
+
+
 def _badge(user) -> int:
     return service.unread_count(user)
 

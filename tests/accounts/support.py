@@ -40,14 +40,11 @@ class Person:
     """A saved account and the secrets a test needs to act as it."""
 
     user: User
+    id: uuid.UUID
     email: str
     name: str
     password: str | None
     seed: str | None = None
-
-    @property
-    def id(self) -> uuid.UUID:
-        return self.user.id
 
 
 def make_user(role: str = "client", *, password: str | None = PASSWORD, mfa_on: bool | None = None,
@@ -67,8 +64,9 @@ def make_user(role: str = "client", *, password: str | None = PASSWORD, mfa_on: 
         user.totp_seed_sealed = mfa.seal_seed(user, seed)
         user.totp_enabled_at = utcnow()
     db.session.add(user)
+    user_id = user.id
     db.session.commit()
-    return Person(user, email, name, password, seed)
+    return Person(user, user_id, email, name, password, seed)
 
 
 def fresh(user: User) -> User:

@@ -6,6 +6,7 @@ from datetime import date
 
 import pyotp
 import pytest
+from flask import g, request_finished, request_started, request_tearing_down
 
 from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
@@ -72,6 +73,50 @@ def publish(slug: str = "terms", *, number_text: str | None = None,
     return service.publish(actor, slug=slug, text=text,
                            effective_date=effective or service.today(), summary=summary,
                            requires_acceptance=requires_acceptance)
+
+
+@pytest.fixture(autouse=True)
+def isolated_requests(request):
+    """Give every test-client request a fresh `g` and no leftover unit of work.
+
+    The `app` fixture keeps one app context pushed for the whole test and Flask reuses it for
+    requests, so without this Flask-Login's cached user and Flask-WTF's CSRF token would carry
+    over from one request to the next, which never happens in production.
+    """
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+
+    def fresh_g(sender, **extra):
+        state = g._get_current_object()
+        for key in list(vars(state)):
+            delattr(state, key)
+
+    def discard_uncommitted(sender, **extra):
+        db.session.rollback()
+
+    with request_started.connected_to(fresh_g, app), \
+            request_tearing_down.connected_to(discard_uncommitted, app):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def no_server_errors(request):
+    """Fail the test if any request it made answered with a server error."""
+    if "app" not in request.fixturenames:
+        yield
+        return
+    app = request.getfixturevalue("app")
+    failures: list[str] = []
+
+    def seen(sender, response, **extra):
+        if response.status_code >= 500:
+            failures.append(str(response.status_code))
+
+    with request_finished.connected_to(seen, app):
+        yield
+    assert not failures, f"requests answered with a server error: {failures}"
 
 
 @pytest.fixture
