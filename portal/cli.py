@@ -136,11 +136,14 @@ def _attach_feature_commands() -> None:
     from portal.audit.cli import audit_verify_command
     from portal.crypto.cli import keys_cli
     from portal.mail.cli import deliver_mail_command
+    from portal.ops.cli import backup_command, restore_command
     from portal.policies.cli import policies_cli
 
     portal_cli.add_command(audit_verify_command, "audit-verify")
     portal_cli.add_command(deliver_mail_command, "deliver-mail")
     portal_cli.add_command(keys_cli, "keys")
+    portal_cli.add_command(backup_command, "backup")
+    portal_cli.add_command(restore_command, "restore")
     portal_cli.add_command(policies_cli, "policies")
 
 
