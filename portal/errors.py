@@ -38,11 +38,19 @@ def _http_error(error: HTTPException):
     if code == 413:
         limit = request.max_content_length
         if limit:
-            context["limit_text"] = f"{limit // (1024 * 1024)} MB"
+            context["limit_text"] = size_text(limit)
     response, status = _render(code, **context)
     if code == 405 and error.get_response().headers.get("Allow"):
         return response, status, {"Allow": error.get_response().headers["Allow"]}
     return response, status
+
+
+def size_text(size: int) -> str:
+    """Say a byte limit the way people read it: '60 MB', '500 KB'."""
+    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
+        if size >= factor:
+            return f"{size / factor:.3g} {unit}".replace(".0 ", " ")
+    return f"{size} bytes"
 
 
 def _database_down(error: OperationalError):

@@ -54,6 +54,8 @@ def init_app(app: Flask) -> None:
     login_manager.login_message = None
     login_manager.session_protection = None  # the server-side session record does this job
     app.extensions.setdefault("portal_gates", [])
+    # First of all hooks: the CSRF check reads the form, so the size limit must already be set.
+    app.before_request_funcs.setdefault(None, []).insert(0, _limit_form_size)
     app.before_request(_require_sign_in)
     app.after_request(_headers)
 
@@ -68,6 +70,20 @@ def register_gate(app: Flask, gate: Gate) -> None:
 
 def is_public(endpoint: str | None) -> bool:
     return endpoint in PUBLIC_ENDPOINTS
+
+
+def _limit_form_size() -> None:
+    """Hold bodies that are not uploads to MAX_FORM_MEMORY_SIZE (413 beyond it).
+
+    Werkzeug reads a url-encoded body into memory whole, up to MAX_CONTENT_LENGTH (sized for
+    attachments), so without this any form could be made to parse tens of megabytes.
+    """
+    if request.mimetype == "multipart/form-data":
+        return
+    limit = current_app.config.get("MAX_FORM_MEMORY_SIZE")
+    overall = request.max_content_length
+    if limit and (overall is None or limit < overall):
+        request.max_content_length = limit
 
 
 def _require_sign_in():

@@ -76,7 +76,8 @@ def load(alt_id: str) -> User | None:
         db.session.commit()
         g.session_expired = True
         return None
-    if now - row.last_seen_at > min(TOUCH_EVERY, idle / 4):
+    # A stylesheet or script fetched by an open tab is not activity; only pages move the clock.
+    if request.endpoint != "static" and now - row.last_seen_at > min(TOUCH_EVERY, idle / 4):
         db.session.execute(update(UserSession).where(UserSession.id == row.id)
                            .values(last_seen_at=now))
         db.session.commit()

@@ -26,7 +26,7 @@ SEVERITIES = frozenset({"info", "high"})
 STAFF_ROLES = ("therapist", "admin")
 
 # Dotted lower-case names ("auth.signin.success"); no room for free text.
-_ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+_ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+)+$")
 # Ids only: UUIDs, integers, slugs. No spaces or "@", so no names or addresses slip in.
 _TARGET_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _TARGET_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
@@ -38,6 +38,7 @@ HASHED_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "target_type"
                   "subject_id", "ip", "user_agent", "outcome", "severity", "prev_hash")
 
 VERIFY_BATCH = 1000
+
 
 # --- writing --------------------------------------------------------------------------------
 
@@ -67,9 +68,8 @@ def record(action: str, *, actor=None, target: tuple[str, Any] | object | None =
         user_agent=user_agent, outcome=outcome, severity=severity, prev_hash=prev_hash,
     )
     event.row_hash = compute_hash(event)
-    db.session.execute(
-        update(AuditHead).where(AuditHead.id == HEAD_ID).values(last_hash=event.row_hash)
-    )
+    head = AuditHead.__table__
+    db.session.execute(update(head).where(head.c.id == HEAD_ID).values(last_hash=event.row_hash))
     db.session.add(event)
     db.session.flush()
     return event
@@ -77,9 +77,9 @@ def record(action: str, *, actor=None, target: tuple[str, Any] | object | None =
 
 def _advance_head() -> tuple[int, bytes]:
     """Take the head's row lock and move it on by one; return (new seq, previous hash)."""
-    bump = (update(AuditHead).where(AuditHead.id == HEAD_ID)
-            .values(seq=AuditHead.seq + 1)
-            .returning(AuditHead.seq, AuditHead.last_hash))
+    head = AuditHead.__table__
+    bump = (update(head).where(head.c.id == HEAD_ID).values(seq=head.c.seq + 1)
+            .returning(head.c.seq, head.c.last_hash))
     row = db.session.execute(bump).first()
     if row is None:
         _create_head()
@@ -100,9 +100,9 @@ def _create_head() -> None:
               "last_hash": bytes(last.row_hash) if last else GENESIS_HASH}
     dialect = db.session.get_bind().dialect.name
     if dialect == "postgresql":
-        stmt = postgresql.insert(AuditHead).values(**values).on_conflict_do_nothing()
+        stmt = postgresql.insert(AuditHead.__table__).values(**values).on_conflict_do_nothing()
     elif dialect == "sqlite":
-        stmt = sqlite.insert(AuditHead).values(**values).on_conflict_do_nothing()
+        stmt = sqlite.insert(AuditHead.__table__).values(**values).on_conflict_do_nothing()
     else:  # pragma: no cover - only SQLite and PostgreSQL are supported
         raise RuntimeError(f"audit trail: unsupported database {dialect}")
     db.session.execute(stmt)

@@ -5,6 +5,7 @@ import uuid
 
 import click
 from flask.cli import AppGroup
+from sqlalchemy.exc import SQLAlchemyError
 
 from portal.crypto import rotation
 from portal.crypto.errors import KeyConfigError
@@ -15,7 +16,7 @@ keys_cli = AppGroup("keys", help="Master keys, data keys, rotation and crypto-sh
 @keys_cli.command("status")
 def status_command() -> None:
     """Show what depends on each master key and data key generation."""
-    st = rotation.status()
+    st = _run(rotation.status)
     click.echo("Master keys (first configured one wraps new data keys):")
     click.echo(f"  {'key id':<24} {'state':<16} {'data keys':>10} {'sealed values':>14}")
     for m in st.master_keys:
@@ -39,7 +40,7 @@ def status_command() -> None:
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
 def rewrap_command(batch_size: int) -> None:
     """Wrap every data key under the newest master key (cheap; no field is touched)."""
-    total = rotation.keys_to_rewrap()
+    total = _run(rotation.keys_to_rewrap)
     with _bar(total, "Re-wrapping data keys") as bar:
         result = _run(lambda: rotation.rewrap(batch_size=batch_size, progress=bar.update))
     click.echo(f"Re-wrapped {result.rewrapped} data keys under {result.master_key_id!r}; "
@@ -54,7 +55,7 @@ def rewrap_command(batch_size: int) -> None:
 @click.option("--batch-size", type=click.IntRange(1, 100_000), default=500, show_default=True)
 def reencrypt_command(client_id: uuid.UUID | None, batch_size: int) -> None:
     """Move sealed fields to fresh data keys, in batches; safe to re-run after a crash."""
-    total = rotation.count_sealed_values(client_id)
+    total = _run(lambda: rotation.count_sealed_values(client_id))
     with _bar(total, "Re-encrypting sealed values") as bar:
         result = _run(lambda: rotation.reencrypt(client_id, batch_size=batch_size,
                                                  progress=bar.update))
@@ -74,7 +75,7 @@ def reencrypt_command(client_id: uuid.UUID | None, batch_size: int) -> None:
 @click.option("--client", "client_id", type=click.UUID, required=True)
 def shred_command(client_id: uuid.UUID) -> None:
     """Crypto-shred a client's data keys: their sealed records become unreadable for good."""
-    values = rotation.count_sealed_values(client_id)
+    values = _run(lambda: rotation.count_sealed_values(client_id))
     click.echo(f"This destroys the data keys of client {client_id}. Their {values} sealed "
                "values can never be read again, by anyone. There is no undo.")
     answer = click.prompt("Type SHRED or the client id to confirm", default="",
@@ -93,7 +94,11 @@ def _bar(total: int, label: str):
 
 
 def _run(action):
+    """Turn key and database errors into one line instead of a traceback."""
     try:
         return action()
     except KeyConfigError as exc:
         raise click.ClickException(str(exc)) from None
+    except SQLAlchemyError as exc:  # e.g. migrations not applied; the driver message has no data
+        reason = str(getattr(exc, "orig", None) or type(exc).__name__).splitlines()[0]
+        raise click.ClickException(f"database error: {reason}") from None

@@ -6,6 +6,7 @@ the document type cannot even hold), what the compliance check finds, and any ch
 font cannot print.
 """
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -244,7 +245,27 @@ def assemble(draft: Draft, *, gfe_number: str, issue_date: date
     problems += unprintable(doc)
     if not doc.line_items and not any(p.field == "line_items" for p in problems):
         problems.append(Problem("line_items", "Please add at least one item or service."))
-    return (None if _unbuildable(draft) else doc), problems
+    return (None if _unbuildable(draft) else doc), sorted(problems, key=_form_order)
+
+
+# Problems are listed in the order the builder asks for things.
+_SECTIONS = ("gfe_number", "client_legal_name", "client_dob", "client_address",
+             "primary_service", "period_start", "period_end", "frequency", "sessions_min",
+             "sessions_max", "providers", "line_items", "separately_scheduled", "practice")
+_ROW_FIELDS = ("name", "npi", "tin", "location", "state", "provider_npi", "cpt_code",
+               "description", "diagnosis_codes", "quantity", "unit_cents", "line_total_cents")
+_PATH = re.compile(r"(\w+)(?:\[(\d+)\])?(?:\.(\w+))?")
+
+
+def _form_order(problem: Problem) -> tuple[int, int, int]:
+    match = _PATH.fullmatch(problem.field)
+    if not match:
+        return (len(_SECTIONS), 0, 0)
+    section, row, attr = match.groups()
+    first = _SECTIONS.index(section) if section in _SECTIONS else len(_SECTIONS)
+    second = int(row) if row is not None else -1
+    third = _ROW_FIELDS.index(attr) if attr in _ROW_FIELDS else -1
+    return (first, second, third)
 
 
 def _unbuildable(draft: Draft) -> bool:
@@ -266,6 +287,9 @@ def _lines(draft: Draft) -> tuple[list[Problem], tuple[LineItem, ...]]:
             problems.append(Problem(f"{path}.quantity", f"{label}: enter the quantity."))
         if line.unit_cents is None:
             problems.append(Problem(f"{path}.unit_cents", f"{label}: enter the charge per unit."))
+        if not line.cpt_code.strip():
+            problems.append(Problem(f"{path}.cpt_code",
+                                    f"{label}: enter the service code (CPT or HCPCS)."))
         if line.diagnosis_tbd and line.diagnosis_codes:
             problems.append(Problem(
                 f"{path}.diagnosis_codes",

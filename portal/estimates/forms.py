@@ -13,6 +13,7 @@ from wtforms import (
     FieldList,
     Form,
     FormField,
+    SelectChoice,
     SelectField,
     StringField,
     TextAreaField,
@@ -32,7 +33,14 @@ EARLIEST = date(1900, 1, 1)
 LATEST = date(2100, 12, 31)
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _CODE_SPLIT = re.compile(r"[\s,;]+")
-STATE_CHOICES = [("", "Choose…")] + [(s, s) for s in sorted(US_STATES)]
+
+
+def choices(pairs) -> list[SelectChoice]:
+    """Build select options from (value, label) pairs."""
+    return [SelectChoice(value, label) for value, label in pairs]
+
+
+STATE_CHOICES = choices([("", "Choose…")] + [(s, s) for s in sorted(US_STATES)])
 
 
 class EmptyForm(FlaskForm):
@@ -133,18 +141,18 @@ class ProviderForm(Form):
 class LineForm(Form):
     """One line item row."""
 
-    provider = SelectField("Provider", choices=[("", "Choose…")], validate_choice=False)
-    cpt_code = StringField("Service code (CPT/HCPCS)", validators=[Length(max=16)])
+    provider = SelectField("Provider", choices=choices([("", "Choose…")]), validate_choice=False)
+    cpt_code = StringField("Service code", validators=[Length(max=16)])
     description = StringField("Description", validators=[Length(max=200)])
-    diagnosis = StringField("Diagnosis codes (ICD-10)", validators=[Length(max=120)])
+    diagnosis = StringField("Diagnosis codes", validators=[Length(max=120)])
     diagnosis_tbd = BooleanField(DIAGNOSIS_TBD)
     quantity = CountField("Quantity", what="quantity")
-    unit_charge = CentsField("Charge per unit ($)")
+    unit_charge = CentsField("Unit charge")
 
     def validate_provider(self, field):
         """Accept only a provider row of this form (or nothing yet)."""
-        allowed = {value for value, _ in field.choices}
-        if field.data not in allowed:
+        allowed = {choice.value for choice in field.choices}
+        if (field.data or "") not in allowed:
             field.data = ""
             raise ValidationError("Choose a provider from the list.")
 
@@ -194,12 +202,12 @@ class BuilderForm(FlaskForm):
 
 def set_provider_choices(form: BuilderForm, names: list[str]) -> None:
     """Offer every provider row in each line's provider list, named when known."""
-    choices = [("", "Choose…")]
+    options = [("", "Choose…")]
     for index in range(len(form.providers)):
         name = names[index].strip() if index < len(names) else ""
-        choices.append((str(index), name or f"Provider {index + 1}"))
+        options.append((str(index), name or f"Provider {index + 1}"))
     for entry in form.lines:
-        entry.form.provider.choices = choices
+        entry.form.provider.choices = choices(options)
 
 
 def parse_diagnoses(text: str) -> tuple[str, ...]:

@@ -20,7 +20,8 @@ from sqlalchemy.orm import aliased
 from portal.accounts.identity import email_of, name_of, names_of
 from portal.accounts.models import Assignment, Role, User
 from portal.audit import record
-from portal.crypto import Context, open_bytes, open_text, seal
+from portal.crypto import Context, DecryptionError, open_bytes, open_text, seal
+from portal.crypto.hooks import report_decrypt_failure
 from portal.estimates import billing, deadlines
 from portal.estimates.compliance import Problem
 from portal.estimates.document import NONE_ANTICIPATED, GfeDocument, Provider
@@ -129,26 +130,28 @@ def open_draft(estimate: GoodFaithEstimate) -> Draft:
 
 def open_document(estimate: GoodFaithEstimate) -> GfeDocument:
     """Open an issued estimate's frozen document; EstimateUnavailable if it will not open."""
-    from portal.crypto import DecryptionError
-
     if not estimate.is_issued:
         raise EstimateError("This estimate has not been issued.")
     try:
         return GfeDocument.from_dict(_open_json(estimate))
-    except (DecryptionError, ValueError, KeyError, TypeError):
+    except DecryptionError as error:
+        report_decrypt_failure(estimate.client_id, _context(estimate.id, DOCUMENT_COLUMN),
+                               error.reason)
+        raise EstimateUnavailable("This estimate could not be opened.") from None
+    except (ValueError, KeyError, TypeError):
         raise EstimateUnavailable("This estimate could not be opened.") from None
 
 
 def open_pdf(estimate: GoodFaithEstimate) -> bytes:
     """Open the frozen PDF and check it against the stored SHA-256."""
-    from portal.crypto import DecryptionError
-
     if not estimate.is_issued or estimate.pdf_sealed is None:
         raise EstimateError("This estimate has not been issued.")
     try:
         pdf = open_bytes(estimate.client_id, _context(estimate.id, PDF_COLUMN),
                          estimate.pdf_sealed)
-    except DecryptionError:
+    except DecryptionError as error:
+        report_decrypt_failure(estimate.client_id, _context(estimate.id, PDF_COLUMN),
+                               error.reason)
         raise EstimateUnavailable("This estimate could not be opened.") from None
     if hashlib.sha256(pdf).hexdigest() != estimate.pdf_sha256:
         raise EstimateUnavailable("This estimate's PDF does not match its record.")

@@ -15,6 +15,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from markupsafe import Markup, escape
 
 from portal import access
 from portal.accounts.identity import name_of
@@ -33,6 +34,7 @@ from portal.estimates.forms import (
     BuilderForm,
     EmptyForm,
     NewEstimateForm,
+    choices,
     draft_from_form,
     form_data,
     set_provider_choices,
@@ -65,9 +67,22 @@ def _register(state) -> None:
     state.app.extensions.setdefault("demo_seeders", []).append(demo.seed)
 
 
-@bp.app_context_processor
+def _linked(text: str) -> Markup:
+    """Escape a disclaimer and link the CMS address and phone number in it."""
+    html = escape(text)
+    html = html.replace(escape(CMS_URL), Markup('<a href="https://{0}">{0}</a>').format(CMS_URL))
+    digits = "".join(ch for ch in CMS_PHONE if ch.isdigit())
+    return html.replace(escape(CMS_PHONE),
+                        Markup('<a href="tel:+{0}">{1}</a>').format(digits, CMS_PHONE))
+
+
+LINKED_DISCLAIMERS = tuple(_linked(text) for text in DISCLAIMERS)
+
+
+@bp.context_processor
 def _document_text() -> dict:
-    return {"gfe_disclaimers": DISCLAIMERS, "gfe_keep_a_copy": KEEP_A_COPY,
+    """The fixed wording every estimate page shares with the PDF."""
+    return {"gfe_disclaimers": LINKED_DISCLAIMERS, "gfe_keep_a_copy": KEEP_A_COPY,
             "gfe_scheduled_note": _scheduled_note, "gfe_cms_url": CMS_URL,
             "gfe_cms_phone": CMS_PHONE, "gfe_status": service.display_status}
 
@@ -127,9 +142,13 @@ def show(estimate_id: uuid.UUID):
         return render_template("estimates/client_show.html", estimate=estimate, doc=document,
                                summary=summary, links=links, form=EmptyForm())
     bill_form = BillForm()
-    bill_form.provider.choices = [("", "Choose…")] + [
-        (str(i), p.name) for i, p in enumerate(document.providers)]
+    bill_form.provider.choices = _provider_choices(document)
     return _staff_show(estimate, document, summary, links, bill_form)
+
+
+def _provider_choices(document):
+    return choices([("", "Choose…")] + [(str(i), p.name)
+                                        for i, p in enumerate(document.providers)])
 
 
 def _staff_show(estimate, document, summary, links, bill_form, status: int = 200):
@@ -220,8 +239,8 @@ def new():
 
     names = names_of(clients)
     form = NewEstimateForm()
-    form.client.choices = [("", "Choose a client…")] + [(str(c.id), names[c.id])
-                                                        for c in clients]
+    form.client.choices = choices([("", "Choose a client…")]
+                                  + [(str(c.id), names[c.id]) for c in clients])
     if request.method == "GET" and _uuid_arg("client"):
         form.client.data = str(_uuid_arg("client"))
     if form.validate_on_submit():
@@ -264,12 +283,34 @@ def _attach(form: BuilderForm, problems) -> list[tuple[object, str, str | None]]
     return summary
 
 
+def _format_errors(form: BuilderForm) -> list[tuple[str, str, str]]:
+    """Every field error of the builder, nested rows included, as (label, message, field id)."""
+    found = []
+
+    def walk(fields, prefix: str = "") -> None:
+        for f in fields:
+            if f.type == "CSRFTokenField":
+                continue
+            if f.type == "FieldList":
+                for number, entry in enumerate(f.entries, start=1):
+                    row = "Provider" if f.name == "providers" else "Line"
+                    walk(entry.form, f"{row} {number}, ")
+                continue
+            for message in f.errors or ():
+                if isinstance(message, str):
+                    found.append((f.label.text, f"{prefix}{f.label.text}: {message}", f.id))
+
+    walk(form)
+    return found
+
+
 def _builder(estimate, form: BuilderForm, *, problems=None, status: int = 200):
     client = db.session.get(User, estimate.client_id)
     return render_template(
         "estimates/edit.html", estimate=estimate, form=form, client_name=name_of(client),
-        problems=problems, max_providers=MAX_PROVIDERS, max_lines=MAX_LINES,
-        links=service.follow_ups(estimate), delete_form=EmptyForm()), status
+        problems=problems, format_errors=_format_errors(form) if problems is None else [],
+        max_providers=MAX_PROVIDERS, max_lines=MAX_LINES,
+        links=service.follow_ups(estimate)), status
 
 
 @bp.route("/<uuid:estimate_id>/edit", methods=["GET", "POST"])
@@ -428,8 +469,7 @@ def record_bill(estimate_id: uuid.UUID):
     except service.EstimateUnavailable:
         return render_template("estimates/unavailable.html", estimate=estimate)
     form = BillForm()
-    form.provider.choices = [("", "Choose…")] + [
-        (str(i), p.name) for i, p in enumerate(document.providers)]
+    form.provider.choices = _provider_choices(document)
     if not form.validate_on_submit():
         summary = service.billing_summary(estimate, document)
         return _staff_show(estimate, document, summary, service.follow_ups(estimate), form,

@@ -676,10 +676,9 @@ def _describe(event, subjects: dict[str, str], files: dict[str, str]) -> str | N
         "emergency.granted": "Opened emergency access to your conversations "
                              "(read-only, for up to an hour)",
         "emergency.ended": "Ended emergency access to your conversations",
-        "emergency.threads_listed": "Looked at the list of your conversations under "
-                                    "emergency access",
-        "emergency.thread_viewed": f"Read {about} under emergency access",
-        "emergency.attachment_downloaded": f"Downloaded {a_file} under emergency access",
+        "emergency.threads_listed": "Looked at the list of your conversations",
+        "emergency.thread_viewed": f"Read {about}",
+        "emergency.attachment_downloaded": f"Downloaded {a_file}",
         "assignment.added": "Assigned a therapist to you",
         "assignment.removed": "Removed a therapist assignment",
         "crypto.decrypt_failure": "Tried to open part of your record that could not be "

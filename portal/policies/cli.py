@@ -1,5 +1,7 @@
 """`portal policies ...`: publish and list policy versions from the command line."""
 
+from pathlib import Path
+
 import click
 from flask.cli import AppGroup
 
@@ -32,15 +34,15 @@ def list_command() -> None:
 @policies_cli.command("publish")
 @click.option("--slug", type=click.Choice(service.POLICY_SLUGS), required=True,
               help="Which policy.")
-@click.option("--file", "source", type=click.File("r", encoding="utf-8"), required=True,
-              help="The Markdown text ('-' reads standard input).")
+@click.option("--file", "source", required=True, help="The Markdown text (UTF-8).",
+              type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--effective", type=click.DateTime(formats=["%Y-%m-%d"]), required=True,
               help="The date it takes effect (YYYY-MM-DD), today or later.")
 @click.option("--summary", required=True, help="What changed, in a sentence or two.")
 @click.option("--requires-acceptance", is_flag=True,
               help="Clients must accept this version once it takes effect.")
 @click.option("--by", "by_email", help="Record this admin (email) as the publisher.")
-def publish_command(slug: str, source, effective, summary: str, requires_acceptance: bool,
+def publish_command(slug: str, source: Path, effective, summary: str, requires_acceptance: bool,
                     by_email: str | None) -> None:
     """Publish a new version of a policy (it can never be changed afterwards)."""
     actor = None
@@ -52,13 +54,15 @@ def publish_command(slug: str, source, effective, summary: str, requires_accepta
         if actor is None or actor.role != Role.ADMIN:
             raise click.ClickException(f"no admin with the email {by_email}")
     try:
-        version = service.publish(actor, slug=slug, text=source.read(),
+        text = source.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise click.ClickException("the file is not UTF-8 text") from None
+    try:
+        version = service.publish(actor, slug=slug, text=text,
                                   effective_date=effective.date(), summary=summary,
                                   requires_acceptance=requires_acceptance)
     except service.PolicyError as error:
         raise click.ClickException(error.message) from None
-    except UnicodeDecodeError:
-        raise click.ClickException("the file is not UTF-8 text") from None
     click.echo(f"Published {service.title_of(slug)} version {version.number}, effective "
                f"{version.effective_date.isoformat()}"
                f"{', clients must accept it' if version.requires_acceptance else ''}.")

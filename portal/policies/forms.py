@@ -4,7 +4,14 @@ import uuid
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, DateField, HiddenField, StringField, TextAreaField
-from wtforms.validators import AnyOf, DataRequired, Length, Optional, ValidationError
+from wtforms.validators import (
+    AnyOf,
+    DataRequired,
+    InputRequired,
+    Length,
+    Optional,
+    ValidationError,
+)
 
 from portal.policies.models import SUMMARY_MAX, TEXT_MAX
 
@@ -33,7 +40,8 @@ class PublishForm(FlaskForm):
                     "version, on the page that asks them.")
     effective_date = DateField(
         "Takes effect on",
-        validators=[DataRequired("Choose the date this version takes effect.")],
+        validators=[InputRequired("Choose the date this version takes effect.")],
+        invalid_value_message="Enter a real date, such as 2027-01-01.",
         description="Today or later. Until then the current version stays in effect, and "
                     "the new one is shown as upcoming.")
     requires_acceptance = BooleanField(

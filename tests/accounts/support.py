@@ -84,7 +84,7 @@ def csrf_from(html: str) -> str:
 
 def post_form(client, url: str, data: dict | None = None, *, page: str | None = None, **kwargs):
     """GET `page` (default: `url`) for a CSRF token, then POST the form to `url`."""
-    token = csrf_from(client.get(page or url).get_data(as_text=True))
+    token = csrf_from(client.get(page or url, follow_redirects=True).get_data(as_text=True))
     return client.post(url, data={**(data or {}), "csrf_token": token}, **kwargs)
 
 

@@ -6,6 +6,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sqlalchemy import delete, select, text, update
 
 from portal.accounts.models import User
@@ -352,3 +354,19 @@ def test_audit_verify_command_exits_1_when_broken(runner, db):
     result = runner.invoke(audit_verify_command)
     assert result.exit_code == 1
     assert result.output.startswith("audit chain BROKEN at event #2: ")
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(agent=st.text(max_size=400), ip=st.text(max_size=80))
+def test_any_request_headers_are_stored_so_the_chain_still_verifies(app, db, agent, ip):
+    """Whatever a client sends as User-Agent or address, the stored row hashes the same."""
+    # Straight into the WSGI environ, as a server or proxy would pass them, unvalidated.
+    with app.test_request_context("/", environ_base={"HTTP_USER_AGENT": agent,
+                                                     "REMOTE_ADDR": ip}):
+        event = record("auth.signin.failure", outcome="failure")
+    db.session.commit()
+    assert event.user_agent is None or len(event.user_agent) <= 255
+    assert event.ip is None or len(event.ip) <= 64
+    assert verify().ok
+    db.session.commit()

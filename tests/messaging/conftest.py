@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import pyotp
 import pytest
+from flask.testing import FlaskClient
 from sqlalchemy import event, update
 
 from portal.accounts import mfa, passwords
@@ -99,7 +100,28 @@ def sign_in(client, user: User) -> None:
         response = client.post("/sign-in/verify", data={"csrf_token": token,
                                                         "code": user.totp.now()})
         assert response.status_code == 302, response.get_data(as_text=True)[:500]
-    _db.session.remove()
+
+
+class IsolatedClient(FlaskClient):
+    """A test client whose every request runs in its own app context, as in production.
+
+    The app fixture keeps one app context pushed; a request would otherwise share its `g`
+    (the signed-in user, the key cache) and its database session with the test and with
+    other clients. The test's own transaction is ended first: on SQLite every transaction
+    holds the write lock, and the request would wait for it.
+    """
+
+    def open(self, *args, **kwargs):
+        _db.session.commit()
+        _db.session.expire_all()
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_requests(app):
+    """Give every test client in these tests its own app context per request."""
+    app.test_client_class = IsolatedClient
 
 
 @pytest.fixture
@@ -110,6 +132,16 @@ def login(app):
         sign_in(client, user)
         return client
     return _login
+
+
+def post_multipart(client, path: str, fields: dict):
+    """POST a multipart form built in memory (the test client spools big bodies to a temporary
+    file it never closes, which filterwarnings=error turns into a failure)."""
+    from werkzeug.test import encode_multipart
+
+    boundary, body = encode_multipart(fields)
+    return client.post(path, data=body,
+                       content_type=f"multipart/form-data; boundary={boundary}")
 
 
 class StatementCounter:

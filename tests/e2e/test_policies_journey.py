@@ -1,0 +1,94 @@
+"""A client signs in after updated terms were published, reads what changed, and accepts."""
+
+from urllib.parse import urlsplit
+
+import pytest
+from flask import url_for
+from sqlalchemy import select
+
+from portal.accounts import passwords
+from portal.accounts.identity import set_identity
+from portal.accounts.models import User
+from portal.extensions import db, new_id
+from portal.main.views import START
+from portal.policies import service
+from portal.policies.models import PolicyAcceptance
+
+pytestmark = pytest.mark.e2e
+
+EMAIL = "robin-journey@example.org"
+PASSWORD = "lanterns over a quiet field"
+SUMMARY = "Replies now come within 2 business days, and we explain the Quick exit button."
+NEW_TERMS = (
+    "# Terms of Service\n\n"
+    "## If you are in crisis\n\n"
+    "The portal is **not for emergencies**. Call or text [988](tel:988), or call "
+    "[911](tel:911).\n\n"
+    "## When to expect a reply\n\n"
+    "Your therapist usually replies within 2 business days.\n"
+)
+
+
+def _client_who_accepted_the_first_versions() -> User:
+    """Create a client who accepted version 1 of every policy that asked for it."""
+    user = User(id=new_id(), role="client", mfa_prompt_dismissed=True)
+    set_identity(user, name="Robin Journey", email=EMAIL)
+    user.password_hash = passwords.hash_password(PASSWORD)
+    db.session.add(user)
+    db.session.commit()
+    service.ensure_defaults()
+    service.accept(user, [v.id for v in service.pending_for(user)])
+    return user
+
+
+def _home_path(app) -> str:
+    with app.test_request_context():
+        endpoint = next((e for e in START["client"] if e in app.view_functions),
+                        "accounts.settings")
+        return url_for(endpoint)
+
+
+def test_client_accepts_updated_terms_at_sign_in(app, page, live_server):
+    user = _client_who_accepted_the_first_versions()
+    new_terms = service.publish(None, slug="terms", text=NEW_TERMS,
+                                effective_date=service.today(), summary=SUMMARY,
+                                requires_acceptance=True)
+    new_terms_hash = new_terms.text_hash
+    db.session.commit()
+
+    page.goto("/sign-in")
+    page.get_by_label("Email address").fill(EMAIL)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+    page.wait_for_url("**/policies/accept**")
+    assert page.get_by_role("heading", level=1).inner_text() == "We have updated a policy"
+    assert page.get_by_role("heading", name="Terms of Service").is_visible()
+    assert page.get_by_text(SUMMARY).is_visible()
+    assert page.get_by_text("Version 2, effective").is_visible()
+    assert page.get_by_role("heading", name="Privacy Policy").count() == 0
+
+    # The full text is one click away on the same page, and on its own page.
+    page.get_by_text("Read the full Terms of Service here").click()
+    assert page.get_by_text("Your therapist usually replies within 2 business days.").is_visible()
+    link = page.get_by_role("link", name="Open the Terms of Service on its own page")
+    assert urlsplit(link.get_attribute("href")).path == "/policies/terms/v/2"
+
+    page.get_by_role("button", name="Accept and continue").click()
+    page.wait_for_url(lambda url: "/policies/accept" not in url)
+    assert urlsplit(page.url).path == _home_path(app)
+    assert page.get_by_text("Thank you. You accepted the Terms of Service.").is_visible()
+
+    rows = list(db.session.scalars(select(PolicyAcceptance)
+                                   .where(PolicyAcceptance.user_id == user.id,
+                                          PolicyAcceptance.slug == "terms")
+                                   .order_by(PolicyAcceptance.number)))
+    assert [(r.number, r.text_hash) for r in rows] == [
+        (1, service.get_version("terms", 1).text_hash), (2, new_terms_hash)]
+    db.session.commit()  # end the read: SQLite transactions take the write lock
+
+    # Nothing asks again: the account page lists what was accepted.
+    page.goto("/account")
+    assert urlsplit(page.url).path == "/account"
+    section = page.locator("section", has=page.get_by_role("heading", name="What you accepted"))
+    assert section.get_by_role("link", name="Terms of Service").count() == 2

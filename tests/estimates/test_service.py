@@ -1,0 +1,388 @@
+"""Issuing freezes an estimate; corrections supersede with history kept; nothing leaks at rest."""
+
+import hashlib
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import delete, select, text, update
+
+from portal.audit import AuditEvent
+from portal.crypto import Context, open_bytes, open_text
+from portal.estimates import service
+from portal.estimates.models import (
+    BilledAmount,
+    DeliveryEvent,
+    FrozenEstimateError,
+    GoodFaithEstimate,
+)
+from portal.extensions import db
+from portal.mail import OutboxMessage
+from tests.estimates.conftest import complete_draft
+
+TABLE = "good_faith_estimates"
+
+
+def audit(action: str) -> list[AuditEvent]:
+    return list(db.session.scalars(select(AuditEvent).where(AuditEvent.action == action)
+                                   .order_by(AuditEvent.seq)))
+
+
+def mails(template: str) -> list[OutboxMessage]:
+    return list(db.session.scalars(select(OutboxMessage)
+                                   .where(OutboxMessage.template == template)))
+
+
+def mail_text(row: OutboxMessage) -> str:
+    return open_text(row.user_id, Context("mail_outbox", "body_text_sealed", row.id),
+                     row.body_text_sealed)
+
+
+# ------------------------------------------------------------------------------- issuing
+
+
+def test_issuing_numbers_seals_and_hashes_the_estimate(practice):
+    estimate = practice.issued()
+    today = service.practice_today()
+    assert estimate.status == "issued"
+    assert estimate.number == f"GFE-{today.year}-0001"
+    assert estimate.issue_date == today
+    pdf = service.open_pdf(estimate)
+    assert pdf.startswith(b"%PDF")
+    assert estimate.pdf_sha256 == hashlib.sha256(pdf).hexdigest()
+    document = service.open_document(estimate)
+    assert document.gfe_number == estimate.number
+    assert document.client_legal_name == "Zoë Nguyễn-Ōtsuka"
+    assert estimate.total_cents == document.total_cents == 4550_00
+    assert (estimate.period_start, estimate.period_end) == (document.period_start,
+                                                           document.period_end)
+    assert estimate.recurring is True
+    [event] = audit("estimate.issued")
+    assert event.target_id == str(estimate.id) and event.subject_id == practice.client.id
+
+
+def test_numbers_run_on_within_a_year(practice):
+    first = practice.issued()
+    second = practice.issued(client=practice.other_client, therapist=practice.other_therapist)
+    year = service.practice_today().year
+    assert (first.number, second.number) == (f"GFE-{year}-0001", f"GFE-{year}-0002")
+
+
+def test_a_draft_with_problems_is_not_issued_and_every_problem_is_listed(practice):
+    estimate = service.create_draft(practice.therapist, practice.client)
+    with pytest.raises(service.NotReady) as raised:
+        service.issue(practice.therapist, estimate.id)
+    assert len(raised.value.problems) >= 10
+    db.session.refresh(estimate)
+    assert estimate.status == "draft" and estimate.number is None
+    assert audit("estimate.issued") == []
+
+
+def test_the_client_is_told_by_email_without_any_detail(practice):
+    practice.issued()
+    [row] = mails("estimate_issued")
+    assert row.user_id == practice.client.id
+    body = mail_text(row)
+    assert "/estimates/" in body
+    for secret in ("Zoë", "Nguyễn", "90837", "F41.1", "$", "psychotherapy", "GFE-"):
+        assert secret not in body
+    assert "therapy" not in row.subject.lower()
+
+
+# ---------------------------------------------------------------------- the freeze guard
+
+
+@pytest.mark.parametrize(("attribute", "value"), [
+    ("total_cents", 1),
+    ("number", "GFE-1999-0001"),
+    ("pdf_sha256", "0" * 64),
+    ("pdf_sealed", b"\x01not a pdf"),
+    ("document_sealed", b"\x01tampered"),
+    ("period_end", None),
+    ("client_id", None),
+    ("supersedes_id", None),
+])
+def test_the_orm_refuses_to_change_an_issued_estimate(practice, attribute, value):
+    estimate = practice.issued()
+    if attribute == "client_id":
+        value = practice.other_client.id
+    if attribute == "supersedes_id":
+        value = practice.issued(client=practice.other_client,
+                                therapist=practice.other_therapist).id
+    setattr(estimate, attribute, value)
+    with pytest.raises(FrozenEstimateError):
+        db.session.flush()
+    db.session.rollback()
+
+
+def test_resealing_a_different_document_is_refused(practice):
+    estimate = practice.issued()
+    forged = service.open_document(estimate).to_dict() | {"client_legal_name": "Someone Else"}
+    estimate.document_sealed = service._seal_json(estimate, forged)
+    with pytest.raises(FrozenEstimateError):
+        db.session.flush()
+    db.session.rollback()
+
+
+def test_an_issued_estimate_cannot_go_back_to_draft_or_be_deleted(practice):
+    estimate = practice.issued()
+    estimate.status = "draft"
+    with pytest.raises(FrozenEstimateError):
+        db.session.flush()
+    db.session.rollback()
+    db.session.delete(db.session.get(GoodFaithEstimate, estimate.id))
+    with pytest.raises(FrozenEstimateError):
+        db.session.flush()
+    db.session.rollback()
+    with pytest.raises(service.EstimateError):
+        service.discard_draft(practice.therapist, estimate)
+
+
+def test_bulk_statements_cannot_change_content_or_delete(practice):
+    estimate = practice.issued()
+    with pytest.raises(FrozenEstimateError):
+        db.session.execute(update(GoodFaithEstimate).where(GoodFaithEstimate.id == estimate.id)
+                           .values(total_cents=1))
+    with pytest.raises(FrozenEstimateError):
+        db.session.execute(delete(GoodFaithEstimate).where(GoodFaithEstimate.id == estimate.id))
+    with pytest.raises(FrozenEstimateError):
+        db.session.execute(update(GoodFaithEstimate.__table__).values(status="draft"))
+    with pytest.raises(FrozenEstimateError):
+        db.session.execute(delete(BilledAmount))
+    db.session.rollback()
+
+
+def test_delivery_columns_may_still_change(practice):
+    estimate = practice.issued()
+    estimate.acknowledged_at = estimate.issued_at
+    estimate.billing_level = "warning"
+    db.session.commit()
+    assert db.session.get(GoodFaithEstimate, estimate.id).billing_level == "warning"
+
+
+def test_key_rotation_reseals_issued_estimates_through_the_guard(practice):
+    from portal.crypto.rotation import reencrypt
+
+    estimate = practice.issued()
+    before_blob, before_pdf = estimate.pdf_sealed, service.open_pdf(estimate)
+    result = reencrypt(practice.client.id)
+    assert result.unreadable == 0 and result.resealed >= 2
+    db.session.expire_all()
+    again = db.session.get(GoodFaithEstimate, estimate.id)
+    assert again.pdf_sealed != before_blob
+    assert service.open_pdf(again) == before_pdf
+    assert service.open_document(again).client_legal_name == "Zoë Nguyễn-Ōtsuka"
+
+
+def test_a_tampered_pdf_is_refused_not_served(practice):
+    estimate = practice.issued()
+    db.session.execute(text(f"UPDATE {TABLE} SET pdf_sha256 = :h WHERE id = :id"),
+                       {"h": "f" * 64, "id": estimate.id.hex if db.engine.dialect.name ==
+                        "sqlite" else estimate.id})
+    db.session.commit()
+    db.session.expire_all()
+    with pytest.raises(service.EstimateUnavailable):
+        service.open_pdf(db.session.get(GoodFaithEstimate, estimate.id))
+
+
+# ----------------------------------------------------------------- corrections, renewals
+
+
+def test_a_correction_supersedes_and_keeps_the_history_linked_both_ways(practice):
+    original = practice.issued()
+    original_pdf = service.open_pdf(original)
+    draft = service.start_correction(practice.therapist, original)
+    assert service.start_correction(practice.therapist, original).id == draft.id  # one at once
+    assert draft.supersedes_id == original.id and draft.status == "draft"
+    assert db.session.get(GoodFaithEstimate, original.id).status == "issued"  # until issued
+    changed = complete_draft(service.practice_today(), frequency="Every other week")
+    service.save_draft(practice.therapist, draft, changed)
+    corrected = service.issue(practice.therapist, draft.id)
+    db.session.expire_all()
+    original = db.session.get(GoodFaithEstimate, original.id)
+    assert original.status == "superseded" and original.superseded_by_id == corrected.id
+    assert corrected.supersedes_id == original.id and corrected.status == "issued"
+    assert service.open_pdf(original) == original_pdf  # the old one is unchanged
+    assert service.open_document(corrected).frequency == "Every other week"
+    assert [e.number for e in service.client_estimates(practice.client)] == [
+        corrected.number, original.number]
+    assert [service.display_status(e) for e in service.client_estimates(practice.client)] == [
+        "current", "superseded"]
+    assert len(audit("estimate.superseded")) == 1
+
+
+def test_a_superseded_estimate_cannot_be_corrected_again(practice):
+    original = practice.issued()
+    draft = service.start_correction(practice.therapist, original)
+    service.issue(practice.therapist, draft.id)
+    with pytest.raises(service.EstimateError):
+        service.start_correction(practice.therapist, db.session.get(GoodFaithEstimate,
+                                                                     original.id))
+
+
+def test_a_superseded_link_cannot_be_rewritten(practice):
+    original = practice.issued()
+    draft = service.start_correction(practice.therapist, original)
+    service.issue(practice.therapist, draft.id)
+    other = practice.issued()
+    original = db.session.get(GoodFaithEstimate, original.id)
+    original.superseded_by_id = other.id
+    with pytest.raises(FrozenEstimateError):
+        db.session.flush()
+    db.session.rollback()
+
+
+def test_a_renewal_moves_the_period_on(practice):
+    original = practice.issued()
+    renewal = service.start_renewal(practice.therapist, original)
+    draft = service.open_draft(renewal)
+    assert renewal.renews_id == original.id
+    assert draft.period_start == original.period_end + timedelta(days=1)
+    assert (draft.period_end - draft.period_start) == (original.period_end
+                                                       - original.period_start)
+
+
+def test_expired_means_the_period_is_over(practice):
+    estimate = practice.issued()
+    assert service.display_status(estimate, estimate.period_end) == "current"
+    assert service.display_status(estimate, estimate.period_end + timedelta(days=1)) == "expired"
+
+
+# -------------------------------------------------------------------- delivery evidence
+
+
+def test_the_first_view_is_recorded_and_audited_once(practice):
+    estimate = practice.issued()
+    assert service.record_view(practice.therapist, estimate) is False  # staff views are not
+    assert service.record_view(practice.client, estimate) is True
+    assert service.record_view(practice.client, estimate) is False
+    db.session.expire_all()
+    estimate = db.session.get(GoodFaithEstimate, estimate.id)
+    assert estimate.first_viewed_at is not None
+    [event] = audit("estimate.viewed")
+    assert event.actor_id == practice.client.id and event.subject_id == practice.client.id
+    assert event.target_type == TABLE and event.target_id == str(estimate.id)
+
+
+def test_each_download_is_counted_and_audited(practice):
+    estimate = practice.issued()
+    for _ in range(3):
+        service.record_download(practice.client, estimate)
+    service.record_download(practice.therapist, estimate)
+    db.session.expire_all()
+    estimate = db.session.get(GoodFaithEstimate, estimate.id)
+    assert estimate.download_count == 3 and estimate.last_downloaded_at is not None
+    events = audit("estimate.downloaded")
+    assert [e.actor_id for e in events] == [practice.client.id] * 3 + [practice.therapist.id]
+    kinds = db.session.scalars(select(DeliveryEvent.kind)
+                               .where(DeliveryEvent.estimate_id == estimate.id)).all()
+    assert kinds == ["downloaded"] * 3
+
+
+def test_acknowledging_is_optional_timestamped_and_once(practice):
+    estimate = practice.issued()
+    assert service.acknowledge(practice.client, estimate) is True
+    assert service.acknowledge(practice.client, estimate) is False
+    assert len(audit("estimate.acknowledged")) == 1
+    with pytest.raises(service.EstimateError):
+        service.acknowledge(practice.therapist, estimate)
+
+
+# ----------------------------------------------------------------------------- requests
+
+
+def test_a_request_starts_the_clock_and_tells_the_therapists_without_detail(practice):
+    from portal.accounts.models import Assignment
+
+    db.session.add(Assignment(client_id=practice.client.id,
+                              therapist_id=practice.other_therapist.id))
+    db.session.commit()
+    estimate, new = service.request_estimate(practice.client)
+    today = service.practice_today()
+    assert new and estimate.status == "draft" and estimate.requested_on == today
+    assert estimate.due_date == service.deadlines.add_business_days(today, 3)
+    rows = mails("estimate_requested")
+    assert {r.user_id for r in rows} == {practice.therapist.id, practice.other_therapist.id}
+    for row in rows:
+        body = mail_text(row)
+        assert f"/estimates/{estimate.id}/edit" in body
+        assert "Zoë" not in body and "Nguyễn" not in body
+    again, new_again = service.request_estimate(practice.client)
+    assert again.id == estimate.id and not new_again
+    assert len(mails("estimate_requested")) == 2
+    [event] = audit("estimate.requested")
+    assert event.subject_id == practice.client.id
+
+
+def test_a_request_joins_a_draft_already_under_way(practice):
+    draft = practice.draft()
+    estimate, new = service.request_estimate(practice.client)
+    assert new and estimate.id == draft.id and estimate.requested_on is not None
+
+
+# ------------------------------------------------------------------------ nothing at rest
+
+MARKER_NAME = "Qxzvmarker Nguyễn"
+MARKER_CODE = "T7Q.ZZ9K"
+MARKER_TEXT = "Wqvxmarker counselling"
+
+
+def _raw_database_bytes(app) -> bytes:
+    url = app.config["SQLALCHEMY_DATABASE_URI"]
+    if url.startswith("sqlite"):
+        db.session.remove()
+        db.engine.dispose()  # nothing held in memory; WAL stays as written
+        path = Path(url.removeprefix("sqlite:///"))
+        return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal")) if p.exists())
+    chunks = []
+    with db.engine.connect() as conn:
+        for table in db.metadata.sorted_tables:
+            for row in conn.execute(table.select()):
+                chunks.append(repr(tuple(row)).encode())
+    return b"\n".join(chunks)
+
+
+def test_names_diagnoses_and_lines_are_not_stored_in_plaintext(app, practice):
+    from dataclasses import replace
+
+    from portal.estimates.drafts import DraftLine
+
+    lines = (replace(complete_draft().lines[1], diagnosis_codes=(MARKER_CODE,),
+                     description=MARKER_TEXT), DraftLine(1, "90847", "Family", 2, 175_00,
+                                                         (MARKER_CODE,)))
+    estimate = practice.issued(client_legal_name=MARKER_NAME, lines=lines,
+                               client_address="77 Qxzvstreet Road")
+    draft = practice.draft(client_legal_name=MARKER_NAME + " draft")
+    estimate_id, draft_id, number = estimate.id, draft.id, estimate.number
+    raw = _raw_database_bytes(app)
+    assert number.encode() in raw  # the plain columns are there: this reads the real data
+    for marker in (MARKER_NAME, "Qxzvmarker", MARKER_CODE, "Wqvxmarker", "Qxzvstreet"):
+        for encoding in ("utf-8", "utf-16-le"):
+            assert marker.encode(encoding) not in raw, marker
+    # ...and yet everything opens for the application.
+    estimate = db.session.get(GoodFaithEstimate, estimate_id)
+    document = service.open_document(estimate)
+    assert document.client_legal_name == MARKER_NAME
+    assert document.line_items[0].diagnosis_codes == (MARKER_CODE,)
+    assert service.open_draft(db.session.get(GoodFaithEstimate, draft_id)).client_legal_name \
+        == MARKER_NAME + " draft"
+
+
+def test_sealed_blobs_only_open_in_their_own_row_and_column(practice):
+    from portal.crypto import DecryptionError
+
+    one, two = practice.issued(), practice.issued()
+    with pytest.raises(DecryptionError):
+        open_bytes(one.client_id, Context(TABLE, "pdf", two.id), one.pdf_sealed)
+    with pytest.raises(DecryptionError):
+        open_bytes(one.client_id, Context(TABLE, "document", one.id), one.pdf_sealed)
+    assert json.loads(open_text(one.client_id, Context(TABLE, "document", one.id),
+                                one.document_sealed))["gfe_number"] == one.number
+
+
+def test_every_sealed_column_is_registered_for_rotation():
+    from portal.crypto import sealed_fields
+
+    labels = {f.label for f in sealed_fields()}
+    assert {"good_faith_estimates.document", "good_faith_estimates.pdf"} <= labels

@@ -1,0 +1,96 @@
+"""The crisis check: the reviewed phrase list, whole-word matching, and the server's flag."""
+
+import json
+
+import pytest
+from sqlalchemy import select
+
+from portal.audit.models import AuditEvent
+from portal.messaging import crisis, service
+from portal.messaging.models import Message, Thread
+
+# Shared with the browser test (tests/e2e/test_messaging_journey.py), which checks that
+# static/js/compose.js answers the same for each.
+CRISIS_TEXTS = [
+    "I want to die",
+    "Some days I WANT TO DIE!!!",
+    "i don\u2019t want to be here anymore",
+    "I don't want to be here anymore.",
+    "I've been thinking about suicide a lot",
+    "Feeling suicidal tonight",
+    "I keep thinking about self-harm",
+    "I started cutting myself again",
+    "I might kill\nmyself",
+    "They'd be better off without me",
+    "I can\u2019t go on like this",
+    "thinking of taking an overdose",
+    "".join(chr(ord(ch) + 0xFEE0) if ch != " " else ch for ch in "I want to die"),  # full width
+]
+CALM_TEXTS = [
+    "This traffic is killing me",
+    "I'd die for a coffee right now",
+    "My skill myself is improving",  # "skill myself" is not "kill myself"
+    "Can we move Thursday's session?",
+    "The plot was a real killer",
+    "I harmed my chances at the interview",
+    "",
+]
+
+
+@pytest.mark.parametrize("text", CRISIS_TEXTS)
+def test_crisis_language_is_recognised(text):
+    assert crisis.matches(text)
+
+
+@pytest.mark.parametrize("text", CALM_TEXTS)
+def test_everyday_language_is_not_flagged(text):
+    assert not crisis.matches(text)
+
+
+def test_the_phrase_list_is_small_reviewed_and_already_folded():
+    data = json.loads(crisis.PHRASES_FILE.read_text(encoding="utf-8"))
+    assert data["reviewed"]
+    assert 10 <= len(data["phrases"]) <= 80
+    for phrase in data["phrases"]:
+        assert crisis.normalize(phrase).strip() == phrase, phrase
+
+
+def test_subject_is_checked_too():
+    assert crisis.matches("I want to die", "hello")
+    assert crisis.matches(None, "thinking about suicide")
+    assert not crisis.matches(None, "")
+
+
+def test_server_flags_a_clients_message_and_never_blocks_it(app, db, people):
+    thread, message = service.start_thread(
+        people.client_a, counterpart_id=people.therapist_x.id, subject="Tonight",
+        body="Honestly I want to die", notify=False)
+    assert message.crisis_flag
+    row = db.session.get(Thread, thread.id)
+    assert row.crisis_flagged_at is not None and row.message_count == 1
+    flagged = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "message.crisis_flagged")).one()
+    assert flagged.severity == "high" and flagged.target_id == str(message.id)
+
+    reply = service.reply(people.therapist_x, thread.id,
+                          body="If you think about suicide, call 988.", notify=False)
+    assert not reply.crisis_flag  # the therapist's own words are not flagged
+    db.session.expire_all()
+    assert db.session.get(Thread, thread.id).crisis_flagged_at is None
+    assert db.session.get(Message, message.id).crisis_flag  # the message stays marked
+
+
+def test_client_sees_the_numbers_again_after_sending_crisis_language(app, db, people, login):
+    thread, _ = service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+                                     subject="Tonight", body="I want to die", notify=False)
+    html = login(people.client_a).get(f"/messages/{thread.id}").get_data(as_text=True)
+    assert 'class="safety-notice"' in html and "tel:988" in html and "tel:911" in html
+
+
+def test_therapist_sees_the_flag_on_the_dashboard_and_the_message(app, db, people, login):
+    thread, _ = service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+                                     subject="Tonight", body="I want to die", notify=False)
+    therapist = login(people.therapist_x)
+    assert "Crisis language" in therapist.get("/dashboard").get_data(as_text=True)
+    html = therapist.get(f"/messages/{thread.id}").get_data(as_text=True)
+    assert "message--flagged" in html
