@@ -1,5 +1,6 @@
 """Friendly error pages; no stack trace or technical detail ever reaches a user."""
 
+import contextlib
 import logging
 
 from flask import Flask, render_template, request
@@ -20,10 +21,9 @@ def init_app(app: Flask) -> None:
 
 def _render(code: int, **context):
     from portal.extensions import db
-    try:
+    # The page must render even when the database is gone.
+    with contextlib.suppress(Exception):
         db.session.rollback()
-    except Exception:  # noqa: S110 - the page must render even when the database is gone
-        pass
     template = f"errors/{code if code in PAGES else 400 if code < 500 else 500}.html"
     return render_template(template, code=code, **context), code
 

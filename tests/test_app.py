@@ -5,13 +5,12 @@ import pytest
 import config as config_module
 from portal import create_app
 from tests.accounts.support import (  # noqa: F401 - fixtures
+    guarded_requests,
     isolated_requests,
     make_user,
     no_server_errors,
     sign_in,
 )
-
-pytestmark = pytest.mark.usefixtures("no_server_errors", "isolated_requests")
 
 GOOD_SECRET = "s" * 48
 

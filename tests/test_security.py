@@ -11,15 +11,14 @@ from portal import security
 from portal.security import CSP, PUBLIC_ENDPOINTS, safe_next
 from tests.accounts.support import (  # noqa: F401 - fixtures
     csrf_from,
+    extra_app,
+    guarded_requests,
     isolated_requests,
-    make_app,
     make_user,
     no_server_errors,
     post_form,
     sign_in,
 )
-
-pytestmark = pytest.mark.usefixtures("no_server_errors", "isolated_requests")
 
 EXPECTED_CSP = ("default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
                 "frame-ancestors 'none'")
@@ -81,18 +80,19 @@ def test_public_endpoints_are_exactly_the_reviewed_allowlist():
     assert set(PUBLIC_ENDPOINTS) == EXPECTED_PUBLIC
 
 
-def test_every_non_public_route_sends_anonymous_visitors_to_sign_in(make_app):
-    app = make_app(WTF_CSRF_ENABLED=False)  # the POST must reach the sign-in check
-    client = app.test_client()
+def test_every_non_public_route_sends_anonymous_visitors_to_sign_in(app):
     checked = 0
-    for rule, url, methods in _routes(app):
-        if rule.endpoint in PUBLIC_ENDPOINTS:
-            continue
-        for method in methods:
-            response = client.open(url, method=method)
-            assert response.status_code == 302, f"{method} {url} -> {response.status_code}"
-            assert response.location.startswith("/sign-in"), f"{method} {url}"
-            checked += 1
+    # CSRF off in this app only, so an anonymous POST reaches the sign-in check.
+    with extra_app(app, WTF_CSRF_ENABLED=False) as open_app:
+        client = open_app.test_client()
+        for rule, url, methods in _routes(open_app):
+            if rule.endpoint in PUBLIC_ENDPOINTS:
+                continue
+            for method in methods:
+                response = client.open(url, method=method)
+                assert response.status_code == 302, f"{method} {url} -> {response.status_code}"
+                assert response.location.startswith("/sign-in"), f"{method} {url}"
+                checked += 1
     assert checked >= 20
 
 
@@ -237,9 +237,8 @@ def test_next_survives_the_two_step_code(app):
 # --- error pages -------------------------------------------------------------------------
 
 @pytest.fixture
-def broken_app(make_app, monkeypatch):
+def broken_app(app, monkeypatch):
     """An app with routes that fail on purpose (a 403 and an unexpected exception)."""
-    app = make_app()
 
     def forbidden():
         abort(403)
@@ -247,16 +246,18 @@ def broken_app(make_app, monkeypatch):
     def boom():
         raise RuntimeError("secret internal detail /srv/portal/x.py line 42")
 
-    app.add_url_rule("/test-forbidden", "test_forbidden", forbidden)
-    app.add_url_rule("/test-boom", "test_boom", boom)
     monkeypatch.setattr(security, "PUBLIC_ENDPOINTS",
                         PUBLIC_ENDPOINTS | {"test_forbidden", "test_boom"})
-    return app
+    # Not the test's own app: its 500 guard would (rightly) fail on the deliberate 500.
+    with extra_app(app) as broken:
+        broken.add_url_rule("/test-forbidden", "test_forbidden", forbidden)
+        broken.add_url_rule("/test-boom", "test_boom", boom)
+        yield broken
 
 
 @pytest.mark.parametrize(("path", "status", "heading"), [
-    ("/test-forbidden", 403, "This page isn’t available to you"),
-    ("/no-such-page", 404, "We couldn’t find that page"),
+    ("/test-forbidden", 403, "This page isn\u2019t available to you"),
+    ("/no-such-page", 404, "We couldn\u2019t find that page"),
     ("/test-boom", 500, "Sorry, something went wrong on our side"),
 ])
 def test_error_pages_are_friendly_and_show_no_technical_detail(broken_app, path, status,
@@ -274,16 +275,16 @@ def test_error_pages_are_friendly_and_show_no_technical_detail(broken_app, path,
 def test_405_page_is_friendly_and_keeps_the_allow_header(client):
     response = client.get("/sign-out")
     assert response.status_code == 405
-    assert "This page can’t be used that way" in response.get_data(as_text=True)
+    assert "This page can\u2019t be used that way" in response.get_data(as_text=True)
     assert "POST" in response.headers["Allow"]
 
 
-def test_request_larger_than_max_content_length_is_a_friendly_413(make_app):
-    app = make_app(MAX_CONTENT_LENGTH=2 * 1024)
-    client = app.test_client()
-    token = csrf_from(client.get("/sign-in").get_data(as_text=True))
-    response = client.post("/sign-in", data={"email": "a@example.org", "password": "p" * 5000,
-                                             "csrf_token": token})
+def test_request_larger_than_max_content_length_is_a_friendly_413(app):
+    with extra_app(app, MAX_CONTENT_LENGTH=2 * 1024) as small:
+        client = small.test_client()
+        token = csrf_from(client.get("/sign-in").get_data(as_text=True))
+        response = client.post("/sign-in", data={"email": "a@example.org",
+                                                 "password": "p" * 5000, "csrf_token": token})
     html = response.get_data(as_text=True)
     assert response.status_code == 413
     assert "That was too large to send" in html and "The limit is 2 KB" in html

@@ -9,6 +9,7 @@ import re
 import unicodedata
 from functools import cache
 from importlib import resources
+from itertools import pairwise
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -16,7 +17,7 @@ from flask import current_app
 
 MIN_LENGTH = 15
 MAX_LENGTH = 128
-PASSPHRASE_HINT = (
+SUGGESTION = (
     "Try a passphrase: four or five unrelated words you can picture, "
     "like “lantern orbit maple quietly”."
 )
@@ -39,7 +40,7 @@ def _is_sequence(folded: str) -> bool:
     """Spot keyboard walks and counting runs such as 123456789012345 or qwertyuiopasdfg."""
     compact = re.sub(r"\s+", "", folded)
     hits = 0
-    for a, b in zip(compact, compact[1:], strict=False):
+    for a, b in pairwise(compact):
         if any(a + b in row or b + a in row for row in _KEYBOARD_ROWS) or a + b in "90":
             hits += 1
     return len(compact) > 1 and hits >= len(compact) - 2
@@ -72,7 +73,7 @@ def problems(password: str, *, email: str = "", name: str = "", practice: str = 
     """Return why a new password is refused (empty when it is acceptable)."""
     length = len(password)
     if length < MIN_LENGTH:
-        return [f"Use at least {MIN_LENGTH} characters (this has {length}). {PASSPHRASE_HINT}"]
+        return [f"Use at least {MIN_LENGTH} characters (this has {length}). {SUGGESTION}"]
     if length > MAX_LENGTH:
         return [f"Use at most {MAX_LENGTH} characters (this has {length})."]
     folded = _fold(password)
@@ -90,9 +91,8 @@ def problems(password: str, *, email: str = "", name: str = "", practice: str = 
         local = _fold(email).split("@", 1)[0]
         if _fold(email) in folded or _contains(folded, local):
             personal.append("your email address")
-    if name:
-        if any(_contains(folded, part) for part in re.split(r"\W+", _fold(name))):
-            personal.append("your name")
+    if name and any(_contains(folded, part) for part in re.split(r"\W+", _fold(name))):
+        personal.append("your name")
     if practice and _contains(folded, _fold(practice)):
         personal.append(f"the practice's name ({practice})")
     if personal:
@@ -100,7 +100,7 @@ def problems(password: str, *, email: str = "", name: str = "", practice: str = 
                      + ("it is" if len(personal) == 1 else "they are")
                      + " among the first things someone would try.")
     if found:
-        found[-1] += " " + PASSPHRASE_HINT
+        found[-1] += " " + SUGGESTION
     return found
 
 

@@ -65,7 +65,9 @@ def password_problems(user: User | None, password: str, *, name: str = "",
 NAME_MAX = 200
 # One address, no display name: a local part, "@", and a domain with a dot; no spaces,
 # angle brackets, quotes, commas or control characters that could turn it into two.
-_EMAIL = re.compile(r"^[^\s@<>()\[\]\\,;:\"]{1,64}@[^\s@<>()\[\]\\,;:\"]+\.[^\s@<>()\[\]\\,;:\".]+$")
+_NOT_IN_ADDRESS = r"\s@<>()\[\]\\,;:\""
+_EMAIL = re.compile(rf"^[^{_NOT_IN_ADDRESS}]{{1,64}}@[^{_NOT_IN_ADDRESS}]+"
+                    rf"\.[^{_NOT_IN_ADDRESS}.]+$")
 
 
 def valid_email(email: str) -> bool:

@@ -50,6 +50,9 @@ def start(user: User, *, mfa_verified: bool) -> UserSession:
                       mfa_verified=mfa_verified)
     db.session.add(row)
     session.clear()
+    # Flask-WTF caches this request's CSRF token in g; it belongs to the cleared session, so a
+    # page rendered after this point (the recovery codes) would carry a token that fails.
+    g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
     session[SESSION_KEY] = token
     return row
 

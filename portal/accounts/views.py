@@ -290,7 +290,7 @@ def mfa_setup():
         return redirect(url_for("accounts.settings"))
     form = MfaSetupForm()
     seed = _pending_seed(user)
-    if seed is None or request.method == "GET" and not form.code.data:
+    if seed is None or (request.method == "GET" and not form.code.data):
         seed = seed or mfa.new_seed()
         session["mfa_seed"] = base64.b64encode(
             seal(user.id, Context("users", "totp_pending", user.id), seed)).decode()

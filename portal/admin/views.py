@@ -30,8 +30,9 @@ def _therapist_choices() -> list[tuple[str, str]]:
     therapists = list(db.session.scalars(select(User).where(User.role == Role.THERAPIST,
                                                             User.active.is_(True))))
     names = names_of(therapists)
-    return [("", "— none yet —")] + sorted(((str(t.id), names[t.id]) for t in therapists),
-                                           key=lambda pair: pair[1].casefold())
+    return [("", "— none yet —"),
+            *sorted(((str(t.id), names[t.id]) for t in therapists),
+                    key=lambda pair: pair[1].casefold())]
 
 
 @bp.route("/users")

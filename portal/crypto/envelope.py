@@ -8,11 +8,12 @@ Unwrapped keys are cached on `flask.g`, which lives for one request or one CLI c
 
 import uuid
 from collections.abc import Iterable
+from contextvars import ContextVar
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from flask import current_app, g, has_app_context
+from flask import appcontext_pushed, appcontext_tearing_down, current_app, g, has_app_context
 from sqlalchemy import event, select
 
 from portal.crypto.errors import DecryptionError
@@ -127,18 +128,51 @@ class KeyCache:
         return f"<KeyCache keys={len(self.by_header)} owners={len(self.rows)}>"
 
 
+# The cache lives on flask.g. `fast_keys` holds the current app context's (by_header, current)
+# dicts for the seal/open fast path: reaching them through g costs more than the AES-GCM of a
+# 2 KB message. It is set to None when an app context is pushed and reset when that context
+# tears down, so it never outlives (or crosses into) another context; a context it does not
+# track leaves it None, and the slow path through g is used.
+FastKeys = tuple[dict[bytes, "DataKeyHandle"], dict[int, "DataKeyHandle"]]
+fast_keys: ContextVar[FastKeys | None] = ContextVar("portal_crypto_fast_keys", default=None)
+RESET_ATTR = "_portal_crypto_fast_reset"
+
+
+def _on_appcontext_pushed(sender, **extra) -> None:
+    if RESET_ATTR not in g:  # the same context pushed again keeps its first token
+        setattr(g, RESET_ATTR, fast_keys.set(None))
+
+
+def _on_appcontext_tearing_down(sender, **extra) -> None:
+    token = g.pop(RESET_ATTR, None)
+    if token is None:
+        return
+    try:
+        fast_keys.reset(token)
+    except ValueError:  # torn down in another contextvars.Context: just disable it here
+        fast_keys.set(None)
+
+
+appcontext_pushed.connect(_on_appcontext_pushed)
+appcontext_tearing_down.connect(_on_appcontext_tearing_down)
+
+
 def key_cache() -> KeyCache:
     """Return this app context's cache, creating it on first use."""
     cache = g.get(CACHE_ATTR)
     if cache is None:
         cache = KeyCache()
         setattr(g, CACHE_ATTR, cache)
+    if RESET_ATTR in g and fast_keys.get() is None:
+        fast_keys.set((cache.by_header, cache.current))
     return cache
 
 
 def forget_keys() -> None:
     """Drop every cached key (rotation calls this after changing data_keys)."""
     g.pop(CACHE_ATTR, None)
+    if RESET_ATTR in g:
+        fast_keys.set(None)
 
 
 def _load_rows(cache: KeyCache, owners: Iterable[uuid.UUID]) -> None:

@@ -17,14 +17,9 @@ from os import urandom
 from cryptography.exceptions import InvalidTag
 
 from portal.crypto import envelope
-from portal.crypto.envelope import CACHE_ATTR, DataKeyHandle, as_uuid, key_for_blob
+from portal.crypto.envelope import DataKeyHandle, as_uuid, fast_keys, key_for_blob
 from portal.crypto.errors import DecryptionError
 from portal.crypto.hooks import report_decrypt_failure
-
-try:  # flask.g costs about 1 us per access, as much as the AES-GCM of 2 KB
-    from flask.globals import _cv_app
-except ImportError:  # pragma: no cover - a future Flask; the slow path still works
-    _cv_app = None
 
 VERSION = 1
 HEADER_LEN = 1 + 16
@@ -61,7 +56,7 @@ def seal(owner_id: uuid.UUID, context: Context, plaintext: bytes | str) -> bytes
     if plaintext.__class__ is not bytes:
         plaintext = _as_bytes(plaintext)
     try:
-        handle = _cv_app.get().g._portal_crypto_keys.current[owner_id.int]  # type: ignore[union-attr]
+        handle = fast_keys.get()[1][owner_id.int]  # type: ignore[index]
         aad = context._aad + handle.tail
     except (LookupError, AttributeError, TypeError):
         handle = None
@@ -100,7 +95,7 @@ def open_bytes(owner_id: uuid.UUID, context: Context, blob: bytes) -> bytes:
     """Decrypt a blob sealed for `owner_id` at `context`; DecryptionError if it will not open."""
     try:
         # The header (version + key id) is the cache key, so this checks the version too.
-        handle = _cv_app.get().g._portal_crypto_keys.by_header[blob[:17]]  # type: ignore[union-attr]
+        handle = fast_keys.get()[0][blob[:17]]  # type: ignore[index]
         if handle.owner_int == owner_id.int:
             return handle.decrypt(blob[17:29], blob[29:], context._aad + handle.tail)
     except InvalidTag:
@@ -170,6 +165,3 @@ def blob_key_id(blob: bytes) -> uuid.UUID:
     """Return the data key id a blob names (rotation and status read only this header)."""
     return uuid.UUID(bytes=_header_key_id(bytes(blob[:HEADER_LEN])))
 
-
-# The fast paths read this attribute name off flask.g directly; keep the two in step.
-assert CACHE_ATTR == "_portal_crypto_keys"

@@ -294,6 +294,8 @@ def _append(thread: Thread, sender: User, text: str, files: list[CheckedFile], *
 
     thread.last_message_at = now
     thread.message_count = (thread.message_count or 0) + 1
+    if (thread.client_unread if from_client else thread.therapist_unread):
+        _mark_read(sender, thread, now, locked=True)  # answering means having read it
     if from_client:
         thread.therapist_unread = (thread.therapist_unread or 0) + 1
         if thread.awaiting_since is None:
@@ -342,10 +344,11 @@ def set_closed(actor: User, thread_id: uuid.UUID, closed: bool) -> None:
 
 # --- reading -----------------------------------------------------------------------------
 
-def _mark_read(reader: User, thread: Thread, now: datetime) -> None:
+def _mark_read(reader: User, thread: Thread, now: datetime, *, locked: bool = False) -> None:
     """Mark the other side's messages read, zero the reader's count, withdraw their notice."""
-    db.session.scalar(select(Thread).where(Thread.id == thread.id).with_for_update()
-                      .execution_options(populate_existing=True))
+    if not locked:
+        db.session.scalar(select(Thread).where(Thread.id == thread.id).with_for_update()
+                          .execution_options(populate_existing=True))
     db.session.execute(
         update(Message)
         .where(Message.thread_id == thread.id, Message.sender_id != reader.id,

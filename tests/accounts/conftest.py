@@ -7,15 +7,10 @@ from dataclasses import dataclass, field
 import pytest
 from aiosmtpd.controller import Controller
 
-from .support import isolated_requests, make_app, no_server_errors  # noqa: F401 - fixtures
+# Every account test runs its requests in isolation and fails when one answered 500.
+from .support import guarded_requests, isolated_requests, no_server_errors  # noqa: F401
 
 __all__ = ["SMTPServer"]
-
-
-@pytest.fixture(autouse=True)
-def _no_500(no_server_errors, isolated_requests):
-    """Every account test runs requests in isolation and fails when one answered 500."""
-    return no_server_errors
 
 
 class _Collector:

@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import pyotp
@@ -201,20 +202,20 @@ def isolated_requests(request) -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def make_app(app):
-    """Build further apps on the test database with config overrides (rate limits, idle...)."""
-    built: list[Flask] = []
+@pytest.fixture(autouse=True)
+def guarded_requests(request, isolated_requests, no_server_errors) -> None:
+    """Autouse wherever imported: isolated requests, and a failure on any 500."""
 
-    def build(**overrides) -> Flask:
-        other = create_app({"ENV_NAME": "testing",
-                            "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"],
-                            "INSTANCE_PATH": app.instance_path, **overrides})
-        built.append(other)
-        return other
 
-    yield build
-    for other in built:
+@contextmanager
+def extra_app(base: Flask, **overrides) -> Iterator[Flask]:
+    """Build another app on the test database with config overrides (rate limits, sizes...)."""
+    other = create_app({"ENV_NAME": "testing",
+                        "SQLALCHEMY_DATABASE_URI": base.config["SQLALCHEMY_DATABASE_URI"],
+                        "INSTANCE_PATH": base.instance_path, **overrides})
+    try:
+        yield other
+    finally:
         with other.app_context():
             db.session.remove()
             db.engine.dispose()

@@ -366,3 +366,14 @@ def test_enrolment_form_rejects_bad_input(client, code, message):
     response = post_form(client, SETUP, {"code": code})
     assert message in response.get_data(as_text=True)
     assert not fresh(person.user).mfa_enabled
+
+
+def test_forms_on_the_recovery_codes_page_work(client):
+    # The session is replaced while that page renders: its sign-out token must be the new one.
+    person = make_user(mfa_on=False)
+    sign_in(client, person)
+    key = _shown_key(client.get(SETUP).get_data(as_text=True))
+    page = post_form(client, SETUP, {"code": pyotp.TOTP(key).now()}).get_data(as_text=True)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
+    response = client.post("/sign-out", data={"csrf_token": token})
+    assert response.status_code == 302 and response.location == "/signed-out"

@@ -33,7 +33,7 @@ def _phrase(length: int) -> str:
     pytest.param(_phrase(MAX_LENGTH), True, id="128 characters"),
     pytest.param(_phrase(MAX_LENGTH + 1), False, id="129 characters"),
     pytest.param("   plum   kite   ", True, id="spaces anywhere"),
-    pytest.param("Zoë’s café, näïve résumé", True, id="any Unicode"),
+    pytest.param("Zoë\u2019s café, näïve résumé", True, id="any Unicode"),
     pytest.param("no Capitals or digits at all", True, id="no composition rules"),
 ])
 def test_length_is_counted_in_code_points_from_15_to_128(password, accepted):

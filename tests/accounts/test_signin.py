@@ -20,6 +20,7 @@ from .support import (
     PASSWORD,
     audit_actions,
     csrf_from,
+    extra_app,
     fresh,
     make_user,
     outbox,
@@ -271,10 +272,11 @@ def test_sign_in_form_rejects_empty_and_oversized_input_next_to_the_field(client
 # --- Flask-Limiter -----------------------------------------------------------------------
 
 @pytest.fixture
-def limited_app(make_app):
+def limited_app(app):
     """An app with rate limits on (the test config turns them off)."""
-    return make_app(RATELIMIT_ENABLED=True, SIGNIN_RATE_PER_IP="4 per minute",
-                    SIGNIN_RATE_PER_ACCOUNT="2 per minute")
+    with extra_app(app, RATELIMIT_ENABLED=True, SIGNIN_RATE_PER_IP="4 per minute",
+                   SIGNIN_RATE_PER_ACCOUNT="2 per minute") as limited:
+        yield limited
 
 
 def _post_sign_in(client, email: str, ip: str):

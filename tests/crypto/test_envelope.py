@@ -9,6 +9,7 @@ from portal.crypto import Context, open_text, seal
 from portal.crypto.envelope import (
     create_data_key,
     current_key,
+    fast_keys,
     forget_keys,
     key_cache,
     provider,
@@ -129,8 +130,30 @@ def test_a_key_created_by_another_process_is_found(app, owner):
 
 
 def test_key_cache_lives_no_longer_than_the_app_context(app, owner):
+    seal(owner, Context("t", "c", uuid.uuid4()), "outer")
+    db.session.commit()
+    outer = fast_keys.get()
+    assert outer is not None and outer[0] is key_cache().by_header
     with app.app_context():
+        assert fast_keys.get() is None  # the inner context starts cold
         seal(owner, Context("t", "c", uuid.uuid4()), "x")
         assert key_cache().by_header
+        inner = fast_keys.get()
+        assert inner is not None and inner is not outer
+    assert fast_keys.get() is outer  # restored when the inner context tore down
     with app.app_context():
         assert not key_cache().by_header
+    forget_keys()
+    assert fast_keys.get() is None
+
+
+def test_no_key_cache_outside_an_app_context(app, owner):
+    import contextvars
+
+    def outside():
+        with pytest.raises(RuntimeError):
+            seal(owner, Context("t", "c", uuid.uuid4()), "x")
+
+    seal(owner, Context("t", "c", uuid.uuid4()), "warm")
+    ctx = contextvars.Context()  # a fresh thread-like context: no app context, no fast keys
+    ctx.run(outside)

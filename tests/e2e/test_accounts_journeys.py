@@ -34,7 +34,7 @@ def _code_after(seed: str, used: str | None) -> str:
 
 
 def test_invited_client_sets_a_password_and_signs_in(app, page: Page, live_server):
-    user, link = service.create_user(None, role="client", name="Robin Example",
+    _, link = service.create_user(None, role="client", name="Robin Example",
                                      email="robin.example@example.org")
     page.goto(link)
     expect(page).to_have_url(f"{live_server}/invitation")  # the token left the address bar

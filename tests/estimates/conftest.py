@@ -135,7 +135,7 @@ class PerRequestClient(FlaskClient):
     """
 
     def open(self, *args, **kwargs):
-        for key in ("_login_user", "user_session", "session_expired"):
+        for key in ("_login_user", "user_session", "session_expired", "csrf_token"):
             g.pop(key, None)
         return super().open(*args, **kwargs)
 
@@ -189,3 +189,10 @@ def builder_payload(draft: Draft, *, token: str, action: str = "save", scheduled
             data[f"lines-{i}-diagnosis_tbd"] = "y"
     data.update(overrides)
     return data
+
+
+@pytest.fixture
+def fast_pdf(monkeypatch):
+    """Skip real PDF rendering where a test is about who may reach what, not the PDF."""
+    monkeypatch.setattr(service, "render_pdf",
+                        lambda document: b"%PDF-1.4\n% " + document.gfe_number.encode() + b"\n")

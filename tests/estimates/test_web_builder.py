@@ -1,4 +1,4 @@
-"""The builder in the browser's shoes: drafts saved incomplete, bad input inline, checked, issued."""
+"""The builder as a browser uses it: drafts saved incomplete, bad input inline, checked, issued."""
 
 import re
 import uuid

@@ -116,9 +116,9 @@ def test_access_ends_after_an_hour_or_when_ended(app, db, people, conversation):
     thread_id, _ = conversation
     grant = emergency.grant(people.admin, client_id=people.client_a.id, reason=REASON)
     assert access.thread_for(people.admin, thread_id)
-    with time_machine.travel(utcnow() + timedelta(minutes=61), tick=False):
-        with pytest.raises(NotFound):
-            access.thread_for(people.admin, thread_id)
+    with (time_machine.travel(utcnow() + timedelta(minutes=61), tick=False),
+          pytest.raises(NotFound)):
+        access.thread_for(people.admin, thread_id)
     emergency.end(people.admin, grant.id)
     with pytest.raises(NotFound):
         access.thread_for(people.admin, thread_id)

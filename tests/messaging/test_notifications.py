@@ -145,6 +145,7 @@ def test_each_conversation_and_each_side_has_its_own_window(app, db, people):
                                       subject="One", body="one")
         service.start_thread(client, counterpart_id=people.therapist_y.id,
                              subject="Two", body="two")
+        deliver_pending()
     with _at(1):
         service.reply(people.therapist_x, one.id, body="reply")
     assert [n.next_attempt_at for n in _notices(db, people.therapist_x)] == [START]
