@@ -163,8 +163,10 @@ def key_cache() -> KeyCache:
     if cache is None:
         cache = KeyCache()
         setattr(g, CACHE_ATTR, cache)
-    if RESET_ATTR in g and fast_keys.get() is None:
-        fast_keys.set((cache.by_header, cache.current))
+    if RESET_ATTR in g:
+        fast = fast_keys.get()
+        if fast is None or fast[0] is not cache.by_header:
+            fast_keys.set((cache.by_header, cache.current))
     return cache
 
 

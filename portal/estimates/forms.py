@@ -33,6 +33,26 @@ EARLIEST = date(1900, 1, 1)
 LATEST = date(2100, 12, 31)
 _DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", re.ASCII)
 _CODE_SPLIT = re.compile(r"[\s,;]+")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def multiline(value):
+    """Browsers send CRLF from a textarea; keep plain newlines and no other control characters."""
+    if not isinstance(value, str):
+        return value
+    value = value.replace("\r\n", "\n").replace("\r", "\n").replace("\t", " ")
+    return _CONTROL.sub("", value)
+
+
+def one_line(value):
+    """A single-line field holds no line breaks or control characters."""
+    if not isinstance(value, str):
+        return value
+    return " ".join(_CONTROL.sub(" ", value.replace("\t", " ")).split("\n")).strip()
+
+
+ONE = [one_line]
+MULTI = [multiline]
 
 
 def choices(pairs) -> list[SelectChoice]:
@@ -128,12 +148,13 @@ class DayField(_ParsedField):
 class ProviderForm(Form):
     """One provider row."""
 
-    name = StringField("Provider or facility name", validators=[Length(max=200)])
-    npi = StringField("NPI", validators=[Length(max=20)],
+    name = StringField("Provider or facility name", validators=[Length(max=200)], filters=ONE)
+    npi = StringField("NPI", validators=[Length(max=20)], filters=ONE,
                       description="10 digits, from the NPI registry.")
-    tin = StringField("Tax ID (EIN)", validators=[Length(max=20)],
+    tin = StringField("Tax ID (EIN)", validators=[Length(max=20)], filters=ONE,
                       description="Like 12-3456789. Never a Social Security number.")
     location = StringField("Where services are given", validators=[Length(max=300)],
+                           filters=ONE,
                            description=f'Office address, or "{TELEHEALTH}".')
     state = SelectField("State", choices=STATE_CHOICES, validate_choice=True, default="PA")
 
@@ -142,9 +163,9 @@ class LineForm(Form):
     """One line item row."""
 
     provider = SelectField("Provider", choices=choices([("", "Choose…")]), validate_choice=False)
-    cpt_code = StringField("Service code", validators=[Length(max=16)])
-    description = StringField("Description", validators=[Length(max=200)])
-    diagnosis = StringField("Diagnosis codes", validators=[Length(max=120)])
+    cpt_code = StringField("Service code", validators=[Length(max=16)], filters=ONE)
+    description = StringField("Description", validators=[Length(max=200)], filters=ONE)
+    diagnosis = StringField("Diagnosis codes", validators=[Length(max=120)], filters=ONE)
     diagnosis_tbd = BooleanField(DIAGNOSIS_TBD)
     quantity = CountField("Quantity", what="quantity")
     unit_charge = CentsField("Unit charge")
@@ -160,15 +181,17 @@ class LineForm(Form):
 class BuilderForm(FlaskForm):
     """The whole estimate; every field optional so a draft can be saved part-way."""
 
-    client_legal_name = StringField("Client's full legal name", validators=[Length(max=200)])
+    client_legal_name = StringField("Client's full legal name", validators=[Length(max=200)],
+                                    filters=ONE)
     client_dob = DayField("Date of birth")
-    client_address = TextAreaField("Mailing address", validators=[Length(max=500)])
+    client_address = TextAreaField("Mailing address", validators=[Length(max=500)],
+                                   filters=MULTI)
     primary_service = StringField(
-        "Primary service, in plain words", validators=[Length(max=300)],
+        "Primary service, in plain words", validators=[Length(max=300)], filters=ONE,
         description='For example "Individual psychotherapy, 53+ minutes (CPT 90837), weekly".')
     period_start = DayField("First day")
     period_end = DayField("Last day")
-    frequency = StringField("How often", validators=[Length(max=120)],
+    frequency = StringField("How often", validators=[Length(max=120)], filters=ONE,
                             description='For example "Weekly" or "Every other week".')
     sessions_min = CountField("Fewest sessions expected", what="number of sessions")
     sessions_max = CountField("Most sessions expected", what="number of sessions")
@@ -177,6 +200,7 @@ class BuilderForm(FlaskForm):
     lines = FieldList(FormField(LineForm), min_entries=MIN_LINE_ROWS, max_entries=MAX_LINES)
     separately_scheduled = TextAreaField(
         "Items or services scheduled separately", validators=[Length(max=1000)],
+        filters=MULTI,
         description='Care you expect that needs its own estimate, or "None anticipated".')
     scheduled_on = DayField("Date the service was scheduled")
     service_date = DayField("Date of the first scheduled service")

@@ -10,7 +10,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, select
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, select, text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from portal.crypto import Context, register_sealed
@@ -35,6 +35,13 @@ class Thread(db.Model):
         Index("ix_message_threads_client_last", "client_id", "last_message_at"),
         Index("ix_message_threads_therapist_last", "therapist_id", "last_message_at"),
         Index("ix_message_threads_therapist_awaiting", "therapist_id", "awaiting_since"),
+        # The navigation badges read only the conversations with something unread.
+        Index("ix_message_threads_therapist_unread", "therapist_id", "therapist_unread",
+              postgresql_where=text("therapist_unread > 0"),
+              sqlite_where=text("therapist_unread > 0")),
+        Index("ix_message_threads_client_unread", "client_id", "client_unread",
+              postgresql_where=text("client_unread > 0"),
+              sqlite_where=text("client_unread > 0")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)

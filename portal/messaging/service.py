@@ -361,6 +361,13 @@ def _mark_read(reader: User, thread: Thread, now: datetime, *, locked: bool = Fa
     notifications.withdraw(thread, reader.id, now=now)
 
 
+def _has_unread(reader: User, thread: Thread) -> bool:
+    """Anything for this reader to mark read, or a notice of theirs to withdraw?"""
+    if reader.id == thread.client_id:
+        return bool(thread.client_unread or thread.client_notice_id)
+    return bool(thread.therapist_unread or thread.therapist_notice_id)
+
+
 def view_thread(viewer: User, thread_access: access.ThreadAccess, *,
                 before: uuid.UUID | None = None) -> ThreadPage:
     """Open a conversation page: mark it read (participants), audit the view, commit once."""
@@ -374,7 +381,7 @@ def view_thread(viewer: User, thread_access: access.ThreadAccess, *,
             record("emergency.thread_viewed", actor=viewer, target=("thread", thread.id),
                    subject_id=thread.client_id, severity="high")
         else:
-            if cursor is None:
+            if cursor is None and _has_unread(viewer, thread):
                 _mark_read(viewer, thread, now)
             record("thread.viewed", actor=viewer, target=("thread", thread.id),
                    subject_id=thread.client_id)
@@ -475,6 +482,15 @@ def download(user: User, attachment_id: uuid.UUID) -> Download:
 
 # --- lists -------------------------------------------------------------------------------
 
+def _end_read() -> None:
+    """End a read-only transaction once the page's data is in plain objects.
+
+    On SQLite every transaction takes the write lock at its first statement (BEGIN
+    IMMEDIATE), so a list page should not hold it while its template renders.
+    """
+    db.session.commit()
+
+
 def _pages(total: int) -> int:
     return max(1, math.ceil(total / LIST_PAGE))
 
@@ -510,7 +526,9 @@ def inbox(client: User, page: int = 1) -> ListPage:
         .order_by(Thread.last_message_at.desc(), Thread.id)
         .limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)))
     names = _names_for([t.therapist_id for t in threads], also_keys=[client.id])
-    return ListPage(_rows(threads, names, lambda t: t.therapist_id), page, pages, total)
+    listing = ListPage(_rows(threads, names, lambda t: t.therapist_id), page, pages, total)
+    _end_read()
+    return listing
 
 
 def _dashboard_from(stmt, therapist: User):
@@ -566,19 +584,22 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
         _dashboard_from(select(Thread), therapist).where(*conditions)
         .order_by(*order).limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)))
     names = _names_for([t.client_id for t in threads])
-    return ListPage(_rows(threads, names, lambda t: t.client_id), page, pages, total, counts)
+    listing = ListPage(_rows(threads, names, lambda t: t.client_id), page, pages, total,
+                       counts)
+    _end_read()
+    return listing
 
 
 def unread_count(user: User) -> int:
     """Unread messages for the navigation badge (one query)."""
     if user.role == Role.CLIENT:
         stmt = select(func.coalesce(func.sum(Thread.client_unread), 0)).where(
-            Thread.client_id == user.id)
+            Thread.client_id == user.id, Thread.client_unread > 0)
     elif user.role == Role.THERAPIST:
         stmt = (select(func.coalesce(func.sum(Thread.therapist_unread), 0))
                 .join(Assignment, and_(Assignment.client_id == Thread.client_id,
                                        Assignment.therapist_id == Thread.therapist_id))
-                .where(Thread.therapist_id == user.id))
+                .where(Thread.therapist_id == user.id, Thread.therapist_unread > 0))
     else:
         return 0
     return int(db.session.scalar(stmt) or 0)
@@ -614,6 +635,7 @@ def access_log(client: User, limit: int = 200) -> list[AccessEntry]:
         entries.append(AccessEntry(
             at=event.at, who=who, role=ROLE_LABELS.get(event.actor_role or "", "Staff"),
             what=what, emergency=event.action.startswith("emergency.")))
+    _end_read()
     return entries
 
 

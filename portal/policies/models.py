@@ -3,6 +3,8 @@
 A version's text, effective date and summary are what clients accepted, so nothing may change
 them after publication: a mapper guard refuses ORM updates and deletes of either table, and a
 session hook refuses bulk `update()` / `delete()` statements. A correction is a new version.
+Foreign keys to users are RESTRICT, like the other records kept for the practice: accounts are
+deactivated, never deleted, so no cascade can change these rows either.
 """
 
 import uuid
@@ -52,7 +54,7 @@ class PolicyVersion(db.Model):
     requires_acceptance: Mapped[bool] = mapped_column(default=False)
     published_at: Mapped[datetime] = mapped_column(default=utcnow)
     published_by_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"))
+        ForeignKey("users.id", ondelete="RESTRICT"))
 
     def __repr__(self) -> str:
         return f"<PolicyVersion {self.slug} v{self.number}>"
@@ -68,8 +70,9 @@ class PolicyAcceptance(db.Model):
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
-    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("policy_versions.id"), index=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    version_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("policy_versions.id", ondelete="RESTRICT"), index=True)
     slug: Mapped[str] = mapped_column(String(SLUG_MAX))
     number: Mapped[int]
     text_hash: Mapped[str] = mapped_column(String(64))

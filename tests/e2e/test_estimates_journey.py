@@ -97,7 +97,7 @@ def test_a_therapist_issues_an_estimate_and_the_client_downloads_it(page, people
     page.get_by_role("button", name="Save and check").click()
 
     # The review: every check passed, a preview, and the Issue button.
-    assert page.get_by_role("heading", name="Ready to issue").is_visible()
+    assert page.get_by_role("heading", name="Ready to issue").is_visible(), page.locator("main").inner_text()[:1500]
     assert page.get_by_text("$4,200.00").first.is_visible()
     page.get_by_role("button", name="Issue estimate").click()
     heading = page.get_by_role("heading", level=1).inner_text()
@@ -108,7 +108,7 @@ def test_a_therapist_issues_an_estimate_and_the_client_downloads_it(page, people
     # The client finds it, reads it and downloads the PDF.
     sign_in(page, client_email, CLIENT_PASSWORD)
     page.goto("/estimates/")
-    page.get_by_role("link", name=f"Estimate {number}").click()
+    page.get_by_role("link", name=f"Estimate {number}", exact=True).click()
     assert page.get_by_role("heading", name="Good Faith Estimate", exact=True).is_visible()
     assert page.get_by_text("Zoë Nguyễn-Ōtsuka").first.is_visible()
     assert page.get_by_text("Total estimated charges").is_visible()

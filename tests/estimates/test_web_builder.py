@@ -208,3 +208,18 @@ def test_a_correction_opens_a_prefilled_draft(client, practice):
     page = client.get(f"/estimates/{draft_id}/edit").get_data(as_text=True)
     assert f"This draft corrects estimate {issued.number}" in page
     assert 'value="1234567893"' in page
+
+
+def test_browser_line_endings_and_control_characters_are_cleaned(staff):
+    client, token, draft_id = staff
+    payload = builder_payload(complete_draft(service.practice_today()), token=token,
+                              action="check")
+    payload["client_address"] = "12 Walnut Street\r\nTrappe, PA 19426\r\n"
+    payload["client_legal_name"] = "Zoë\tNguyễn-Ōtsuka\x07"
+    payload["separately_scheduled"] = "None\ranticipated"
+    client.post(f"/estimates/{draft_id}/edit", data=payload)
+    draft = service.open_draft(stored(draft_id))
+    assert draft.client_address == "12 Walnut Street\nTrappe, PA 19426\n"
+    assert draft.client_legal_name == "Zoë Nguyễn-Ōtsuka"
+    assert draft.separately_scheduled == "None\nanticipated"
+    assert service.review(stored(draft_id)).ready

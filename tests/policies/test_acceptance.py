@@ -1,5 +1,6 @@
 """The acceptance gate, accepting, declining, re-acceptance and the account page."""
 
+import threading
 import uuid
 from datetime import UTC, date, datetime
 from urllib.parse import parse_qs, urlsplit
@@ -9,6 +10,7 @@ import time_machine
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from portal.accounts.models import User
 from portal.audit.models import AuditEvent
 from portal.extensions import db, new_id
 from portal.policies import service
@@ -215,6 +217,38 @@ def test_the_database_refuses_a_duplicate_acceptance(app, defaults, client_user)
     with pytest.raises(IntegrityError):
         db.session.flush()
     db.session.rollback()
+
+
+def test_two_simultaneous_acceptances_leave_one_row(app, defaults, client_user):
+    """Two requests racing (a double click on two connections) both succeed; one row stays."""
+    version_id, user_id = defaults["terms"].id, client_user.id
+    db.session.commit()
+    barrier = threading.Barrier(2)
+    results: list = []
+    errors: list = []
+
+    def worker() -> None:
+        with app.app_context():
+            try:
+                user = db.session.get(User, user_id)
+                db.session.commit()
+                barrier.wait(timeout=10)
+                results.append(len(service.accept(user, [version_id], ip="10.0.0.9")))
+            except Exception as error:  # reported below
+                errors.append(error)
+            finally:
+                db.session.remove()
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert errors == []
+    assert sorted(results) == [0, 1]
+    assert _count() == 1
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)
+                             .where(AuditEvent.action == "policy.accepted")) == 1
 
 
 def test_an_upcoming_version_cannot_be_accepted_early(app, client_user):

@@ -1,0 +1,19 @@
+"""The demo conversations seed cleanly (`portal seed-demo`)."""
+
+from sqlalchemy import func, select
+
+from portal.cli import seed_demo
+from portal.messaging import demo
+from portal.messaging.models import Attachment, Message, Thread
+
+
+def test_demo_conversations_seed(app, db):
+    app.extensions["demo_seeders"] = [demo.seed]  # only this feature's seeder
+    seed_demo()
+    assert db.session.scalar(select(func.count()).select_from(Thread)) == len(
+        demo.CONVERSATIONS)
+    assert db.session.scalar(select(func.count()).select_from(Message)) == sum(
+        len(messages) for *_, messages, _ in demo.CONVERSATIONS)
+    assert db.session.scalar(select(func.count()).select_from(Attachment)) == 1
+    flagged = db.session.scalars(select(Thread).where(Thread.crisis_flagged_at.is_not(None)))
+    assert len(flagged.all()) == 1
