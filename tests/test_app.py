@@ -4,6 +4,7 @@ import pytest
 
 import config as config_module
 from portal import create_app
+from portal.extensions import db
 from tests.accounts.support import (  # noqa: F401 - fixtures
     guarded_requests,
     isolated_requests,
@@ -68,9 +69,14 @@ def test_production_reads_its_settings_from_the_environment(clean_environment, m
 
 def test_production_cookie_is_secure_with_the_host_prefix(clean_environment, tmp_path, app):
     prod = _production(tmp_path, SQLALCHEMY_DATABASE_URI=app.config["SQLALCHEMY_DATABASE_URI"])
-    with prod.test_client() as client:
-        response = client.get("/sign-in", base_url="https://portal.example.org")
-        cookie = response.headers["Set-Cookie"]
+    try:
+        with prod.test_client() as client:
+            response = client.get("/sign-in", base_url="https://portal.example.org")
+            cookie = response.headers["Set-Cookie"]
+    finally:
+        with prod.app_context():
+            db.session.remove()
+            db.engine.dispose()
     assert cookie.startswith("__Host-coeo_session=")
     for flag in ("Secure", "HttpOnly", "Path=/", "SameSite=Lax"):
         assert flag in cookie

@@ -60,3 +60,17 @@ def test_upgrade_downgrade_upgrade_is_repeatable(bare_app):
     downgrade(directory=MIGRATIONS, revision="base")
     upgrade(directory=MIGRATIONS)
     assert _diff() == []
+
+
+def test_migrated_audit_table_refuses_update_and_delete(bare_app):
+    from sqlalchemy.exc import DBAPIError
+
+    from portal.audit import record
+
+    upgrade(directory=MIGRATIONS)
+    record("test.event")
+    db.session.commit()
+    for statement in ("UPDATE audit_events SET action = 'x.y'", "DELETE FROM audit_events"):
+        with pytest.raises(DBAPIError, match="append-only"):
+            with db.engine.begin() as conn:
+                conn.execute(text(statement))
