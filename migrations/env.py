@@ -1,6 +1,7 @@
 """Alembic environment: runs with the app's engine; revisions never import `portal`."""
 
 import logging
+import os
 from logging.config import fileConfig
 
 from alembic import context
@@ -27,6 +28,15 @@ def render_item(type_, obj, autogen_context):
     return False
 
 
+def include_object(obj, name, type_, reflected, compare_to):
+    """Let `PORTAL_MIGRATE_TABLES=a,b flask db migrate` write one feature's revision at a time."""
+    only = os.environ.get("PORTAL_MIGRATE_TABLES")
+    if not only:
+        return True
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return table is None or table in {t.strip() for t in only.split(",")}
+
+
 def run_migrations_offline():
     context.configure(url=str(get_engine().url).replace("%", "%%"),
                       target_metadata=get_metadata(), literal_binds=True,
@@ -46,6 +56,7 @@ def run_migrations_online():
     conf_args = dict(current_app.extensions["migrate"].configure_args)
     conf_args.setdefault("process_revision_directives", process_revision_directives)
     conf_args["render_item"] = render_item
+    conf_args["include_object"] = include_object
     connectable = get_engine()
     with connectable.connect() as connection:
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
