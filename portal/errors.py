@@ -3,10 +3,13 @@
 import contextlib
 import logging
 
-from flask import Flask, render_template, request
+from flask import Flask, g, render_template, request
+from flask_login import current_user
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
+
+from portal.extensions import db, login_manager
 
 log = logging.getLogger("portal.errors")
 PAGES = {400, 403, 404, 405, 413, 429, 500, 503}
@@ -20,12 +23,26 @@ def init_app(app: Flask) -> None:
 
 
 def _render(code: int, **context):
-    from portal.extensions import db
     # The page must render even when the database is gone.
     with contextlib.suppress(Exception):
         db.session.rollback()
+    _settle_user()
     template = f"errors/{code if code in PAGES else 400 if code < 500 else 500}.html"
     return render_template(template, code=code, **context), code
+
+
+def _settle_user() -> None:
+    """Resolve who is signed in now, or render the page as for a visitor.
+
+    When the database is what failed, loading the user would fail again inside the page
+    (navigation, sign-out button) and turn a friendly 503 into a bare 500.
+    """
+    try:
+        current_user.is_authenticated  # noqa: B018 - loads and caches the user
+    except Exception:
+        with contextlib.suppress(Exception):
+            db.session.rollback()
+        g._login_user = login_manager.anonymous_user()
 
 
 def _csrf_error(error: CSRFError):

@@ -307,3 +307,24 @@ def test_forms_that_are_not_uploads_are_held_to_the_form_memory_limit(app, clien
 def test_quick_exit_is_on_public_and_error_pages(client, path):
     html = client.get(path).get_data(as_text=True)
     assert re.search(r'<a class="quick-exit" href="https://[^"]+" id="quick-exit"', html)
+
+
+def test_database_trouble_is_a_friendly_503_even_for_a_signed_in_user(app, monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    from portal.extensions import login_manager
+
+    client = app.test_client()
+    sign_in(client, make_user())
+
+    def unavailable(alt_id):
+        raise OperationalError("SELECT 1", {}, Exception("database is locked"))
+
+    monkeypatch.setattr(login_manager, "_user_callback", unavailable)
+    response = client.get("/account")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 503
+    assert "The portal is briefly unavailable" in html
+    assert "database is locked" not in html and "SELECT" not in html
+    _assert_security_headers(response, "503")
+    assert response.headers["Cache-Control"] == "no-store"

@@ -47,7 +47,8 @@ def provisioning_uri(seed: str, account_label: str) -> str:
 def qr_svg(uri: str) -> str:
     """Render the enrolment QR code as inline SVG markup (no image request, no script)."""
     qr = segno.make(uri, error="m")
-    return qr.svg_inline(scale=5, dark="#2b2118", light="#ffffff", border=2,
+    # A viewBox and no fixed size, so the stylesheet can scale it without cropping.
+    return qr.svg_inline(scale=5, dark="#2b2118", light="#ffffff", border=4, omitsize=True,
                          title="QR code for your authenticator app")
 
 

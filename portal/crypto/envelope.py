@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from flask import appcontext_pushed, appcontext_tearing_down, current_app, g, has_app_context
+from flask import appcontext_pushed, appcontext_tearing_down, current_app, g
 from sqlalchemy import event, select
 
 from portal.crypto.errors import DecryptionError
@@ -22,6 +22,7 @@ from portal.crypto.models import DataKey
 from portal.extensions import db, new_id, utcnow
 
 CACHE_ATTR = "_portal_crypto_keys"
+PENDING_INFO = "portal_crypto_new_keys"
 WRAP_AAD_LABEL = b"coeo-portal data key v1\x00"
 SEAL_VERSION = 1
 HEADER_PREFIX = bytes([SEAL_VERSION])
@@ -99,30 +100,20 @@ class DataKeyHandle:
 class KeyCache:
     """Per app context: unwrapped keys by id, current key per owner, rows loaded per owner."""
 
-    __slots__ = ("by_header", "current", "pending", "rows", "unwraps")
+    __slots__ = ("by_header", "current", "rows", "unwraps")
 
     def __init__(self) -> None:
         # Keyed by the 17-byte blob header (version + key id): one lookup checks both.
         self.by_header: dict[bytes, DataKeyHandle] = {}
         self.current: dict[int, DataKeyHandle] = {}
         self.rows: dict[int, dict[uuid.UUID, KeyRow]] = {}
-        self.pending: set[uuid.UUID] = set()  # created in the open transaction
         self.unwraps = 0
 
-    def forget_pending(self) -> None:
-        """Drop keys whose rows a rollback just discarded, and what was derived from them."""
-        if not self.pending:
-            return
-        owners = {h.owner_int for h in self.by_header.values() if h.id in self.pending}
-        owners |= {
-            owner for owner, rows in self.rows.items() if any(k in self.pending for k in rows)
-        }
-        for owner in owners:
-            self.rows.pop(owner, None)
-            self.current.pop(owner, None)
-        for key_id in self.pending:
-            self.by_header.pop(HEADER_PREFIX + key_id.bytes, None)
-        self.pending.clear()
+    def forget_key(self, key_id: uuid.UUID, owner_int: int) -> None:
+        """Drop a key whose row a rollback discarded, and what was derived from its owner's rows."""
+        self.by_header.pop(HEADER_PREFIX + key_id.bytes, None)
+        self.rows.pop(owner_int, None)
+        self.current.pop(owner_int, None)
 
     def __repr__(self) -> str:
         return f"<KeyCache keys={len(self.by_header)} owners={len(self.rows)}>"
@@ -276,7 +267,8 @@ def create_data_key(owner_id: uuid.UUID | str) -> DataKeyHandle:
     rows[key_id] = KeyRow(key_id, owner, master_key_id, wrapped, created_at, None, None)
     handle = DataKeyHandle(key_id, owner, key)
     cache.by_header[handle.header] = handle
-    cache.pending.add(key_id)
+    # Remembered on the session whose transaction holds the row (see _after_soft_rollback).
+    db.session.info.setdefault(PENDING_INFO, []).append((cache, key_id, owner.int))
     return handle
 
 
@@ -310,17 +302,15 @@ def preload_keys(owner_ids: Iterable[uuid.UUID | str]) -> int:
 
 
 def _after_commit(session) -> None:
-    cache = g.get(CACHE_ATTR) if has_app_context() else None
-    if cache is not None:
-        cache.pending.clear()
+    session.info.pop(PENDING_INFO, None)
 
 
 def _after_soft_rollback(session, previous_transaction) -> None:
     # A key created in a transaction that rolled back does not exist: forget it, or a later
-    # seal in the same request would name a key that is not in the database.
-    cache = g.get(CACHE_ATTR) if has_app_context() else None
-    if cache is not None:
-        cache.forget_pending()
+    # seal in the same app context would name a key that is not in the database. (A rolled
+    # back savepoint forgets keys made before it too; they are simply loaded again.)
+    for cache, key_id, owner_int in session.info.pop(PENDING_INFO, ()):
+        cache.forget_key(key_id, owner_int)
 
 
 event.listen(db.session, "after_commit", _after_commit)

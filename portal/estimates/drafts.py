@@ -20,10 +20,13 @@ from portal.estimates.document import (
     GfeDocument,
     LineItem,
     Provider,
+    format_cents,
 )
 from portal.estimates.pdf import unrenderable_characters
 
 DRAFT_VERSION = 1
+# No outpatient estimate comes near this; a total above it is a typing mistake.
+TOTAL_SANITY_CENTS = 1_000_000_00
 # A line whose provider row is blank or gone points at no NPI; this never passes the check.
 NO_PROVIDER = ""
 
@@ -245,6 +248,10 @@ def assemble(draft: Draft, *, gfe_number: str, issue_date: date
     problems += unprintable(doc)
     if not doc.line_items and not any(p.field == "line_items" for p in problems):
         problems.append(Problem("line_items", "Please add at least one item or service."))
+    if doc.total_cents > TOTAL_SANITY_CENTS:
+        problems.append(Problem(
+            "line_items", f"The estimate comes to {format_cents(doc.total_cents)}, more than "
+            f"{format_cents(TOTAL_SANITY_CENTS)}: please check the quantities and charges."))
     return (None if _unbuildable(draft) else doc), sorted(problems, key=_form_order)
 
 

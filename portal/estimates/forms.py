@@ -213,6 +213,14 @@ class BuilderForm(FlaskForm):
         if field.data is not None and field.data > practice_today():
             raise ValidationError("The date of birth cannot be in the future.")
 
+    def validate_scheduled_on(self, field):
+        """Scheduling is recorded when it happens: today, or within the past year."""
+        _within(field, back=366, ahead=0, what="scheduling date")
+
+    def validate_requested_on(self, field):
+        """A request is recorded when it arrives: today, or within the past year."""
+        _within(field, back=366, ahead=0, what="request date")
+
     def validate_service_date(self, field):
         """Scheduling needs both dates, the service on or after the day it was booked."""
         scheduled = self.scheduled_on.data
@@ -222,6 +230,23 @@ class BuilderForm(FlaskForm):
                                   "neither.")
         if field.data and scheduled and field.data < scheduled:
             raise ValidationError("The service date is before the day it was scheduled.")
+        _within(field, back=366, ahead=3 * 366, what="service date")
+
+
+def _within(field, *, back: int, ahead: int, what: str) -> None:
+    """Keep deadline dates near today (a typo of a year would make nonsense of the deadline)."""
+    from datetime import timedelta
+
+    from portal.estimates.service import practice_today
+
+    if field.data is None or field.errors:
+        return
+    today = practice_today()
+    if field.data > today + timedelta(days=ahead):
+        raise ValidationError(f"The {what} cannot be that far in the future." if ahead
+                              else f"The {what} cannot be in the future.")
+    if field.data < today - timedelta(days=back):
+        raise ValidationError(f"The {what} is more than a year ago — please check the year.")
 
 
 def set_provider_choices(form: BuilderForm, names: list[str]) -> None:
@@ -323,24 +348,30 @@ class NewEstimateForm(FlaskForm):
                          validators=[DataRequired("Choose a client.")])
 
 
+class Needed:
+    """A value is required; unlike DataRequired, zero counts as a value (a $0.00 bill)."""
+
+    field_flags = {"required": True}
+
+    def __init__(self, message: str):
+        self.message = message
+
+    def __call__(self, form, field):
+        if field.data is None and not field.errors:
+            raise ValidationError(self.message)
+
+
 class BillForm(FlaskForm):
     """An amount billed by one provider of an issued estimate."""
 
     provider = SelectField("Provider", choices=[], validate_choice=True,
                            validators=[DataRequired("Choose the provider who billed.")])
-    amount = CentsField("Amount billed ($)")
-    bill_date = DayField("Date on the bill")
-
-    def validate_amount(self, field):
-        """The amount is required (zero is allowed)."""
-        if field.data is None and not field.errors:
-            raise ValidationError("Enter the amount billed.")
+    amount = CentsField("Amount billed ($)", validators=[Needed("Enter the amount billed.")])
+    bill_date = DayField("Date on the bill", validators=[Needed("Enter the date on the bill.")])
 
     def validate_bill_date(self, field):
-        """A bill is dated, and not in the future."""
+        """A bill is not dated in the future."""
         from portal.estimates.service import practice_today
 
-        if field.data is None and not field.errors:
-            raise ValidationError("Enter the date on the bill.")
         if field.data is not None and field.data > practice_today():
             raise ValidationError("The bill date cannot be in the future.")

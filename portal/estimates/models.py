@@ -15,6 +15,7 @@ import uuid
 from datetime import date, datetime
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -87,7 +88,7 @@ class GoodFaithEstimate(db.Model):
     # What lists and reminders need, copied from the document when saved or issued.
     period_start: Mapped[date | None] = mapped_column(Date)
     period_end: Mapped[date | None] = mapped_column(Date)
-    total_cents: Mapped[int] = mapped_column(default=0)
+    total_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     recurring: Mapped[bool] = mapped_column(default=False)
 
     # Deadlines (45 CFR 149.610(b)(1)(ii)): when scheduled and for when, or when requested.
@@ -146,7 +147,7 @@ class BilledAmount(db.Model):
     estimate_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey(f"{TABLE}.id", ondelete="RESTRICT"), index=True)
     provider_position: Mapped[int]
-    amount_cents: Mapped[int]
+    amount_cents: Mapped[int] = mapped_column(BigInteger)
     bill_date: Mapped[date] = mapped_column(Date)
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
     recorded_by_id: Mapped[uuid.UUID | None] = mapped_column(

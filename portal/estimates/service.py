@@ -367,8 +367,6 @@ def start_correction(actor: User, estimate: GoodFaithEstimate) -> GoodFaithEstim
     client = db.session.get(User, estimate.client_id)
     draft = Draft.from_document(open_document(estimate))
     follow = start_draft(actor, client, draft=draft, supersedes=estimate)
-    follow.scheduled_on, follow.service_date = estimate.scheduled_on, estimate.service_date
-    follow.requested_on = estimate.requested_on
     db.session.commit()
     return follow
 

@@ -53,11 +53,15 @@ def test_enrolment_shows_an_inline_svg_qr_code_and_the_key_as_text(client):
     person = make_user(mfa_on=False)
     sign_in(client, person)
     html = client.get(SETUP).get_data(as_text=True)
-    assert re.search(r"<svg[^>]*>", html)
-    assert "<title>QR code for your authenticator app</title>" in html
-    assert "<img" not in html.split('class="qr"')[1].split("</div>")[0]
+    svg = re.search(r'<div class="qr">(<svg.*?</svg>)</div>', html, re.S).group(1)
+    assert re.match(r'<svg viewBox="0 0 \d+ \d+"', svg)  # scales with the page, never cropped
+    assert "<title>QR code for your authenticator app</title>" in svg
     key = _shown_key(html)
     assert len(key) == 32
+    # The picture encodes the shown key: the same URI renders the same code.
+    uri = mfa.provisioning_uri(key, f"coeo ({person.email})")
+    assert f"secret={key}" in uri and "issuer=coeo%20portal" in uri
+    assert mfa.qr_svg(uri) == svg
     # The same key survives a reload until it is confirmed.
     assert _shown_key(client.get(SETUP).get_data(as_text=True)) == key
 

@@ -269,3 +269,16 @@ def test_seal_for_an_owner_added_in_the_same_transaction(app):
     db.session.commit()
     forget_keys()
     assert open_text(user.id, context, db.session.get(User, user.id).name_sealed) == "Ada"
+
+
+def test_a_key_made_inside_a_rolled_back_savepoint_is_not_used(app):
+    owner = make_owner()
+    context = ctx()
+    savepoint = db.session.begin_nested()
+    seal(owner, context, "lost with the savepoint")
+    savepoint.rollback()
+    blob = seal(owner, context, "kept")
+    db.session.commit()
+    forget_keys()
+    assert open_text(owner, context, blob) == "kept"
+    assert db.session.scalar(db.select(db.func.count()).select_from(DataKey)) == 1

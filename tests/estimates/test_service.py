@@ -387,3 +387,20 @@ def test_every_sealed_column_is_registered_for_rotation():
 
     labels = {f.label for f in sealed_fields()}
     assert {"good_faith_estimates.document", "good_faith_estimates.pdf"} <= labels
+
+
+def test_a_number_taken_in_a_race_is_retried_with_the_next(practice, monkeypatch):
+    first = practice.issued()
+    draft = practice.draft()
+    real = service._next_sequence
+    calls = []
+
+    def racing(year):
+        calls.append(year)
+        return first.sequence if len(calls) == 1 else real(year)  # someone else took it
+
+    monkeypatch.setattr(service, "_next_sequence", racing)
+    second = service.issue(practice.therapist, draft.id)
+    assert len(calls) == 2
+    assert second.sequence == first.sequence + 1 and second.status == "issued"
+    assert len(audit("estimate.issued")) == 2

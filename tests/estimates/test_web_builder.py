@@ -223,3 +223,36 @@ def test_browser_line_endings_and_control_characters_are_cleaned(staff):
     assert draft.client_legal_name == "Zoë Nguyễn-Ōtsuka"
     assert draft.separately_scheduled == "None\nanticipated"
     assert service.review(stored(draft_id)).ready
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"scheduled_on": "+1", "service_date": "+20"}, "scheduling date cannot be in the future"),
+    ({"scheduled_on": "-400", "service_date": "+20"}, "more than a year ago"),
+    ({"scheduled_on": "0", "service_date": "+2000"}, "that far in the future"),
+    ({"scheduled_on": "0", "service_date": "-1"}, "before the day it was scheduled"),
+    ({"requested_on": "+3"}, "request date cannot be in the future"),
+])
+def test_deadline_dates_stay_near_today(staff, fields, message):
+    from datetime import timedelta
+
+    client, token, draft_id = staff
+    today = service.practice_today()
+    payload = builder_payload(complete_draft(today), token=token)
+    payload.update({name: (today + timedelta(days=int(offset))).isoformat()
+                    for name, offset in fields.items()})
+    response = client.post(f"/estimates/{draft_id}/edit", data=payload)
+    assert response.status_code == 422
+    assert message in response.get_data(as_text=True)
+
+
+def test_an_implausible_total_is_a_problem_not_an_overflow(staff):
+    from dataclasses import replace
+
+    client, token, draft_id = staff
+    draft = complete_draft(service.practice_today())
+    big = tuple(replace(line, quantity=999, unit_cents=99_999_00) for line in draft.lines)
+    payload = builder_payload(replace(draft, lines=big), token=token, action="check")
+    assert client.post(f"/estimates/{draft_id}/edit", data=payload).status_code == 302
+    assert stored(draft_id).total_cents == 3 * 999 * 99_999_00  # beyond 32-bit integers
+    page = client.get(f"/estimates/{draft_id}/review").get_data(as_text=True)
+    assert "please check the quantities and charges" in page
