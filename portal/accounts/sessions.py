@@ -17,9 +17,10 @@ from portal.accounts.models import User, UserSession
 from portal.extensions import db, utcnow
 
 SESSION_KEY = "sid"
-# Write last_seen at most this often; never less often than a quarter of the idle timeout,
-# so a short timeout (the browser tests use seconds) still sees activity.
-TOUCH_EVERY = timedelta(seconds=15)
+# Write last_seen at most this often (and at least every quarter of the idle timeout, so a
+# short timeout still sees activity). The server may therefore end a session up to this much
+# before the page's own countdown does; keep it small next to the one-minute warning.
+TOUCH_EVERY = timedelta(seconds=5)
 
 
 def idle_timeout() -> timedelta:
@@ -113,3 +114,20 @@ def end_one(user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
 def list_for(user_id: uuid.UUID) -> list[UserSession]:
     return list(db.session.scalars(select(UserSession).where(UserSession.user_id == user_id)
                                    .order_by(UserSession.last_seen_at.desc())))
+
+
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("FxiOS/", "Firefox"),
+             ("CriOS/", "Chrome"), ("Chromium/", "Chromium"), ("Chrome/", "Chrome"),
+             ("Safari/", "Safari"))
+_SYSTEMS = (("iPhone", "iPhone"), ("iPad", "iPad"), ("Android", "Android"), ("CrOS", "ChromeOS"),
+            ("Windows", "Windows"), ("Macintosh", "Mac"), ("Mac OS X", "Mac"), ("Linux", "Linux"))
+
+
+def describe_device(user_agent: str | None) -> str:
+    """Say which browser and system a user agent is, in words ('Firefox on Windows')."""
+    agent = user_agent or ""
+    browser = next((name for marker, name in _BROWSERS if marker in agent), None)
+    system = next((name for marker, name in _SYSTEMS if marker in agent), None)
+    if browser and system:
+        return f"{browser} on {system}"
+    return browser or system or "Unknown device"

@@ -1,8 +1,10 @@
 """Sign-in, invitations, password resets, two-factor and account settings."""
 
 import base64
+import logging
 import time
 import uuid
+from collections.abc import Callable
 
 from flask import (
     Blueprint,
@@ -37,6 +39,7 @@ from portal.extensions import db, limiter
 from portal.security import role_required, safe_next
 
 bp = Blueprint("accounts", __name__)
+log = logging.getLogger("portal.accounts")
 
 SIGNIN_FAILED = ("That email and password did not work. Check them and try again, "
                  "or reset your password.")
@@ -189,13 +192,37 @@ def accept_invitation():
                            purpose="invitation")
 
 
+def _after_response(response, work: Callable[..., object], *args):
+    """Run `work` once the response has gone out, so how long it takes cannot be timed.
+
+    Used where the work happens only for some inputs (a reset mail goes only to a real
+    account, and is sent over SMTP right after commit): doing it before answering would let
+    anyone tell, by the clock, whether an address belongs to a client of the practice.
+    """
+    app = current_app._get_current_object()
+    environ = dict(request.environ)  # same client address and agent for the audit trail
+
+    def run() -> None:
+        try:
+            with app.request_context(environ):
+                work(*args)
+        except Exception as exc:  # the answer has gone; never let this reach the server
+            log.error("deferred account work failed: %s", type(exc).__name__)
+
+    response.call_on_close(run)
+    return response
+
+
 @bp.route("/forgot-password", methods=["GET", "POST"])
 @limiter.limit(_ip_limit, methods=["POST"])
+@limiter.limit(_account_limit, key_func=_account_key, methods=["POST"])
 def forgot_password():
     """Send a reset link; the answer is the same whether or not the email has an account."""
     form = ForgotPasswordForm()
     if form.validate_on_submit():
-        service.request_reset(form.email.data)
+        response = redirect(url_for("accounts.forgot_password", sent=1))
+        return _after_response(response, service.request_reset, form.email.data)
+    if request.method == "GET" and request.args.get("sent"):
         return render_template("accounts/reset_sent.html",
                                minutes=current_app.config["RESET_MINUTES"])
     return render_template("accounts/forgot_password.html", form=form)
@@ -251,7 +278,8 @@ def settings():
         sessions=service.active_sessions(user), this_session_id=this_session.id
         if this_session else None, attempts=service.recent_attempts(user),
         codes_left=mfa.recovery_codes_left(user) if user.mfa_enabled else 0,
-        form=EmptyForm(), extra_sections=current_app.extensions.get("settings_sections", []))
+        form=EmptyForm(), extra_sections=current_app.extensions.get("settings_sections", []),
+        device=sessions.describe_device)
 
 
 @bp.route("/account/password", methods=["GET", "POST"])

@@ -83,9 +83,12 @@ def user(user_id: uuid.UUID):
     therapists = service.therapists_of(person.id) if person.role == Role.CLIENT else []
     clients = service.clients_of(person.id) if person.role == Role.THERAPIST else []
     names = names_of([person, *therapists, *clients])
+    assigned = {str(t.id) for t in therapists}
+    choices = [(value, label) for value, label in _therapist_choices()[1:]
+               if value not in assigned]
     return render_template("admin/user.html", person=person, names=names,
                            email=email_of(person), therapists=therapists, clients=clients,
-                           therapist_choices=_therapist_choices()[1:], form=EmptyForm())
+                           therapist_choices=choices, form=EmptyForm())
 
 
 def _action(user_id: uuid.UUID, action, message: str):

@@ -25,6 +25,7 @@ from portal.crypto import (
     Context,
     DecryptionError,
     open_bytes,
+    open_text,
     open_text_safe,
     preload_keys,
     seal,
@@ -393,6 +394,15 @@ def view_thread(viewer: User, thread_access: access.ThreadAccess, *,
     return page
 
 
+def _open_body(owner: uuid.UUID, message: Message) -> tuple[str, bool]:
+    """Open a message body; (UNREADABLE, True) and an audited failure if it will not open."""
+    try:
+        return open_text(owner, message.body_context(), message.body_sealed), False
+    except DecryptionError as exc:
+        report_decrypt_failure(owner, message.body_context(), exc.reason)
+        return UNREADABLE, True
+
+
 def _thread_page(viewer: User, thread_access: access.ThreadAccess,
                  cursor: Message | None) -> ThreadPage:
     thread = thread_access.thread
@@ -421,11 +431,11 @@ def _thread_page(viewer: User, thread_access: access.ThreadAccess,
 
     views = []
     for message in found:
-        body = open_text_safe(owner, message.body_context(), message.body_sealed)
+        body, unreadable = _open_body(owner, message)
         views.append(MessageView(
             id=message.id, mine=message.sender_id == viewer.id,
             sender_role=message.sender_role, author=author(message), body=body,
-            unreadable=body == UNREADABLE, created_at=message.created_at,
+            unreadable=unreadable, created_at=message.created_at,
             read_at=message.read_at, crisis_flag=message.crisis_flag,
             attachments=[AttachmentView(
                 id=a.id, name=open_text_safe(owner, a.name_context(), a.name_sealed),

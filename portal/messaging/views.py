@@ -269,6 +269,7 @@ def dashboard():
     listing = service.dashboard(me, show=show, query=query, page=_page())
     # Other features' panels (e.g. estimates due) are included by the template; their
     # context keys are namespaced by the feature (e.g. `estimates_panel`), and ours win.
+    # They load after our commit, so any ORM objects they pass stay loaded for the render.
     panels, panel_context = [], {}
     for name, context_fn in current_app.extensions.get("dashboard_panels", []):
         panels.append(name)

@@ -86,6 +86,7 @@ def csrf_from(html: str) -> str:
 def post_form(client, url: str, data: dict | None = None, *, page: str | None = None, **kwargs):
     """GET `page` (default: `url`) for a CSRF token, then POST the form to `url`."""
     token = csrf_from(client.get(page or url, follow_redirects=True).get_data(as_text=True))
+    kwargs.setdefault("buffered", True)  # close the response, as a server does once it is sent
     return client.post(url, data={**(data or {}), "csrf_token": token}, **kwargs)
 
 

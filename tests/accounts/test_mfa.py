@@ -24,15 +24,17 @@ from .support import (
     sign_out,
 )
 
-KEY = re.compile(r'<code class="key" id="totp-key">([A-Z2-7 ]+)</code>')
-CODES = re.compile(r"<li><code>([0-9a-f]{5}-[0-9a-f]{5})</code></li>")
+KEY = re.compile(r'<code class="key" id="totp-key">(.*?)</code>')
+CODES = re.compile(r'<li><code class="nowrap">([0-9a-f]{5}-[0-9a-f]{5})</code></li>')
 SETUP = "/account/two-factor/setup"
 
 
 def _shown_key(html: str) -> str:
     found = KEY.search(html)
     assert found, "the key is not shown as text"
-    return found.group(1).replace(" ", "")
+    key = re.sub(r"<[^>]+>|\s", "", found.group(1))
+    assert re.fullmatch(r"[A-Z2-7]{32}", key)
+    return key
 
 
 def _enrol(client) -> tuple[str, list[str]]:

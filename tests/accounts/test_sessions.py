@@ -3,10 +3,12 @@
 import hashlib
 from datetime import timedelta
 
+import pytest
 import time_machine
 from sqlalchemy import func, select
 
 from portal.accounts.models import SignInAttempt, User, UserSession
+from portal.accounts.sessions import describe_device
 from portal.extensions import db, utcnow
 
 from .support import (
@@ -235,15 +237,19 @@ def test_settings_list_sessions_and_recent_sign_in_attempts(app):
     person = make_user()
     other = app.test_client()
     post_form(other, "/sign-in", {"email": person.email, "password": "wrong password here!"},
-              headers={"User-Agent": "Mozilla/5.0 (X11; Linux) ElsewhereBrowser/1.0"})
+              headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0; rv:121.0) Firefox/121.0"})
     other.post("/sign-in")  # an empty, refused form: not an attempt on the account
-    sign_in(other, person)
+    other = app.test_client()
+    post_form(other, "/sign-in", {"email": person.email, "password": person.password},
+              headers={"User-Agent": "Mozilla/5.0 (Windows NT 10.0; rv:121.0) Firefox/121.0"})
     client = app.test_client()
     sign_in(client, person)
     html = client.get("/account").get_data(as_text=True)
     assert "Where you are signed in" in html
-    assert html.count("End session") == 1 and "Sign out this device" in html
+    assert html.count("End session") == 1
     assert "This device" in html
+    assert "Firefox on Windows" in html  # devices in words, not raw user agents
+    assert "Mozilla/5.0" not in html
     assert "Recent sign-in attempts" in html
     assert "Wrong password" in html and "Signed in" in html
     assert db.session.scalar(select(func.count()).select_from(SignInAttempt)
@@ -310,3 +316,21 @@ def test_pages_behind_sign_in_are_not_stored(client):
     sign_in(client, make_user())
     for path in ("/account", "/account/password"):
         assert client.get(path).headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize(("agent", "words"), [
+    ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 "
+     "Safari/537.36", "Chrome on Linux"),
+    ("Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like "
+     "Gecko) Version/17.0 Mobile/15E148 Safari/604.1", "Safari on iPhone"),
+    ("Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
+     "Chrome/120.0.0.0 Safari/537.36 Edg/120.0", "Edge on Windows"),
+    ("Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0; rv:121.0) Gecko/20100101 Firefox/121.0",
+     "Firefox on Mac"),
+    ("Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/120 Mobile Safari/537.36",
+     "Chrome on Android"),
+    ("curl/8.5.0", "Unknown device"),
+    (None, "Unknown device"),
+])
+def test_devices_are_described_in_words(agent, words):
+    assert describe_device(agent) == words

@@ -312,3 +312,16 @@ def test_rate_limits_count_only_posts(limited_app):
     client = limited_app.test_client()
     for _ in range(10):
         assert client.get("/sign-in").status_code == 200
+
+
+def test_reset_requests_are_limited_per_account_too(limited_app):
+    client = limited_app.test_client()
+    email = unique_email()
+    statuses = []
+    for i in range(3):
+        token = csrf_from(client.get("/forgot-password").get_data(as_text=True))
+        statuses.append(client.post("/forgot-password", data={"email": email,
+                                                              "csrf_token": token},
+                                    environ_base={"REMOTE_ADDR": f"198.51.100.{i}"},
+                                    buffered=True).status_code)
+    assert statuses == [302, 302, 429]

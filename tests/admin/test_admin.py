@@ -140,10 +140,14 @@ def test_a_client_may_have_several_therapists(admin):
     assert _assigned(person) == sorted([colleen.id, kristen.id])
     html = client.get(page).get_data(as_text=True)
     assert "Colleen Demo" in html and "Kristen Demo" in html
+    assert '<select id="therapist"' not in html  # nobody left to add
+    assert "Every therapist in the practice is assigned" in html
     assert audit_actions(action="assignment.added", subject_id=person.id) == [
         "assignment.added"] * 2
     post_form(client, f"{page}/unassign/{colleen.id}", page=page)
     assert _assigned(person) == [kristen.id]
+    options = re.findall(r'<option value="([^"]*)"', client.get(page).get_data(as_text=True))
+    assert options == [str(colleen.id)]
     assert audit_actions(action="assignment.removed", subject_id=person.id) == [
         "assignment.removed"]
     therapist_page = client.get(f"/admin/users/{kristen.id}").get_data(as_text=True)

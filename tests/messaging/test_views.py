@@ -5,7 +5,6 @@ import re
 
 from sqlalchemy import func, select
 
-from portal.crypto import Context
 from portal.mail import OutboxMessage
 from portal.messaging import service
 from portal.messaging.models import Attachment, Message, Thread
@@ -169,15 +168,18 @@ def test_unreadable_message_shows_a_notice_not_an_error(app, db, people, login):
     response = alex.get(f"/messages/{thread.id}")
     assert response.status_code == 200
     assert "This item could not be decrypted." in response.get_data(as_text=True)
+    from portal.audit.models import AuditEvent
+    db.session.expire_all()
+    failure = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "crypto.decrypt_failure")).one()
+    assert failure.target_id == str(message.id) and failure.severity == "high"
 
 
 def test_unreadable_attachment_download_is_not_a_500(app, db, people, login):
     service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
                          subject="Hello", body="file", files=[("a.png", PNG)], notify=False)
     attachment = db.session.scalars(select(Attachment)).one()
-    wrong = Context("message_attachments", "content", attachment.id)
-    assert wrong  # the row's context; the blob is swapped for another row's below
-    attachment.content_sealed = b"\x01" + bytes(60)
+    attachment.content_sealed = b"\x01" + bytes(60)  # names a data key that does not exist
     db.session.commit()
     response = login(people.client_a).get(f"/messages/attachments/{attachment.id}")
     assert response.status_code == 422
