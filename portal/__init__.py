@@ -161,4 +161,21 @@ def _sqlite_immediate_transactions(app: Flask) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(conn) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if _read_only_request() else "BEGIN IMMEDIATE")
+
+
+READ_ONLY_ENDPOINTS = frozenset({"static", "ops.healthz", "ops.readyz", "policies.index",
+                                 "policies.show", "policies.version", "policies.sitemap",
+                                 "policies.robots"})
+
+
+def _read_only_request() -> bool:
+    """Say whether this request's transactions only read (pages marked `read_only`)."""
+    from flask import current_app, has_request_context, request
+
+    if not has_request_context() or request.method not in ("GET", "HEAD"):
+        return False
+    if request.endpoint in READ_ONLY_ENDPOINTS:
+        return True
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, "sqlite_read_only", False))

@@ -68,3 +68,13 @@ migrate = Migrate()
 login_manager = LoginManager()
 csrf = CSRFProtect()
 limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enabled=False)
+
+
+def read_only(view):
+    """Mark a GET view that never writes, so SQLite serves it without the write lock.
+
+    Every other transaction on SQLite starts with BEGIN IMMEDIATE (see the factory); a view
+    marked here that wrote after reading could fail with SQLITE_BUSY under contention.
+    """
+    view.sqlite_read_only = True
+    return view

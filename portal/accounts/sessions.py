@@ -82,6 +82,9 @@ def load(alt_id: str) -> User | None:
         return None
     # A stylesheet or script fetched by an open tab is not activity; only pages move the clock.
     if request.endpoint != "static" and now - row.last_seen_at > min(TOUCH_EVERY, idle / 4):
+        # End the read first so the write opens its own transaction: on SQLite a read
+        # transaction cannot be upgraded once another process has written.
+        db.session.commit()
         db.session.execute(update(UserSession).where(UserSession.id == row.id)
                            .values(last_seen_at=now))
         db.session.commit()

@@ -24,7 +24,7 @@ from flask_login import current_user
 from portal import access
 from portal.accounts import sessions
 from portal.accounts.identity import names_of
-from portal.extensions import utcnow
+from portal.extensions import read_only, utcnow
 from portal.messaging import demo, emergency, service
 from portal.messaging.attachments import clean_name, content_disposition, read_upload
 from portal.messaging.forms import ActionForm, ComposeForm, EmergencyForm, ReplyForm
@@ -114,6 +114,7 @@ def _apply_error(form, error: service.MessageError) -> None:
 
 @bp.route("/messages")
 @role_required("client")
+@read_only
 def inbox():
     """List the client's conversations, newest first, with unread markers."""
     me = _me()
@@ -124,6 +125,7 @@ def inbox():
 
 @bp.route("/account/access-log")
 @role_required("client")
+@read_only
 def access_log():
     """Show the client every time practice staff opened their record."""
     entries = service.access_log(_me())
@@ -261,6 +263,7 @@ def attachment(attachment_id: uuid.UUID):
 
 @bp.route("/dashboard")
 @role_required("therapist")
+@read_only
 def dashboard():
     """The therapist's home: who is waiting for a reply, crisis-flagged first."""
     me = _me()
