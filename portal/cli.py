@@ -136,7 +136,7 @@ def _attach_feature_commands() -> None:
     from portal.audit.cli import audit_verify_command
     from portal.crypto.cli import keys_cli
     from portal.mail.cli import deliver_mail_command
-    from portal.ops.cli import backup_command, restore_command
+    from portal.ops.cli import backup_command, restore_command, retention_cli
     from portal.policies.cli import policies_cli
 
     portal_cli.add_command(audit_verify_command, "audit-verify")
@@ -144,6 +144,7 @@ def _attach_feature_commands() -> None:
     portal_cli.add_command(keys_cli, "keys")
     portal_cli.add_command(backup_command, "backup")
     portal_cli.add_command(restore_command, "restore")
+    portal_cli.add_command(retention_cli, "retention")
     portal_cli.add_command(policies_cli, "policies")
 
 

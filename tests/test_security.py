@@ -2,9 +2,12 @@
 
 import re
 import uuid
+from urllib.parse import urlsplit
 
 import pytest
 from flask import abort
+from hypothesis import given
+from hypothesis import strategies as st
 from werkzeug.routing import Rule
 
 from portal import security
@@ -328,3 +331,16 @@ def test_database_trouble_is_a_friendly_503_even_for_a_signed_in_user(app, monke
     assert "database is locked" not in html and "SELECT" not in html
     _assert_security_headers(response, "503")
     assert response.headers["Cache-Control"] == "no-store"
+
+
+@given(st.text(max_size=60) | st.sampled_from(["/", "//", "/\\", "\\", "https:", "/\t/", "%2F"])
+       .flatmap(lambda start: st.text(max_size=30).map(lambda rest: start + rest)))
+def test_whatever_next_is_followed_stays_on_this_site(target):
+    followed = safe_next(target)
+    if followed is None:
+        return
+    # What a browser would do with it: drop tabs and newlines, read backslashes as slashes.
+    seen = re.sub(r"[\t\n\r]", "", followed).replace("\\", "/")
+    parts = urlsplit(seen)
+    assert parts.scheme == "" and parts.netloc == ""
+    assert seen.startswith("/") and not seen.startswith("//")

@@ -219,12 +219,14 @@ def authenticate(email: str, password: str) -> SignIn:
         return SignIn("failed")
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
-    user.failed_signins = 0
-    user.locked_until = None
     if user.mfa_enabled:
+        # Not signed in yet: the failure count runs on until the code is right too, or a
+        # known password would reset it and allow endless code guessing.
         _attempt(user, "password-ok")
         db.session.commit()
         return SignIn("mfa", user)
+    user.failed_signins = 0
+    user.locked_until = None
     _finish_signin(user, mfa_verified=False)
     db.session.commit()
     return SignIn("ok", user)
@@ -257,6 +259,7 @@ def verify_second_factor(user: User, code: str) -> SignIn:
         record("auth.recovery_code.used", actor=user, target=("user", user.id),
                severity="high")
     user.failed_signins = 0
+    user.locked_until = None
     _finish_signin(user, mfa_verified=True)
     db.session.commit()
     return SignIn("ok", user)
@@ -290,7 +293,18 @@ def end_session(user: User, session_id: uuid.UUID) -> bool:
 # --- passwords ------------------------------------------------------------------------
 
 def _check_current_password(user: User, current: str) -> None:
+    """Ask for the password before a sensitive change; wrong guesses count like sign-ins.
+
+    Someone holding a stolen session must not be able to guess the password here without
+    the lockout (and its email to the account holder) that sign-in would trigger.
+    """
+    if user.locked_until is not None and user.locked_until > utcnow():
+        minutes = current_app.config["LOCKOUT_MINUTES"]
+        raise AccountError(f"There were too many wrong passwords. Please try again in "
+                           f"{minutes} minutes.", "current_password")
     if not passwords.verify_password(user.password_hash, current):
+        _register_failure(user)
+        db.session.commit()
         raise AccountError("That is not your current password.", "current_password")
 
 

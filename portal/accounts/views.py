@@ -2,6 +2,7 @@
 
 import base64
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -44,6 +45,7 @@ log = logging.getLogger("portal.accounts")
 SIGNIN_FAILED = ("That email and password did not work. Check them and try again, "
                  "or reset your password.")
 PENDING_SECONDS = 300
+DEFERRED_FALLBACK_SECONDS = 2.0
 
 
 def _account_key() -> str:
@@ -201,14 +203,23 @@ def _after_response(response, work: Callable[..., object], *args):
     """
     app = current_app._get_current_object()
     environ = dict(request.environ)  # same client address and agent for the audit trail
+    once = threading.Lock()
 
     def run() -> None:
+        if not once.acquire(blocking=False):
+            return
+        fallback.cancel()
         try:
             with app.request_context(environ):
                 work(*args)
         except Exception as exc:  # the answer has gone; never let this reach the server
             log.error("deferred account work failed: %s", type(exc).__name__)
 
+    # Servers call this once the answer is sent (gunicorn always); werkzeug's development
+    # server skips it when the browser hangs up early, so a timer makes sure it still runs.
+    fallback = threading.Timer(DEFERRED_FALLBACK_SECONDS, run)
+    fallback.daemon = True
+    fallback.start()
     response.call_on_close(run)
     return response
 

@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from dataclasses import replace
 
 from flask import (
     Blueprint,
@@ -18,7 +19,7 @@ from flask_login import current_user
 from markupsafe import Markup, escape
 
 from portal import access
-from portal.accounts.identity import name_of
+from portal.accounts.identity import name_of, names_of
 from portal.accounts.models import Role, User
 from portal.crypto import DecryptionError
 from portal.estimates import service
@@ -39,7 +40,7 @@ from portal.estimates.forms import (
     form_data,
     set_provider_choices,
 )
-from portal.extensions import db
+from portal.extensions import db, read_only
 from portal.security import role_required
 
 bp = Blueprint("estimates", __name__, url_prefix="/estimates")
@@ -101,6 +102,7 @@ def _button_form_or_400() -> None:
 
 @bp.route("/")
 @role_required("client")
+@read_only
 def client_list():
     """List every estimate issued to the client, newest first, and offer to request one."""
     me = _me()
@@ -210,6 +212,7 @@ def _uuid_arg(name: str) -> uuid.UUID | None:
 
 @bp.route("/practice")
 @role_required(*STAFF)
+@read_only
 def staff_list():
     """List the estimates this member of staff looks after, with what is due."""
     me = _me()
@@ -221,8 +224,6 @@ def staff_list():
     names = service.client_names(estimates)
     panel = service.dashboard_panel(me)["estimates_panel"]
     clients = service.clients_for(me)
-    from portal.accounts.identity import names_of
-
     return render_template(
         "estimates/staff_list.html", estimates=estimates, names=names, estimates_panel=panel,
         client=client, clients=clients, client_names=names_of(clients), page=page, more=more,
@@ -231,12 +232,11 @@ def staff_list():
 
 @bp.route("/new", methods=["GET", "POST"])
 @role_required(*STAFF)
+@read_only
 def new():
     """Choose the client, then start a blank draft."""
     me = _me()
     clients = service.clients_for(me)
-    from portal.accounts.identity import names_of
-
     names = names_of(clients)
     form = NewEstimateForm()
     form.client.choices = choices([("", "Choose a client…")]
@@ -315,6 +315,7 @@ def _builder(estimate, form: BuilderForm, *, problems=None, status: int = 200):
 
 @bp.route("/<uuid:estimate_id>/edit", methods=["GET", "POST"])
 @role_required(*STAFF)
+@read_only
 def edit(estimate_id: uuid.UUID):
     """The builder: save a draft as it is, add rows, or go on to check it."""
     me = _me()
@@ -361,8 +362,6 @@ def edit(estimate_id: uuid.UUID):
 
 def _practice_contact(draft: Draft) -> Draft:
     """Estimates carry the practice's contact details from configuration, never typed."""
-    from dataclasses import replace
-
     practice = current_app.config["PRACTICE"]
     keys = ("name", "street", "city", "state", "postal_code", "phone", "email")
     return replace(draft, practice={key: practice.get(key, "") for key in keys})
@@ -370,6 +369,7 @@ def _practice_contact(draft: Draft) -> Draft:
 
 @bp.route("/<uuid:estimate_id>/review")
 @role_required(*STAFF)
+@read_only
 def review(estimate_id: uuid.UUID):
     """Check a draft: every problem at once, and a preview of what the client will see."""
     me = _me()

@@ -1,5 +1,6 @@
 """Fixtures for the account tests: a real SMTP server, builders, and a guard against 500s."""
 
+import asyncio
 import socket
 import threading
 from dataclasses import dataclass, field
@@ -19,9 +20,12 @@ class _Collector:
     def __init__(self) -> None:
         self.messages: list[bytes] = []
         self.recipients: list[tuple[str, ...]] = []
+        self.delay = 0.0  # seconds to take per message, like a slow mail server
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
             content = content.encode("utf-8")

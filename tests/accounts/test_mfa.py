@@ -383,3 +383,26 @@ def test_forms_on_the_recovery_codes_page_work(client):
     token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
     response = client.post("/sign-out", data={"csrf_token": token})
     assert response.status_code == 302 and response.location == "/signed-out"
+
+
+def test_a_right_password_does_not_reset_the_count_of_wrong_codes(app):
+    person = make_user("therapist")
+    for _ in range(9):
+        client = app.test_client()
+        post_form(client, "/sign-in", {"email": person.email, "password": person.password})
+        post_form(client, "/sign-in/verify", {"code": "000000"})
+    client = app.test_client()
+    post_form(client, "/sign-in", {"email": person.email, "password": person.password})
+    assert fresh(person.user).failed_signins == 9
+    post_form(client, "/sign-in/verify", {"code": "000000"})
+    user = fresh(person.user)
+    assert user.failed_signins == 10 and user.locked_until is not None
+
+
+def test_a_full_sign_in_resets_the_count(app):
+    person = make_user("therapist")
+    client = app.test_client()
+    post_form(client, "/sign-in", {"email": person.email, "password": person.password})
+    post_form(client, "/sign-in/verify", {"code": "000000"})
+    post_form(client, "/sign-in/verify", {"code": next_code(person)})
+    assert fresh(person.user).failed_signins == 0

@@ -5,6 +5,8 @@ import unicodedata
 import pytest
 from argon2 import PasswordHasher
 from argon2.exceptions import VerificationError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from portal.accounts import passwords
 from portal.accounts.passwords import MAX_LENGTH, MIN_LENGTH, problems
@@ -190,3 +192,22 @@ def test_change_password_page_explains_the_refusal_next_to_the_field(client, pas
     assert message in html
     assert 'id="new_password-error"' in html
     assert passwords.verify_password(fresh(person.user).password_hash, person.password)
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(min_size=MIN_LENGTH, max_size=MAX_LENGTH).filter(
+    lambda text: MIN_LENGTH <= len(text) <= MAX_LENGTH))
+def test_any_accepted_text_verifies_exactly_and_only_as_typed(app, password):
+    stored = passwords.hash_password(password)
+    assert passwords.verify_password(stored, password)
+    assert not passwords.verify_password(stored, password + " ")
+    assert not passwords.verify_password(stored, password[:-1])
+
+
+@given(st.text(max_size=200))
+def test_rules_answer_any_text_with_reasons_not_errors(text):
+    found = problems(text, email="robin@example.org", name="Robin Gardner", practice="coeo")
+    assert isinstance(found, list) and all(isinstance(m, str) and m for m in found)
+    if len(text) < MIN_LENGTH or len(text) > MAX_LENGTH:
+        assert len(found) == 1

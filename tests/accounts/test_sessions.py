@@ -7,6 +7,7 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
+from portal.accounts import passwords
 from portal.accounts.models import SignInAttempt, User, UserSession
 from portal.accounts.sessions import describe_device
 from portal.extensions import db, utcnow
@@ -230,7 +231,7 @@ def test_password_change_asks_for_the_current_password(client):
         "confirm": NEW_PASSWORD})
     assert "That is not your current password." in response.get_data(as_text=True)
     assert 'id="current_password-error"' in response.get_data(as_text=True)
-    assert fresh(person.user).password_hash == person.user.password_hash
+    assert passwords.verify_password(fresh(person.user).password_hash, person.password)
 
 
 def test_settings_list_sessions_and_recent_sign_in_attempts(app):
@@ -334,3 +335,18 @@ def test_pages_behind_sign_in_are_not_stored(client):
 ])
 def test_devices_are_described_in_words(agent, words):
     assert describe_device(agent) == words
+
+
+def test_wrong_current_passwords_count_towards_the_lockout(client):
+    person = make_user()
+    sign_in(client, person)
+    data = {"current_password": "a wrong guess, again", "new_password": NEW_PASSWORD,
+            "confirm": NEW_PASSWORD}
+    for _ in range(10):
+        post_form(client, "/account/password", data)
+    user = fresh(person.user)
+    assert user.failed_signins == 10 and user.locked_until is not None
+    response = post_form(client, "/account/password", {**data,
+                                                        "current_password": person.password})
+    assert "too many wrong passwords" in response.get_data(as_text=True)
+    assert passwords.verify_password(fresh(person.user).password_hash, person.password)

@@ -97,7 +97,8 @@ def test_a_therapist_issues_an_estimate_and_the_client_downloads_it(page, people
     page.get_by_role("button", name="Save and check").click()
 
     # The review: every check passed, a preview, and the Issue button.
-    assert page.get_by_role("heading", name="Ready to issue").is_visible(), page.locator("main").inner_text()[:1500]
+    ready = page.get_by_role("heading", name="Ready to issue")
+    assert ready.is_visible(), page.locator("main").inner_text()[:1500]
     assert page.get_by_text("$4,200.00").first.is_visible()
     page.get_by_role("button", name="Issue estimate").click()
     heading = page.get_by_role("heading", level=1).inner_text()

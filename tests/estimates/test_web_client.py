@@ -158,3 +158,15 @@ def test_staff_pages_are_not_for_clients(zoe):
     client, estimate = zoe
     for url in ("/estimates/practice", "/estimates/new", f"/estimates/{estimate.id}/edit"):
         assert client.get(url).status_code == 404
+
+
+def test_the_practice_sees_the_evidence_of_delivery(app, zoe, practice):
+    client, estimate = zoe
+    client.get(f"/estimates/{estimate.id}")
+    client.get(f"/estimates/{estimate.id}/pdf")
+    client.post(f"/estimates/{estimate.id}/acknowledge", data={"csrf_token": csrf(client)})
+    page = sign_in(app.test_client(), practice.therapist).get(f"/estimates/{estimate.id}")
+    body = page.get_data(as_text=True)
+    assert "Delivery history (3)" in body
+    for text in ("First opened", "Downloaded the PDF", "Confirmed receipt"):
+        assert text in body

@@ -1,0 +1,294 @@
+"""Record retention: find clients past the retention period, and purge their conversations.
+
+A client's last activity is the newest of: a message in any of their conversations, a
+sign-in, a change to one of their Good Faith Estimates (created, saved, issued, downloaded,
+acknowledged) and, for someone who never did anything, the day their account was made.
+
+`purge` removes a client's conversations (threads, messages, attachments) and their queued
+mail, ends their sessions, deactivates the account and crypto-shreds their data keys
+(`portal.crypto.rotation.shred`), so whatever sealed value is left anywhere (the account's
+name and email, old estimates, a copy in a WAL file) never opens again. All of it happens in
+one transaction per client.
+
+Good Faith Estimates are never deleted. An issued one must stay readable for six years after
+it was issued (45 CFR 149.610(a)(2)(xiii)), and it is sealed under the same data key: a client
+with such an estimate keeps their key (their conversations still go) until the youngest one
+turns six; a later purge then shreds it. Audit events carry ids only.
+"""
+
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time
+from zoneinfo import ZoneInfo
+
+from flask import current_app
+from sqlalchemy import delete, func, inspect, select, update
+
+from portal.accounts import sessions
+from portal.accounts.models import OneTimeToken, Role, User, new_alt_id
+from portal.audit import record
+from portal.crypto.models import DataKey
+from portal.crypto.rotation import shred
+from portal.extensions import db, utcnow
+from portal.mail.models import OutboxMessage
+from portal.messaging.models import Attachment, Message, Thread
+
+DEFAULT_YEARS = 7
+GFE_KEEP_YEARS = 6
+
+
+class RetentionError(Exception):
+    """A purge that must not go ahead; the message says why in one line."""
+
+
+@dataclass
+class ClientRecord:
+    """One client's retention facts: ids, dates and counts, never content."""
+
+    client_id: uuid.UUID
+    last_activity: datetime
+    last_activity_kind: str  # message, sign-in, estimate, account created
+    threads: int = 0
+    messages: int = 0
+    attachments: int = 0
+    issued_estimates: int = 0
+    keep_estimates_until: date | None = None  # the youngest issued GFE turns six then
+
+    @property
+    def key_held(self) -> bool:
+        """True when an issued estimate younger than six years needs the data key."""
+        return self.keep_estimates_until is not None
+
+
+@dataclass
+class PurgeResult:
+    before: date
+    shredded: list[uuid.UUID] = field(default_factory=list)
+    held: list[ClientRecord] = field(default_factory=list)  # conversations gone, key kept
+    threads: int = 0
+    messages: int = 0
+    attachments: int = 0
+
+
+# ----------------------------------------------------------------------------- dates
+
+
+def retention_years() -> int:
+    """The retention period in whole years (RETENTION_YEARS, 7 by default)."""
+    years = int(current_app.config.get("RETENTION_YEARS", DEFAULT_YEARS))
+    if years < 1:
+        raise RetentionError("RETENTION_YEARS must be at least 1")
+    return years
+
+
+def years_before(day: date, years: int) -> date:
+    """The same calendar day `years` earlier (28 February for a 29 February)."""
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:
+        return day.replace(year=day.year - years, day=28)
+
+
+def practice_today() -> date:
+    return datetime.now(_zone()).date()
+
+
+def _zone() -> ZoneInfo:
+    return ZoneInfo(current_app.config.get("PRACTICE_TIMEZONE", "America/New_York"))
+
+
+def start_of(day: date) -> datetime:
+    """Midnight at the practice at the start of `day`, in UTC."""
+    return datetime.combine(day, time.min, tzinfo=_zone()).astimezone(UTC)
+
+
+def retention_cutoff(today: date | None = None) -> date:
+    """Activity before this day is past the retention period."""
+    return years_before(today or practice_today(), retention_years())
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def _estimates_table():
+    from portal.estimates.models import GoodFaithEstimate
+
+    if not inspect(db.engine).has_table(GoodFaithEstimate.__tablename__):
+        return None  # the estimates feature's tables are not migrated in yet
+    return GoodFaithEstimate
+
+
+def _purged_clients() -> set[uuid.UUID]:
+    """Clients whose data keys are all shredded: nothing of theirs opens any more."""
+    shredded = select(DataKey.owner_id).where(DataKey.shredded_at.is_not(None))
+    live = select(DataKey.owner_id).where(DataKey.shredded_at.is_(None))
+    return set(db.session.scalars(shredded.except_(live)))
+
+
+def _latest(into: dict[uuid.UUID, tuple[datetime, str]], rows, kind: str) -> None:
+    for client_id, at in rows:
+        if at is not None and (client_id not in into or at > into[client_id][0]):
+            into[client_id] = (at, kind)
+
+
+def client_records(before: date, today: date | None = None, *,
+                   only: uuid.UUID | None = None) -> list[ClientRecord]:
+    """Clients whose last activity is before `before` (and not yet shredded), oldest first.
+
+    `only` limits the answer to one client (a purge checks each again in its transaction).
+    """
+    today = today or practice_today()
+    latest: dict[uuid.UUID, tuple[datetime, str]] = {}
+    clients = select(User.id).where(User.role == Role.CLIENT)
+    if only is not None:
+        clients = clients.where(User.id == only)
+    _latest(latest, db.session.execute(
+        select(User.id, User.created_at).where(User.id.in_(clients))), "account created")
+    _latest(latest, db.session.execute(
+        select(User.id, User.last_signin_at).where(User.id.in_(clients))), "sign-in")
+    _latest(latest, db.session.execute(
+        select(Thread.client_id, func.max(Thread.last_message_at))
+        .where(Thread.client_id.in_(clients)).group_by(Thread.client_id)), "message")
+    estimate = _estimates_table()
+    if estimate is not None:
+        for column in (estimate.created_at, estimate.updated_at, estimate.issued_at,
+                       estimate.last_downloaded_at, estimate.acknowledged_at):
+            _latest(latest, db.session.execute(
+                select(estimate.client_id, func.max(column))
+                .where(estimate.client_id.in_(clients)).group_by(estimate.client_id)),
+                "estimate")
+
+    cutoff = start_of(before)
+    purged = _purged_clients()
+    records = {client_id: ClientRecord(client_id, at, kind)
+               for client_id, (at, kind) in latest.items()
+               if at < cutoff and client_id not in purged}
+    if not records:
+        return []
+    ids = list(records)
+    for start in range(0, len(ids), 500):
+        _count_into(records, ids[start:start + 500], estimate, today)
+    return sorted(records.values(), key=lambda r: (r.last_activity, str(r.client_id)))
+
+
+def _count_into(records: dict[uuid.UUID, ClientRecord], ids: list[uuid.UUID], estimate,
+                today: date) -> None:
+    for client_id, count in db.session.execute(
+            select(Thread.client_id, func.count()).where(Thread.client_id.in_(ids))
+            .group_by(Thread.client_id)):
+        records[client_id].threads = count
+    for client_id, count in db.session.execute(
+            select(Thread.client_id, func.count(Message.id))
+            .join(Message, Message.thread_id == Thread.id)
+            .where(Thread.client_id.in_(ids)).group_by(Thread.client_id)):
+        records[client_id].messages = count
+    for client_id, count in db.session.execute(
+            select(Thread.client_id, func.count(Attachment.id))
+            .join(Message, Message.thread_id == Thread.id)
+            .join(Attachment, Attachment.message_id == Message.id)
+            .where(Thread.client_id.in_(ids)).group_by(Thread.client_id)):
+        records[client_id].attachments = count
+    if estimate is None:
+        return
+    keep_from = years_before(today, GFE_KEEP_YEARS)
+    for client_id, count, youngest in db.session.execute(
+            select(estimate.client_id, func.count(), func.max(estimate.issue_date))
+            .where(estimate.client_id.in_(ids), estimate.status.in_(("issued", "superseded")))
+            .group_by(estimate.client_id)):
+        record_ = records[client_id]
+        record_.issued_estimates = count
+        if youngest is not None and youngest > keep_from:
+            record_.keep_estimates_until = _add_years(youngest, GFE_KEEP_YEARS)
+
+
+def _add_years(day: date, years: int) -> date:
+    return years_before(day, -years)
+
+
+def report(today: date | None = None) -> tuple[date, list[ClientRecord]]:
+    """Clients past the retention period: (the cutoff day, their records)."""
+    cutoff = retention_cutoff(today)
+    return cutoff, client_records(cutoff, today)
+
+
+# ----------------------------------------------------------------------------- purge
+
+
+def confirmation_phrase(count: int) -> str:
+    """What the operator types to purge `count` clients."""
+    return f"purge {count} client{'' if count == 1 else 's'}"
+
+
+def check_before(before: date, today: date | None = None) -> None:
+    """Refuse a date inside the retention period (or in the future)."""
+    latest = retention_cutoff(today)
+    if before > latest:
+        raise RetentionError(
+            f"{before.isoformat()} is inside the retention period of {retention_years()} "
+            f"years: the latest date allowed today is {latest.isoformat()}")
+
+
+def purge(before: date, *, today: date | None = None,
+          records: list[ClientRecord] | None = None) -> PurgeResult:
+    """Purge every client whose last activity is before `before`; one commit per client.
+
+    `records` is what the operator confirmed (from `client_records`); each is checked again
+    inside its transaction, so a client who became active since is left alone.
+    """
+    today = today or practice_today()
+    check_before(before, today)
+    if records is None:
+        records = client_records(before, today)
+    result = PurgeResult(before)
+    for confirmed in records:
+        _purge_one(confirmed.client_id, before, today, result)
+    return result
+
+
+def _purge_one(client_id: uuid.UUID, before: date, today: date, result: PurgeResult) -> None:
+    try:
+        # Lock the account (a sign-in writes this row), then check again: someone who became
+        # active since the report, or was purged meanwhile, is left alone.
+        db.session.execute(select(User.id).where(User.id == client_id).with_for_update())
+        found = client_records(before, today, only=client_id)
+        if not found:
+            db.session.rollback()
+            return
+        client = found[0]
+        threads = select(Thread.id).where(Thread.client_id == client_id)
+        messages = select(Message.id).where(Message.thread_id.in_(threads))
+        removed = defaultdict(int)
+        removed["attachments"] = db.session.execute(
+            delete(Attachment).where(Attachment.message_id.in_(messages))
+            .execution_options(synchronize_session=False)).rowcount or 0
+        removed["messages"] = db.session.execute(
+            delete(Message).where(Message.thread_id.in_(threads))
+            .execution_options(synchronize_session=False)).rowcount or 0
+        removed["threads"] = db.session.execute(
+            delete(Thread).where(Thread.client_id == client_id)
+            .execution_options(synchronize_session=False)).rowcount or 0
+        db.session.execute(delete(OutboxMessage).where(OutboxMessage.user_id == client_id)
+                           .execution_options(synchronize_session=False))
+        db.session.execute(update(OneTimeToken).where(OneTimeToken.user_id == client_id,
+                                                      OneTimeToken.used_at.is_(None),
+                                                      OneTimeToken.revoked_at.is_(None))
+                           .values(revoked_at=utcnow()))
+        sessions.end_all(client_id)
+        db.session.execute(update(User).where(User.id == client_id)
+                           .values(active=False, alt_id=new_alt_id()))
+        record("retention.purged", target=("user", client_id), subject_id=client_id,
+               severity="high")
+        if client.key_held:
+            record("retention.key_held", target=("user", client_id), subject_id=client_id)
+            db.session.commit()
+            result.held.append(client)
+        else:
+            shred(client_id)  # commits this whole transaction, with its own audit event
+            result.shredded.append(client_id)
+    except BaseException:
+        db.session.rollback()
+        raise
+    result.threads += removed["threads"]
+    result.messages += removed["messages"]
+    result.attachments += removed["attachments"]

@@ -1,0 +1,61 @@
+"""Fixtures for the security walks: one world per test module, and a guard against 500s."""
+
+from collections.abc import Iterator
+
+import pytest
+from flask import request, request_finished
+
+from portal import create_app
+from portal.extensions import db
+from tests.conftest import POSTGRES_URL, _reset_postgres
+from tests.security.support import IsolatedClient, World, build_world
+
+# Small limits keep the oversized-body requests cheap; the checks are the same at any size.
+WORLD_CONFIG = {"MAX_CONTENT_LENGTH": 2 * 1024 * 1024, "ATTACHMENT_MAX_BYTES": 256 * 1024}
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> Iterator[World]:
+    """Build one app and database with people and records, shared by a module's tests."""
+    path = tmp_path_factory.mktemp("security")
+    url = POSTGRES_URL or f"sqlite:///{path / 'security.db'}"
+    app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": url,
+                      "INSTANCE_PATH": str(path), **WORLD_CONFIG})
+    app.test_client_class = IsolatedClient
+    with app.app_context():
+        if POSTGRES_URL:
+            _reset_postgres()
+        db.create_all()
+        from portal.crypto import ensure_canaries
+        ensure_canaries()
+        yield build_world(app)
+        db.session.remove()
+        if POSTGRES_URL:
+            _reset_postgres()
+        db.engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def no_server_errors(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """Fail the test if any request it made answered with a server error."""
+    if "world" not in request.fixturenames:
+        yield []
+        return
+    app = request.getfixturevalue("world").app
+    failures: list[str] = []
+
+    def seen(sender, response, **extra):
+        if response.status_code >= 500:
+            failures.append(f"{request_method()} {request_path()} -> {response.status_code}")
+
+    with request_finished.connected_to(seen, app):
+        yield failures
+    assert not failures, f"requests answered with a server error: {failures[:20]}"
+
+
+def request_method() -> str:
+    return request.method
+
+
+def request_path() -> str:
+    return request.full_path[:200]

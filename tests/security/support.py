@@ -1,0 +1,587 @@
+"""Helpers for the security tests: a shared world of people and records, signed-in test
+clients, form discovery from rendered pages, database snapshots and the escaping check.
+
+The hostile-input and header walks send thousands of requests; building a fresh database for
+each would take far longer than the requests themselves, so these tests share one database per
+module (`world`), and every check is written so that requests which are accepted (and change
+that database) cannot hide a problem with the ones that follow.
+"""
+
+import hashlib
+import re
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+import pyotp
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import inspect, select, text
+from werkzeug.routing import Rule
+
+from portal.accounts import mfa, passwords
+from portal.accounts.identity import set_identity
+from portal.accounts.models import Assignment, User, UserSession
+from portal.extensions import db, new_id, utcnow
+
+ROLES = ("anonymous", "client", "therapist", "admin")
+# The people's real password. Forms are filled with a different one (FILLER_PASSWORD), so a
+# hostile request can never pass a "type your password again" check by accident.
+PASSWORD = "harbor lights over quiet water"
+FILLER_PASSWORD = "tidal porch cinnamon beetle"
+
+# --- payloads that must never run -------------------------------------------------------
+
+MARK = "coeo_xss"
+XSS_TAGS = '"><script>coeo_xss(1)</script><img src=x onerror=coeo_xss(2)><svg/onload=coeo_xss(3)>'
+XSS_ATTR = ("' onmouseover='coeo_xss(4)' \" onfocus=\"coeo_xss(5)\" x=\""
+            "</textarea></title></style><script>coeo_xss(7)</script>")
+JS_URL = "javascript:coeo_xss(6)"
+SSTI = "{{ 7 * 'coeo_ssti' }}{% raw %}"
+SSTI_RENDERED = "coeo_ssticoeo_ssti"
+
+# A tiny valid PDF: attachments are accepted by their first bytes.
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def csrf_from(html: str) -> str | None:
+    """Return the CSRF token of a page (a form field or the signed-in meta tag)."""
+    found = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or \
+        re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
+    return found.group(1) if found else None
+
+
+# --- the escaping check ---------------------------------------------------------------------
+
+class _Inspector(HTMLParser):
+    """Find markup that a payload managed to create: a tag, an attribute, a script, a URL."""
+
+    DANGEROUS_TAGS = frozenset({"script", "img", "svg", "iframe", "object", "embed", "style"})
+    URL_ATTRS = frozenset({"href", "src", "action", "formaction", "data", "xlink:href"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.problems: list[str] = []
+        self._in_script = False
+
+    def handle_starttag(self, tag, attrs):
+        self._in_script = tag in ("script", "style")
+        for name, value in attrs:
+            value = value or ""
+            if name.startswith("on"):
+                # The portal has no inline handlers at all (the CSP forbids them).
+                self.problems.append(f"<{tag} {name}=...> event handler attribute")
+            if MARK in name or (tag in self.DANGEROUS_TAGS and MARK in value):
+                self.problems.append(f"<{tag} {name}={value[:60]!r}> carries the payload")
+            if name in self.URL_ATTRS and value.strip().lower().startswith(
+                    ("javascript:", "vbscript:", "data:text/html")):
+                self.problems.append(f"<{tag} {name}={value[:60]!r}> script URL")
+        if MARK in tag:
+            self.problems.append(f"<{tag}> tag made from the payload")
+
+    handle_startendtag = handle_starttag
+
+    def handle_endtag(self, tag):
+        self._in_script = False
+
+    def handle_data(self, data):
+        if self._in_script and MARK in data:
+            self.problems.append(f"script or style text carries the payload: {data[:80]!r}")
+
+
+def escaping_problems(body: str) -> list[str]:
+    """Return how a page let a payload through unescaped (empty when it is safe)."""
+    problems = []
+    if SSTI_RENDERED in body:
+        problems.append("a template expression in the input was evaluated")
+    if MARK not in body:
+        return problems
+    inspector = _Inspector()
+    inspector.feed(body)
+    inspector.close()
+    return problems + inspector.problems
+
+
+# --- form discovery --------------------------------------------------------------------------
+
+@dataclass
+class Field:
+    name: str
+    kind: str  # text, email, password, hidden, checkbox, radio, file, date, select, textarea...
+    value: str = ""
+    options: list[str] = field(default_factory=list)
+    checked: bool = False
+
+
+@dataclass
+class Form:
+    action: str
+    method: str
+    enctype: str
+    fields: list[Field] = field(default_factory=list)
+
+    @property
+    def multipart(self) -> bool:
+        return self.enctype == "multipart/form-data"
+
+    def inputs(self) -> list[Field]:
+        """The fields a person fills in (not the token, not the buttons)."""
+        return [f for f in self.fields if f.name != "csrf_token" and f.kind not in
+                ("submit", "button")]
+
+    def buttons(self) -> list[Field]:
+        return [f for f in self.fields if f.kind in ("submit", "button") and f.name]
+
+
+class _FormParser(HTMLParser):
+    def __init__(self, page_url: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.page_url = page_url
+        self.forms: list[Form] = []
+        self._form: Form | None = None
+        self._select: Field | None = None
+        self._textarea: Field | None = None
+        self._option_value: str | None = None
+
+    def handle_starttag(self, tag, attrs):
+        a = {k: (v or "") for k, v in attrs}
+        if tag == "form":
+            action = a.get("action") or self.page_url
+            self._form = Form(action=action, method=(a.get("method") or "get").lower(),
+                              enctype=a.get("enctype") or "application/x-www-form-urlencoded")
+            self.forms.append(self._form)
+            return
+        if self._form is None:
+            return
+        name = a.get("name")
+        if tag == "input" and name:
+            kind = (a.get("type") or "text").lower()
+            self._form.fields.append(Field(name, kind, a.get("value", ""),
+                                           checked="checked" in a))
+        elif tag == "button" and name:
+            self._form.fields.append(Field(name, (a.get("type") or "submit").lower(),
+                                           a.get("value", "")))
+        elif tag == "textarea" and name:
+            self._textarea = Field(name, "textarea")
+            self._form.fields.append(self._textarea)
+        elif tag == "select" and name:
+            self._select = Field(name, "select")
+            self._form.fields.append(self._select)
+        elif tag == "option" and self._select is not None:
+            value = a.get("value")
+            self._option_value = value
+            if value is not None:
+                self._select.options.append(value)
+                if "selected" in a:
+                    self._select.value = value
+                    self._select.checked = True
+
+    def handle_data(self, data):
+        if self._textarea is not None:
+            self._textarea.value += data
+        elif self._select is not None and self._option_value is None and data.strip():
+            self._select.options.append(data.strip())  # an option without a value attribute
+
+    def handle_endtag(self, tag):
+        if tag == "form":
+            self._form = None
+        elif tag == "textarea":
+            self._textarea = None
+        elif tag == "select":
+            self._select = None
+        elif tag == "option":
+            self._option_value = None
+
+
+def forms_in(html: str, page_url: str) -> list[Form]:
+    """Return every form on a page (POST forms only: GET forms change nothing)."""
+    parser = _FormParser(page_url)
+    parser.feed(html)
+    parser.close()
+    return [f for f in parser.forms if f.method == "post"]
+
+
+def benign_value(f: Field) -> str | None:
+    """A harmless value a person might type, so that only the hostile field is wrong."""
+    if f.kind == "select":
+        if f.checked:
+            return f.value
+        return next((o for o in f.options if o), f.options[0] if f.options else "")
+    if f.kind in ("checkbox", "radio"):
+        return (f.value or "y") if f.checked or f.kind == "checkbox" else None
+    if f.kind == "file":
+        return None
+    if f.value:
+        return f.value
+    return {"email": "someone@example.org", "password": FILLER_PASSWORD,
+            "date": (date.today() - timedelta(days=1)).isoformat(), "number": "1",
+            "textarea": "Hello, just checking in.", "hidden": ""}.get(f.kind, "Hello")
+
+
+# --- snapshots of every table --------------------------------------------------------------
+
+# Columns a request may touch without changing anything that matters (the idle timer).
+VOLATILE = {"user_sessions": {"last_seen_at"}}
+
+
+@dataclass
+class Change:
+    table: str
+    kind: str  # added, removed, changed
+    row: dict
+    columns: frozenset = frozenset()
+
+    def __str__(self) -> str:
+        detail = f" ({', '.join(sorted(self.columns))})" if self.columns else ""
+        return f"{self.kind} {self.table}{detail}"
+
+
+def snapshot() -> dict[str, dict]:
+    """Return every row of every table, keyed by primary key (volatile columns left out)."""
+    found: dict[str, dict] = {}
+    for table in db.metadata.sorted_tables:
+        keys = [c.name for c in table.primary_key.columns]
+        skip = VOLATILE.get(table.name, set())
+        cols = [c.name for c in table.columns if c.name not in skip]
+        rows = {}
+        for row in db.session.execute(select(*[table.c[c] for c in cols])):
+            mapping = dict(zip(cols, row, strict=True))
+            rows[tuple(mapping[k] for k in keys)] = mapping
+        found[table.name] = rows
+    db.session.commit()
+    return found
+
+
+def changes(before: dict, after: dict) -> list[Change]:
+    """Return what differs between two snapshots."""
+    found = []
+    for table, rows in after.items():
+        old = before.get(table, {})
+        for key, row in rows.items():
+            if key not in old:
+                found.append(Change(table, "added", row))
+            elif row != old[key]:
+                cols = frozenset(c for c in row if row[c] != old[key].get(c))
+                found.append(Change(table, "changed", row, cols))
+        found.extend(Change(table, "removed", row) for key, row in old.items() if key not in rows)
+    return found
+
+
+def count_rows() -> dict[str, int]:
+    """Return the number of rows in every table (one statement)."""
+    tables = [t.name for t in db.metadata.sorted_tables]
+    query = "SELECT " + ", ".join(f'(SELECT count(*) FROM "{t}")' for t in tables)
+    counts = dict(zip(tables, db.session.execute(text(query)).one(), strict=True))
+    db.session.commit()
+    return counts
+
+
+# --- test clients ------------------------------------------------------------------------------
+
+class IsolatedClient(FlaskClient):
+    """A test client whose every request runs in its own app context, as in production.
+
+    The world keeps one app context pushed; without this, requests would share its `g` (the
+    signed-in user, the key cache) and its unit of work. The test's own transaction is ended
+    first: on SQLite every transaction takes the write lock, and the request would wait for it.
+    """
+
+    def open(self, *args, **kwargs):
+        db.session.commit()
+        db.session.expire_all()
+        kwargs.setdefault("buffered", True)  # close the response, as a server does
+        with self.application.app_context():
+            return super().open(*args, **kwargs)
+
+
+def start_session(user: User) -> str:
+    """Open a server session for a user (two-step sign-in already passed); return its token."""
+    token = secrets.token_urlsafe(32)
+    db.session.add(UserSession(token_hash=hashlib.sha256(token.encode()).digest(),
+                               user_id=user.id, mfa_verified=True, ip="127.0.0.1",
+                               user_agent="security-tests"))
+    db.session.commit()
+    return token
+
+
+def signed_in_client(app: Flask, user: User | None) -> tuple[FlaskClient, str]:
+    """Return a client signed in as `user` (or anonymous) and its CSRF token."""
+    client = app.test_client()
+    if user is not None:
+        token = start_session(user)
+        with client.session_transaction() as session:
+            session.clear()
+            session["sid"] = token
+            session["_user_id"] = user.alt_id
+            session["_fresh"] = True
+        page = client.get("/__no_such_page__")  # the 404 page carries the token in a meta tag
+    else:
+        page = client.get("/sign-in")
+    csrf = csrf_from(page.get_data(as_text=True))
+    assert csrf, "no CSRF token for a new client"
+    return client, csrf
+
+
+# --- the world -----------------------------------------------------------------------------------
+
+def make_user(role: str, name: str, *, active: bool = True, mfa_on: bool | None = None,
+              password: str | None = PASSWORD) -> User:
+    """Save an account; staff get two-step sign-in (their key is on `user.totp`)."""
+    user = User(id=new_id(), role=role, mfa_prompt_dismissed=True, active=active)
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.org"
+    set_identity(user, name=name, email=email)
+    if password:
+        user.password_hash = passwords.hash_password(password)
+    seed = None
+    if mfa_on if mfa_on is not None else role != "client":
+        seed = pyotp.random_base32()
+        user.totp_seed_sealed = mfa.seal_seed(user, seed)
+        user.totp_enabled_at = utcnow()
+    db.session.add(user)
+    db.session.commit()
+    user.email_address = email
+    user.totp = pyotp.TOTP(seed) if seed else None
+    return user
+
+
+@dataclass
+class World:
+    """The people and records every hostile request aims at."""
+
+    app: Flask
+    users: dict[str, User]
+    ids: dict[str, object]
+    tokens: dict[str, str]
+
+    def user_for(self, role: str) -> User | None:
+        return None if role == "anonymous" else self.users[role]
+
+
+def build_world(app: Flask) -> World:
+    """Create people, conversations, estimates, policies and grants, with payloads stored in
+    every free-text field a page shows back (names, subjects, bodies, file names, addresses)."""
+    from portal.accounts import service as accounts
+    from portal.estimates import service as estimates
+    from portal.messaging import emergency
+    from portal.messaging import service as messaging
+    from portal.policies import service as policies
+    from tests.estimates.conftest import complete_draft
+
+    admin = make_user("admin", f"Ada {XSS_TAGS}")
+    make_user("admin", "Second Admin")  # told about emergency access
+    therapist = make_user("therapist", f"Terry {XSS_ATTR}")
+    other_therapist = make_user("therapist", "Kristen Other")
+    client = make_user("client", f"Casey {XSS_TAGS}")
+    other_client = make_user("client", "Olive Other")
+    target = make_user("client", f"Quinn {XSS_ATTR}")  # what admin actions aim at
+    inactive = make_user("client", "Ivy Inactive", active=False)
+    staff_signing_in = make_user("therapist", "Sam Signing-In")  # the code step's account
+    pending_client = make_user("client", "Pat Pending")  # has policies to accept
+    client_with_mfa = make_user("client", "Max Two-Step", mfa_on=True)
+    for c, t in ((client, therapist), (other_client, other_therapist), (target, therapist),
+                 (inactive, therapist), (pending_client, therapist),
+                 (client_with_mfa, therapist)):
+        db.session.add(Assignment(client_id=c.id, therapist_id=t.id))
+    db.session.commit()
+
+    policies.ensure_defaults(admin)
+    policies.publish(admin, slug="accessibility",
+                     text=f"# Accessibility\n\n{XSS_TAGS}\n\n[link]({JS_URL}) {XSS_ATTR}\n",
+                     effective_date=policies.today(), summary=f"Changed {XSS_TAGS}",
+                     requires_acceptance=False)
+    for person in (client, other_client, target, client_with_mfa):
+        pending = policies.pending_for(person)
+        if pending:
+            policies.accept(person, [v.id for v in pending], ip="127.0.0.1")
+
+    thread, message = messaging.start_thread(
+        client, counterpart_id=therapist.id, subject=f"Subject {XSS_ATTR}",
+        body=f"Body {XSS_TAGS} {SSTI}", files=[(f"{XSS_TAGS}.pdf", PDF)], notify=False)
+    messaging.reply(therapist, thread.id, body=f"Reply {XSS_ATTR}", notify=False)
+    closed_thread, _ = messaging.start_thread(client, counterpart_id=therapist.id,
+                                              subject="Closed", body="Done", notify=False)
+    messaging.set_closed(therapist, closed_thread.id, True)
+    other_thread, _ = messaging.start_thread(other_client, counterpart_id=other_therapist.id,
+                                             subject="Other", body="Other body", notify=False)
+    from portal.messaging.models import Attachment
+    attachment_id = db.session.scalar(select(Attachment.id).where(
+        Attachment.message_id == message.id))
+
+    today = estimates.practice_today()
+    issued_draft = estimates.create_draft(therapist, client)
+    estimates.save_draft(therapist, issued_draft, complete_draft(
+        today, client_address=f"12 Walnut Street {XSS_TAGS}\nTrappe, PA 19426",
+        separately_scheduled=f"None anticipated {XSS_ATTR}"))
+    issued = estimates.issue(therapist, issued_draft.id)
+    estimates.record_bill(therapist, issued, provider_position=0, amount_cents=120_00,
+                          bill_date=today)
+    db.session.commit()
+    draft = estimates.create_draft(therapist, client)
+    estimates.save_draft(therapist, draft, complete_draft(
+        today, primary_service=f"Therapy {XSS_TAGS}"))
+    from portal.estimates.models import BilledAmount
+    bill_id = db.session.scalar(select(BilledAmount.id).where(
+        BilledAmount.estimate_id == issued.id))
+
+    grant = emergency.grant(admin, client_id=client.id,
+                            reason=f"Welfare check requested by the police {XSS_TAGS}")
+
+    invited, link = accounts.create_user(admin, role="client", name=f"Iris {XSS_TAGS}",
+                                         email=f"invited-{uuid.uuid4().hex[:6]}@example.org",
+                                         therapist_ids=[therapist.id])
+    from portal.accounts import tokens
+    from portal.accounts.models import TokenPurpose
+    reset_token = tokens.issue(other_client.id, TokenPurpose.RESET, timedelta(minutes=30))
+    db.session.commit()
+
+    ids = {
+        "thread_id": thread.id, "other_thread_id": other_thread.id,
+        "closed_thread_id": closed_thread.id,
+        "message_id": message.id, "attachment_id": attachment_id,
+        "estimate_id": issued.id, "draft_id": draft.id, "bill_id": bill_id,
+        "grant_id": grant.id, "user_id": target.id, "therapist_id": therapist.id,
+        "inactive_id": inactive.id, "invited_id": invited.id,
+        "slug": "accessibility", "number": 1,
+    }
+    users = {"client": client, "therapist": therapist, "admin": admin,
+             "other_client": other_client, "target": target, "inactive": inactive,
+             "staff_signing_in": staff_signing_in, "other_therapist": other_therapist,
+             "pending_client": pending_client, "client_with_mfa": client_with_mfa}
+    return World(app, users, ids,
+                 {"invitation": link.rsplit("/", 1)[1], "reset": reset_token})
+
+
+def real_value(world: World, rule: Rule, arg: str) -> str:
+    """Return a real id (or slug, number, token) for one of a route's arguments."""
+    drafts_only = rule.endpoint in ("estimates.edit", "estimates.review", "estimates.issue",
+                                    "estimates.discard")
+    if arg == "estimate_id" and drafts_only:
+        return str(world.ids["draft_id"])
+    if arg == "token":
+        return world.tokens["reset" if rule.endpoint.endswith("reset_link") else "invitation"]
+    if arg == "filename":
+        return "css/portal.css"
+    if arg == "session_id":
+        return str(uuid.uuid4())  # filled per client by the tests (a session of one's own)
+    if arg not in world.ids:
+        raise AssertionError(f"{rule.endpoint}: no real value for <{arg}>; add one to the "
+                             "world in tests/security/support.py")
+    return str(world.ids[arg])
+
+
+def build_url(rule: Rule, values: dict[str, str]) -> str:
+    """Fill a rule's placeholders with raw text (so bogus values reach the router as sent)."""
+    from urllib.parse import quote
+
+    path = rule.rule
+    for name in rule.arguments:
+        path = re.sub(rf"<(?:[^<>]*:)?{name}>", quote(values[name], safe="/%"), path)
+    return path
+
+
+def routes(app: Flask) -> Iterator[Rule]:
+    """Every rule of the app, in a stable order."""
+    yield from sorted(app.url_map.iter_rules(), key=lambda r: (r.rule, r.endpoint))
+
+
+def is_local(location: str) -> bool:
+    """Say whether a redirect stays on this site (a relative path, or localhost)."""
+    parts = urlsplit(location)
+    if parts.scheme or parts.netloc:
+        return parts.scheme in ("http", "https") and parts.hostname == "localhost"
+    return location.startswith("/") and not location.startswith("//")
+
+
+def columns_of(table: str) -> list[str]:
+    return [c["name"] for c in inspect(db.engine).get_columns(table)]
+
+
+# --- an actor: one role's client, token and view of the database -------------------------------
+
+SIGNIN_ENDPOINTS = frozenset({"accounts.sign_in", "accounts.mfa_challenge"})
+# Security logging that a refused request may (and should) leave behind.
+REFUSAL_AUDIT = frozenset({"auth.lockout", "auth.password_disabled"})
+COUNTER_COLUMNS = frozenset({"failed_signins", "total_failed_signins", "locked_until",
+                             "password_disabled"})
+REFUSAL_MAIL = frozenset({"lockout_notice", "password_disabled"})
+
+
+def unexplained(found: list[Change], endpoint: str) -> list[Change]:
+    """Return the changes a refused request must not make.
+
+    A refusal may leave its own trace in the security log: an audit event marked as a failure,
+    and for sign-in steps the failed-attempt row, the account's failure counters and the
+    lockout email. Anything else (a message, an estimate, an account change) is a problem.
+    """
+    audit_added = any(c.table == "audit_events" for c in found)
+    left = []
+    for change in found:
+        row = change.row
+        if change.table == "audit_events" and change.kind == "added" and (
+                row.get("outcome") == "failure" or row.get("action") in REFUSAL_AUDIT):
+            continue
+        if change.table == "audit_head" and audit_added:
+            continue
+        if endpoint in SIGNIN_ENDPOINTS:
+            if change.table == "signin_attempts" and change.kind == "added" \
+                    and row.get("outcome") != "success":
+                continue
+            if change.table == "users" and change.kind == "changed" \
+                    and change.columns <= COUNTER_COLUMNS:
+                continue
+            if change.table == "mail_outbox" and change.kind == "added" \
+                    and row.get("template") in REFUSAL_MAIL:
+                continue
+        left.append(change)
+    return left
+
+
+class Actor:
+    """One role making requests: its client, CSRF token, and the database as last seen."""
+
+    def __init__(self, world: World, role: str) -> None:
+        self.world, self.role = world, role
+        self.user = world.user_for(role)
+        self.renew()
+
+    def renew(self) -> None:
+        """Start over with a fresh session (after a sign-out, or after signing someone in)."""
+        self.client, self.csrf = signed_in_client(self.world.app, self.user)
+        self.state = snapshot()
+
+    def refresh_csrf(self, path: str) -> None:
+        token = csrf_from(self.client.get(path).get_data(as_text=True))
+        if token:
+            self.csrf = token
+
+    def prepare(self, endpoint: str) -> None:
+        """Put what a form needs into the session: a link's token, a pending code step."""
+        import time
+
+        if self.role != "anonymous":
+            return
+        if endpoint == "accounts.accept_invitation":
+            self.client.get(f"/invitation/{self.world.tokens['invitation']}")
+            self.refresh_csrf("/invitation")
+        elif endpoint == "accounts.reset_password":
+            self.client.get(f"/reset/{self.world.tokens['reset']}")
+            self.refresh_csrf("/reset")
+        elif endpoint == "accounts.mfa_challenge":
+            staff = self.world.users["staff_signing_in"]
+            with self.client.session_transaction() as session:
+                session["mfa_pending"] = {"uid": staff.alt_id, "at": time.time(), "next": None}
+        else:
+            return
+        self.state = snapshot()
+
+    def endpoint_of(self, url: str, method: str = "POST") -> str | None:
+        adapter = self.world.app.url_map.bind("localhost")
+        try:
+            endpoint, _ = adapter.match(urlsplit(url).path, method=method)
+        except Exception:
+            return None
+        return endpoint
