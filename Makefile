@@ -34,6 +34,11 @@ run: $(STAMP)
 	@echo "Serving the portal on http://127.0.0.1:5000 (Ctrl-C to stop)"
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
+# The production configuration on this machine: gunicorn, PostgreSQL and Redis (see README,
+# "Running it in production"). Keys come from the environment or instance/prod-keys.env.
+serve: $(STAMP)
+	$(BIN)/python -m portal.ops.serve
+
 test: $(STAMP)
 	@$(BIN)/python scripts/ensure_chromium.py
 	env -u TEST_DATABASE_URL $(BIN)/pytest

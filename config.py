@@ -43,6 +43,10 @@ class Config:
     SESSION_COOKIE_SECURE = False
     PERMANENT_SESSION_LIFETIME = timedelta(hours=12)
     WTF_CSRF_TIME_LIMIT = 12 * 3600
+    # Flask-WTF's HTTPS mode also demands a same-site Referer, which browsers never send under
+    # our Referrer-Policy: no-referrer: every form would fail in production. The token (bound
+    # to the session) and SameSite=Lax cookies are the protection.
+    WTF_CSRF_SSL_STRICT = False
 
     # Passwords (Argon2id); tests use cheaper parameters
     ARGON2_TIME_COST = 3

@@ -76,7 +76,9 @@ def load(alt_id: str) -> User | None:
     now = utcnow()
     idle = idle_timeout()
     if now - row.last_seen_at > idle or now - row.created_at > absolute_lifetime():
-        db.session.delete(row)
+        row_id = row.id
+        db.session.commit()  # end the read: the write opens its own transaction (see below)
+        db.session.execute(delete(UserSession).where(UserSession.id == row_id))
         db.session.commit()
         g.session_expired = True
         return None

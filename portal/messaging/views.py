@@ -28,7 +28,7 @@ from portal.extensions import read_only, utcnow
 from portal.messaging import demo, emergency, service
 from portal.messaging.attachments import clean_name, content_disposition, read_upload
 from portal.messaging.forms import ActionForm, ComposeForm, EmergencyForm, ReplyForm
-from portal.security import role_required
+from portal.security import CSP, role_required
 
 bp = Blueprint("messaging", __name__)
 
@@ -253,7 +253,7 @@ def attachment(attachment_id: uuid.UUID):
     response = Response(found.data, status=200)
     response.headers["Content-Type"] = found.content_type
     response.headers["Content-Disposition"] = content_disposition(found.name)
-    response.headers["Content-Security-Policy"] = "sandbox"
+    response.headers["Content-Security-Policy"] = f"{CSP}; sandbox"  # the policy, plus a sandbox
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Cache-Control"] = "no-store"
     return response

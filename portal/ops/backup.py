@@ -6,7 +6,7 @@ uses pg_dump / pg_restore in the custom format.
 
 import shutil
 import sqlite3
-import subprocess  # noqa: S404 - calls pg_dump/pg_restore with argument lists, no shell
+import subprocess  # pg_dump and pg_restore, with argument lists and no shell
 from dataclasses import dataclass
 from pathlib import Path
 

@@ -114,7 +114,7 @@ def retention_cutoff(today: date | None = None) -> date:
 def _estimates_table():
     from portal.estimates.models import GoodFaithEstimate
 
-    if not inspect(db.engine).has_table(GoodFaithEstimate.__tablename__):
+    if not inspect(db.session.connection()).has_table(GoodFaithEstimate.__tablename__):
         return None  # the estimates feature's tables are not migrated in yet
     return GoodFaithEstimate
 

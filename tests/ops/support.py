@@ -43,7 +43,7 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def testing_app(database_url: str, instance: Path, **overrides):
+def build_app(database_url: str, instance: Path, **overrides):
     """Build a testing app on a given database (keys: the testing config's)."""
     return create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": database_url,
                        "INSTANCE_PATH": str(instance), **overrides})
@@ -163,20 +163,36 @@ class OwnPostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def sibling_database_url(url: str, label: str) -> str:
+    """A new database name beside the one at `url`, on the same server (not created)."""
+    base = make_url(url)
+    name = f"{base.database}_{label}_{uuid.uuid4().hex[:8]}"
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
+def _admin_sql(url: str, statement: str) -> None:
+    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(statement))
+    finally:
+        admin.dispose()
+
+
+def drop_database(url: str) -> None:
+    """Drop the PostgreSQL database named in `url`, if it exists."""
+    _admin_sql(url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
+
+
 @contextlib.contextmanager
 def second_postgres_database(url: str) -> Iterator[str]:
     """Create an empty database beside the one at `url` on the same server; drop it after."""
-    base = make_url(url)
-    name = f"{base.database}_restore_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(base.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    second = sibling_database_url(url, "restore")
+    _admin_sql(second, f'CREATE DATABASE "{make_url(second).database}"')
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        yield base.set(database=name).render_as_string(hide_password=False)
+        yield second
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        drop_database(second)
 
 
 # --- a real gunicorn ------------------------------------------------------------------------
@@ -191,9 +207,11 @@ class Gunicorn:
     """The repository's gunicorn.conf.py serving a testing app on a free loopback port."""
 
     def __init__(self, config: dict, *, workers: int = 2, threads: int = 1,
-                 workdir: Path | None = None) -> None:
+                 workdir: Path | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="coeo-gunicorn-"))
-        (self.workdir / "fault_app.py").write_text(APP_MODULE)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "served_app.py").write_text(APP_MODULE)
         self.port = free_port()
         self.log = self.workdir / "gunicorn.log"
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(ROOT),
@@ -201,10 +219,11 @@ class Gunicorn:
                "PORTAL_BIND": f"127.0.0.1:{self.port}", "WEB_CONCURRENCY": str(workers),
                "PORTAL_THREADS": str(threads), "PORTAL_ENV": "testing"}
         gunicorn = Path(sys.executable).with_name("gunicorn")
+        self._log_file = self.log.open("ab")
         self.process = subprocess.Popen(
             [str(gunicorn), "-c", str(ROOT / "gunicorn.conf.py"), "--chdir", str(self.workdir),
-             "fault_app:app"],
-            env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT, cwd=self.workdir)
+             *extra_args, "served_app:app"],
+            env=env, stdout=self._log_file, stderr=subprocess.STDOUT, cwd=self.workdir)
         self.base = f"http://127.0.0.1:{self.port}"
         self.wait_until_serving()
 
@@ -212,7 +231,9 @@ class Gunicorn:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError("gunicorn exited:\n" + self.log.read_text()[-3000:])
+                tail = self.log.read_text()[-3000:]
+                self.stop()
+                raise RuntimeError("gunicorn exited:\n" + tail)
             try:
                 status, _, _ = Browser(self.base).request("GET", "/healthz", timeout=2)
                 if status == 200:
@@ -220,7 +241,9 @@ class Gunicorn:
             except OSError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError("gunicorn did not start:\n" + self.log.read_text()[-3000:])
+        tail = self.log.read_text()[-3000:]
+        self.stop()
+        raise RuntimeError("gunicorn did not start:\n" + tail)
 
     def worker_pids(self) -> list[int]:
         """The master's live children (its workers)."""
@@ -228,6 +251,7 @@ class Gunicorn:
         return [int(pid) for pid in children.read_text().split()]
 
     def stop(self) -> None:
+        """Stop gracefully (SIGTERM); remove the work directory unless the caller gave it."""
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -235,7 +259,9 @@ class Gunicorn:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        self._log_file.close()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 # --- an HTTP client with cookies and no redirects -------------------------------------------

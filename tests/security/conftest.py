@@ -28,7 +28,9 @@ def world(tmp_path_factory) -> Iterator[World]:
         db.create_all()
         from portal.crypto import ensure_canaries
         ensure_canaries()
-        yield build_world(app)
+        built = build_world(app)
+        db.session.commit()  # on SQLite an open transaction holds the write lock
+        yield built
         db.session.remove()
         if POSTGRES_URL:
             _reset_postgres()
@@ -45,12 +47,18 @@ def no_server_errors(request: pytest.FixtureRequest) -> Iterator[list[str]]:
     failures: list[str] = []
 
     def seen(sender, response, **extra):
-        if response.status_code >= 500:
+        # /readyz answers 503 here by design: these tables come from create_all, not migrations.
+        if response.status_code >= 500 and not (
+                response.status_code == 503 and request_endpoint() == "ops.readyz"):
             failures.append(f"{request_method()} {request_path()} -> {response.status_code}")
 
     with request_finished.connected_to(seen, app):
         yield failures
     assert not failures, f"requests answered with a server error: {failures[:20]}"
+
+
+def request_endpoint() -> str | None:
+    return request.endpoint
 
 
 def request_method() -> str:

@@ -1,5 +1,5 @@
 """Helpers for the security tests: a shared world of people and records, signed-in test
-clients, form discovery from rendered pages, database snapshots and the escaping check.
+clients, form discovery from rendered pages, a log of database writes, the escaping check.
 
 The hostile-input and header walks send thousands of requests; building a fresh database for
 each would take far longer than the requests themselves, so these tests share one database per
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import inspect, select, text
+from sqlalchemy import event, inspect, select, text
 from werkzeug.routing import Rule
 
 from portal.accounts import mfa, passwords
@@ -34,7 +34,7 @@ ROLES = ("anonymous", "client", "therapist", "admin")
 PASSWORD = "harbor lights over quiet water"
 FILLER_PASSWORD = "tidal porch cinnamon beetle"
 
-# --- payloads that must never run -------------------------------------------------------
+# --- payloads that must never run ----------------------------------------------------------------
 
 MARK = "coeo_xss"
 XSS_TAGS = '"><script>coeo_xss(1)</script><img src=x onerror=coeo_xss(2)><svg/onload=coeo_xss(3)>'
@@ -55,7 +55,7 @@ def csrf_from(html: str) -> str | None:
     return found.group(1) if found else None
 
 
-# --- the escaping check ---------------------------------------------------------------------
+# --- the escaping check --------------------------------------------------------------------------
 
 class _Inspector(HTMLParser):
     """Find markup that a payload managed to create: a tag, an attribute, a script, a URL."""
@@ -106,7 +106,7 @@ def escaping_problems(body: str) -> list[str]:
     return problems + inspector.problems
 
 
-# --- form discovery --------------------------------------------------------------------------
+# --- form discovery ------------------------------------------------------------------------------
 
 @dataclass
 class Field:
@@ -222,16 +222,16 @@ def benign_value(f: Field) -> str | None:
             "textarea": "Hello, just checking in.", "hidden": ""}.get(f.kind, "Hello")
 
 
-# --- snapshots of every table --------------------------------------------------------------
+# --- what a request wrote -------------------------------------------------------------------
 
 # Columns a request may touch without changing anything that matters (the idle timer).
-VOLATILE = {"user_sessions": {"last_seen_at"}}
+VOLATILE = {"user_sessions": frozenset({"last_seen_at"})}
 
 
 @dataclass
 class Change:
     table: str
-    kind: str  # added, removed, changed
+    kind: str  # added, changed, removed
     row: dict
     columns: frozenset = frozenset()
 
@@ -240,47 +240,72 @@ class Change:
         return f"{self.kind} {self.table}{detail}"
 
 
-def snapshot() -> dict[str, dict]:
-    """Return every row of every table, keyed by primary key (volatile columns left out)."""
-    found: dict[str, dict] = {}
-    for table in db.metadata.sorted_tables:
-        keys = [c.name for c in table.primary_key.columns]
-        skip = VOLATILE.get(table.name, set())
-        cols = [c.name for c in table.columns if c.name not in skip]
-        rows = {}
-        for row in db.session.execute(select(*[table.c[c] for c in cols])):
-            mapping = dict(zip(cols, row, strict=True))
-            rows[tuple(mapping[k] for k in keys)] = mapping
-        found[table.name] = rows
-    db.session.commit()
-    return found
+_WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)
+_SET = re.compile(r"\bSET\s+(.*?)(?:\s+WHERE\s|\s+RETURNING\s|$)", re.IGNORECASE | re.DOTALL)
+_SET_COLUMN = re.compile(r'(?:^|,)\s*"?(\w+)"?\s*=')
 
 
-def changes(before: dict, after: dict) -> list[Change]:
-    """Return what differs between two snapshots."""
-    found = []
-    for table, rows in after.items():
-        old = before.get(table, {})
-        for key, row in rows.items():
-            if key not in old:
-                found.append(Change(table, "added", row))
-            elif row != old[key]:
-                cols = frozenset(c for c in row if row[c] != old[key].get(c))
-                found.append(Change(table, "changed", row, cols))
-        found.extend(Change(table, "removed", row) for key, row in old.items() if key not in rows)
-    return found
+class WriteLog:
+    """Record every INSERT, UPDATE and DELETE that commits while recording is on.
+
+    Comparing whole tables before and after each of thousands of requests grows slower as the
+    tables grow; the database driver sees every write anyway. Writes are kept per connection
+    until its transaction ends: committed ones count, rolled-back ones never happened.
+    """
+
+    def __init__(self, engine) -> None:
+        self.engine = engine
+        self.recording = False
+        self.committed: list[Change] = []
+        event.listen(engine, "after_cursor_execute", self._executed)
+        event.listen(engine, "commit", self._commit)
+        event.listen(engine, "rollback", self._rollback)
+
+    def _executed(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if not self.recording:
+            return
+        found = _WRITE.match(statement)
+        if not found:
+            return
+        kind = {"INSERT": "added", "UPDATE": "changed", "DELETE": "removed"}[
+            found.group(1).split()[0].upper()]
+        if kind != "added" and cursor.rowcount == 0:
+            return  # an UPDATE or DELETE that matched nothing changed nothing
+        columns = frozenset()
+        if kind == "changed":
+            clause = _SET.search(statement)
+            columns = frozenset(_SET_COLUMN.findall(clause.group(1))) if clause else frozenset()
+        rows = (context.compiled_parameters if context is not None and
+                context.compiled_parameters else None) or [{}]
+        conn.info.setdefault("security_writes", []).extend(
+            Change(found.group(2), kind, dict(row), columns) for row in rows)
+
+    def _commit(self, conn) -> None:
+        self.committed.extend(conn.info.pop("security_writes", []))
+
+    def _rollback(self, conn) -> None:
+        conn.info.pop("security_writes", None)
+
+    def __enter__(self) -> list[Change]:
+        self.committed = []
+        self.recording = True
+        return self.committed
+
+    def __exit__(self, *exc) -> None:
+        self.recording = False
 
 
 def count_rows() -> dict[str, int]:
     """Return the number of rows in every table (one statement)."""
     tables = [t.name for t in db.metadata.sorted_tables]
-    query = "SELECT " + ", ".join(f'(SELECT count(*) FROM "{t}")' for t in tables)
+    # Table names come from the models, never from input.
+    query = "SELECT " + ", ".join(f'(SELECT count(*) FROM "{t}")' for t in tables)  # noqa: S608
     counts = dict(zip(tables, db.session.execute(text(query)).one(), strict=True))
     db.session.commit()
     return counts
 
 
-# --- test clients ------------------------------------------------------------------------------
+# --- test clients --------------------------------------------------------------------------------
 
 class IsolatedClient(FlaskClient):
     """A test client whose every request runs in its own app context, as in production.
@@ -356,6 +381,7 @@ class World:
     users: dict[str, User]
     ids: dict[str, object]
     tokens: dict[str, str]
+    writes: WriteLog
 
     def user_for(self, role: str) -> User | None:
         return None if role == "anonymous" else self.users[role]
@@ -452,7 +478,8 @@ def build_world(app: Flask) -> World:
              "staff_signing_in": staff_signing_in, "other_therapist": other_therapist,
              "pending_client": pending_client, "client_with_mfa": client_with_mfa}
     return World(app, users, ids,
-                 {"invitation": link.rsplit("/", 1)[1], "reset": reset_token})
+                 {"invitation": link.rsplit("/", 1)[1], "reset": reset_token},
+                 WriteLog(db.engine))
 
 
 def real_value(world: World, rule: Rule, arg: str) -> str:
@@ -500,9 +527,13 @@ def columns_of(table: str) -> list[str]:
     return [c["name"] for c in inspect(db.engine).get_columns(table)]
 
 
-# --- an actor: one role's client, token and view of the database -------------------------------
+# --- an actor: one role's client, token and view of the database ---------------------------------
 
-SIGNIN_ENDPOINTS = frozenset({"accounts.sign_in", "accounts.mfa_challenge"})
+# Where a wrong password or code counts towards the lockout, as at sign-in: a stolen session
+# must not be a way to guess the password without the lockout and its email.
+SIGNIN_ENDPOINTS = frozenset({"accounts.sign_in", "accounts.mfa_challenge",
+                              "accounts.change_password", "accounts.mfa_disable",
+                              "accounts.recovery_codes"})
 # Security logging that a refused request may (and should) leave behind.
 REFUSAL_AUDIT = frozenset({"auth.lockout", "auth.password_disabled"})
 COUNTER_COLUMNS = frozenset({"failed_signins", "total_failed_signins", "locked_until",
@@ -513,16 +544,22 @@ REFUSAL_MAIL = frozenset({"lockout_notice", "password_disabled"})
 def unexplained(found: list[Change], endpoint: str) -> list[Change]:
     """Return the changes a refused request must not make.
 
-    A refusal may leave its own trace in the security log: an audit event marked as a failure,
-    and for sign-in steps the failed-attempt row, the account's failure counters and the
-    lockout email. Anything else (a message, an estimate, an account change) is a problem.
+    A refusal may leave its own trace in the security log: an audit event marked as a failure
+    (or recording that a record was read, when the refusal shows it again), and for sign-in
+    steps the failed-attempt row, the account's failure counters and the lockout email.
+    Anything else (a message, an estimate, an account change) is a problem.
     """
     audit_added = any(c.table == "audit_events" for c in found)
     left = []
     for change in found:
         row = change.row
+        if change.kind == "changed" and change.columns and \
+                change.columns <= VOLATILE.get(change.table, frozenset()):
+            continue
         if change.table == "audit_events" and change.kind == "added" and (
-                row.get("outcome") == "failure" or row.get("action") in REFUSAL_AUDIT):
+                row.get("outcome") == "failure" or row.get("action") in REFUSAL_AUDIT
+                or str(row.get("action", "")).endswith("viewed")):
+            # A refused reply shows the conversation again: reading a record is logged.
             continue
         if change.table == "audit_head" and audit_added:
             continue
@@ -551,7 +588,17 @@ class Actor:
     def renew(self) -> None:
         """Start over with a fresh session (after a sign-out, or after signing someone in)."""
         self.client, self.csrf = signed_in_client(self.world.app, self.user)
-        self.state = snapshot()
+
+    def still_signed_in(self) -> bool:
+        """Say whether the client's cookie still carries this actor's server session."""
+        if self.user is None:
+            return True
+        app = self.world.app
+        cookie = self.client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+        if cookie is None:
+            return False
+        data = app.session_interface.get_signing_serializer(app).loads(cookie.value)
+        return bool(data.get("sid")) and data.get("_user_id") == self.user.alt_id
 
     def refresh_csrf(self, path: str) -> None:
         token = csrf_from(self.client.get(path).get_data(as_text=True))
@@ -574,9 +621,6 @@ class Actor:
             staff = self.world.users["staff_signing_in"]
             with self.client.session_transaction() as session:
                 session["mfa_pending"] = {"uid": staff.alt_id, "at": time.time(), "next": None}
-        else:
-            return
-        self.state = snapshot()
 
     def endpoint_of(self, url: str, method: str = "POST") -> str | None:
         adapter = self.world.app.url_map.bind("localhost")
