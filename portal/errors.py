@@ -38,7 +38,8 @@ def _settle_user() -> None:
     (navigation, sign-out button) and turn a friendly 503 into a bare 500.
     """
     try:
-        current_user.is_authenticated  # noqa: B018 - loads and caches the user
+        if current_user.is_authenticated:  # loads and caches the user
+            current_user.role  # noqa: B018 - a user loaded before the rollback reloads here
     except Exception:
         with contextlib.suppress(Exception):
             db.session.rollback()

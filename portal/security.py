@@ -16,6 +16,7 @@ from portal.extensions import login_manager
 PUBLIC_ENDPOINTS = frozenset({
     "static",
     "main.home",
+    "main.login",
     "accounts.sign_in",
     "accounts.mfa_challenge",
     "accounts.forgot_password",

@@ -21,3 +21,9 @@ def home():
         if endpoint in current_app.view_functions:
             return redirect(url_for(endpoint))
     return redirect(url_for("accounts.settings"))
+
+
+@bp.route("/login")
+def login():
+    """Send the common /login address to the sign-in page."""
+    return redirect(url_for("accounts.sign_in"))

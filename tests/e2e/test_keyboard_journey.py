@@ -140,9 +140,11 @@ def test_a_client_sends_a_message_with_the_keyboard_alone(page, keyboard_client)
 
 def test_every_control_on_the_journey_pages_shows_focus(page, keyboard_client):
     """Tab through each page of the journey from top to bottom: every stop is visible."""
-    from tests.e2e.test_accessibility import sign_in
-
-    sign_in(page, keyboard_client)
+    page.goto("/sign-in")
+    page.get_by_label("Email address").fill(keyboard_client.email_address)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/messages$"))
     for path in ("/messages", "/messages/new", "/account"):
         page.goto(path)
         stops = []
@@ -154,3 +156,15 @@ def test_every_control_on_the_journey_pages_shows_focus(page, keyboard_client):
             assert_focus_visible(info)
             stops.append(info)
         assert len(stops) >= 5, (path, stops)
+
+
+def test_the_focus_check_catches_a_hidden_focus_ring(page, keyboard_client):
+    """With the focus ring styled away, the check above fails (it is not vacuous)."""
+    def without_outlines(route):
+        css = route.fetch().text() + "\n*:focus, *:focus-visible { outline: none !important; }"
+        route.fulfill(body=css, content_type="text/css")
+
+    page.route("**/static/css/portal.css", without_outlines)
+    page.goto("/sign-in")
+    with pytest.raises(AssertionError, match="focus is not visible"):
+        tab_to(page, by_label("Password"))
