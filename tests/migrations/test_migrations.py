@@ -71,6 +71,5 @@ def test_migrated_audit_table_refuses_update_and_delete(bare_app):
     record("test.event")
     db.session.commit()
     for statement in ("UPDATE audit_events SET action = 'x.y'", "DELETE FROM audit_events"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            with db.engine.begin() as conn:
-                conn.execute(text(statement))
+        with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
+            conn.execute(text(statement))
