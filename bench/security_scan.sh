@@ -59,7 +59,7 @@ curl -fsS "$BASE/healthz" >/dev/null
 log "portal on $BASE (instance: $OUT/instance, server log: $OUT/server.log)"
 
 # --- sign in through the forms: prints shell assignments --------------------------------------
-eval "$($PY - "$BASE" <<'PYTHON'
+CREDENTIALS=$($PY - "$BASE" <<'PYTHON'
 """Sign in as the demo client and therapist; print their cookies and ids of real records."""
 import http.cookiejar
 import re
@@ -91,8 +91,9 @@ def sign_in(email):
 
     def post(path, fields):
         _url, page = get(path)
-        token = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', page).group(1)
-        data = urllib.parse.urlencode({**fields, "csrf_token": token}).encode()
+        hidden = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*type="hidden"[^>]*value="([^"]*)"',
+                                 page))
+        data = urllib.parse.urlencode({**hidden, **fields}).encode()
         with opener.open(BASE + path, data) as response:
             return response.geturl(), response.read().decode()
 
@@ -100,6 +101,9 @@ def sign_in(email):
     if landed.endswith("/sign-in/verify"):
         landed, _ = post("/sign-in/verify", {"code": pyotp.TOTP(key).now()})
     assert "/sign-in" not in landed, f"{email} did not sign in (landed on {landed})"
+    if "/policies/accept" in landed:  # the demo clients have the terms to accept first
+        landed, _ = post("/policies/accept", {"decision": "accept"})
+    assert "/policies/accept" not in landed, f"{email} could not accept the policies"
     cookie = next(c for c in jar if c.name.endswith("coeo_session"))
     return f"{cookie.name}={cookie.value}", get
 
@@ -110,39 +114,41 @@ _, inbox = zoe("/messages")
 out["ZOE_THREAD"] = re.search(rf'href="/messages/({UUID})"', inbox).group(1)
 _, thread = zoe(f"/messages/{out['ZOE_THREAD']}")
 out["ZOE_CSRF"] = re.search(r'<meta name="csrf-token" content="([^"]+)"', thread).group(1)
+out["ZOE_MESSAGE"] = re.search(rf'id="m-({UUID})"', thread).group(1)
 _, estimates = zoe("/estimates/")
 out["ZOE_ESTIMATE"] = re.search(rf'href="/estimates/({UUID})"', estimates).group(1)
 out["COLLEEN_COOKIE"], colleen = sign_in("colleen@coeo.example")
 _, practice = colleen("/estimates/practice")
-out["ZOE_ID"] = re.search(rf"client=({UUID})", practice).group(1)
+out["ZOE_ID"] = re.search(rf'<option value="({UUID})"[^>]*>Zo', practice).group(1)
 for key, value in out.items():
     print(f"{key}={shlex.quote(value)}")
 PYTHON
-)"
+)
+eval "$CREDENTIALS"
 log "signed in: Zoë (client) and Colleen (therapist, two-step code from the demo key)"
 
 # --- sqlmap --------------------------------------------------------------------------------------
 FINDINGS=0
-COMMON=(--batch --level "$LEVEL" --risk "$RISK" --threads 4 --flush-session
-        --output-dir "$OUT/sqlmap" --disable-coloring)
+COMMON=(--batch --level "$LEVEL" --risk "$RISK" --flush-session --output-dir "$OUT/sqlmap"
+        --disable-coloring)
 
 run_sqlmap() {  # run_sqlmap NAME ARGS...: run, keep the log, print the verdict
   local name=$1; shift
   local logfile="$OUT/sqlmap-$name.log"
   log "sqlmap: $name"
   printf '$ sqlmap'; printf ' %q' "${COMMON[@]}" "$@"; printf '\n'
-  sqlmap "${COMMON[@]}" "$@" >"$logfile" 2>&1 || true
-  if grep -qiE "is vulnerable|appears to be .*injectable|sqlmap identified the following injection" \
+  TERM=dumb sqlmap "${COMMON[@]}" "$@" >"$logfile" 2>&1 </dev/null || true
+  local checked
+  checked=$(grep -oE "(GET|POST|URI|Cookie|\(custom\) [A-Z]+) parameter '[^']+' does not seem to be injectable" \
+            "$logfile" | sort -u || true)
+  if grep -qE "sqlmap identified the following injection point|parameter '[^']+' (appears to be|is) '[^']+' injectable|' is vulnerable" \
       "$logfile"; then
     echo "FINDING: sqlmap reports an injection ($logfile):"
-    grep -iE "is vulnerable|injectable|Parameter:|Type:|Title:" "$logfile" | head -20
+    grep -E "injection point|injectable|is vulnerable|Parameter:|Type:|Title:" "$logfile" | head -20 || true
     FINDINGS=1
-  elif grep -qiE "all tested parameters (do not appear to be|are not) injectable|not injectable" \
-      "$logfile"; then
-    echo "no injection found: $(grep -ciE 'testing .'"'"'' "$logfile") tests," \
-         "$(grep -oE 'HTTP error codes detected during run:.*' "$logfile" | head -1 || true)"
-    grep -E "^\[.*\] \[(WARNING|CRITICAL)\] (GET|POST|Cookie|URI|\(custom\)|parameter).*(not|does not).*injectable" \
-      "$logfile" | sed 's/^/  /' | head -12
+  elif [ -n "$checked" ]; then
+    echo "no injection found ($(grep -c "testing '" "$logfile" || true) techniques tried):"
+    printf '%s\n' "$checked" | sed 's/^/  /'
   else
     echo "INCONCLUSIVE: sqlmap finished without a verdict; last lines of $logfile:"
     tail -8 "$logfile" | sed 's/^/  /'
@@ -154,17 +160,18 @@ run_sqlmap() {  # run_sqlmap NAME ARGS...: run, keep the log, print the verdict
 run_sqlmap sign-in -u "$BASE/sign-in" --forms --csrf-token csrf_token
 
 # 2. A conversation page (the id in the path and the paging cursor) and its reply form.
-run_sqlmap thread-page -u "$BASE/messages/${ZOE_THREAD}*?before=${ZOE_THREAD}*" \
-  --cookie "$ZOE_COOKIE"
+run_sqlmap thread-page -u "$BASE/messages/${ZOE_THREAD}*?before=${ZOE_MESSAGE}*" \
+  --cookie "$ZOE_COOKIE" --threads 4
 run_sqlmap thread-reply -u "$BASE/messages/$ZOE_THREAD/reply" \
   --data "csrf_token=$ZOE_CSRF&body=Thank+you" -p body \
   --csrf-token csrf_token --csrf-url "$BASE/messages/$ZOE_THREAD" --cookie "$ZOE_COOKIE"
 
 # 3. The estimate lists: the client's, one estimate, and the therapist's list with its filters.
-run_sqlmap client-estimates -u "$BASE/estimates/?page=1" --cookie "$ZOE_COOKIE"
-run_sqlmap estimate-page -u "$BASE/estimates/${ZOE_ESTIMATE}*" --cookie "$ZOE_COOKIE"
+run_sqlmap client-estimates -u "$BASE/estimates/?page=1" --cookie "$ZOE_COOKIE" --threads 4
+run_sqlmap estimate-page -u "$BASE/estimates/${ZOE_ESTIMATE}*" --cookie "$ZOE_COOKIE" \
+  --threads 4
 run_sqlmap practice-estimates -u "$BASE/estimates/practice?client=$ZOE_ID&page=1" \
-  --cookie "$COLLEEN_COOKIE"
+  --cookie "$COLLEEN_COOKIE" --threads 4
 
 # --- wapiti --------------------------------------------------------------------------------------
 if [ "$HAVE_WAPITI" = 1 ]; then
@@ -180,7 +187,25 @@ if [ "$HAVE_WAPITI" = 1 ]; then
           -d 4 -f json -o "$report" --store-session "$OUT/wapiti-session-$who"
           --no-bugreport)
     printf '$ wapiti'; printf ' %q' "${args[@]}"; printf '\n'
-    wapiti "${args[@]}" >"$OUT/wapiti-$who.log" 2>&1 || true
+    # Debian's wapiti 3.0.4 builds its exclusion patterns as "...\Z(?ms)", which Python 3.11
+    # rejects (global flags must come first), so any -x crashes it: run it with that fixed.
+    /usr/bin/python3 - "${args[@]}" >"$OUT/wapiti-$who.log" 2>&1 <<'PYTHON' || true
+import re
+import sys
+
+import wapitiCore.net.crawler as crawler
+from wapitiCore.main.wapiti import wapiti_main
+
+
+def wildcard_translate(pattern):
+    return re.compile("(?ms)" + "".join(".*" if c == "*" else re.escape(c) for c in pattern)
+                      + r"\Z")
+
+
+crawler.wildcard_translate = wildcard_translate
+sys.argv = ["wapiti", *sys.argv[1:]]
+sys.exit(wapiti_main())
+PYTHON
     if [ ! -s "$report" ]; then
       echo "INCONCLUSIVE: wapiti wrote no report; see $OUT/wapiti-$who.log"
       FINDINGS=1

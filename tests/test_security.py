@@ -28,7 +28,7 @@ EXPECTED_CSP = ("default-src 'self'; object-src 'none'; base-uri 'none'; form-ac
 
 # Every endpoint anyone may reach without signing in. Adding one is a decision: change both.
 EXPECTED_PUBLIC = {
-    "static", "main.home",
+    "static", "main.home", "main.login",
     "accounts.sign_in", "accounts.mfa_challenge", "accounts.forgot_password",
     "accounts.invitation_link", "accounts.accept_invitation", "accounts.reset_link",
     "accounts.reset_password", "accounts.signed_out",

@@ -4,16 +4,17 @@ A client's last activity is the newest of: a message in any of their conversatio
 sign-in, a change to one of their Good Faith Estimates (created, saved, issued, downloaded,
 acknowledged) and, for someone who never did anything, the day their account was made.
 
-`purge` removes a client's conversations (threads, messages, attachments) and their queued
-mail, ends their sessions, deactivates the account and crypto-shreds their data keys
+`purge` removes a client's conversations (threads, messages, attachments), their queued mail
+and the notices still waiting to tell their therapist about those conversations, ends their
+sessions, deactivates the account and crypto-shreds their data keys
 (`portal.crypto.rotation.shred`), so whatever sealed value is left anywhere (the account's
-name and email, old estimates, a copy in a WAL file) never opens again. All of it happens in
-one transaction per client.
+name and email, old estimates and drafts, emergency-access reasons, a copy in a WAL file)
+never opens again. All of it happens in one transaction per client.
 
 Good Faith Estimates are never deleted. An issued one must stay readable for six years after
-it was issued (45 CFR 149.610(a)(2)(xiii)), and it is sealed under the same data key: a client
-with such an estimate keeps their key (their conversations still go) until the youngest one
-turns six; a later purge then shreds it. Audit events carry ids only.
+it was issued (45 CFR 149.610 asks for six years), and it is sealed under the same data key:
+a client with such an estimate keeps their key (their conversations still go) until the
+youngest one turns six; a later purge then shreds it. Audit events carry ids only, and stay.
 """
 
 import uuid
@@ -91,6 +92,7 @@ def years_before(day: date, years: int) -> date:
 
 
 def practice_today() -> date:
+    """Today at the practice (its time zone)."""
     return datetime.now(_zone()).date()
 
 
@@ -258,6 +260,8 @@ def _purge_one(client_id: uuid.UUID, before: date, today: date, result: PurgeRes
         client = found[0]
         threads = select(Thread.id).where(Thread.client_id == client_id)
         messages = select(Message.id).where(Message.thread_id.in_(threads))
+        notices = [n for n in db.session.scalars(select(Thread.therapist_notice_id).where(
+            Thread.client_id == client_id, Thread.therapist_notice_id.is_not(None)))]
         removed = defaultdict(int)
         removed["attachments"] = db.session.execute(
             delete(Attachment).where(Attachment.message_id.in_(messages))
@@ -270,6 +274,10 @@ def _purge_one(client_id: uuid.UUID, before: date, today: date, result: PurgeRes
             .execution_options(synchronize_session=False)).rowcount or 0
         db.session.execute(delete(OutboxMessage).where(OutboxMessage.user_id == client_id)
                            .execution_options(synchronize_session=False))
+        if notices:  # "you have a new message" about a conversation that is gone
+            db.session.execute(delete(OutboxMessage).where(OutboxMessage.id.in_(notices),
+                                                           OutboxMessage.sent_at.is_(None))
+                               .execution_options(synchronize_session=False))
         db.session.execute(update(OneTimeToken).where(OneTimeToken.user_id == client_id,
                                                       OneTimeToken.used_at.is_(None),
                                                       OneTimeToken.revoked_at.is_(None))

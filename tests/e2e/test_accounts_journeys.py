@@ -18,8 +18,19 @@ from tests.accounts.support import (  # noqa: F401 - fixtures
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_server_errors")]
 
 
+def _goto(page: Page, url: str) -> None:
+    """Navigate once the current page has finished loading, and wait for the next one.
+
+    Leaving a page while its stylesheets still load drops connections mid-file, which the
+    development server reports as unclosed files (errors under filterwarnings=error).
+    """
+    page.wait_for_load_state("load")
+    page.goto(url)
+    page.wait_for_load_state("load")
+
+
 def _sign_in(page: Page, email: str, password: str) -> None:
-    page.goto("/sign-in")
+    _goto(page, "/sign-in")
     page.get_by_label("Email address").fill(email)
     page.get_by_label(re.compile(r"^Password")).fill(password)
     page.get_by_role("button", name="Sign in").click()
@@ -36,7 +47,7 @@ def _code_after(seed: str, used: str | None) -> str:
 def test_invited_client_sets_a_password_and_signs_in(app, page: Page, live_server):
     _, link = service.create_user(None, role="client", name="Robin Example",
                                      email="robin.example@example.org")
-    page.goto(link)
+    _goto(page, link)
     expect(page).to_have_url(f"{live_server}/invitation")  # the token left the address bar
     expect(page.get_by_role("heading", name="Welcome, Robin Example")).to_be_visible()
     page.get_by_label("New password").fill(PASSWORD)
@@ -48,11 +59,11 @@ def test_invited_client_sets_a_password_and_signs_in(app, page: Page, live_serve
     page.get_by_role("button", name="Sign out").first.click()
     expect(page.get_by_role("heading", name="You are signed out")).to_be_visible()
     _sign_in(page, "robin.example@example.org", PASSWORD)
-    page.goto("/account")
+    _goto(page, "/account")
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     expect(page.get_by_text("robin.example@example.org")).to_be_visible()
     # The link is spent.
-    page.goto(link)
+    _goto(page, link)
     expect(page.get_by_role("heading", name="This link was already used")).to_be_visible()
 
 
@@ -73,7 +84,7 @@ def test_therapist_enrols_in_two_step_sign_in_and_signs_in_with_a_code(app, page
     page.get_by_label("6-digit code from your app, or a recovery code").fill(
         _code_after(key, enrol_code))
     page.get_by_role("button", name="Continue").click()
-    page.goto("/account")
+    _goto(page, "/account")
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     expect(page.get_by_text("On since")).to_be_visible()
 
@@ -82,14 +93,14 @@ def test_idle_timeout_warns_then_signs_the_user_out(app, page: Page):
     app.config["SESSION_IDLE_MINUTES"] = 0.1  # six seconds; the warning comes at half-time
     person = make_user()
     _sign_in(page, person.email, person.password)
-    page.goto("/account")
+    _goto(page, "/account")
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
     dialog = page.get_by_role("alertdialog", name="Are you still there?")
     expect(dialog).to_be_visible(timeout=9_000)
     expect(page.get_by_role("button", name="Stay signed in")).to_be_focused()
     expect(page).to_have_url(re.compile(r"/sign-in\?reason=idle$"), timeout=12_000)
     expect(page.get_by_text("You were signed out after a while without activity")).to_be_visible()
-    page.goto("/account")
+    _goto(page, "/account")
     expect(page).to_have_url(re.compile(r"/sign-in"))
 
 
@@ -97,11 +108,11 @@ def test_stay_signed_in_keeps_the_session(app, page: Page):
     app.config["SESSION_IDLE_MINUTES"] = 0.2  # twelve seconds; the warning at six
     person = make_user()
     _sign_in(page, person.email, person.password)
-    page.goto("/account")
+    _goto(page, "/account")
     expect(page.get_by_role("alertdialog")).to_be_visible(timeout=12_000)
     page.get_by_role("button", name="Stay signed in").click()
     expect(page.get_by_role("alertdialog")).to_be_hidden()
-    page.goto("/account")
+    _goto(page, "/account")
     expect(page.get_by_role("heading", name="Your account")).to_be_visible()
 
 
@@ -109,7 +120,7 @@ def test_stay_signed_in_keeps_the_session(app, page: Page):
 def test_quick_exit_leaves_the_site_and_the_back_button_does_not_return(app, page: Page, how):
     page.route("https://www.weather.gov/**", lambda route: route.fulfill(
         status=200, content_type="text/html", body="<title>Weather</title><h1>Forecast</h1>"))
-    page.goto("/sign-in")
+    _goto(page, "/sign-in")
     if how == "button":
         page.get_by_role("link", name="Quick exit").click()
     else:

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import event, inspect, select, text
+from sqlalchemy import event, select, text
 from werkzeug.routing import Rule
 
 from portal.accounts import mfa, passwords
@@ -391,9 +391,13 @@ def build_world(app: Flask) -> World:
     """Create people, conversations, estimates, policies and grants, with payloads stored in
     every free-text field a page shows back (names, subjects, bodies, file names, addresses)."""
     from portal.accounts import service as accounts
+    from portal.accounts import tokens
+    from portal.accounts.models import TokenPurpose
     from portal.estimates import service as estimates
+    from portal.estimates.models import BilledAmount
     from portal.messaging import emergency
     from portal.messaging import service as messaging
+    from portal.messaging.models import Attachment
     from portal.policies import service as policies
     from tests.estimates.conftest import complete_draft
 
@@ -433,7 +437,6 @@ def build_world(app: Flask) -> World:
     messaging.set_closed(therapist, closed_thread.id, True)
     other_thread, _ = messaging.start_thread(other_client, counterpart_id=other_therapist.id,
                                              subject="Other", body="Other body", notify=False)
-    from portal.messaging.models import Attachment
     attachment_id = db.session.scalar(select(Attachment.id).where(
         Attachment.message_id == message.id))
 
@@ -449,7 +452,6 @@ def build_world(app: Flask) -> World:
     draft = estimates.create_draft(therapist, client)
     estimates.save_draft(therapist, draft, complete_draft(
         today, primary_service=f"Therapy {XSS_TAGS}"))
-    from portal.estimates.models import BilledAmount
     bill_id = db.session.scalar(select(BilledAmount.id).where(
         BilledAmount.estimate_id == issued.id))
 
@@ -459,8 +461,6 @@ def build_world(app: Flask) -> World:
     invited, link = accounts.create_user(admin, role="client", name=f"Iris {XSS_TAGS}",
                                          email=f"invited-{uuid.uuid4().hex[:6]}@example.org",
                                          therapist_ids=[therapist.id])
-    from portal.accounts import tokens
-    from portal.accounts.models import TokenPurpose
     reset_token = tokens.issue(other_client.id, TokenPurpose.RESET, timedelta(minutes=30))
     db.session.commit()
 
@@ -522,9 +522,6 @@ def is_local(location: str) -> bool:
         return parts.scheme in ("http", "https") and parts.hostname == "localhost"
     return location.startswith("/") and not location.startswith("//")
 
-
-def columns_of(table: str) -> list[str]:
-    return [c["name"] for c in inspect(db.engine).get_columns(table)]
 
 
 # --- an actor: one role's client, token and view of the database ---------------------------------

@@ -11,9 +11,13 @@ malformed, very long and injected ids. Every GET page gets hostile query strings
 After every request: no server error, every HTML response shows payloads escaped (no tag,
 attribute, handler or script URL made from them, no template expression evaluated), redirects
 stay on this site, no header was injected, and a refused request (4xx, a form shown again, a
-redirect to an error message or to sign-in) changed nothing in any table: every row of every
-table is compared, which includes the row counts. The only trace a refusal may leave is in
-the security log (a failure in the audit trail; for sign-in, the failed attempt and lockout).
+redirect to an error message or to sign-in) changed nothing in any table: every INSERT, UPDATE
+and DELETE the database commits during the request is logged, and the row counts of every
+table are compared before and after. The only trace a refusal may leave is in the security
+log (a failure in the audit trail, a read of the record it shows again; for password checks,
+the failed attempt, the failure counters and the lockout email).
+
+The whole module shares one database (see support.py) and takes a few minutes: marked slow.
 """
 
 import re
@@ -50,6 +54,8 @@ from tests.security.support import (
     routes,
     unexplained,
 )
+
+pytestmark = pytest.mark.slow
 
 # The route map, read when the tests are collected: a new route gets these tests by itself.
 _APP = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": "sqlite://"})
