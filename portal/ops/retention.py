@@ -260,8 +260,8 @@ def _purge_one(client_id: uuid.UUID, before: date, today: date, result: PurgeRes
         client = found[0]
         threads = select(Thread.id).where(Thread.client_id == client_id)
         messages = select(Message.id).where(Message.thread_id.in_(threads))
-        notices = [n for n in db.session.scalars(select(Thread.therapist_notice_id).where(
-            Thread.client_id == client_id, Thread.therapist_notice_id.is_not(None)))]
+        notices = list(db.session.scalars(select(Thread.therapist_notice_id).where(
+            Thread.client_id == client_id, Thread.therapist_notice_id.is_not(None))))
         removed = defaultdict(int)
         removed["attachments"] = db.session.execute(
             delete(Attachment).where(Attachment.message_id.in_(messages))

@@ -65,10 +65,11 @@ def test_every_send_acknowledged_before_a_worker_was_killed_is_stored_exactly_on
                                                 args=(browser, path, token, f"{email}/{s}")))
         for thread in senders:
             thread.start()
-        killed = []
+        killed, serving = [], server.worker_pids()  # workers busy since the start
         time.sleep(0.5)
         for _ in range(KILLS):
-            victim = server.worker_pids()[0]
+            alive = server.worker_pids()
+            victim = next((pid for pid in serving if pid in alive), alive[0])
             os.kill(victim, signal.SIGKILL)
             killed.append(victim)
             time.sleep(0.7)

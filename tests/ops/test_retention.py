@@ -37,13 +37,16 @@ def person_at(when: datetime, role: str, name: str, therapist: User | None = Non
     return user
 
 
-def conversation_at(when: datetime, client: User, therapist: User, *, files=()) -> Thread:
+def conversation_at(when: datetime, client: User, therapist: User, *, files=(),
+                    client_last: bool = False) -> Thread:
     with time_machine.travel(when, tick=False):
         thread, _ = service.start_thread(client, counterpart_id=therapist.id,
                                          subject="An old subject", body="An old message",
                                          files=files)
         service.reply(client, thread.id, body="And one more thing")
         service.reply(therapist, thread.id, body="An old reply")  # queues mail for the client
+        if client_last:
+            service.reply(client, thread.id, body="Thanks")  # a notice waits for the therapist
     return thread
 
 
@@ -80,7 +83,7 @@ def practice(app) -> Practice:
     )
     conversation_at(years_ago(8), found.inactive, therapist,
                     files=[("letter.pdf", PDF), ("drawing.png", PNG)])
-    conversation_at(years_ago(8.1), found.inactive, therapist)
+    conversation_at(years_ago(8.1), found.inactive, therapist, client_last=True)
     conversation_at(years_ago(8.5), found.inactive_gfe, therapist)
     estimate_at(years_ago(8.5), found.inactive_gfe, therapist)
     conversation_at(years_ago(8), found.signed_in, therapist)
@@ -118,7 +121,7 @@ def test_report_lists_only_clients_inactive_for_longer_than_seven_years(practice
     assert result.exit_code == 0, result.output
     assert listed(result.output) == {str(practice.inactive.id), str(practice.inactive_gfe.id)}
     line = next(li for li in result.output.splitlines() if li.startswith(str(practice.inactive.id)))
-    assert line.split()[1:] == [years_ago(8).date().isoformat(), "message", "2", "6", "2", "-"]
+    assert line.split()[1:] == [years_ago(8).date().isoformat(), "message", "2", "7", "2", "-"]
     cutoff = retention.years_before(retention.practice_today(), 7)
     assert f"last activity before {cutoff}" in result.output
     assert f"portal retention purge --before {cutoff}" in result.output
@@ -143,7 +146,7 @@ def test_purge_does_nothing_without_the_typed_confirmation(practice, runner):
     assert result.exit_code == 1
     assert 'Type "purge 2 clients" to go ahead' in result.output
     assert "not confirmed; nothing was purged" in result.output
-    assert counts(practice.inactive) == (2, 6, 2)
+    assert counts(practice.inactive) == (2, 7, 2)
     assert db.session.get(User, practice.inactive.id).active
 
 
@@ -163,12 +166,16 @@ def test_purge_crypto_shreds_and_deletes_conversations_but_never_an_estimate(pra
         .where(GoodFaithEstimate.client_id == practice.inactive_gfe.id)).one()
     assert db.session.scalar(select(func.count()).select_from(OutboxMessage)
                              .where(OutboxMessage.user_id == practice.inactive.id))
+    therapist_id = practice.therapist.id
+    waiting = (select(func.count()).select_from(OutboxMessage)
+               .where(OutboxMessage.user_id == therapist_id, OutboxMessage.sent_at.is_(None)))
+    assert db.session.scalar(waiting) == 1  # "new message" about the inactive client's thread
     cutoff = retention.retention_cutoff().isoformat()
 
     result = runner.invoke(args=["portal", "retention", "purge", "--before", cutoff],
                            input="purge 2 clients\n")
     assert result.exit_code == 0, result.output
-    assert ("Purged 2 client(s): 3 conversations, 9 messages, 2 attachments deleted; "
+    assert ("Purged 2 client(s): 3 conversations, 10 messages, 2 attachments deleted; "
             "2 data key set(s) shredded.") in result.output
     db.session.remove()
 
@@ -181,6 +188,7 @@ def test_purge_crypto_shreds_and_deletes_conversations_but_never_an_estimate(pra
                                  .where(UserSession.user_id == gone)) == 0
         assert db.session.scalar(select(func.count()).select_from(OutboxMessage)
                                  .where(OutboxMessage.user_id == gone)) == 0
+    assert db.session.scalar(waiting) == 0  # no notice about a conversation that is gone
     # The 8.5-year-old estimate is still there, unreadable now, never deleted.
     kept = db.session.get(GoodFaithEstimate, gfe_id)
     assert kept is not None and kept.status == "issued" and kept.pdf_sealed == gfe_pdf
@@ -212,7 +220,7 @@ def test_an_issued_estimate_younger_than_six_years_keeps_its_data_key(app, runne
     result = runner.invoke(args=["portal", "retention", "purge", "--before", cutoff,
                                  "--confirm", "purge 1 client"])
     assert result.exit_code == 0, result.output
-    keep_until = issued_on.replace(year=issued_on.year + 6)
+    keep_until = retention.years_before(issued_on, -6)
     assert f"{client_id}: data key kept until {keep_until}" in result.output
     db.session.remove()
 
@@ -238,7 +246,7 @@ def test_a_client_active_again_since_the_report_is_left_alone(practice):
 
     result = retention.purge(cutoff, records=confirmed)
     assert result.shredded == [practice.inactive_gfe.id]
-    assert counts(practice.inactive) == (2, 6, 2)
+    assert counts(practice.inactive) == (2, 7, 2)
     read_all()  # every remaining conversation still opens
     user = db.session.get(User, practice.inactive_gfe.id)
     with pytest.raises(DecryptionError):  # shredded: even the name no longer opens
