@@ -19,7 +19,7 @@ control_socket_disable = not os.environ.get("GUNICORN_CONTROL_SOCKET")
 if os.environ.get("GUNICORN_CONTROL_SOCKET"):
     control_socket = os.environ["GUNICORN_CONTROL_SOCKET"]
 # Worker heartbeats in memory, not on a disk that may stall (containers, slow volumes).
-worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None  # noqa: S108 - gunicorn heartbeat files, not data
 # The app writes one JSON line per request (route template, status, duration, request id)
 # and never the raw path, so gunicorn's access log is off. Should someone turn it on
 # (--access-logfile -), its format still leaves out the path and the query string (invitation
