@@ -470,13 +470,16 @@ def assign(actor: User, client: User, therapist_id: uuid.UUID) -> None:
     db.session.commit()
 
 
-def unassign(actor: User, client: User, therapist_id: uuid.UUID) -> None:
+def unassign(actor: User, client: User, therapist_id: uuid.UUID) -> bool:
+    """Remove a therapist from a client; return False (and audit nothing) if none was assigned."""
     result = db.session.execute(delete(Assignment).where(
         Assignment.client_id == client.id, Assignment.therapist_id == therapist_id))
-    if result.rowcount:
+    removed = bool(result.rowcount)
+    if removed:
         record("assignment.removed", actor=actor, target=("user", client.id),
                subject_id=client.id)
     db.session.commit()
+    return removed
 
 
 def therapists_of(client_id: uuid.UUID) -> list[User]:

@@ -91,16 +91,24 @@ def user(user_id: uuid.UUID):
                            therapist_choices=choices, form=EmptyForm())
 
 
-def _action(user_id: uuid.UUID, action, message: str):
+def _action(user_id: uuid.UUID, action, message: str, nothing_done: str | None = None):
+    """Run a button-only action on an account, flash its outcome and go back to the account.
+
+    An action that returns False changed nothing; `nothing_done` then says so, so the admin
+    is never told something happened when it did not.
+    """
     if not EmptyForm().validate_on_submit():
         abort(400)
     person = _user_or_404(user_id)
     try:
-        action(person)
+        outcome = action(person)
     except service.AccountError as error:
         flash(error.message, "error")
     else:
-        flash(message, "success")
+        if outcome is False and nothing_done:
+            flash(nothing_done, "info")
+        else:
+            flash(message, "success")
     return redirect(url_for("admin.user", user_id=person.id))
 
 
@@ -159,7 +167,8 @@ def unassign(user_id: uuid.UUID, therapist_id: uuid.UUID):
     """Remove a therapist from a client."""
     actor = current_user._get_current_object()
     return _action(user_id, lambda p: service.unassign(actor, p, therapist_id),
-                   "Assignment removed.")
+                   "Assignment removed.",
+                   nothing_done="That therapist was not assigned to this client.")
 
 
 @bp.route("/audit")
