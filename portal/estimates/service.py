@@ -357,34 +357,54 @@ def open_follow_up(estimate: GoodFaithEstimate, *, kind: str) -> GoodFaithEstima
         column == estimate.id, GoodFaithEstimate.status == Status.DRAFT))
 
 
+def may_correct(estimate: GoodFaithEstimate) -> bool:
+    """Only the current estimate is corrected: a superseded one already has its replacement."""
+    return estimate.status == Status.ISSUED
+
+
+def may_renew(estimate: GoodFaithEstimate) -> bool:
+    """Renewal goes by `is_issued`, so a superseded estimate qualifies too (unlike correcting;
+    the staff page offers the button only on a current, recurring one)."""
+    return estimate.is_issued
+
+
 def start_correction(actor: User, estimate: GoodFaithEstimate) -> GoodFaithEstimate:
     """Start the draft that will replace an issued estimate (or return the one under way)."""
-    if estimate.status != Status.ISSUED:
+    if not may_correct(estimate):
         raise EstimateError("Only the current estimate can be corrected.")
-    existing = open_follow_up(estimate, kind="correction")
-    if existing is not None:
-        return existing
-    client = db.session.get(User, estimate.client_id)
-    draft = Draft.from_document(open_document(estimate))
-    follow = start_draft(actor, client, draft=draft, supersedes=estimate)
-    db.session.commit()
-    return follow
+    return _start_follow_up(actor, estimate, "correction", Draft.from_document)
 
 
 def start_renewal(actor: User, estimate: GoodFaithEstimate) -> GoodFaithEstimate:
     """Start next period's estimate from an issued one: same care, dates moved on."""
-    if not estimate.is_issued:
+    if not may_renew(estimate):
         raise EstimateError("Only an issued estimate can be renewed.")
-    existing = open_follow_up(estimate, kind="renewal")
+    return _start_follow_up(actor, estimate, "renewal", _next_period)
+
+
+def _next_period(document: GfeDocument) -> Draft:
+    """A renewal's content: the same care over a period as long, starting the day after."""
+    start = document.period_end + timedelta(days=1)
+    length = document.period_end - document.period_start
+    return replace(Draft.from_document(document), period_start=start,
+                   period_end=start + length)
+
+
+def _start_follow_up(actor: User, estimate: GoodFaithEstimate, kind: str,
+                     draft_from) -> GoodFaithEstimate:
+    """Start a correction or renewal draft, linked to `estimate`, from its frozen document.
+
+    Corrections and renewals share one rule: at most one open draft of each kind per
+    estimate, so a second click (or a colleague) returns the draft already under way instead
+    of starting a rival copy.
+    """
+    existing = open_follow_up(estimate, kind=kind)
     if existing is not None:
         return existing
     client = db.session.get(User, estimate.client_id)
-    document = open_document(estimate)
-    start = document.period_end + timedelta(days=1)
-    length = document.period_end - document.period_start
-    draft = replace(Draft.from_document(document), period_start=start,
-                    period_end=start + length)
-    follow = start_draft(actor, client, draft=draft, renews=estimate)
+    draft = draft_from(open_document(estimate))
+    link = {"supersedes": estimate} if kind == "correction" else {"renews": estimate}
+    follow = start_draft(actor, client, draft=draft, **link)
     db.session.commit()
     return follow
 
@@ -453,21 +473,7 @@ def record_view(user: User, estimate: GoodFaithEstimate) -> bool:
     """Record the client's first look at an issued estimate (once); True the first time."""
     if user.id != estimate.client_id or not estimate.is_issued:
         return False
-    now = utcnow()
-    result = db.session.execute(
-        update(GoodFaithEstimate)
-        .where(GoodFaithEstimate.id == estimate.id, GoodFaithEstimate.first_viewed_at.is_(None))
-        .values(first_viewed_at=now),
-        execution_options={"synchronize_session": False})
-    if result.rowcount != 1:
-        db.session.rollback()
-        return False
-    db.session.add(DeliveryEvent(estimate_id=estimate.id, user_id=user.id, kind="viewed",
-                                 at=now))
-    record("estimate.viewed", actor=user, target=(TABLE, estimate.id),
-           subject_id=estimate.client_id)
-    db.session.commit()
-    return True
+    return _mark_once(user, estimate, "first_viewed_at", kind="viewed", action="estimate.viewed")
 
 
 def record_download(user: User, estimate: GoodFaithEstimate) -> None:
@@ -490,19 +496,31 @@ def acknowledge(user: User, estimate: GoodFaithEstimate) -> bool:
     """The client confirms they received the estimate (optional; once, timestamped)."""
     if user.id != estimate.client_id or not estimate.is_issued:
         raise EstimateError("Only the client can acknowledge their estimate.")
+    return _mark_once(user, estimate, "acknowledged_at", kind="acknowledged",
+                      action="estimate.acknowledged")
+
+
+def _mark_once(user: User, estimate: GoodFaithEstimate, column: str, *, kind: str,
+               action: str) -> bool:
+    """Stamp a once-only delivery column and log it; False if it was already stamped.
+
+    Delivery evidence must say when something first happened, so the stamp is set by one
+    conditional UPDATE (only while the column is empty): a double click or two open tabs
+    cannot both win, and only the winner adds the delivery event and the audit record, with
+    the same timestamp as the column.
+    """
     now = utcnow()
     result = db.session.execute(
         update(GoodFaithEstimate)
-        .where(GoodFaithEstimate.id == estimate.id, GoodFaithEstimate.acknowledged_at.is_(None))
-        .values(acknowledged_at=now),
+        .where(GoodFaithEstimate.id == estimate.id,
+               getattr(GoodFaithEstimate, column).is_(None))
+        .values({column: now}),
         execution_options={"synchronize_session": False})
     if result.rowcount != 1:
         db.session.rollback()
         return False
-    db.session.add(DeliveryEvent(estimate_id=estimate.id, user_id=user.id, kind="acknowledged",
-                                 at=now))
-    record("estimate.acknowledged", actor=user, target=(TABLE, estimate.id),
-           subject_id=estimate.client_id)
+    db.session.add(DeliveryEvent(estimate_id=estimate.id, user_id=user.id, kind=kind, at=now))
+    record(action, actor=user, target=(TABLE, estimate.id), subject_id=estimate.client_id)
     db.session.commit()
     return True
 
@@ -726,8 +744,8 @@ def follow_ups(estimate: GoodFaithEstimate) -> dict[str, GoodFaithEstimate | Non
         if estimate.superseded_by_id else None,
         "renews": get(GoodFaithEstimate, estimate.renews_id) if estimate.renews_id else None,
         "correction_draft": open_follow_up(estimate, kind="correction")
-        if estimate.status == Status.ISSUED else None,
+        if may_correct(estimate) else None,
         "renewal_draft": open_follow_up(estimate, kind="renewal")
-        if estimate.is_issued else None,
+        if may_renew(estimate) else None,
     }
 

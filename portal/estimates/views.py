@@ -40,6 +40,7 @@ from portal.estimates.forms import (
     form_data,
     set_provider_choices,
 )
+from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db, read_only
 from portal.security import role_required
 
@@ -97,6 +98,20 @@ def _button_form_or_400() -> None:
         abort(400)
 
 
+def _issued_or_404(estimate_id: uuid.UUID) -> tuple[User, GoodFaithEstimate]:
+    """The PDF and billing exist only once an estimate is issued; a draft is a 404 there."""
+    me = _me()
+    estimate = access.estimate_for(me, estimate_id)
+    if not estimate.is_issued:
+        abort(404)
+    return me, estimate
+
+
+def _unavailable(estimate: GoodFaithEstimate) -> str:
+    """Content that will not open gets the calm explanation page, never a 500."""
+    return render_template("estimates/unavailable.html", estimate=estimate)
+
+
 # ---------------------------------------------------------------------------------- clients
 
 
@@ -136,7 +151,7 @@ def show(estimate_id: uuid.UUID):
     try:
         document = service.open_document(estimate)
     except service.EstimateUnavailable:
-        return render_template("estimates/unavailable.html", estimate=estimate)
+        return _unavailable(estimate)
     summary = service.billing_summary(estimate, document)
     links = service.follow_ups(estimate)
     if me.role == Role.CLIENT:
@@ -166,14 +181,11 @@ def _staff_show(estimate, document, summary, links, bill_form, status: int = 200
 @bp.route("/<uuid:estimate_id>/pdf")
 def download(estimate_id: uuid.UUID):
     """Download the frozen PDF (an attachment with a neutral name); every download recorded."""
-    me = _me()
-    estimate = access.estimate_for(me, estimate_id)
-    if not estimate.is_issued:
-        abort(404)
+    me, estimate = _issued_or_404(estimate_id)
     try:
         pdf = service.open_pdf(estimate)
     except service.EstimateUnavailable:
-        return render_template("estimates/unavailable.html", estimate=estimate)
+        return _unavailable(estimate)
     service.record_download(me, estimate)
     response = Response(pdf, mimetype="application/pdf")
     response.headers["Content-Disposition"] = (
@@ -346,7 +358,7 @@ def edit(estimate_id: uuid.UUID):
     try:
         draft = service.open_draft(estimate)
     except (DecryptionError, ValueError):
-        return render_template("estimates/unavailable.html", estimate=estimate)
+        return _unavailable(estimate)
     provider_rows = _rows("providers", len(draft.providers), MIN_PROVIDER_ROWS, MAX_PROVIDERS)
     line_rows = _rows("lines", len(draft.lines) + 1, MIN_LINE_ROWS, MAX_LINES)
     form = BuilderForm(data=form_data(
@@ -377,7 +389,7 @@ def review(estimate_id: uuid.UUID):
     try:
         checked = service.review(estimate)
     except (DecryptionError, ValueError):
-        return render_template("estimates/unavailable.html", estimate=estimate)
+        return _unavailable(estimate)
     form = BuilderForm(formdata=None, data=form_data(checked.draft, provider_rows=0,
                                                      line_rows=0))
     summary = _attach(form, checked.problems)
@@ -423,36 +435,38 @@ def discard(estimate_id: uuid.UUID):
 @role_required(*STAFF)
 def correct(estimate_id: uuid.UUID):
     """Start a replacement for an issued estimate (the original stays, linked)."""
-    me = _me()
-    estimate = access.estimate_for(me, estimate_id)
-    _button_form_or_400()
-    if estimate.status != "issued":
-        abort(404)
-    try:
-        draft = service.start_correction(me, estimate)
-    except service.EstimateError as error:
-        flash(error.message, "error")
-        return redirect(url_for("estimates.show", estimate_id=estimate.id))
-    flash("A corrected copy is ready to edit. The current estimate stays in force until you "
-          "issue the correction.", "info")
-    return redirect(url_for("estimates.edit", estimate_id=draft.id))
+    return _start_follow_up(
+        estimate_id, service.may_correct, service.start_correction,
+        "A corrected copy is ready to edit. The current estimate stays in force until you "
+        "issue the correction.")
 
 
 @bp.route("/<uuid:estimate_id>/renew", methods=["POST"])
 @role_required(*STAFF)
 def renew(estimate_id: uuid.UUID):
     """Start next period's estimate from an issued one."""
+    return _start_follow_up(estimate_id, service.may_renew, service.start_renewal,
+                            "A renewal for the next period is ready to edit.")
+
+
+def _start_follow_up(estimate_id: uuid.UUID, may_start, start, ready: str):
+    """Correcting and renewing are one flow, so their answers cannot drift apart.
+
+    An estimate the rule does not allow is a 404, as if the button were not there; a refusal
+    from the service (e.g. content that will not open) is shown on the estimate; otherwise the
+    new draft, or the one already under way, opens in the builder.
+    """
     me = _me()
     estimate = access.estimate_for(me, estimate_id)
     _button_form_or_400()
-    if not estimate.is_issued:
+    if not may_start(estimate):
         abort(404)
     try:
-        draft = service.start_renewal(me, estimate)
+        draft = start(me, estimate)
     except service.EstimateError as error:
         flash(error.message, "error")
         return redirect(url_for("estimates.show", estimate_id=estimate.id))
-    flash("A renewal for the next period is ready to edit.", "info")
+    flash(ready, "info")
     return redirect(url_for("estimates.edit", estimate_id=draft.id))
 
 
@@ -460,14 +474,11 @@ def renew(estimate_id: uuid.UUID):
 @role_required(*STAFF)
 def record_bill(estimate_id: uuid.UUID):
     """Record an amount billed by one provider, and compare it with the estimate."""
-    me = _me()
-    estimate = access.estimate_for(me, estimate_id)
-    if not estimate.is_issued:
-        abort(404)
+    me, estimate = _issued_or_404(estimate_id)
     try:
         document = service.open_document(estimate)
     except service.EstimateUnavailable:
-        return render_template("estimates/unavailable.html", estimate=estimate)
+        return _unavailable(estimate)
     form = BillForm()
     form.provider.choices = _provider_choices(document)
     if not form.validate_on_submit():

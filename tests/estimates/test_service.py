@@ -404,3 +404,22 @@ def test_a_number_taken_in_a_race_is_retried_with_the_next(practice, monkeypatch
     assert len(calls) == 2
     assert second.sequence == first.sequence + 1 and second.status == "issued"
     assert len(audit("estimate.issued")) == 2
+
+
+@pytest.mark.parametrize(("mark", "column", "kind"), [
+    (service.record_view, "first_viewed_at", "viewed"),
+    (service.acknowledge, "acknowledged_at", "acknowledged"),
+])
+def test_a_once_only_mark_leaves_one_delivery_event_at_its_timestamp(practice, mark, column,
+                                                                     kind):
+    estimate = practice.issued()
+    assert mark(practice.client, estimate) is True
+    assert mark(practice.client, estimate) is False
+    db.session.expire_all()
+    stored = db.session.get(GoodFaithEstimate, estimate.id)
+    [event] = db.session.scalars(select(DeliveryEvent).where(
+        DeliveryEvent.estimate_id == estimate.id, DeliveryEvent.kind == kind)).all()
+    assert event.user_id == practice.client.id and event.at == getattr(stored, column)
+    other = ({"viewed", "acknowledged"} - {kind}).pop()
+    assert db.session.scalars(select(DeliveryEvent).where(
+        DeliveryEvent.kind == other)).all() == []

@@ -1,0 +1,91 @@
+"""Correcting and renewing from the staff page: one flow, two rules about which estimate may
+start it, two messages. Pinned here so the shared view code keeps each route's behaviour."""
+
+import re
+import uuid
+
+import pytest
+
+from portal.estimates import service
+from portal.estimates.models import GoodFaithEstimate
+from portal.extensions import db
+from tests.estimates.conftest import csrf, sign_in
+
+READY = {
+    "correct": "A corrected copy is ready to edit. The current estimate stays in force until "
+               "you issue the correction.",
+    "renew": "A renewal for the next period is ready to edit.",
+}
+LINK = {"correct": "supersedes_id", "renew": "renews_id"}
+
+
+@pytest.fixture
+def therapist(client, practice):
+    """The therapist, signed in, and a CSRF token for their session."""
+    sign_in(client, practice.therapist)
+    return client, csrf(client)
+
+
+def _draft_id(response) -> uuid.UUID:
+    return uuid.UUID(re.search(r"/estimates/([0-9a-f-]{36})/edit",
+                               response.headers["Location"]).group(1))
+
+
+@pytest.mark.parametrize("action", ["correct", "renew"])
+def test_a_follow_up_opens_a_linked_draft_and_says_so(therapist, practice, action):
+    client, token = therapist
+    issued = practice.issued()
+    response = client.post(f"/estimates/{issued.id}/{action}", data={"csrf_token": token})
+    assert response.status_code == 302
+    draft = db.session.get(GoodFaithEstimate, _draft_id(response))
+    assert draft.status == "draft" and getattr(draft, LINK[action]) == issued.id
+    page = client.get(response.headers["Location"]).get_data(as_text=True)
+    assert READY[action] in page
+
+
+@pytest.mark.parametrize("action", ["correct", "renew"])
+def test_asking_twice_returns_the_draft_under_way(therapist, practice, action):
+    client, token = therapist
+    issued = practice.issued()
+    first = client.post(f"/estimates/{issued.id}/{action}", data={"csrf_token": token})
+    second = client.post(f"/estimates/{issued.id}/{action}", data={"csrf_token": token})
+    assert _draft_id(first) == _draft_id(second)
+
+
+@pytest.mark.parametrize("action", ["correct", "renew"])
+def test_a_follow_up_needs_the_button_form(therapist, practice, action):
+    client, _ = therapist
+    issued = practice.issued()
+    assert client.post(f"/estimates/{issued.id}/{action}", data={}).status_code == 400
+
+
+@pytest.mark.parametrize("action", ["correct", "renew"])
+def test_a_draft_has_no_follow_up(therapist, practice, action):
+    client, token = therapist
+    draft = practice.draft()
+    response = client.post(f"/estimates/{draft.id}/{action}", data={"csrf_token": token})
+    assert response.status_code == 404
+
+
+def test_a_superseded_estimate_is_not_corrected_again(therapist, practice):
+    client, token = therapist
+    original = practice.issued()
+    service.issue(practice.therapist, service.start_correction(practice.therapist, original).id)
+    response = client.post(f"/estimates/{original.id}/correct", data={"csrf_token": token})
+    assert response.status_code == 404
+
+
+@pytest.mark.parametrize(("action", "starter"), [("correct", "start_correction"),
+                                                  ("renew", "start_renewal")])
+def test_a_refusal_is_shown_on_the_estimate(therapist, practice, monkeypatch, action, starter):
+    client, token = therapist
+    issued = practice.issued()
+
+    def refuse(actor, estimate):
+        raise service.EstimateError("Not today.")
+
+    monkeypatch.setattr(service, starter, refuse)
+    response = client.post(f"/estimates/{issued.id}/{action}", data={"csrf_token": token})
+    assert response.status_code == 302
+    assert response.headers["Location"].endswith(f"/estimates/{issued.id}")
+    assert "Not today." in client.get(response.headers["Location"]).get_data(as_text=True)
