@@ -11,6 +11,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
 import config as config_module
+from portal import transactions
 from portal.extensions import csrf, db, limiter, login_manager, migrate
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +47,7 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     csrf.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
-    _sqlite_immediate_transactions(app)
+    transactions.install(app)
 
     from portal import crypto
     crypto.init_app(app)
@@ -141,41 +142,3 @@ def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
 
 
 logging.getLogger("portal").addHandler(logging.NullHandler())
-
-
-def _sqlite_immediate_transactions(app: Flask) -> None:
-    """Start every SQLite transaction with BEGIN IMMEDIATE.
-
-    A deferred transaction that reads and then writes fails with SQLITE_BUSY_SNAPSHOT when
-    another process wrote in between; taking the write lock up front makes concurrent
-    workers queue (busy_timeout) instead, which keeps sends and the audit chain whole.
-    """
-    with app.app_context():
-        engine = db.engine
-    if engine.dialect.name != "sqlite":
-        return
-
-    @event.listens_for(engine, "connect")
-    def _autocommit_driver(dbapi_connection, connection_record) -> None:
-        dbapi_connection.isolation_level = None
-
-    @event.listens_for(engine, "begin")
-    def _begin_immediate(conn) -> None:
-        conn.exec_driver_sql("BEGIN" if _read_only_request() else "BEGIN IMMEDIATE")
-
-
-READ_ONLY_ENDPOINTS = frozenset({"static", "ops.healthz", "ops.readyz", "policies.index",
-                                 "policies.show", "policies.version", "policies.sitemap",
-                                 "policies.robots"})
-
-
-def _read_only_request() -> bool:
-    """Say whether this request's transactions only read (pages marked `read_only`)."""
-    from flask import current_app, has_request_context, request
-
-    if not has_request_context() or request.method not in ("GET", "HEAD"):
-        return False
-    if request.endpoint in READ_ONLY_ENDPOINTS:
-        return True
-    view = current_app.view_functions.get(request.endpoint or "")
-    return bool(getattr(view, "sqlite_read_only", False))

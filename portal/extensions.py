@@ -71,10 +71,10 @@ limiter = Limiter(key_func=get_remote_address, default_limits=[], headers_enable
 
 
 def read_only(view):
-    """Mark a GET view that never writes, so SQLite serves it without the write lock.
+    """Mark a GET view that only reads, so SQLite serves it without the write lock.
 
-    Every other transaction on SQLite starts with BEGIN IMMEDIATE (see the factory); a view
-    marked here that wrote after reading could fail with SQLITE_BUSY under contention.
+    Such a view may still write through `portal.transactions.write_transaction()`; a plain
+    write after a read could fail with SQLITE_BUSY under contention.
     """
     view.sqlite_read_only = True
     return view

@@ -2,6 +2,7 @@
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, request, url_for
@@ -98,7 +99,10 @@ def _globals() -> dict:
 
 
 def _zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config["PRACTICE_TIMEZONE"])
+    return _zone_named(current_app.config["PRACTICE_TIMEZONE"])
+
+
+_zone_named = lru_cache(maxsize=8)(ZoneInfo)  # a thread page formats ~150 times
 
 
 def local_time(value: datetime | None, fmt: str = "%a %b %-d, %Y, %-I:%M %p") -> str:
@@ -121,9 +125,9 @@ def friendly_time(value: datetime | None) -> str:
     """'Tue 3:14 pm' this week, 'Mar 4, 3:14 pm' this year, else with the year."""
     if value is None:
         return ""
-    from portal.extensions import utcnow
-    now = utcnow().astimezone(_zone())
-    local = value.astimezone(_zone())
+    zone = _zone()
+    now = datetime.now(zone)
+    local = value.astimezone(zone)
     if (now - local).days < 6 and local <= now:
         fmt = "%a %-I:%M %p"
     elif local.year == now.year:

@@ -103,7 +103,7 @@ class Message(db.Model):
         back_populates="message", lazy="raise", order_by="Attachment.position")
 
     def body_context(self) -> Context:
-        return Context("messages", "body", self.id)
+        return body_context(self.id)
 
     def __repr__(self) -> str:  # never the body
         return f"<Message {self.id}>"
@@ -126,13 +126,22 @@ class Attachment(db.Model):
     message: Mapped[Message] = relationship(back_populates="attachments", lazy="raise")
 
     def name_context(self) -> Context:
-        return Context("message_attachments", "name", self.id)
+        return attachment_name_context(self.id)
 
     def content_context(self) -> Context:
         return Context("message_attachments", "content", self.id)
 
     def __repr__(self) -> str:  # never the name
         return f"<Attachment {self.id} {self.kind} {self.size}>"
+
+
+def body_context(message_id: uuid.UUID) -> Context:
+    """Where a message body is sealed (pages that read plain rows, not models, use this)."""
+    return Context("messages", "body", message_id)
+
+
+def attachment_name_context(attachment_id: uuid.UUID) -> Context:
+    return Context("message_attachments", "name", attachment_id)
 
 
 class EmergencyGrant(db.Model):

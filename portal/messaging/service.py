@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import and_, case, func, select, tuple_, update
-from sqlalchemy.orm import selectinload
 
 from portal import access
 from portal.accounts.identity import names_of
@@ -41,7 +40,15 @@ from portal.messaging.attachments import (
     clean_name,
     size_text,
 )
-from portal.messaging.models import Attachment, Message, Thread, ThreadStatus
+from portal.messaging.models import (
+    Attachment,
+    Message,
+    Thread,
+    ThreadStatus,
+    attachment_name_context,
+    body_context,
+)
+from portal.transactions import write_transaction
 
 THREAD_PAGE = 50
 LIST_PAGE = 25
@@ -128,6 +135,7 @@ class ListPage:
     pages: int
     total: int
     counts: dict[str, int] = field(default_factory=dict)
+    unread_messages: int | None = None  # the navigation badge, when the page knows it
 
 
 @dataclass(frozen=True)
@@ -371,50 +379,59 @@ def _has_unread(reader: User, thread: Thread) -> bool:
 
 def view_thread(viewer: User, thread_access: access.ThreadAccess, *,
                 before: uuid.UUID | None = None) -> ThreadPage:
-    """Open a conversation page: mark it read (participants), audit the view, commit once."""
+    """Open a conversation page, then mark it read (participants) and audit the view.
+
+    The page is built from a read transaction; the writes follow in a short transaction of
+    their own, so SQLite's write lock is not held while messages are decrypted. The page is
+    only returned once the view is on the audit trail. Recording a read need not wait for
+    the disk (see `portal.transactions`).
+    """
     thread = thread_access.thread
-    now = utcnow()
-    try:
-        cursor = None
-        if before is not None:
-            cursor = access.message_for(viewer, before, thread_id=thread.id)
+    cursor = None
+    if before is not None:
+        cursor = access.message_for(viewer, before, thread_id=thread.id)
+    page = _thread_page(viewer, thread_access, cursor)
+    mark_read = (not thread_access.emergency and cursor is None
+                 and _has_unread(viewer, thread))
+    with write_transaction(durable=False):
         if thread_access.emergency:
             record("emergency.thread_viewed", actor=viewer, target=("thread", thread.id),
                    subject_id=thread.client_id, severity="high")
         else:
-            if cursor is None and _has_unread(viewer, thread):
-                _mark_read(viewer, thread, now)
+            if mark_read:
+                _mark_read(viewer, thread, utcnow())
             record("thread.viewed", actor=viewer, target=("thread", thread.id),
                    subject_id=thread.client_id)
-        page = _thread_page(viewer, thread_access, cursor)
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     return page
 
 
-def _open_body(owner: uuid.UUID, message: Message) -> tuple[str, bool]:
+def _open_body(owner: uuid.UUID, message_id: uuid.UUID, blob: bytes) -> tuple[str, bool]:
     """Open a message body; (UNREADABLE, True) and an audited failure if it will not open."""
+    context = body_context(message_id)
     try:
-        return open_text(owner, message.body_context(), message.body_sealed), False
+        return open_text(owner, context, blob), False
     except DecryptionError as exc:
-        report_decrypt_failure(owner, message.body_context(), exc.reason)
+        report_decrypt_failure(owner, context, exc.reason)
         return UNREADABLE, True
 
 
 def _thread_page(viewer: User, thread_access: access.ThreadAccess,
                  cursor: Message | None) -> ThreadPage:
+    """Build the page from plain rows: a page of 50 messages should not cost 50 models."""
     thread = thread_access.thread
-    stmt = (select(Message).where(Message.thread_id == thread.id)
-            .options(selectinload(Message.attachments)))
+    stmt = select(Message.id, Message.sender_id, Message.sender_role, Message.body_sealed,
+                  Message.created_at, Message.read_at, Message.crisis_flag
+                  ).where(Message.thread_id == thread.id)
     if cursor is not None:
         stmt = stmt.where(tuple_(Message.created_at, Message.id)
                           < tuple_(cursor.created_at, cursor.id))
-    found = list(db.session.scalars(
-        stmt.order_by(Message.created_at.desc(), Message.id.desc()).limit(THREAD_PAGE + 1)))
+    found = db.session.execute(
+        stmt.order_by(Message.created_at.desc(), Message.id.desc()).limit(THREAD_PAGE + 1)
+    ).all()
     older = len(found) > THREAD_PAGE
-    found = list(reversed(found[:THREAD_PAGE]))
+    found = found[THREAD_PAGE - 1::-1] if older else found[::-1]
+    owner = thread.client_id
+    files = _attachment_views(owner, [row.id for row in found])
 
     people = list(db.session.scalars(select(User).where(
         User.id.in_([thread.client_id, thread.therapist_id]))))
@@ -422,25 +439,19 @@ def _thread_page(viewer: User, thread_access: access.ThreadAccess,
     names = names_of(people)
     client_name = names.get(thread.client_id, "")
     therapist_name = names.get(thread.therapist_id, "")
-    owner = thread.client_id
-
-    def author(message: Message) -> str:
-        if message.sender_id == viewer.id:
-            return "You"
-        return client_name if message.sender_id == thread.client_id else therapist_name
+    authors = {thread.client_id: client_name, thread.therapist_id: therapist_name}
 
     views = []
-    for message in found:
-        body, unreadable = _open_body(owner, message)
+    viewer_id = viewer.id
+    for row in found:
+        body, unreadable = _open_body(owner, row.id, row.body_sealed)
+        mine = row.sender_id == viewer_id
         views.append(MessageView(
-            id=message.id, mine=message.sender_id == viewer.id,
-            sender_role=message.sender_role, author=author(message), body=body,
-            unreadable=unreadable, created_at=message.created_at,
-            read_at=message.read_at, crisis_flag=message.crisis_flag,
-            attachments=[AttachmentView(
-                id=a.id, name=open_text_safe(owner, a.name_context(), a.name_sealed),
-                kind_label=KINDS[a.kind].label if a.kind in KINDS else "file",
-                size_text=size_text(a.size)) for a in message.attachments]))
+            id=row.id, mine=mine, sender_role=row.sender_role,
+            author="You" if mine else authors.get(row.sender_id, ""),
+            body=body, unreadable=unreadable, created_at=row.created_at,
+            read_at=row.read_at, crisis_flag=row.crisis_flag,
+            attachments=files.get(row.id, [])))
 
     can_reply, note = thread_access.can_write, None
     if thread_access.emergency:
@@ -460,6 +471,26 @@ def _thread_page(viewer: User, thread_access: access.ThreadAccess,
         older_cursor=found[0].id if older and found else None, paged=cursor is not None,
         can_reply=can_reply, reply_note=note,
         crisis_flagged=thread.crisis_flagged_at is not None)
+
+
+def _attachment_views(owner: uuid.UUID, message_ids: list[uuid.UUID]
+                      ) -> dict[uuid.UUID, list[AttachmentView]]:
+    """The attachments of a page of messages, names opened, in one query."""
+    if not message_ids:
+        return {}
+    rows = db.session.execute(
+        select(Attachment.id, Attachment.message_id, Attachment.kind, Attachment.size,
+               Attachment.name_sealed)
+        .where(Attachment.message_id.in_(message_ids))
+        .order_by(Attachment.message_id, Attachment.position)).all()
+    views: dict[uuid.UUID, list[AttachmentView]] = {}
+    for row in rows:
+        views.setdefault(row.message_id, []).append(AttachmentView(
+            id=row.id, name=open_text_safe(owner, attachment_name_context(row.id),
+                                           row.name_sealed),
+            kind_label=KINDS[row.kind].label if row.kind in KINDS else "file",
+            size_text=size_text(row.size)))
+    return views
 
 
 def download(user: User, attachment_id: uuid.UUID) -> Download:
@@ -571,10 +602,13 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
     counts_row = db.session.execute(_dashboard_from(
         select(func.count(Thread.id),
                func.coalesce(func.sum(case((awaiting, 1), else_=0)), 0),
-               func.coalesce(func.sum(case((unread, 1), else_=0)), 0)).select_from(Thread),
+               func.coalesce(func.sum(case((unread, 1), else_=0)), 0),
+               func.coalesce(func.sum(Thread.therapist_unread), 0)).select_from(Thread),
         therapist).where(*conditions)).one()
     counts = {"all": int(counts_row[0]), "awaiting": int(counts_row[1]),
               "unread": int(counts_row[2])}
+    # Unfiltered, the same rows as `unread_count`: the badge needs no query of its own.
+    unread_messages = None if conditions else int(counts_row[3])
     if show == "awaiting":
         conditions.append(awaiting)
     elif show == "unread":
@@ -595,7 +629,7 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
         .order_by(*order).limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)))
     names = _names_for([t.client_id for t in threads])
     listing = ListPage(_rows(threads, names, lambda t: t.client_id), page, pages, total,
-                       counts)
+                       counts, unread_messages)
     _end_read()
     return listing
 

@@ -14,6 +14,7 @@ from flask import (
     abort,
     current_app,
     flash,
+    g,
     redirect,
     render_template,
     request,
@@ -70,7 +71,8 @@ def waiting_for(since, now=None) -> str:
 
 
 def _badge(user) -> int:
-    return service.unread_count(user)
+    known = g.get("unread_messages")
+    return known if known is not None else service.unread_count(user)
 
 
 def _me():
@@ -171,6 +173,7 @@ def _sent(message) -> None:
 
 
 @bp.route("/messages/<uuid:thread_id>")
+@read_only
 def thread(thread_id: uuid.UUID):
     """Show a conversation (the newest 50 messages, then older ones) with the reply form."""
     return _thread_page(thread_id, ReplyForm())
@@ -270,6 +273,7 @@ def dashboard():
     show = request.args.get("show", "all")
     query = request.args.get("q", "")[:service.SEARCH_MAX]
     listing = service.dashboard(me, show=show, query=query, page=_page())
+    g.unread_messages = listing.unread_messages
     # Other features' panels (e.g. estimates due) are included by the template; their
     # context keys are namespaced by the feature (e.g. `estimates_panel`), and ours win.
     # They load after our commit, so any ORM objects they pass stay loaded for the render.

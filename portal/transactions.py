@@ -1,0 +1,97 @@
+"""How transactions begin and commit on SQLite and PostgreSQL.
+
+SQLite allows one writer at a time. A deferred transaction that reads and then writes fails
+with SQLITE_BUSY_SNAPSHOT when another process wrote in between, so every transaction starts
+with BEGIN IMMEDIATE (take the write lock up front, queue on busy_timeout) except:
+
+- GET and HEAD requests to views marked `portal.extensions.read_only` (and the endpoints
+  below), which run
+  deferred, so pages that only read never wait for the write lock;
+- inside `write_transaction()`, which a read-mostly page uses to end its reads and then
+  write in a short transaction of its own that takes the lock up front.
+
+`write_transaction(durable=False)` is for writes that only record that something was read
+(the audit row of a page view, read receipts). They commit without waiting for the disk:
+SQLite's `synchronous=NORMAL` in WAL mode, PostgreSQL's `synchronous_commit = off`. A crash
+of the application or a worker loses nothing; a power cut or kernel crash can drop the last
+such commits, never a later durable one and never half of one (both logs replay in order,
+so the audit chain stays whole). Messages, estimates and every other change stay durable.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+
+from flask import Flask, current_app, has_request_context, request
+from sqlalchemy import event, text
+
+from portal.extensions import db
+
+READ_ONLY_ENDPOINTS = frozenset({"static", "ops.healthz", "ops.readyz", "policies.index",
+                                 "policies.show", "policies.version", "policies.sitemap",
+                                 "policies.robots"})
+
+# None outside write_transaction(); inside it, whether its commit must reach the disk.
+_writing: ContextVar[bool | None] = ContextVar("portal_writing", default=None)
+
+
+@contextmanager
+def write_transaction(*, durable: bool = True) -> Iterator[None]:
+    """End the current (read) transaction, run the block in a new one and commit it.
+
+    Anything the read loaded stays as it was read; the block must reload, under the lock,
+    whatever its decisions depend on. On SQLite the new transaction takes the write lock at
+    once. On error it rolls back and the exception propagates. `durable=False`: see the
+    module docstring.
+    """
+    session = db.session()
+    # Ending a read changes nothing, so what it loaded stays loaded (no refresh queries);
+    # rows the block changes it reloads under the lock (e.g. `with_for_update`).
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True
+    token = _writing.set(durable)
+    try:
+        if not durable and db.session.get_bind().dialect.name == "postgresql":
+            db.session.execute(text("SET LOCAL synchronous_commit = off"))
+        yield
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    finally:
+        _writing.reset(token)
+
+
+def install(app: Flask) -> None:
+    """Choose BEGIN or BEGIN IMMEDIATE, and the commit's durability, for each SQLite transaction."""
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name != "sqlite":
+        return
+
+    @event.listens_for(engine, "connect")
+    def _autocommit_driver(dbapi_connection, connection_record) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy's begin event issues BEGIN
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn) -> None:
+        durable = _writing.get()
+        synchronous = "NORMAL" if durable is False else "FULL"
+        if conn.info.get("synchronous") != synchronous:  # must be set outside a transaction
+            conn.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
+            conn.info["synchronous"] = synchronous
+        deferred = durable is None and _read_only_request()
+        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+def _read_only_request() -> bool:
+    """Say whether this request's transactions only read (pages marked `read_only`)."""
+    if not has_request_context() or request.method not in ("GET", "HEAD"):
+        return False
+    if request.endpoint in READ_ONLY_ENDPOINTS:
+        return True
+    view = current_app.view_functions.get(request.endpoint or "")
+    return bool(getattr(view, "sqlite_read_only", False))

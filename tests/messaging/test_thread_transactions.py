@@ -1,0 +1,76 @@
+"""A thread page reads without SQLite's write lock, then records the view in a short write
+transaction of its own; the page is only shown once the view is on the audit trail."""
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
+
+from portal.audit.models import AuditEvent
+from portal.messaging import service
+from tests.messaging.conftest import StatementCounter
+
+
+@pytest.fixture
+def thread_id(db, people):
+    thread, _ = service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+                                     subject="Sleep", body="A private sentence.", notify=False)
+    service.reply(people.therapist_x, thread.id, body="Thank you for writing.", notify=False)
+    return thread.id
+
+
+def _transactions(statements: list[str]) -> list[list[str]]:
+    """Split statements into transactions, each starting with its BEGIN."""
+    found: list[list[str]] = []
+    for statement in statements:
+        if statement.startswith("BEGIN"):
+            found.append([])
+        if found:
+            found[-1].append(" ".join(statement.split()))
+    return found
+
+
+def test_the_page_reads_deferred_and_writes_only_under_a_short_lock(app, db, people,
+                                                                     thread_id, login):
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("BEGIN IMMEDIATE is SQLite's; PostgreSQL locks rows, not the database")
+    client = login(people.client_a)
+    client.get(f"/messages/{thread_id}")
+    with StatementCounter(db.engine) as counter:
+        response = client.get(f"/messages/{thread_id}")
+    assert response.status_code == 200
+    transactions = _transactions(counter.statements)
+    reads = [t for t in transactions if any("FROM messages" in s for s in t)]
+    writes = [t for t in transactions if t[0] == "BEGIN IMMEDIATE"]
+    assert len(reads) == 1 and reads[0][0] == "BEGIN"  # decrypting holds no write lock
+    assert len(writes) == 1  # one short transaction: the audit row (and read receipts)
+    assert any(s.startswith("INSERT INTO audit_events") for s in writes[0])
+    assert not any("FROM messages" in s for s in writes[0])
+    assert transactions.index(reads[0]) < transactions.index(writes[0])
+
+
+def test_reading_marks_the_other_sides_messages_read_in_the_write(app, db, people,
+                                                                   thread_id, login):
+    client = login(people.client_a)
+    assert service.unread_count(people.client_a) == 1
+    html = client.get(f"/messages/{thread_id}").get_data(as_text=True)
+    assert "Thank you for writing." in html
+    db.session.expire_all()
+    assert service.unread_count(people.client_a) == 0
+
+
+def test_no_audit_row_means_no_page(app, db, people, thread_id, login, monkeypatch):
+    client = login(people.client_a)
+    before = db.session.scalar(select(func.count()).select_from(AuditEvent))
+
+    def failing_record(*args, **kwargs):
+        raise OperationalError("INSERT INTO audit_events", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(service, "record", failing_record)
+    response = client.get(f"/messages/{thread_id}")
+    html = response.get_data(as_text=True)
+    assert response.status_code >= 500
+    assert "Thank you for writing." not in html and "A private sentence." not in html
+    assert "Traceback" not in html
+    db.session.expire_all()
+    assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == before
+    assert service.unread_count(people.client_a) == 1  # the read receipt rolled back too
