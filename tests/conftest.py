@@ -1,4 +1,5 @@
-"""Shared fixtures: an app on a fresh database per test, a client, a CLI runner, builders."""
+"""Shared fixtures: an app on a fresh database per test, a client, a CLI runner, builders,
+isolated test-client requests and a real SMTP server."""
 
 import os
 import uuid
@@ -8,6 +9,8 @@ from sqlalchemy import text
 
 from portal import create_app
 from portal.extensions import db as _db
+from tests.support.clients import IsolatedClient
+from tests.support.smtp import SMTPServer
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
 
@@ -59,6 +62,38 @@ def client(app):
 def runner(app):
     """Return a CLI runner for `flask portal ...` commands."""
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def isolated_requests(request) -> None:
+    """Run every test-client request in its own app context, as in production.
+
+    Without it, requests reuse the app context the `app` fixture keeps pushed for the whole
+    test, so they share one `g` and one database session with each other and with the test
+    (see IsolatedClient). Opt in by name, or for a whole folder with an autouse fixture in its
+    conftest that asks for it. It applies to test clients made after it: name it before
+    `client` (autouse fixtures always come first). A test without the `app` fixture: no-op.
+    """
+    if "app" in request.fixturenames:
+        request.getfixturevalue("app").test_client_class = IsolatedClient
+
+
+@pytest.fixture
+def smtp_server(app):
+    """Run a real SMTP server on 127.0.0.1 and point the app's mail settings at it.
+
+    The testing config sends queued mail only when `deliver_pending` runs: a test that wants
+    it sent right after each commit sets MAIL_SEND_AFTER_COMMIT. `stop()` and `start()` make
+    an outage; `envelopes` is what arrived.
+    """
+    server = SMTPServer()
+    server.start()
+    app.config.update(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_USE_TLS=False,
+                      MAIL_USERNAME=None, MAIL_PASSWORD=None, MAIL_TIMEOUT=5)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 def unique_email(prefix: str = "user") -> str:

@@ -7,7 +7,6 @@ from portal import create_app
 from portal.extensions import db
 from tests.accounts.support import (  # noqa: F401 - fixtures
     guarded_requests,
-    isolated_requests,
     make_user,
     no_server_errors,
     sign_in,

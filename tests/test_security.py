@@ -16,7 +16,6 @@ from tests.accounts.support import (  # noqa: F401 - fixtures
     csrf_from,
     extra_app,
     guarded_requests,
-    isolated_requests,
     make_user,
     no_server_errors,
     post_form,

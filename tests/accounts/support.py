@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pyotp
 import pytest
-from flask import Flask, g, request_finished, request_started, request_tearing_down
+from flask import Flask, request_finished
 from sqlalchemy import select
 
 from portal import create_app
@@ -176,36 +176,9 @@ def no_server_errors(request) -> Iterator[list]:
     assert not failures, f"requests answered with a server error: {failures}"
 
 
-@pytest.fixture
-def isolated_requests(request) -> Iterator[None]:
-    """Give every test-client request a fresh `g` and no leftover database changes.
-
-    The shared `app` fixture keeps one app context pushed for the whole test, and Flask reuses
-    a pushed context for requests: without this, one `g` (Flask-Login's cached user, the CSRF
-    token, the server session row) and one unit of work would carry over from request to
-    request, which production never does.
-    """
-    if "app" not in request.fixturenames:
-        yield
-        return
-    app: Flask = request.getfixturevalue("app")
-
-    def _fresh_g(sender, **extra):
-        state = g._get_current_object()
-        for key in list(vars(state)):
-            delattr(state, key)
-
-    def _discard_uncommitted(sender, **extra):
-        db.session.rollback()
-
-    with request_started.connected_to(_fresh_g, app), \
-            request_tearing_down.connected_to(_discard_uncommitted, app):
-        yield
-
-
 @pytest.fixture(autouse=True)
 def guarded_requests(request, isolated_requests, no_server_errors) -> None:
-    """Autouse wherever imported: isolated requests, and a failure on any 500."""
+    """Autouse wherever imported: isolated requests (tests/conftest.py), a failure on any 500."""
 
 
 @contextmanager

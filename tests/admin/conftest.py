@@ -3,6 +3,5 @@
 # Autouse: every admin test runs its requests in isolation and fails when one answered 500.
 from tests.accounts.support import (  # noqa: F401 - fixtures
     guarded_requests,
-    isolated_requests,
     no_server_errors,
 )

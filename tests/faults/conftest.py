@@ -1,15 +1,8 @@
-"""Fixtures for the fault tests: a PostgreSQL of our own to stop, isolated test requests."""
+"""Fixtures for the fault tests: a PostgreSQL of our own to stop."""
 
 import pytest
 
-from tests.messaging.conftest import IsolatedClient
 from tests.ops.support import OwnPostgres
-
-
-@pytest.fixture
-def isolated_requests(app):
-    """Run each test-client request in its own app context, as in production."""
-    app.test_client_class = IsolatedClient
 
 
 @pytest.fixture

@@ -9,22 +9,9 @@ from sqlalchemy import select
 from portal.extensions import db, utcnow
 from portal.mail.models import OutboxMessage
 from portal.mail.templates import SUBJECTS
-from tests.mail.conftest import SMTPServer
 from tests.messaging.conftest import assign, csrf_token, make_user, sign_in
-from tests.ops.support import free_port
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def smtp(app):
-    """A loopback SMTP server the test starts and stops; the app sends right after commit."""
-    server = SMTPServer("127.0.0.1", free_port())
-    app.config.update(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_USE_TLS=False,
-                      MAIL_USERNAME=None, MAIL_PASSWORD=None, MAIL_TIMEOUT=5,
-                      MAIL_SEND_AFTER_COMMIT=True)
-    yield server
-    server.stop()
 
 
 def outbox() -> list[OutboxMessage]:
@@ -41,14 +28,15 @@ def deliver(runner) -> str:
 
 
 def test_notifications_wait_in_the_outbox_while_smtp_is_down_then_go_exactly_once(
-        app, isolated_requests, smtp, runner):
+        app, isolated_requests, smtp_server, runner):
+    smtp_server.stop()  # down from the start: nothing listens on its port
+    app.config["MAIL_SEND_AFTER_COMMIT"] = True
     client = make_user("client", "Alex Rivera")
     colleen, kristen = make_user("therapist", "Colleen Xu"), make_user("therapist", "Kristen Y")
     assign(client, colleen)
     assign(client, kristen)
     browser = app.test_client()
     sign_in(browser, client)
-    assert not smtp.running  # down from the start: nothing listens on its port
 
     for therapist in (colleen, kristen):
         response = browser.post("/messages/new", data={
@@ -64,7 +52,7 @@ def test_notifications_wait_in_the_outbox_while_smtp_is_down_then_go_exactly_onc
         assert deliver(runner) == "mail: 0 sent, 2 failed, 2 pending"  # still down
     assert [r.attempts for r in outbox()] == [2, 2]
 
-    smtp.start()
+    smtp_server.start()
     assert deliver(runner) == "mail: 0 sent, 0 failed, 2 pending"  # waiting out the back-off
     with time_machine.travel(utcnow() + timedelta(minutes=4), tick=True):  # 1 + 2 min back-off
         assert deliver(runner) == "mail: 2 sent, 0 failed, 0 pending"
@@ -72,7 +60,7 @@ def test_notifications_wait_in_the_outbox_while_smtp_is_down_then_go_exactly_onc
     with time_machine.travel(utcnow() + timedelta(hours=2), tick=True):
         assert deliver(runner) == "mail: 0 sent, 0 failed, 0 pending"
 
-    received = smtp.envelopes
+    received = smtp_server.envelopes
     assert sorted(e.rcpt_tos for e in received) == sorted(
         [(colleen.email_address,), (kristen.email_address,)])
     assert {e.message["Subject"] for e in received} == {SUBJECTS["new_message"]}

@@ -15,8 +15,7 @@ from cryptography.x509.oid import NameOID
 from portal.accounts.identity import set_identity
 from portal.accounts.models import User
 from portal.mail import deliver_pending, enqueue
-
-from .conftest import SMTPServer, _free_port
+from tests.support.smtp import SMTPServer
 
 LINK = "https://portal.example.org/reset/tls-token"
 
@@ -65,9 +64,8 @@ def tls_server(app, tmp_path, monkeypatch):
     context.load_cert_chain(cert_path, key_path)
     monkeypatch.setenv("SSL_CERT_FILE", str(cert_path))  # what the client will trust
     accounts = _Accounts("portal", "s3cret-password")
-    server = SMTPServer("127.0.0.1", _free_port("127.0.0.1"))
-    server.controller_kwargs = {"tls_context": context, "require_starttls": True,
-                                "authenticator": accounts, "auth_require_tls": True}
+    server = SMTPServer(controller_kwargs={"tls_context": context, "require_starttls": True,
+                                          "authenticator": accounts, "auth_require_tls": True})
     server.start()
     app.config.update(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_USE_TLS=True,
                       MAIL_USERNAME="portal", MAIL_PASSWORD="s3cret-password", MAIL_TIMEOUT=5)

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import pyotp
 import pytest
-from flask.testing import FlaskClient
 from sqlalchemy import event, update
 
 from portal.accounts import mfa, passwords
@@ -102,26 +101,9 @@ def sign_in(client, user: User) -> None:
         assert response.status_code == 302, response.get_data(as_text=True)[:500]
 
 
-class IsolatedClient(FlaskClient):
-    """A test client whose every request runs in its own app context, as in production.
-
-    The app fixture keeps one app context pushed; a request would otherwise share its `g`
-    (the signed-in user, the key cache) and its database session with the test and with
-    other clients. The test's own transaction is ended first: on SQLite every transaction
-    holds the write lock, and the request would wait for it.
-    """
-
-    def open(self, *args, **kwargs):
-        _db.session.commit()
-        _db.session.expire_all()
-        with self.application.app_context():
-            return super().open(*args, **kwargs)
-
-
 @pytest.fixture(autouse=True)
-def _isolated_requests(app):
-    """Give every test client in these tests its own app context per request."""
-    app.test_client_class = IsolatedClient
+def _isolated(isolated_requests):
+    """Every messaging test runs its test-client requests in isolation (see tests/conftest.py)."""
 
 
 @pytest.fixture

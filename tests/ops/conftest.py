@@ -2,10 +2,7 @@
 
 import pytest
 
-from tests.messaging.conftest import IsolatedClient
-
 
 @pytest.fixture(autouse=True)
-def _isolated_requests(app):
-    """Run each request in its own app context, as in production (see IsolatedClient)."""
-    app.test_client_class = IsolatedClient
+def _isolated(isolated_requests):
+    """Every operations test runs its test-client requests in isolation (see tests/conftest.py)."""

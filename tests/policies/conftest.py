@@ -6,7 +6,7 @@ from datetime import date
 
 import pyotp
 import pytest
-from flask import g, request_finished, request_started, request_tearing_down
+from flask import request_finished
 
 from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
@@ -76,29 +76,8 @@ def publish(slug: str = "terms", *, number_text: str | None = None,
 
 
 @pytest.fixture(autouse=True)
-def isolated_requests(request):
-    """Give every test-client request a fresh `g` and no leftover unit of work.
-
-    The `app` fixture keeps one app context pushed for the whole test and Flask reuses it for
-    requests, so without this Flask-Login's cached user and Flask-WTF's CSRF token would carry
-    over from one request to the next, which never happens in production.
-    """
-    if "app" not in request.fixturenames:
-        yield
-        return
-    app = request.getfixturevalue("app")
-
-    def fresh_g(sender, **extra):
-        state = g._get_current_object()
-        for key in list(vars(state)):
-            delattr(state, key)
-
-    def discard_uncommitted(sender, **extra):
-        db.session.rollback()
-
-    with request_started.connected_to(fresh_g, app), \
-            request_tearing_down.connected_to(discard_uncommitted, app):
-        yield
+def _isolated(isolated_requests):
+    """Every policy test runs its test-client requests in isolation (see tests/conftest.py)."""
 
 
 @pytest.fixture(autouse=True)

@@ -27,6 +27,7 @@ from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
 from portal.accounts.models import Assignment, User, UserSession
 from portal.extensions import db, new_id, utcnow
+from tests.support.clients import IsolatedClient as SharedIsolatedClient
 
 ROLES = ("anonymous", "client", "therapist", "admin")
 # The people's real password. Forms are filled with a different one (FILLER_PASSWORD), so a
@@ -307,20 +308,13 @@ def count_rows() -> dict[str, int]:
 
 # --- test clients --------------------------------------------------------------------------------
 
-class IsolatedClient(FlaskClient):
-    """A test client whose every request runs in its own app context, as in production.
-
-    The world keeps one app context pushed; without this, requests would share its `g` (the
-    signed-in user, the key cache) and its unit of work. The test's own transaction is ended
-    first: on SQLite every transaction takes the write lock, and the request would wait for it.
-    """
+class IsolatedClient(SharedIsolatedClient):
+    """The shared isolated test client (the world keeps one app context pushed), whose
+    responses are closed as a server does once it has sent them."""
 
     def open(self, *args, **kwargs):
-        db.session.commit()
-        db.session.expire_all()
-        kwargs.setdefault("buffered", True)  # close the response, as a server does
-        with self.application.app_context():
-            return super().open(*args, **kwargs)
+        kwargs.setdefault("buffered", True)
+        return super().open(*args, **kwargs)
 
 
 def start_session(user: User) -> str:

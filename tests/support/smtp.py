@@ -1,5 +1,6 @@
-"""A real SMTP server on loopback (aiosmtpd), and the helpers mail tests share."""
+"""A real SMTP server on loopback (aiosmtpd) that records what it receives."""
 
+import asyncio
 import email
 import socket
 import threading
@@ -7,7 +8,6 @@ from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
 
-import pytest
 from aiosmtpd.controller import Controller
 
 
@@ -17,7 +17,7 @@ class Envelope:
 
     mail_from: str
     rcpt_tos: tuple[str, ...]
-    content: bytes
+    content: bytes  # the raw message, as sent
 
     @property
     def message(self) -> EmailMessage:
@@ -33,14 +33,17 @@ class Envelope:
         return part.get_content() if part is not None else None
 
 
-class _Collector:
+class Collector:
     """An aiosmtpd handler that keeps every envelope it accepts."""
 
     def __init__(self) -> None:
         self.envelopes: list[Envelope] = []
+        self.delay = 0.0  # seconds to take per message, like a slow mail server
         self._lock = threading.Lock()
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        if self.delay:
+            await asyncio.sleep(self.delay)
         content = envelope.original_content or envelope.content
         if isinstance(content, str):
             content = content.encode("utf-8")
@@ -50,15 +53,29 @@ class _Collector:
         return "250 Message accepted for delivery"
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port nobody listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
 @dataclass
 class SMTPServer:
-    """A loopback SMTP server that can be stopped and started again on the same port."""
+    """A loopback SMTP server that can be stopped and started again on the same port.
 
-    host: str
-    port: int
-    handler: _Collector = field(default_factory=_Collector)
+    Created stopped, on a free port; `start()` and `stop()` can be called any number of times.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 0  # 0: a free port, chosen once so that a restart listens on the same one
+    handler: Collector = field(default_factory=Collector)
     controller: Controller | None = None
     controller_kwargs: dict = field(default_factory=dict)  # TLS, AUTH ... for aiosmtpd
+
+    def __post_init__(self) -> None:
+        if not self.port:
+            self.port = free_port(self.host)
 
     @property
     def envelopes(self) -> list[Envelope]:
@@ -81,22 +98,3 @@ class SMTPServer:
         if self.controller is not None:
             self.controller.stop()
             self.controller = None
-
-
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture
-def smtp_server(app):
-    """Run a real SMTP server on 127.0.0.1 and point the app's mail settings at it."""
-    server = SMTPServer("127.0.0.1", _free_port("127.0.0.1"))
-    server.start()
-    app.config.update(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_USE_TLS=False,
-                      MAIL_USERNAME=None, MAIL_PASSWORD=None, MAIL_TIMEOUT=5)
-    try:
-        yield server
-    finally:
-        server.stop()
