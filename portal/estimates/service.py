@@ -49,11 +49,15 @@ ISSUE_ATTEMPTS = 5
 
 
 class EstimateError(Exception):
-    """A rule refused the change; the message is for the person who asked."""
+    """A rule refused the change; the message is for the person who asked.
 
-    def __init__(self, message: str):
+    `field` names the form field the refusal is about, when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None):
         super().__init__(message)
         self.message = message
+        self.field = field
 
 
 class NotReady(EstimateError):
@@ -123,9 +127,19 @@ def _mail(user: User, template: str, **context) -> None:
 
 
 def open_draft(estimate: GoodFaithEstimate) -> Draft:
-    """Open a draft's sealed content (DecryptionError if it will not open)."""
-    data = _open_json(estimate)
-    return Draft.from_dict(data) if data else Draft()
+    """Open a draft's sealed content; EstimateUnavailable if it will not open.
+
+    This is the one place a draft is opened, so a failure is audited here, once.
+    """
+    try:
+        data = _open_json(estimate)
+        return Draft.from_dict(data) if data else Draft()
+    except DecryptionError as error:
+        report_decrypt_failure(estimate.client_id, _context(estimate.id, DOCUMENT_COLUMN),
+                               error.reason)
+        raise EstimateUnavailable("This draft could not be opened.") from None
+    except (ValueError, KeyError, TypeError):
+        raise EstimateUnavailable("This draft could not be opened.") from None
 
 
 def open_document(estimate: GoodFaithEstimate) -> GfeDocument:
@@ -260,7 +274,10 @@ class Review:
 
 def review(estimate: GoodFaithEstimate, *, number: str = NUMBER_PREVIEW,
            issue_date: date | None = None) -> Review:
-    """Run the whole check on a draft without changing anything."""
+    """Run the whole check on a draft without changing anything.
+
+    EstimateUnavailable (already audited) if the draft will not open.
+    """
     draft = open_draft(estimate)
     document, problems = assemble(draft, gfe_number=number,
                                   issue_date=issue_date or practice_today())
@@ -276,7 +293,8 @@ def _next_sequence(year: int) -> int:
 def issue(actor: User, estimate_id: uuid.UUID) -> GoodFaithEstimate:
     """Freeze a draft: number it, render and seal its PDF, store the hash, tell the client.
 
-    Raises NotReady with every problem when the check fails. A correction supersedes the
+    Raises NotReady with every problem when the check fails, and EstimateUnavailable when
+    the draft will not open (nothing is changed either way). A correction supersedes the
     estimate it replaces in the same transaction. Numbers are unique per year; two people
     issuing at once both succeed (the loser of the race retries with the next number).
     """
@@ -363,9 +381,9 @@ def may_correct(estimate: GoodFaithEstimate) -> bool:
 
 
 def may_renew(estimate: GoodFaithEstimate) -> bool:
-    """Renewal goes by `is_issued`, so a superseded estimate qualifies too (unlike correcting;
-    the staff page offers the button only on a current, recurring one)."""
-    return estimate.is_issued
+    """Only the current estimate of a recurring service is renewed (as the staff page offers):
+    a superseded one would copy outdated content, and a one-off has no next period."""
+    return estimate.status == Status.ISSUED and estimate.recurring
 
 
 def start_correction(actor: User, estimate: GoodFaithEstimate) -> GoodFaithEstimate:
@@ -378,7 +396,8 @@ def start_correction(actor: User, estimate: GoodFaithEstimate) -> GoodFaithEstim
 def start_renewal(actor: User, estimate: GoodFaithEstimate) -> GoodFaithEstimate:
     """Start next period's estimate from an issued one: same care, dates moved on."""
     if not may_renew(estimate):
-        raise EstimateError("Only an issued estimate can be renewed.")
+        raise EstimateError("Only the current estimate of a recurring service can be "
+                            "renewed.")
     return _start_follow_up(actor, estimate, "renewal", _next_period)
 
 
@@ -508,17 +527,23 @@ def _mark_once(user: User, estimate: GoodFaithEstimate, column: str, *, kind: st
     conditional UPDATE (only while the column is empty): a double click or two open tabs
     cannot both win, and only the winner adds the delivery event and the audit record, with
     the same timestamp as the column.
+
+    The UPDATE runs in a SAVEPOINT, so losing (or an error) undoes only that statement: the
+    caller's own pending work stays in its transaction (uncommitted, for the caller to commit
+    or discard). SQLite honours the SAVEPOINT because `portal.transactions` has SQLAlchemy,
+    not the driver, begin each transaction.
     """
     now = utcnow()
-    result = db.session.execute(
-        update(GoodFaithEstimate)
-        .where(GoodFaithEstimate.id == estimate.id,
-               getattr(GoodFaithEstimate, column).is_(None))
-        .values({column: now}),
-        execution_options={"synchronize_session": False})
-    if result.rowcount != 1:
-        db.session.rollback()
-        return False
+    with db.session.begin_nested() as savepoint:
+        result = db.session.execute(
+            update(GoodFaithEstimate)
+            .where(GoodFaithEstimate.id == estimate.id,
+                   getattr(GoodFaithEstimate, column).is_(None))
+            .values({column: now}),
+            execution_options={"synchronize_session": False})
+        if result.rowcount != 1:
+            savepoint.rollback()
+            return False
     db.session.add(DeliveryEvent(estimate_id=estimate.id, user_id=user.id, kind=kind, at=now))
     record(action, actor=user, target=(TABLE, estimate.id), subject_id=estimate.client_id)
     db.session.commit()
@@ -602,10 +627,10 @@ def record_bill(actor: User, estimate: GoodFaithEstimate, *, provider_position: 
     if not estimate.is_issued:
         raise EstimateError("Bills are recorded against an issued estimate.")
     if not isinstance(amount_cents, int) or amount_cents < 0:
-        raise EstimateError("The amount cannot be negative.")
+        raise EstimateError("The amount cannot be negative.", field="amount")
     document = open_document(estimate)
     if not 0 <= provider_position < len(document.providers):
-        raise EstimateError("Choose a provider listed on the estimate.")
+        raise EstimateError("Choose a provider listed on the estimate.", field="provider")
     db.session.add(BilledAmount(estimate_id=estimate.id, provider_position=provider_position,
                                 amount_cents=amount_cents, bill_date=bill_date,
                                 recorded_by_id=actor.id))
@@ -616,7 +641,14 @@ def record_bill(actor: User, estimate: GoodFaithEstimate, *, provider_position: 
 
 
 def void_bill(actor: User, estimate: GoodFaithEstimate, bill_id: uuid.UUID) -> BillingSummary:
-    """Void a mistyped billed amount (it stays in the history, struck through)."""
+    """Void a mistyped billed amount (it stays in the history, struck through).
+
+    Only on an issued estimate, and only if its document opens (EstimateUnavailable
+    otherwise): both are checked before anything changes.
+    """
+    if not estimate.is_issued:
+        raise EstimateError("Bills are voided only on an issued estimate.")
+    document = open_document(estimate)
     bill = db.session.scalar(select(BilledAmount).where(
         BilledAmount.id == bill_id, BilledAmount.estimate_id == estimate.id))
     if bill is None or bill.voided_at is not None:
@@ -626,7 +658,7 @@ def void_bill(actor: User, estimate: GoodFaithEstimate, bill_id: uuid.UUID) -> B
     db.session.flush()
     record("estimate.bill.voided", actor=actor, target=(TABLE, estimate.id),
            subject_id=estimate.client_id)
-    return _update_level(actor, estimate, open_document(estimate))
+    return _update_level(actor, estimate, document)
 
 
 def _update_level(actor: User, estimate: GoodFaithEstimate,

@@ -21,7 +21,6 @@ from markupsafe import Markup, escape
 from portal import access
 from portal.accounts.identity import name_of, names_of
 from portal.accounts.models import Role, User
-from portal.crypto import DecryptionError
 from portal.estimates import service
 from portal.estimates.document import CMS_PHONE, CMS_URL, DISCLAIMERS, KEEP_A_COPY
 from portal.estimates.document import separately_scheduled_note as _scheduled_note
@@ -107,9 +106,13 @@ def _issued_or_404(estimate_id: uuid.UUID) -> tuple[User, GoodFaithEstimate]:
     return me, estimate
 
 
-def _unavailable(estimate: GoodFaithEstimate) -> str:
-    """Content that will not open gets the calm explanation page, never a 500."""
-    return render_template("estimates/unavailable.html", estimate=estimate)
+def _unavailable(estimate: GoodFaithEstimate, status: int = 200):
+    """Content that will not open gets the calm explanation page, never a 500.
+
+    A page that only shows the content answers 200; an action that could not be carried
+    out because of it answers 422. The service has audited the failure already.
+    """
+    return render_template("estimates/unavailable.html", estimate=estimate), status
 
 
 # ---------------------------------------------------------------------------------- clients
@@ -357,7 +360,7 @@ def edit(estimate_id: uuid.UUID):
         return redirect(url_for("estimates.edit", estimate_id=estimate.id))
     try:
         draft = service.open_draft(estimate)
-    except (DecryptionError, ValueError):
+    except service.EstimateUnavailable:
         return _unavailable(estimate)
     provider_rows = _rows("providers", len(draft.providers), MIN_PROVIDER_ROWS, MAX_PROVIDERS)
     line_rows = _rows("lines", len(draft.lines) + 1, MIN_LINE_ROWS, MAX_LINES)
@@ -388,7 +391,7 @@ def review(estimate_id: uuid.UUID):
     estimate = access.draft_estimate_for(me, estimate_id)
     try:
         checked = service.review(estimate)
-    except (DecryptionError, ValueError):
+    except service.EstimateUnavailable:
         return _unavailable(estimate)
     form = BuilderForm(formdata=None, data=form_data(checked.draft, provider_rows=0,
                                                      line_rows=0))
@@ -411,6 +414,8 @@ def issue(estimate_id: uuid.UUID):
     except service.NotReady as not_ready:
         flash(f"Not issued: {len(not_ready.problems)} things still need fixing.", "error")
         return redirect(url_for("estimates.review", estimate_id=estimate_id))
+    except service.EstimateUnavailable:
+        return _unavailable(estimate, 422)
     except service.EstimateError as error:
         flash(error.message, "error")
         return redirect(url_for("estimates.staff_list"))
@@ -478,15 +483,24 @@ def record_bill(estimate_id: uuid.UUID):
     try:
         document = service.open_document(estimate)
     except service.EstimateUnavailable:
-        return _unavailable(estimate)
+        return _unavailable(estimate, 422)
     form = BillForm()
     form.provider.choices = _provider_choices(document)
     if not form.validate_on_submit():
         summary = service.billing_summary(estimate, document)
         return _staff_show(estimate, document, summary, service.follow_ups(estimate), form,
                            status=422)
-    summary = service.record_bill(me, estimate, provider_position=int(form.provider.data),
-                                  amount_cents=form.amount.data, bill_date=form.bill_date.data)
+    try:
+        summary = service.record_bill(me, estimate, provider_position=int(form.provider.data),
+                                      amount_cents=form.amount.data,
+                                      bill_date=form.bill_date.data)
+    except service.EstimateUnavailable:
+        return _unavailable(estimate, 422)
+    except service.EstimateError as error:
+        _refuse_bill(form, error)
+        summary = service.billing_summary(estimate, document)
+        return _staff_show(estimate, document, summary, service.follow_ups(estimate), form,
+                           status=400)
     if summary.level == "dispute_eligible":
         flash("Recorded. A provider's bill is now $400 or more over the estimate: the client "
               "can see their right to dispute it.", "warning")
@@ -495,6 +509,15 @@ def record_bill(estimate_id: uuid.UUID):
     else:
         flash("Billed amount recorded.", "success")
     return redirect(url_for("estimates.show", estimate_id=estimate.id, _anchor="billing"))
+
+
+def _refuse_bill(form: BillForm, error: service.EstimateError) -> None:
+    """Show a refusal from the service next to its field, or above the bill form."""
+    field = form[error.field] if error.field and error.field in form else None
+    if field is not None:
+        field.errors = [*list(field.errors or []), error.message]
+    else:
+        form.form_errors.append(error.message)
 
 
 @bp.route("/<uuid:estimate_id>/bills/<uuid:bill_id>/void", methods=["POST"])
@@ -508,6 +531,8 @@ def void_bill(estimate_id: uuid.UUID, bill_id: uuid.UUID):
         abort(404)
     try:
         service.void_bill(me, estimate, bill_id)
+    except service.EstimateUnavailable:
+        return _unavailable(estimate, 422)
     except service.EstimateError:
         abort(404)
     flash("Billed amount voided.", "success")

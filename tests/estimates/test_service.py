@@ -244,6 +244,23 @@ def test_a_renewal_moves_the_period_on(practice):
                                                        - original.period_start)
 
 
+def test_only_a_current_recurring_estimate_is_renewed(practice):
+    recurring = practice.issued()
+    one_off = practice.issued(sessions_min=1, sessions_max=1)
+    superseded = practice.issued()
+    service.issue(practice.therapist,
+                  service.start_correction(practice.therapist, superseded).id)
+    superseded = db.session.get(GoodFaithEstimate, superseded.id)
+    assert superseded.status == "superseded" and superseded.recurring is True
+    assert service.may_renew(recurring) is True
+    for estimate in (one_off, superseded, practice.draft()):
+        assert service.may_renew(estimate) is False
+        with pytest.raises(service.EstimateError):
+            service.start_renewal(practice.therapist, estimate)
+    assert db.session.scalars(select(GoodFaithEstimate).where(
+        GoodFaithEstimate.renews_id.is_not(None))).all() == []
+
+
 def test_expired_means_the_period_is_over(practice):
     estimate = practice.issued()
     assert service.display_status(estimate, estimate.period_end) == "current"
@@ -423,3 +440,47 @@ def test_a_once_only_mark_leaves_one_delivery_event_at_its_timestamp(practice, m
     other = ({"viewed", "acknowledged"} - {kind}).pop()
     assert db.session.scalars(select(DeliveryEvent).where(
         DeliveryEvent.kind == other)).all() == []
+
+
+def test_losing_a_once_only_mark_keeps_the_callers_own_work(practice):
+    estimate = practice.issued()
+    assert service.acknowledge(practice.client, estimate) is True
+    estimate.billing_level = "warning"  # the caller's change, not yet committed
+    assert service.acknowledge(practice.client, estimate) is False
+    assert estimate.billing_level == "warning"
+    db.session.commit()
+    db.session.expire_all()
+    assert db.session.get(GoodFaithEstimate, estimate.id).billing_level == "warning"
+    assert len(audit("estimate.acknowledged")) == 1
+
+
+# ---------------------------------------------------------------------------------- billing
+
+
+def test_the_service_voids_bills_only_on_an_issued_estimate(practice):
+    draft = practice.draft()
+    entry = BilledAmount(estimate_id=draft.id, provider_position=0, amount_cents=100,
+                         bill_date=service.practice_today(),
+                         recorded_by_id=practice.therapist.id)
+    db.session.add(entry)
+    db.session.commit()
+    with pytest.raises(service.EstimateError) as refused:
+        service.void_bill(practice.therapist, draft, entry.id)
+    assert "issued" in refused.value.message
+    db.session.commit()  # whatever the refusal left behind would be kept now
+    db.session.expire_all()
+    assert db.session.get(BilledAmount, entry.id).voided_at is None
+    assert audit("estimate.bill.voided") == []
+
+
+def test_a_refused_bill_names_the_field_it_is_about(practice):
+    estimate = practice.issued()
+    with pytest.raises(service.EstimateError) as refused:
+        service.record_bill(practice.therapist, estimate, provider_position=2,
+                            amount_cents=100, bill_date=service.practice_today())
+    assert refused.value.field == "provider"
+    with pytest.raises(service.EstimateError) as refused:
+        service.record_bill(practice.therapist, estimate, provider_position=0,
+                            amount_cents=-1, bill_date=service.practice_today())
+    assert refused.value.field == "amount"
+    assert db.session.scalars(select(BilledAmount)).all() == []

@@ -148,3 +148,32 @@ def test_bills_are_not_taken_on_drafts_or_by_clients(billing, practice):
         "csrf_token": person_token, "provider": "0", "amount": "100",
         "bill_date": service.practice_today().isoformat()}).status_code == 404
     assert db.session.scalars(select(BilledAmount)).all() == []
+
+
+def test_a_bill_the_service_refuses_is_refused_inline_at_its_field(billing, monkeypatch):
+    estimate, staff, token, _ = billing
+    real = service.record_bill
+
+    def beyond_the_list(actor, estimate, **values):
+        return real(actor, estimate, **(values | {"provider_position": 5}))
+
+    monkeypatch.setattr(service, "record_bill", beyond_the_list)
+    response = bill(staff, token, estimate, 0, "100.00")
+    assert response.status_code == 400
+    page = response.get_data(as_text=True)
+    assert "Choose a provider listed on the estimate." in page
+    assert 'id="provider-error"' in page  # next to the provider field
+    assert db.session.scalars(select(BilledAmount)).all() == []
+
+
+def test_a_refusal_without_a_field_is_shown_on_the_bill_form(billing, monkeypatch):
+    estimate, staff, token, _ = billing
+
+    def refuse(actor, estimate, **values):
+        raise service.EstimateError("Not today.")
+
+    monkeypatch.setattr(service, "record_bill", refuse)
+    response = bill(staff, token, estimate, 0, "100.00")
+    assert response.status_code == 400
+    assert "Not today." in response.get_data(as_text=True)
+    assert db.session.scalars(select(BilledAmount)).all() == []

@@ -5,6 +5,7 @@ import re
 import uuid
 
 import pytest
+from sqlalchemy import select
 
 from portal.estimates import service
 from portal.estimates.models import GoodFaithEstimate
@@ -89,3 +90,30 @@ def test_a_refusal_is_shown_on_the_estimate(therapist, practice, monkeypatch, ac
     assert response.status_code == 302
     assert response.headers["Location"].endswith(f"/estimates/{issued.id}")
     assert "Not today." in client.get(response.headers["Location"]).get_data(as_text=True)
+
+
+def _renewal_drafts(estimate_id) -> list[GoodFaithEstimate]:
+    return list(db.session.scalars(select(GoodFaithEstimate).where(
+        GoodFaithEstimate.renews_id == estimate_id)))
+
+
+def test_a_superseded_estimate_is_not_renewed(therapist, practice):
+    client, token = therapist
+    original = practice.issued()
+    service.issue(practice.therapist, service.start_correction(practice.therapist, original).id)
+    page = client.get(f"/estimates/{original.id}").get_data(as_text=True)
+    assert f"/estimates/{original.id}/renew" not in page  # the page offers no renewal...
+    response = client.post(f"/estimates/{original.id}/renew", data={"csrf_token": token})
+    assert response.status_code == 404  # ...and a direct POST is refused the same way
+    assert _renewal_drafts(original.id) == []
+
+
+def test_a_one_off_estimate_is_not_renewed(therapist, practice):
+    client, token = therapist
+    one_off = practice.issued(sessions_min=1, sessions_max=1)
+    assert one_off.recurring is False
+    page = client.get(f"/estimates/{one_off.id}").get_data(as_text=True)
+    assert f"/estimates/{one_off.id}/renew" not in page
+    response = client.post(f"/estimates/{one_off.id}/renew", data={"csrf_token": token})
+    assert response.status_code == 404
+    assert _renewal_drafts(one_off.id) == []
