@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 
 from portal.accounts.models import User, UserSession
 from portal.extensions import db, utcnow
+from portal.transactions import write_transaction
 
 SESSION_KEY = "sid"
 # Write last_seen at most this often (and at least every quarter of the idle timeout, so a
@@ -75,21 +76,18 @@ def load(alt_id: str) -> User | None:
         return None  # a session from before two-step sign-in was turned on
     now = utcnow()
     idle = idle_timeout()
+    # The writes below end the read and run in transactions of their own: on SQLite a read
+    # cannot be upgraded to a write once another process has written.
     if now - row.last_seen_at > idle or now - row.created_at > absolute_lifetime():
-        row_id = row.id
-        db.session.commit()  # end the read: the write opens its own transaction (see below)
-        db.session.execute(delete(UserSession).where(UserSession.id == row_id))
-        db.session.commit()
+        with write_transaction():
+            db.session.execute(delete(UserSession).where(UserSession.id == row.id))
         g.session_expired = True
         return None
     # A stylesheet or script fetched by an open tab is not activity; only pages move the clock.
     if request.endpoint != "static" and now - row.last_seen_at > min(TOUCH_EVERY, idle / 4):
-        # End the read first so the write opens its own transaction: on SQLite a read
-        # transaction cannot be upgraded once another process has written.
-        db.session.commit()
-        db.session.execute(update(UserSession).where(UserSession.id == row.id)
-                           .values(last_seen_at=now))
-        db.session.commit()
+        with write_transaction(durable=False):  # a lost touch only shortens the idle clock
+            db.session.execute(update(UserSession).where(UserSession.id == row.id)
+                               .values(last_seen_at=now))
     g.user_session = row
     return row.user
 

@@ -15,6 +15,7 @@ from typing import Any
 from flask import g, has_request_context, request_tearing_down
 
 from portal.extensions import db
+from portal.transactions import write_transaction
 
 log = logging.getLogger("portal.audit")
 _PENDING = "_audit_decrypt_failures"
@@ -72,9 +73,9 @@ def _write_pending(sender, exc=None, **extra) -> None:
         return
     try:
         db.session.rollback()  # whatever the view left uncommitted was going to be discarded
-        for actor, target, owner_id in pending:
-            _record_failure(actor, target, owner_id)
-        db.session.commit()
+        with write_transaction():
+            for actor, target, owner_id in pending:
+                _record_failure(actor, target, owner_id)
     except Exception as error:  # the page has been served; never fail its teardown
         db.session.rollback()
         log.error("audit: could not record %d decrypt failures (%s)", len(pending),

@@ -74,3 +74,24 @@ def test_no_audit_row_means_no_page(app, db, people, thread_id, login, monkeypat
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == before
     assert service.unread_count(people.client_a) == 1  # the read receipt rolled back too
+
+
+def test_writes_on_a_read_only_page_take_the_lock_up_front(app, db, people, thread_id, login,
+                                                             monkeypatch):
+    """A deferred transaction whose first statement writes fails at once with "database is
+    locked" (SQLITE_BUSY_SNAPSHOT) if another worker wrote since it began: the session touch
+    on a read-only page must start BEGIN IMMEDIATE, which waits its turn instead."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("BEGIN IMMEDIATE is SQLite's; PostgreSQL locks rows, not the database")
+    from datetime import timedelta
+
+    from portal.accounts import sessions
+
+    client = login(people.client_a)
+    monkeypatch.setattr(sessions, "TOUCH_EVERY", timedelta(0))
+    for path in (f"/messages/{thread_id}", "/messages", "/account/access-log"):
+        with StatementCounter(db.engine) as counter:
+            assert client.get(path).status_code == 200
+        for transaction in _transactions(counter.statements):
+            writes = [s for s in transaction if s.split()[0] in ("INSERT", "UPDATE", "DELETE")]
+            assert not writes or transaction[0] == "BEGIN IMMEDIATE", (path, transaction)
