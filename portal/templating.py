@@ -41,6 +41,7 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(local_time, "local_time")
     app.add_template_filter(local_date, "local_date")
     app.add_template_filter(friendly_time, "friendly_time")
+    app.add_template_filter(moment, "moment")
     app.add_template_filter(dollars, "dollars")
     app.add_template_global(policy_url, "policy_url")
 
@@ -126,8 +127,10 @@ def friendly_time(value: datetime | None) -> str:
     if value is None:
         return ""
     zone = _zone()
-    now = datetime.now(zone)
-    local = value.astimezone(zone)
+    return _friendly(value.astimezone(zone), datetime.now(zone))
+
+
+def _friendly(local: datetime, now: datetime) -> str:
     if (now - local).days < 6 and local <= now:
         fmt = "%a %-I:%M %p"
     elif local.year == now.year:
@@ -135,6 +138,27 @@ def friendly_time(value: datetime | None) -> str:
     else:
         fmt = "%b %-d, %Y, %-I:%M %p"
     return local.strftime(fmt).replace("AM", "am").replace("PM", "pm")
+
+
+@dataclass(frozen=True, slots=True)
+class Moment:
+    """One instant as a message shows it: machine-readable, its day, in full, and friendly."""
+
+    iso: str
+    day: str
+    full: str
+    friendly: str
+
+
+def moment(value: datetime) -> Moment:
+    """Format a time every way a conversation needs, converting it to local time once
+    (a 50-message page would otherwise convert 150 times)."""
+    zone = _zone()
+    local = value.astimezone(zone)
+    return Moment(iso=value.isoformat(), day=local.strftime("%A, %B %-d"),
+                  full=local.strftime("%a %b %-d, %Y, %-I:%M %p").replace("AM", "am")
+                  .replace("PM", "pm"),
+                  friendly=_friendly(local, datetime.now(zone)))
 
 
 def dollars(cents: int | None) -> str:

@@ -39,30 +39,30 @@ _writing: ContextVar[bool | None] = ContextVar("portal_writing", default=None)
 def write_transaction(*, durable: bool = True) -> Iterator[None]:
     """End the current (read) transaction, run the block in a new one and commit it.
 
-    Anything the read loaded stays as it was read; the block must reload, under the lock,
-    whatever its decisions depend on. On SQLite the new transaction takes the write lock at
-    once. On error it rolls back and the exception propagates. `durable=False`: see the
-    module docstring.
+    On SQLite the new transaction takes the write lock at once. On error it rolls back and
+    the exception propagates. Neither commit expires what the session holds, so a page needs
+    no refresh queries afterwards: the block must reload, under the lock, whatever its
+    decisions depend on (e.g. `with_for_update`), and rows it changes outside the ORM keep
+    their old values in memory. `durable=False`: see the module docstring.
     """
     session = db.session()
-    # Ending a read changes nothing, so what it loaded stays loaded (no refresh queries);
-    # rows the block changes it reloads under the lock (e.g. `with_for_update`).
+    expire = session.expire_on_commit
     session.expire_on_commit = False
     try:
         session.commit()
+        token = _writing.set(durable)
+        try:
+            if not durable and session.get_bind().dialect.name == "postgresql":
+                session.execute(text("SET LOCAL synchronous_commit = off"))
+            yield
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            _writing.reset(token)
     finally:
-        session.expire_on_commit = True
-    token = _writing.set(durable)
-    try:
-        if not durable and db.session.get_bind().dialect.name == "postgresql":
-            db.session.execute(text("SET LOCAL synchronous_commit = off"))
-        yield
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    finally:
-        _writing.reset(token)
+        session.expire_on_commit = expire
 
 
 def install(app: Flask) -> None:

@@ -16,7 +16,7 @@ from flask import current_app
 from sqlalchemy import and_, case, func, select, tuple_, update
 
 from portal import access
-from portal.accounts.identity import names_of
+from portal.accounts.identity import names_by_id, names_of
 from portal.accounts.models import Assignment, Role, User
 from portal.audit import events_for_subject, record
 from portal.crypto import (
@@ -419,24 +419,19 @@ def _thread_page(viewer: User, thread_access: access.ThreadAccess,
                  cursor: Message | None) -> ThreadPage:
     """Build the page from plain rows: a page of 50 messages should not cost 50 models."""
     thread = thread_access.thread
-    stmt = select(Message.id, Message.sender_id, Message.sender_role, Message.body_sealed,
-                  Message.created_at, Message.read_at, Message.crisis_flag
-                  ).where(Message.thread_id == thread.id)
-    if cursor is not None:
-        stmt = stmt.where(tuple_(Message.created_at, Message.id)
-                          < tuple_(cursor.created_at, cursor.id))
-    found = db.session.execute(
-        stmt.order_by(Message.created_at.desc(), Message.id.desc()).limit(THREAD_PAGE + 1)
-    ).all()
-    older = len(found) > THREAD_PAGE
-    found = found[THREAD_PAGE - 1::-1] if older else found[::-1]
     owner = thread.client_id
-    files = _attachment_views(owner, [row.id for row in found])
+    found, older = _page_of_messages(thread.id, cursor)
+    files: dict[uuid.UUID, list[AttachmentView]] = {}
+    for row in found:
+        if row.file_id is not None:
+            files.setdefault(row.id, []).append(AttachmentView(
+                id=row.file_id, name=open_text_safe(owner, attachment_name_context(row.file_id),
+                                                    row.name_sealed),
+                kind_label=KINDS[row.kind].label if row.kind in KINDS else "file",
+                size_text=size_text(row.size)))
+    found = list({row.id: row for row in found}.values())  # one row per message
 
-    people = list(db.session.scalars(select(User).where(
-        User.id.in_([thread.client_id, thread.therapist_id]))))
-    preload_keys([thread.client_id, thread.therapist_id])
-    names = names_of(people)
+    names = names_by_id([thread.client_id, thread.therapist_id])
     client_name = names.get(thread.client_id, "")
     therapist_name = names.get(thread.therapist_id, "")
     authors = {thread.client_id: client_name, thread.therapist_id: therapist_name}
@@ -473,24 +468,27 @@ def _thread_page(viewer: User, thread_access: access.ThreadAccess,
         crisis_flagged=thread.crisis_flagged_at is not None)
 
 
-def _attachment_views(owner: uuid.UUID, message_ids: list[uuid.UUID]
-                      ) -> dict[uuid.UUID, list[AttachmentView]]:
-    """The attachments of a page of messages, names opened, in one query."""
-    if not message_ids:
-        return {}
-    rows = db.session.execute(
-        select(Attachment.id, Attachment.message_id, Attachment.kind, Attachment.size,
-               Attachment.name_sealed)
-        .where(Attachment.message_id.in_(message_ids))
-        .order_by(Attachment.message_id, Attachment.position)).all()
-    views: dict[uuid.UUID, list[AttachmentView]] = {}
-    for row in rows:
-        views.setdefault(row.message_id, []).append(AttachmentView(
-            id=row.id, name=open_text_safe(owner, attachment_name_context(row.id),
-                                           row.name_sealed),
-            kind_label=KINDS[row.kind].label if row.kind in KINDS else "file",
-            size_text=size_text(row.size)))
-    return views
+def _page_of_messages(thread_id: uuid.UUID, cursor: Message | None) -> tuple[list, bool]:
+    """The newest page of messages (before `cursor`), oldest first, each with its
+    attachments (a row per file; file columns None when it has none), in one statement.
+    Returns the rows and whether older messages exist."""
+    messages, files = Message.__table__.c, Attachment.__table__.c
+    page = select(messages.id, messages.sender_id, messages.sender_role, messages.body_sealed,
+                  messages.created_at, messages.read_at, messages.crisis_flag
+                  ).where(messages.thread_id == thread_id)
+    if cursor is not None:
+        page = page.where(tuple_(messages.created_at, messages.id)
+                          < tuple_(cursor.created_at, cursor.id))
+    page = page.order_by(messages.created_at.desc(), messages.id.desc()
+                         ).limit(THREAD_PAGE + 1).subquery()
+    rows = db.session.connection().execute(
+        select(page, files.id.label("file_id"), files.kind, files.size, files.name_sealed)
+        .outerjoin(Attachment.__table__, files.message_id == page.c.id)
+        .order_by(page.c.created_at, page.c.id, files.position)).all()
+    older = len({row.id for row in rows}) > THREAD_PAGE
+    if older:  # the extra (oldest) message only said that there are more
+        rows = [row for row in rows if row.id != rows[0].id]
+    return rows, older
 
 
 def download(user: User, attachment_id: uuid.UUID) -> Download:
@@ -550,10 +548,10 @@ def _rows(threads: list[Thread], people: dict[uuid.UUID, str], person_of) -> lis
 
 def _names_for(ids: Iterable[uuid.UUID], *, also_keys: Iterable[uuid.UUID] = ()
                ) -> dict[uuid.UUID, str]:
-    ids = list(dict.fromkeys(ids))
-    users = list(db.session.scalars(select(User).where(User.id.in_(ids)))) if ids else []
-    preload_keys(list(dict.fromkeys([*ids, *also_keys])))
-    return names_of(users)
+    """Names for a list page; `also_keys` preloads other owners' keys (e.g. for subjects)."""
+    ids = list(ids)
+    preload_keys([*ids, *also_keys])  # one key query for the names and the subjects
+    return names_by_id(ids)
 
 
 def inbox(client: User, page: int = 1) -> ListPage:
