@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import has_request_context, request
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.audit.models import GENESIS_HASH, HEAD_ID, AuditEvent, AuditHead
@@ -37,6 +37,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 HASHED_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "target_type", "target_id",
                   "subject_id", "ip", "user_agent", "outcome", "severity", "prev_hash")
 
+INSERTED_COLUMNS = (*HASHED_COLUMNS, "row_hash")
+
 VERIFY_BATCH = 1000
 
 
@@ -45,7 +47,7 @@ VERIFY_BATCH = 1000
 def record(action: str, *, actor=None, target: tuple[str, Any] | object | None = None,
            subject_id: uuid.UUID | None = None, outcome: str = "ok",
            severity: str = "info") -> AuditEvent:
-    """Append an event to the chain inside the caller's transaction (flushes, never commits).
+    """Append an event to the chain inside the caller's transaction (never commits).
 
     `actor` is a User or None; `target` is None, a `(target_type, target_id)` pair or a model
     instance (its table name and id); `subject_id` is the client whose record was touched.
@@ -61,29 +63,35 @@ def record(action: str, *, actor=None, target: tuple[str, Any] | object | None =
     subject = _uuid(subject_id, "subject_id")
     ip, user_agent = _request_origin()
 
-    seq, prev_hash = _advance_head()
+    # The caller's changes first, so every writer takes row locks before the head's (no
+    # deadlocks on PostgreSQL); then plain statements in its transaction, without the ORM.
+    db.session.flush()
+    connection = db.session.connection()
+    seq, prev_hash = _advance_head(connection)
     event = AuditEvent(
         seq=seq, at=utcnow(), actor_id=actor_id, actor_role=actor_role, action=action,
         target_type=target_type, target_id=target_id, subject_id=subject, ip=ip,
         user_agent=user_agent, outcome=outcome, severity=severity, prev_hash=prev_hash,
     )
     event.row_hash = compute_hash(event)
-    head = AuditHead.__table__
-    db.session.execute(update(head).where(head.c.id == HEAD_ID).values(last_hash=event.row_hash))
-    db.session.add(event)
-    db.session.flush()
-    return event
+    head, table = AuditHead.__table__, AuditEvent.__table__
+    connection.execute(update(head).where(head.c.id == HEAD_ID)
+                       .values(last_hash=event.row_hash))
+    event.id = connection.execute(
+        insert(table).values({name: getattr(event, name) for name in INSERTED_COLUMNS})
+        .returning(table.c.id)).scalar_one()
+    return event  # a plain record of the row: not in the session, never updated
 
 
-def _advance_head() -> tuple[int, bytes]:
+def _advance_head(connection) -> tuple[int, bytes]:
     """Take the head's row lock and move it on by one; return (new seq, previous hash)."""
     head = AuditHead.__table__
     bump = (update(head).where(head.c.id == HEAD_ID).values(seq=head.c.seq + 1)
             .returning(head.c.seq, head.c.last_hash))
-    row = db.session.execute(bump).first()
+    row = connection.execute(bump).first()
     if row is None:
         _create_head()
-        row = db.session.execute(bump).one()
+        row = connection.execute(bump).one()
     return row.seq, bytes(row.last_hash)
 
 

@@ -32,15 +32,17 @@ def _user(role: str = "therapist") -> User:
 
 
 def _fill(db, count: int) -> list[AuditEvent]:
-    """Record `count` varied events with every column filled, and commit."""
+    """Record `count` varied events with every column filled, commit, and load them back."""
     actor, subject = _user(), uuid.uuid4()
-    events = []
+    ids = []
     for n in range(count):
-        events.append(record(ACTIONS[n % len(ACTIONS)], actor=actor,
-                             target=("thread", uuid.uuid4()), subject_id=subject,
-                             outcome="ok", severity="info"))
+        ids.append(record(ACTIONS[n % len(ACTIONS)], actor=actor,
+                          target=("thread", uuid.uuid4()), subject_id=subject,
+                          outcome="ok", severity="info").id)
     db.session.commit()
-    return events
+    loaded = {e.id: e for e in db.session.scalars(select(AuditEvent)
+                                                   .where(AuditEvent.id.in_(ids)))}
+    return [loaded[i] for i in ids]
 
 
 def _seqs(db) -> list[int]:
@@ -370,3 +372,12 @@ def test_any_request_headers_are_stored_so_the_chain_still_verifies(app, db, age
     assert event.ip is None or len(event.ip) <= 64
     assert verify().ok
     db.session.commit()
+
+
+def test_record_returns_the_row_it_wrote_without_putting_it_in_the_session(db):
+    event = record("auth.signin.failure", outcome="failure")
+    assert event not in db.session  # written with plain statements: nothing to flush again
+    db.session.commit()
+    stored = db.session.get(AuditEvent, event.id)
+    assert (stored.seq, stored.action, bytes(stored.row_hash)) == (
+        event.seq, event.action, bytes(event.row_hash))
