@@ -52,7 +52,9 @@ SENTENCES = (
 APP_MODULE = '''import json, os, sys
 sys.path.insert(0, {root!r})
 from portal import create_app
+from portal.ops.runtime import settle
 app = create_app(json.loads(os.environ["BENCH_PORTAL_CONFIG"]))
+settle()  # as wsgi.py does
 '''
 HELLO_MODULE = '''from flask import Flask
 app = Flask(__name__)
