@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 
 from flask import g
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from portal.accounts.models import User
 from portal.crypto import Context, DecryptionError, email_index, open_text, preload_keys, seal
@@ -77,6 +77,11 @@ def names_of(users: list[User]) -> dict[uuid.UUID, str]:
     return {u.id: name_of(u) for u in users}
 
 
+# Built once: list pages run it (see DESIGN.md, "Hot statements").
+_NAMES_OF = select(User.id, User.name_sealed).where(
+    User.id.in_(bindparam("ids", expanding=True, type_=User.id.type)))
+
+
 def names_by_id(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
     """Open the names of many users by id: one query for the sealed names, one for keys.
 
@@ -86,9 +91,7 @@ def names_by_id(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
     wanted = [i for i in dict.fromkeys(ids) if i not in cache]
     names = {i: cache[i][0] for i in ids if i in cache}
     if wanted:
-        users = User.__table__.c
-        rows = db.session.connection().execute(
-            select(users.id, users.name_sealed).where(users.id.in_(wanted))).all()
+        rows = db.session.execute(_NAMES_OF, {"ids": wanted}).all()
         preload_keys([row.id for row in rows])
         for row in rows:
             try:

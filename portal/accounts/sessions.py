@@ -11,7 +11,7 @@ import uuid
 from datetime import timedelta
 
 from flask import current_app, g, request, session
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 
 from portal.accounts.models import User, UserSession
 from portal.extensions import db, utcnow
@@ -64,12 +64,17 @@ def current() -> UserSession | None:
     return g.get("user_session")
 
 
+# Built once: every signed-in request runs it (constructing a statement costs more than
+# running this one; see DESIGN.md, "Hot statements").
+_BY_TOKEN = select(UserSession).where(UserSession.token_hash == bindparam("digest"))
+
+
 def load(alt_id: str) -> User | None:
     """Flask-Login's user loader: the cookie's user must match a live server session."""
     token = session.get(SESSION_KEY)
     if not token or not isinstance(token, str):
         return None
-    row = db.session.scalar(select(UserSession).where(UserSession.token_hash == _digest(token)))
+    row = db.session.scalar(_BY_TOKEN, {"digest": _digest(token)})
     if row is None or row.user.alt_id != alt_id or not row.user.active:
         return None
     if row.user.mfa_enabled and not row.mfa_verified:

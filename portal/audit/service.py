@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from flask import has_request_context, request
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.audit.models import GENESIS_HASH, HEAD_ID, AuditEvent, AuditHead
@@ -40,6 +40,15 @@ HASHED_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "target_type"
 INSERTED_COLUMNS = (*HASHED_COLUMNS, "row_hash")
 
 VERIFY_BATCH = 1000
+
+# Built once: every page view records an event (see DESIGN.md, "Hot statements").
+_HEAD, _EVENTS = AuditHead.__table__, AuditEvent.__table__
+_BUMP_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=_HEAD.c.seq + 1)
+              .returning(_HEAD.c.seq, _HEAD.c.last_hash))
+_SET_LAST_HASH = update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(
+    last_hash=bindparam("last_hash"))
+_INSERT = insert(_EVENTS).values({name: bindparam(name, type_=_EVENTS.c[name].type)
+                                  for name in INSERTED_COLUMNS}).returning(_EVENTS.c.id)
 
 
 # --- writing --------------------------------------------------------------------------------
@@ -74,24 +83,18 @@ def record(action: str, *, actor=None, target: tuple[str, Any] | object | None =
         user_agent=user_agent, outcome=outcome, severity=severity, prev_hash=prev_hash,
     )
     event.row_hash = compute_hash(event)
-    head, table = AuditHead.__table__, AuditEvent.__table__
-    connection.execute(update(head).where(head.c.id == HEAD_ID)
-                       .values(last_hash=event.row_hash))
+    connection.execute(_SET_LAST_HASH, {"last_hash": event.row_hash})
     event.id = connection.execute(
-        insert(table).values({name: getattr(event, name) for name in INSERTED_COLUMNS})
-        .returning(table.c.id)).scalar_one()
+        _INSERT, {name: getattr(event, name) for name in INSERTED_COLUMNS}).scalar_one()
     return event  # a plain record of the row: not in the session, never updated
 
 
 def _advance_head(connection) -> tuple[int, bytes]:
     """Take the head's row lock and move it on by one; return (new seq, previous hash)."""
-    head = AuditHead.__table__
-    bump = (update(head).where(head.c.id == HEAD_ID).values(seq=head.c.seq + 1)
-            .returning(head.c.seq, head.c.last_hash))
-    row = connection.execute(bump).first()
+    row = connection.execute(_BUMP_HEAD).first()
     if row is None:
         _create_head()
-        row = connection.execute(bump).one()
+        row = connection.execute(_BUMP_HEAD).one()
     return row.seq, bytes(row.last_hash)
 
 

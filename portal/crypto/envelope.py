@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import appcontext_pushed, appcontext_tearing_down, current_app, g
-from sqlalchemy import event, select
+from sqlalchemy import bindparam, event, select
 
 from portal.crypto.errors import DecryptionError
 from portal.crypto.keyring import CryptoState, KeyProvider
@@ -75,6 +75,9 @@ class KeyRow(NamedTuple):
 
 KEY_COLUMNS = (DataKey.id, DataKey.owner_id, DataKey.master_key_id, DataKey.wrapped,
                DataKey.created_at, DataKey.retired_at, DataKey.shredded_at)
+# Built once: most pages run it (see DESIGN.md, "Hot statements").
+_KEYS_OF = select(*KEY_COLUMNS).where(DataKey.owner_id.in_(
+    bindparam("owners", expanding=True, type_=DataKey.owner_id.type)))
 
 
 class DataKeyHandle:
@@ -172,9 +175,7 @@ def _load_rows(cache: KeyCache, owners: Iterable[uuid.UUID]) -> None:
     owners = list(owners)
     if not owners:
         return
-    result = db.session.execute(
-        select(*KEY_COLUMNS).where(DataKey.owner_id.in_(owners))
-    ).all()
+    result = db.session.execute(_KEYS_OF, {"owners": owners}).all()
     fresh: dict[int, dict[uuid.UUID, KeyRow]] = {owner.int: {} for owner in owners}
     for raw in result:
         row = KeyRow(*raw)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, case, func, select, tuple_, update
+from sqlalchemy import and_, bindparam, case, func, select, tuple_, update
 
 from portal import access
 from portal.accounts.identity import names_by_id, names_of
@@ -213,9 +213,13 @@ def counterparts(user: User) -> list[User]:
         .where(mine == user.id, User.active.is_(True)).order_by(User.created_at)))
 
 
+_ASSIGNMENT = select(Assignment.id).where(Assignment.client_id == bindparam("client_id"),
+                                          Assignment.therapist_id == bindparam("therapist_id"))
+
+
 def _assigned(client_id: uuid.UUID, therapist_id: uuid.UUID) -> bool:
-    return db.session.scalar(select(Assignment.id).where(
-        Assignment.client_id == client_id, Assignment.therapist_id == therapist_id)) is not None
+    return db.session.execute(
+        _ASSIGNMENT, {"client_id": client_id, "therapist_id": therapist_id}).first() is not None
 
 
 def start_thread(actor: User, *, counterpart_id: uuid.UUID, subject: str, body: str,
@@ -468,23 +472,38 @@ def _thread_page(viewer: User, thread_access: access.ThreadAccess,
         crisis_flagged=thread.crisis_flagged_at is not None)
 
 
-def _page_of_messages(thread_id: uuid.UUID, cursor: Message | None) -> tuple[list, bool]:
-    """The newest page of messages (before `cursor`), oldest first, each with its
-    attachments (a row per file; file columns None when it has none), in one statement.
-    Returns the rows and whether older messages exist."""
-    messages, files = Message.__table__.c, Attachment.__table__.c
-    page = select(messages.id, messages.sender_id, messages.sender_role, messages.body_sealed,
-                  messages.created_at, messages.read_at, messages.crisis_flag
-                  ).where(messages.thread_id == thread_id)
-    if cursor is not None:
-        page = page.where(tuple_(messages.created_at, messages.id)
-                          < tuple_(cursor.created_at, cursor.id))
-    page = page.order_by(messages.created_at.desc(), messages.id.desc()
+def _page_statement(*, before: bool):
+    """The newest page of a thread's messages (before a cursor), oldest first, each with its
+    attachments: a row per file, file columns None when it has none."""
+    page = select(Message.id, Message.sender_id, Message.sender_role, Message.body_sealed,
+                  Message.created_at, Message.read_at, Message.crisis_flag
+                  ).where(Message.thread_id == bindparam("thread_id", type_=Message.id.type))
+    if before:
+        page = page.where(tuple_(Message.created_at, Message.id)
+                          < tuple_(bindparam("before_at", type_=Message.created_at.type),
+                                   bindparam("before_id", type_=Message.id.type)))
+    page = page.order_by(Message.created_at.desc(), Message.id.desc()
                          ).limit(THREAD_PAGE + 1).subquery()
-    rows = db.session.connection().execute(
-        select(page, files.id.label("file_id"), files.kind, files.size, files.name_sealed)
-        .outerjoin(Attachment.__table__, files.message_id == page.c.id)
-        .order_by(page.c.created_at, page.c.id, files.position)).all()
+    return (select(page, Attachment.id.label("file_id"), Attachment.kind, Attachment.size,
+                   Attachment.name_sealed)
+            .outerjoin(Attachment, Attachment.message_id == page.c.id)
+            .order_by(page.c.created_at, page.c.id, Attachment.position))
+
+
+# Built once (see DESIGN.md, "Hot statements"): the subquery alone cost more to construct
+# than the page's decryption.
+_NEWEST_PAGE = _page_statement(before=False)
+_OLDER_PAGE = _page_statement(before=True)
+
+
+def _page_of_messages(thread_id: uuid.UUID, cursor: Message | None) -> tuple[list, bool]:
+    """The rows of a page (see `_page_statement`) and whether older messages exist."""
+    if cursor is None:
+        stmt, params = _NEWEST_PAGE, {"thread_id": thread_id}
+    else:
+        stmt, params = _OLDER_PAGE, {"thread_id": thread_id, "before_at": cursor.created_at,
+                                     "before_id": cursor.id}
+    rows = db.session.execute(stmt, params).all()
     older = len({row.id for row in rows}) > THREAD_PAGE
     if older:  # the extra (oldest) message only said that there are more
         rows = [row for row in rows if row.id != rows[0].id]
@@ -632,19 +651,24 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
     return listing
 
 
+_UNREAD_OF_CLIENT = select(func.coalesce(func.sum(Thread.client_unread), 0)).where(
+    Thread.client_id == bindparam("user_id"), Thread.client_unread > 0)
+_UNREAD_OF_THERAPIST = (
+    select(func.coalesce(func.sum(Thread.therapist_unread), 0))
+    .join(Assignment, and_(Assignment.client_id == Thread.client_id,
+                           Assignment.therapist_id == Thread.therapist_id))
+    .where(Thread.therapist_id == bindparam("user_id"), Thread.therapist_unread > 0))
+
+
 def unread_count(user: User) -> int:
-    """Unread messages for the navigation badge (one query)."""
+    """Unread messages for the navigation badge (one query, on every page)."""
     if user.role == Role.CLIENT:
-        stmt = select(func.coalesce(func.sum(Thread.client_unread), 0)).where(
-            Thread.client_id == user.id, Thread.client_unread > 0)
+        stmt = _UNREAD_OF_CLIENT
     elif user.role == Role.THERAPIST:
-        stmt = (select(func.coalesce(func.sum(Thread.therapist_unread), 0))
-                .join(Assignment, and_(Assignment.client_id == Thread.client_id,
-                                       Assignment.therapist_id == Thread.therapist_id))
-                .where(Thread.therapist_id == user.id, Thread.therapist_unread > 0))
+        stmt = _UNREAD_OF_THERAPIST
     else:
         return 0
-    return int(db.session.scalar(stmt) or 0)
+    return int(db.session.execute(stmt, {"user_id": user.id}).scalar() or 0)
 
 
 # --- who has seen my record --------------------------------------------------------------
