@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Iterable
 
 from flask import g
-from sqlalchemy import bindparam, select
+from sqlalchemy import Uuid, bindparam, select
 
 from portal.accounts.models import User
 from portal.crypto import Context, DecryptionError, email_index, open_text, preload_keys, seal
@@ -79,7 +79,7 @@ def names_of(users: list[User]) -> dict[uuid.UUID, str]:
 
 # Built once: list pages run it (see DESIGN.md, "Hot statements").
 _NAMES_OF = select(User.id, User.name_sealed).where(
-    User.id.in_(bindparam("ids", expanding=True, type_=User.id.type)))
+    User.id.in_(bindparam("ids", expanding=True, type_=Uuid())))
 
 
 def names_by_id(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:

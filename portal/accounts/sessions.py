@@ -11,7 +11,7 @@ import uuid
 from datetime import timedelta
 
 from flask import current_app, g, request, session
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import LargeBinary, bindparam, delete, select, update
 
 from portal.accounts.models import User, UserSession
 from portal.extensions import db, utcnow
@@ -66,7 +66,8 @@ def current() -> UserSession | None:
 
 # Built once: every signed-in request runs it (constructing a statement costs more than
 # running this one; see DESIGN.md, "Hot statements").
-_BY_TOKEN = select(UserSession).where(UserSession.token_hash == bindparam("digest"))
+_BY_TOKEN = select(UserSession).where(
+    UserSession.token_hash == bindparam("digest", type_=LargeBinary()))
 
 
 def load(alt_id: str) -> User | None:

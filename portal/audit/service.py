@@ -46,7 +46,7 @@ _HEAD, _EVENTS = AuditHead.__table__, AuditEvent.__table__
 _BUMP_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=_HEAD.c.seq + 1)
               .returning(_HEAD.c.seq, _HEAD.c.last_hash))
 _SET_LAST_HASH = update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(
-    last_hash=bindparam("last_hash"))
+    last_hash=bindparam("last_hash", type_=_HEAD.c.last_hash.type))
 _INSERT = insert(_EVENTS).values({name: bindparam(name, type_=_EVENTS.c[name].type)
                                   for name in INSERTED_COLUMNS}).returning(_EVENTS.c.id)
 

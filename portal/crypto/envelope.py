@@ -14,7 +14,7 @@ from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import appcontext_pushed, appcontext_tearing_down, current_app, g
-from sqlalchemy import bindparam, event, select
+from sqlalchemy import Uuid, bindparam, event, select
 
 from portal.crypto.errors import DecryptionError
 from portal.crypto.keyring import CryptoState, KeyProvider
@@ -77,7 +77,7 @@ KEY_COLUMNS = (DataKey.id, DataKey.owner_id, DataKey.master_key_id, DataKey.wrap
                DataKey.created_at, DataKey.retired_at, DataKey.shredded_at)
 # Built once: most pages run it (see DESIGN.md, "Hot statements").
 _KEYS_OF = select(*KEY_COLUMNS).where(DataKey.owner_id.in_(
-    bindparam("owners", expanding=True, type_=DataKey.owner_id.type)))
+    bindparam("owners", expanding=True, type_=Uuid())))
 
 
 class DataKeyHandle:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import and_, bindparam, case, func, select, tuple_, update
+from sqlalchemy import Uuid, and_, bindparam, case, func, select, tuple_, update
 
 from portal import access
 from portal.accounts.identity import names_by_id, names_of
@@ -213,8 +213,11 @@ def counterparts(user: User) -> list[User]:
         .where(mine == user.id, User.active.is_(True)).order_by(User.created_at)))
 
 
-_ASSIGNMENT = select(Assignment.id).where(Assignment.client_id == bindparam("client_id"),
-                                          Assignment.therapist_id == bindparam("therapist_id"))
+# Prebuilt statements name their parameters' types: a foreign key column has no type of its
+# own until the table it points at is defined, which depends on the order of imports.
+_ASSIGNMENT = select(Assignment.id).where(
+    Assignment.client_id == bindparam("client_id", type_=Uuid()),
+    Assignment.therapist_id == bindparam("therapist_id", type_=Uuid()))
 
 
 def _assigned(client_id: uuid.UUID, therapist_id: uuid.UUID) -> bool:
@@ -477,11 +480,11 @@ def _page_statement(*, before: bool):
     attachments: a row per file, file columns None when it has none."""
     page = select(Message.id, Message.sender_id, Message.sender_role, Message.body_sealed,
                   Message.created_at, Message.read_at, Message.crisis_flag
-                  ).where(Message.thread_id == bindparam("thread_id", type_=Message.id.type))
+                  ).where(Message.thread_id == bindparam("thread_id", type_=Uuid()))
     if before:
         page = page.where(tuple_(Message.created_at, Message.id)
                           < tuple_(bindparam("before_at", type_=Message.created_at.type),
-                                   bindparam("before_id", type_=Message.id.type)))
+                                   bindparam("before_id", type_=Uuid())))
     page = page.order_by(Message.created_at.desc(), Message.id.desc()
                          ).limit(THREAD_PAGE + 1).subquery()
     return (select(page, Attachment.id.label("file_id"), Attachment.kind, Attachment.size,
@@ -652,12 +655,13 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
 
 
 _UNREAD_OF_CLIENT = select(func.coalesce(func.sum(Thread.client_unread), 0)).where(
-    Thread.client_id == bindparam("user_id"), Thread.client_unread > 0)
+    Thread.client_id == bindparam("user_id", type_=Uuid()), Thread.client_unread > 0)
 _UNREAD_OF_THERAPIST = (
     select(func.coalesce(func.sum(Thread.therapist_unread), 0))
     .join(Assignment, and_(Assignment.client_id == Thread.client_id,
                            Assignment.therapist_id == Thread.therapist_id))
-    .where(Thread.therapist_id == bindparam("user_id"), Thread.therapist_unread > 0))
+    .where(Thread.therapist_id == bindparam("user_id", type_=Uuid()),
+           Thread.therapist_unread > 0))
 
 
 def unread_count(user: User) -> int:
