@@ -77,7 +77,7 @@ def names_of(users: list[User]) -> dict[uuid.UUID, str]:
     return {u.id: name_of(u) for u in users}
 
 
-# Built once: list pages run it (see DESIGN.md, "Hot statements").
+# Built once: list pages run it (see README, "Conventions for speed").
 _NAMES_OF = select(User.id, User.name_sealed).where(
     User.id.in_(bindparam("ids", expanding=True, type_=Uuid())))
 

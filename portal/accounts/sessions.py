@@ -65,7 +65,7 @@ def current() -> UserSession | None:
 
 
 # Built once: every signed-in request runs it (constructing a statement costs more than
-# running this one; see DESIGN.md, "Hot statements").
+# running this one; see README, "Conventions for speed").
 _BY_TOKEN = select(UserSession).where(
     UserSession.token_hash == bindparam("digest", type_=LargeBinary()))
 

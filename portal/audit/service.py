@@ -41,7 +41,7 @@ INSERTED_COLUMNS = (*HASHED_COLUMNS, "row_hash")
 
 VERIFY_BATCH = 1000
 
-# Built once: every page view records an event (see DESIGN.md, "Hot statements").
+# Built once: every page view records an event (see README, "Conventions for speed").
 _HEAD, _EVENTS = AuditHead.__table__, AuditEvent.__table__
 _BUMP_HEAD = (update(_HEAD).where(_HEAD.c.id == HEAD_ID).values(seq=_HEAD.c.seq + 1)
               .returning(_HEAD.c.seq, _HEAD.c.last_hash))

@@ -75,7 +75,7 @@ class KeyRow(NamedTuple):
 
 KEY_COLUMNS = (DataKey.id, DataKey.owner_id, DataKey.master_key_id, DataKey.wrapped,
                DataKey.created_at, DataKey.retired_at, DataKey.shredded_at)
-# Built once: most pages run it (see DESIGN.md, "Hot statements").
+# Built once: most pages run it (see README, "Conventions for speed").
 _KEYS_OF = select(*KEY_COLUMNS).where(DataKey.owner_id.in_(
     bindparam("owners", expanding=True, type_=Uuid())))
 

@@ -493,7 +493,7 @@ def _page_statement(*, before: bool):
             .order_by(page.c.created_at, page.c.id, Attachment.position))
 
 
-# Built once (see DESIGN.md, "Hot statements"): the subquery alone cost more to construct
+# Built once (see README, "Conventions for speed"): the subquery alone cost more to construct
 # than the page's decryption.
 _NEWEST_PAGE = _page_statement(before=False)
 _OLDER_PAGE = _page_statement(before=True)

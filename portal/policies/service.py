@@ -17,7 +17,7 @@ from datetime import date
 from zoneinfo import ZoneInfo
 
 from flask import current_app
-from sqlalchemy import func, select
+from sqlalchemy import Date, Uuid, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
@@ -259,21 +259,25 @@ def _order(slug: str) -> int:
     return POLICY_SLUGS.index(slug) if slug in POLICY_SLUGS else len(POLICY_SLUGS)
 
 
+# The acceptance gate runs these on every client page: built once, with typed parameters
+# (see README, "Conventions for speed").
+_ACCEPTED = (select(PolicyAcceptance.slug, func.max(PolicyAcceptance.number))
+             .where(PolicyAcceptance.user_id == bindparam("user_id", type_=Uuid()))
+             .group_by(PolicyAcceptance.slug))
+_IN_EFFECT = select(PolicyVersion.id, PolicyVersion.slug, PolicyVersion.number,
+                    PolicyVersion.requires_acceptance
+                    ).where(PolicyVersion.effective_date <= bindparam("on", type_=Date()))
+
+
 def accepted_numbers(user_id: uuid.UUID) -> dict[str, int]:
     """Return the highest version number of each policy the user has accepted."""
-    rows = db.session.execute(
-        select(PolicyAcceptance.slug, func.max(PolicyAcceptance.number))
-        .where(PolicyAcceptance.user_id == user_id).group_by(PolicyAcceptance.slug))
+    rows = db.session.execute(_ACCEPTED, {"user_id": user_id})
     return {slug: number for slug, number in rows}
 
 
 def pending_for(user: User, on: date | None = None) -> list[PolicyVersion]:
     """Return the current versions this user must accept before going on (maybe none)."""
-    on = on or today()
-    rows = db.session.execute(
-        select(PolicyVersion.id, PolicyVersion.slug, PolicyVersion.number,
-               PolicyVersion.requires_acceptance)
-        .where(PolicyVersion.effective_date <= on))
+    rows = db.session.execute(_IN_EFFECT, {"on": on or today()})
     current: dict[str, _Light] = {}
     needed: dict[str, int] = {}
     for row in rows:
