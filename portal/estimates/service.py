@@ -131,29 +131,27 @@ def open_draft(estimate: GoodFaithEstimate) -> Draft:
 
     This is the one place a draft is opened, so a failure is audited here, once.
     """
-    try:
-        data = _open_json(estimate)
-        return Draft.from_dict(data) if data else Draft()
-    except DecryptionError as error:
-        report_decrypt_failure(estimate.client_id, _context(estimate.id, DOCUMENT_COLUMN),
-                               error.reason)
-        raise EstimateUnavailable("This draft could not be opened.") from None
-    except (ValueError, KeyError, TypeError):
-        raise EstimateUnavailable("This draft could not be opened.") from None
+    return _open_as(estimate, "draft", lambda data: Draft.from_dict(data) if data else Draft())
 
 
 def open_document(estimate: GoodFaithEstimate) -> GfeDocument:
     """Open an issued estimate's frozen document; EstimateUnavailable if it will not open."""
     if not estimate.is_issued:
         raise EstimateError("This estimate has not been issued.")
+    return _open_as(estimate, "estimate", GfeDocument.from_dict)
+
+
+def _open_as(estimate: GoodFaithEstimate, what: str, parse):
+    """Open the sealed JSON and parse it; a failure to decrypt is audited, and either failure
+    becomes EstimateUnavailable ("This draft could not be opened.")."""
     try:
-        return GfeDocument.from_dict(_open_json(estimate))
+        return parse(_open_json(estimate))
     except DecryptionError as error:
         report_decrypt_failure(estimate.client_id, _context(estimate.id, DOCUMENT_COLUMN),
                                error.reason)
-        raise EstimateUnavailable("This estimate could not be opened.") from None
+        raise EstimateUnavailable(f"This {what} could not be opened.") from None
     except (ValueError, KeyError, TypeError):
-        raise EstimateUnavailable("This estimate could not be opened.") from None
+        raise EstimateUnavailable(f"This {what} could not be opened.") from None
 
 
 def open_pdf(estimate: GoodFaithEstimate) -> bytes:
