@@ -390,8 +390,8 @@ def view_thread(viewer: User, thread_access: access.ThreadAccess, *,
 
     The page is built from a read transaction; the writes follow in a short transaction of
     their own, so SQLite's write lock is not held while messages are decrypted. The page is
-    only returned once the view is on the audit trail. Recording a read need not wait for
-    the disk (see `portal.transactions`).
+    only returned once the view is on the audit trail. A participant's read need not wait
+    for the disk (see `portal.transactions`).
     """
     thread = thread_access.thread
     cursor = None
@@ -400,7 +400,9 @@ def view_thread(viewer: User, thread_access: access.ThreadAccess, *,
     page = _thread_page(viewer, thread_access, cursor)
     mark_read = (not thread_access.emergency and cursor is None
                  and _has_unread(viewer, thread))
-    with write_transaction(durable=False):
+    # A participant's view only records a read; a view under emergency access is a
+    # high-severity event the client is shown, so it waits for the disk like any change.
+    with write_transaction(durable=thread_access.emergency):
         if thread_access.emergency:
             record("emergency.thread_viewed", actor=viewer, target=("thread", thread.id),
                    subject_id=thread.client_id, severity="high")

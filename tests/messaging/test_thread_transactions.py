@@ -95,3 +95,30 @@ def test_writes_on_a_read_only_page_take_the_lock_up_front(app, db, people, thre
         for transaction in _transactions(counter.statements):
             writes = [s for s in transaction if s.split()[0] in ("INSERT", "UPDATE", "DELETE")]
             assert not writes or transaction[0] == "BEGIN IMMEDIATE", (path, transaction)
+
+
+def test_an_emergency_view_waits_for_the_disk_and_a_participants_view_does_not(
+        app, db, people, thread_id, login):
+    """A client's or therapist's view only records a read; a view under emergency access
+    is a high-severity event the client is shown, committed like any other change."""
+    if db.engine.dialect.name != "sqlite":
+        pytest.skip("checks SQLite's synchronous setting; PostgreSQL is covered in "
+                    "tests/test_transactions.py")
+    from portal.messaging import emergency
+
+    emergency.grant(people.admin, client_id=people.client_a.id,
+                    reason="Her sister called: not heard from since Friday, therapist away")
+    views = {}
+    for who in ("client_a", "admin"):
+        client = login(getattr(people, who))
+        client.get(f"/messages/{thread_id}")
+        with StatementCounter(db.engine) as counter:
+            assert client.get(f"/messages/{thread_id}").status_code == 200
+        audit_writes = [t for t in _transactions(counter.statements)
+                        if any(s.startswith("INSERT INTO audit_events") for s in t)]
+        assert len(audit_writes) == 1
+        before = counter.statements[:counter.statements.index(audit_writes[0][0])]
+        settings = [s for s in before if s.startswith("PRAGMA synchronous")]
+        views[who] = settings[-1] if settings else "PRAGMA synchronous=FULL"
+    assert views == {"client_a": "PRAGMA synchronous=NORMAL",
+                     "admin": "PRAGMA synchronous=FULL"}
