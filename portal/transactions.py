@@ -5,17 +5,17 @@ with SQLITE_BUSY_SNAPSHOT when another process wrote in between, so every transa
 with BEGIN IMMEDIATE (take the write lock up front, queue on busy_timeout) except:
 
 - GET and HEAD requests to views marked `portal.extensions.read_only` (and the endpoints
-  below), which run
-  deferred, so pages that only read never wait for the write lock;
-- inside `write_transaction()`, which a read-mostly page uses to end its reads and then
-  write in a short transaction of its own that takes the lock up front.
+  below) run deferred, so pages that only read never wait for the write lock;
+- a read-mostly page ends its reads and writes in `write_transaction()`, a short
+  transaction of its own that takes the lock up front.
 
 `write_transaction(durable=False)` is for writes that only record that something was read
-(the audit row of a page view, read receipts). They commit without waiting for the disk:
-SQLite's `synchronous=NORMAL` in WAL mode, PostgreSQL's `synchronous_commit = off`. A crash
-of the application or a worker loses nothing; a power cut or kernel crash can drop the last
-such commits, never a later durable one and never half of one (both logs replay in order,
-so the audit chain stays whole). Messages, estimates and every other change stay durable.
+(a participant's page view, read receipts, the session's last-seen time). They commit
+without waiting for the disk: SQLite's `synchronous=NORMAL` in WAL mode, PostgreSQL's
+`synchronous_commit = off`. A crash of the application or a worker loses nothing; a power
+cut or kernel crash can drop the last such commits, never a later durable one and never
+half of one (both logs replay in order, so the audit chain stays whole). Messages,
+estimates and every other change stay durable.
 """
 
 from collections.abc import Iterator
