@@ -360,21 +360,34 @@ def set_closed(actor: User, thread_id: uuid.UUID, closed: bool) -> None:
 
 # --- reading -----------------------------------------------------------------------------
 
-def _mark_read(reader: User, thread: Thread, now: datetime, *, locked: bool = False) -> None:
-    """Mark the other side's messages read, zero the reader's count, withdraw their notice."""
+def _mark_read(reader: User, thread: Thread, now: datetime, *, locked: bool = False,
+               seen_through: datetime | None = None) -> None:
+    """Mark the other side's messages read, zero the reader's count, withdraw their notice.
+
+    `seen_through`: the newest message the reader was shown. One that arrived after the page
+    was read stays unread, with its count and its notice, so no one is told "read" about a
+    message that was never on screen.
+    """
     if not locked:
         db.session.scalar(select(Thread).where(Thread.id == thread.id).with_for_update()
                           .execution_options(populate_existing=True))
-    db.session.execute(
-        update(Message)
-        .where(Message.thread_id == thread.id, Message.sender_id != reader.id,
-               Message.read_at.is_(None))
-        .values(read_at=now).execution_options(synchronize_session=False))
-    if reader.id == thread.client_id:
-        thread.client_unread = 0
+    theirs = [Message.thread_id == thread.id, Message.sender_id != reader.id,
+              Message.read_at.is_(None)]
+    if seen_through is not None:
+        db.session.execute(
+            update(Message).where(*theirs, Message.created_at <= seen_through)
+            .values(read_at=now).execution_options(synchronize_session=False))
+        unread = db.session.scalar(select(func.count()).select_from(Message).where(*theirs))
     else:
-        thread.therapist_unread = 0
-    notifications.withdraw(thread, reader.id, now=now)
+        db.session.execute(update(Message).where(*theirs).values(read_at=now)
+                           .execution_options(synchronize_session=False))
+        unread = 0
+    if reader.id == thread.client_id:
+        thread.client_unread = unread
+    else:
+        thread.therapist_unread = unread
+    if not unread:
+        notifications.withdraw(thread, reader.id, now=now)
 
 
 def _has_unread(reader: User, thread: Thread) -> bool:
@@ -398,7 +411,7 @@ def view_thread(viewer: User, thread_access: access.ThreadAccess, *,
     if before is not None:
         cursor = access.message_for(viewer, before, thread_id=thread.id)
     page = _thread_page(viewer, thread_access, cursor)
-    mark_read = (not thread_access.emergency and cursor is None
+    mark_read = (not thread_access.emergency and cursor is None and page.messages
                  and _has_unread(viewer, thread))
     # A participant's view only records a read; a view under emergency access is a
     # high-severity event the client is shown, so it waits for the disk like any change.
@@ -408,7 +421,7 @@ def view_thread(viewer: User, thread_access: access.ThreadAccess, *,
                    subject_id=thread.client_id, severity="high")
         else:
             if mark_read:
-                _mark_read(viewer, thread, utcnow())
+                _mark_read(viewer, thread, utcnow(), seen_through=page.messages[-1].created_at)
             record("thread.viewed", actor=viewer, target=("thread", thread.id),
                    subject_id=thread.client_id)
     return page

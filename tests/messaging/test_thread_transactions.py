@@ -122,3 +122,33 @@ def test_an_emergency_view_waits_for_the_disk_and_a_participants_view_does_not(
         views[who] = settings[-1] if settings else "PRAGMA synchronous=FULL"
     assert views == {"client_a": "PRAGMA synchronous=NORMAL",
                      "admin": "PRAGMA synchronous=FULL"}
+
+
+def test_a_message_that_arrives_while_the_page_is_read_stays_unread(app, db, people,
+                                                                    thread_id, login,
+                                                                    monkeypatch):
+    """Reading and recording the read are two transactions now: a reply landing between
+    them was not on screen, so it must not be marked read or lose its notice count."""
+    from portal.accounts.models import User
+    from portal.messaging.models import Message
+
+    client = login(people.client_a)
+    therapist_id = people.therapist_x.id
+    build_page = service._thread_page
+
+    def page_then_a_reply(*args, **kwargs):
+        page = build_page(*args, **kwargs)
+        service.reply(db.session.get(User, therapist_id), thread_id, body="Arrived just now.",
+                      notify=False)
+        return page
+
+    monkeypatch.setattr(service, "_thread_page", page_then_a_reply)
+    html = client.get(f"/messages/{thread_id}").get_data(as_text=True)
+    assert "Thank you for writing." in html and "Arrived just now." not in html
+    db.session.expire_all()
+    read = [m.read_at is not None for m in db.session.scalars(
+        select(Message).where(Message.thread_id == thread_id,
+                              Message.sender_id == therapist_id)
+        .order_by(Message.created_at))]
+    assert read == [True, False]  # the one on screen, and the one that arrived after
+    assert service.unread_count(people.client_a) == 1
