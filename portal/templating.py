@@ -106,11 +106,17 @@ def _zone() -> ZoneInfo:
 _zone_named = lru_cache(maxsize=8)(ZoneInfo)  # a thread page formats ~150 times
 
 
-def local_time(value: datetime | None, fmt: str = "%a %b %-d, %Y, %-I:%M %p") -> str:
+FULL_TIME = "%a %b %-d, %Y, %-I:%M %p"
+
+
+def local_time(value: datetime | None, fmt: str = FULL_TIME) -> str:
     """Show a UTC time in the practice's time zone."""
     if value is None:
         return ""
-    text = value.astimezone(_zone()).strftime(fmt)
+    return _lower_meridiem(value.astimezone(_zone()).strftime(fmt))
+
+
+def _lower_meridiem(text: str) -> str:
     return text.replace("AM", "am").replace("PM", "pm")
 
 
@@ -137,7 +143,7 @@ def _friendly(local: datetime, now: datetime) -> str:
         fmt = "%b %-d, %-I:%M %p"
     else:
         fmt = "%b %-d, %Y, %-I:%M %p"
-    return local.strftime(fmt).replace("AM", "am").replace("PM", "pm")
+    return _lower_meridiem(local.strftime(fmt))
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,8 +162,7 @@ def moment(value: datetime) -> Moment:
     zone = _zone()
     local = value.astimezone(zone)
     return Moment(iso=value.isoformat(), day=local.strftime("%A, %B %-d"),
-                  full=local.strftime("%a %b %-d, %Y, %-I:%M %p").replace("AM", "am")
-                  .replace("PM", "pm"),
+                  full=_lower_meridiem(local.strftime(FULL_TIME)),
                   friendly=_friendly(local, datetime.now(zone)))
 
 

@@ -47,10 +47,7 @@ def _cache() -> dict[uuid.UUID, tuple[str, str]]:
 def _open(user: User) -> tuple[str, str]:
     cache = _cache()
     if user.id not in cache:
-        try:
-            name = open_text(user.id, Context("users", "name", user.id), user.name_sealed)
-        except DecryptionError:
-            name = UNREADABLE_NAME
+        name = _open_name(user.id, user.name_sealed)
         try:
             email = open_text(user.id, Context("users", "email", user.id), user.email_sealed)
         except DecryptionError:
@@ -88,15 +85,18 @@ def names_by_id(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
     For list pages, which show names only: no user models, no email addresses opened.
     """
     cache = _cache()
-    wanted = [i for i in dict.fromkeys(ids) if i not in cache]
+    ids = list(dict.fromkeys(ids))
     names = {i: cache[i][0] for i in ids if i in cache}
+    wanted = [i for i in ids if i not in cache]
     if wanted:
         rows = db.session.execute(_NAMES_OF, {"ids": wanted}).all()
         preload_keys([row.id for row in rows])
-        for row in rows:
-            try:
-                names[row.id] = open_text(row.id, Context("users", "name", row.id),
-                                          row.name_sealed)
-            except DecryptionError:
-                names[row.id] = UNREADABLE_NAME
+        names.update((row.id, _open_name(row.id, row.name_sealed)) for row in rows)
     return names
+
+
+def _open_name(user_id: uuid.UUID, sealed: bytes) -> str:
+    try:
+        return open_text(user_id, Context("users", "name", user_id), sealed)
+    except DecryptionError:
+        return UNREADABLE_NAME

@@ -487,9 +487,7 @@ def record_bill(estimate_id: uuid.UUID):
     form = BillForm()
     form.provider.choices = _provider_choices(document)
     if not form.validate_on_submit():
-        summary = service.billing_summary(estimate, document)
-        return _staff_show(estimate, document, summary, service.follow_ups(estimate), form,
-                           status=422)
+        return _bill_form_again(estimate, document, form, 422)
     try:
         summary = service.record_bill(me, estimate, provider_position=int(form.provider.data),
                                       amount_cents=form.amount.data,
@@ -498,9 +496,7 @@ def record_bill(estimate_id: uuid.UUID):
         return _unavailable(estimate, 422)
     except service.EstimateError as error:
         _refuse_bill(form, error)
-        summary = service.billing_summary(estimate, document)
-        return _staff_show(estimate, document, summary, service.follow_ups(estimate), form,
-                           status=400)
+        return _bill_form_again(estimate, document, form, 400)
     if summary.level == "dispute_eligible":
         flash("Recorded. A provider's bill is now $400 or more over the estimate: the client "
               "can see their right to dispute it.", "warning")
@@ -509,6 +505,13 @@ def record_bill(estimate_id: uuid.UUID):
     else:
         flash("Billed amount recorded.", "success")
     return redirect(url_for("estimates.show", estimate_id=estimate.id, _anchor="billing"))
+
+
+def _bill_form_again(estimate, document, form: BillForm, status: int):
+    """The estimate page again, with the bill form as typed and its errors."""
+    summary = service.billing_summary(estimate, document)
+    return _staff_show(estimate, document, summary, service.follow_ups(estimate), form,
+                       status=status)
 
 
 def _refuse_bill(form: BillForm, error: service.EstimateError) -> None:

@@ -38,3 +38,10 @@ def test_a_name_that_will_not_open_says_so(app, db):
     g.pop("identity_cache", None)
     assert names_by_id([person.id, other.id]) == {person.id: UNREADABLE_NAME,
                                                    other.id: "Alex Rivera"}
+
+
+def test_names_by_id_takes_any_iterable_of_cached_and_new_ids(app, db):
+    first, second = make_user("client", "Alex Rivera"), make_user("client", "Blake Sun")
+    names_of([first])  # cached for this request
+    ids = (i for i in (first.id, second.id, first.id))  # a generator, with a repeat
+    assert names_by_id(ids) == {first.id: "Alex Rivera", second.id: "Blake Sun"}

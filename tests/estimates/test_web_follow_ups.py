@@ -27,6 +27,12 @@ def therapist(client, practice):
     return client, csrf(client)
 
 
+def _follow_up(therapist, estimate, action: str, *, with_form: bool = True):
+    client, token = therapist
+    return client.post(f"/estimates/{estimate.id}/{action}",
+                       data={"csrf_token": token} if with_form else {})
+
+
 def _draft_id(response) -> uuid.UUID:
     return uuid.UUID(re.search(r"/estimates/([0-9a-f-]{36})/edit",
                                response.headers["Location"]).group(1))
@@ -34,9 +40,9 @@ def _draft_id(response) -> uuid.UUID:
 
 @pytest.mark.parametrize("action", ["correct", "renew"])
 def test_a_follow_up_opens_a_linked_draft_and_says_so(therapist, practice, action):
-    client, token = therapist
+    client, _ = therapist
     issued = practice.issued()
-    response = client.post(f"/estimates/{issued.id}/{action}", data={"csrf_token": token})
+    response = _follow_up(therapist, issued, action)
     assert response.status_code == 302
     draft = db.session.get(GoodFaithEstimate, _draft_id(response))
     assert draft.status == "draft" and getattr(draft, LINK[action]) == issued.id
@@ -46,47 +52,40 @@ def test_a_follow_up_opens_a_linked_draft_and_says_so(therapist, practice, actio
 
 @pytest.mark.parametrize("action", ["correct", "renew"])
 def test_asking_twice_returns_the_draft_under_way(therapist, practice, action):
-    client, token = therapist
     issued = practice.issued()
-    first = client.post(f"/estimates/{issued.id}/{action}", data={"csrf_token": token})
-    second = client.post(f"/estimates/{issued.id}/{action}", data={"csrf_token": token})
+    first = _follow_up(therapist, issued, action)
+    second = _follow_up(therapist, issued, action)
     assert _draft_id(first) == _draft_id(second)
 
 
 @pytest.mark.parametrize("action", ["correct", "renew"])
 def test_a_follow_up_needs_the_button_form(therapist, practice, action):
-    client, _ = therapist
-    issued = practice.issued()
-    assert client.post(f"/estimates/{issued.id}/{action}", data={}).status_code == 400
+    response = _follow_up(therapist, practice.issued(), action, with_form=False)
+    assert response.status_code == 400
 
 
 @pytest.mark.parametrize("action", ["correct", "renew"])
 def test_a_draft_has_no_follow_up(therapist, practice, action):
-    client, token = therapist
-    draft = practice.draft()
-    response = client.post(f"/estimates/{draft.id}/{action}", data={"csrf_token": token})
-    assert response.status_code == 404
+    assert _follow_up(therapist, practice.draft(), action).status_code == 404
 
 
 def test_a_superseded_estimate_is_not_corrected_again(therapist, practice):
-    client, token = therapist
     original = practice.issued()
     service.issue(practice.therapist, service.start_correction(practice.therapist, original).id)
-    response = client.post(f"/estimates/{original.id}/correct", data={"csrf_token": token})
-    assert response.status_code == 404
+    assert _follow_up(therapist, original, "correct").status_code == 404
 
 
 @pytest.mark.parametrize(("action", "starter"), [("correct", "start_correction"),
                                                   ("renew", "start_renewal")])
 def test_a_refusal_is_shown_on_the_estimate(therapist, practice, monkeypatch, action, starter):
-    client, token = therapist
+    client, _ = therapist
     issued = practice.issued()
 
     def refuse(actor, estimate):
         raise service.EstimateError("Not today.")
 
     monkeypatch.setattr(service, starter, refuse)
-    response = client.post(f"/estimates/{issued.id}/{action}", data={"csrf_token": token})
+    response = _follow_up(therapist, issued, action)
     assert response.status_code == 302
     assert response.headers["Location"].endswith(f"/estimates/{issued.id}")
     assert "Not today." in client.get(response.headers["Location"]).get_data(as_text=True)
@@ -98,22 +97,21 @@ def _renewal_drafts(estimate_id) -> list[GoodFaithEstimate]:
 
 
 def test_a_superseded_estimate_is_not_renewed(therapist, practice):
-    client, token = therapist
+    client, _ = therapist
     original = practice.issued()
     service.issue(practice.therapist, service.start_correction(practice.therapist, original).id)
     page = client.get(f"/estimates/{original.id}").get_data(as_text=True)
     assert f"/estimates/{original.id}/renew" not in page  # the page offers no renewal...
-    response = client.post(f"/estimates/{original.id}/renew", data={"csrf_token": token})
+    response = _follow_up(therapist, original, "renew")
     assert response.status_code == 404  # ...and a direct POST is refused the same way
     assert _renewal_drafts(original.id) == []
 
 
 def test_a_one_off_estimate_is_not_renewed(therapist, practice):
-    client, token = therapist
+    client, _ = therapist
     one_off = practice.issued(sessions_min=1, sessions_max=1)
     assert one_off.recurring is False
     page = client.get(f"/estimates/{one_off.id}").get_data(as_text=True)
     assert f"/estimates/{one_off.id}/renew" not in page
-    response = client.post(f"/estimates/{one_off.id}/renew", data={"csrf_token": token})
-    assert response.status_code == 404
+    assert _follow_up(therapist, one_off, "renew").status_code == 404
     assert _renewal_drafts(one_off.id) == []
