@@ -3,6 +3,7 @@
 import logging
 import os
 import secrets
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.engine import Engine
 import config as config_module
 from portal import transactions
 from portal.extensions import csrf, db, limiter, login_manager, migrate
+from portal.sqlite_writers import BUSY_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -42,6 +44,7 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     _prepare_development(app)
     _check_production(app)
 
+    transactions.configure(app)
     db.init_app(app)
     migrate.init_app(app, db, render_as_batch=True, compare_type=True)
     csrf.init_app(app)
@@ -133,11 +136,11 @@ def _check_production(app: Flask) -> None:
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
     """Turn on foreign keys and WAL for SQLite, which ignores foreign keys otherwise."""
-    if type(dbapi_connection).__module__.startswith("sqlite3"):
+    if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=10000")
+        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
         cursor.close()
 
 

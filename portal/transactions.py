@@ -26,6 +26,7 @@ from flask import Flask, current_app, has_request_context, request
 from sqlalchemy import event, text
 
 from portal.extensions import db
+from portal.sqlite_writers import QueuedWriterConnection
 
 READ_ONLY_ENDPOINTS = frozenset({"static", "ops.healthz", "ops.readyz", "policies.index",
                                  "policies.show", "policies.version", "policies.sitemap",
@@ -65,6 +66,17 @@ def write_transaction(*, durable: bool = True) -> Iterator[None]:
         session.expire_on_commit = expire
 
 
+def configure(app: Flask) -> None:
+    """Make SQLite connections queue their writers (see `portal.sqlite_writers`); call
+    before the engine is built."""
+    if not str(app.config.get("SQLALCHEMY_DATABASE_URI") or "").startswith("sqlite"):
+        return
+    options = dict(app.config.get("SQLALCHEMY_ENGINE_OPTIONS") or {})
+    options["connect_args"] = {**options.get("connect_args", {}),
+                               "factory": QueuedWriterConnection}
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = options
+
+
 def install(app: Flask) -> None:
     """Choose BEGIN or BEGIN IMMEDIATE, and the commit's durability, for each SQLite transaction."""
     with app.app_context():
@@ -83,8 +95,19 @@ def install(app: Flask) -> None:
         if conn.info.get("synchronous") != synchronous:  # must be set outside a transaction
             conn.exec_driver_sql(f"PRAGMA synchronous={synchronous}")
             conn.info["synchronous"] = synchronous
-        deferred = durable is None and _read_only_request()
-        conn.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+        if durable is None and _read_only_request():
+            conn.exec_driver_sql("BEGIN")
+            return
+        dbapi_connection = conn.connection.dbapi_connection
+        wait_to_write = getattr(dbapi_connection, "wait_to_write", None)
+        if wait_to_write is not None:
+            wait_to_write()
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        except BaseException:
+            if wait_to_write is not None:
+                dbapi_connection.done_writing()
+            raise
 
 
 def _read_only_request() -> bool:
