@@ -17,3 +17,14 @@ def test_demo_conversations_seed(app, db):
     assert db.session.scalar(select(func.count()).select_from(Attachment)) == 1
     flagged = db.session.scalars(select(Thread).where(Thread.crisis_flagged_at.is_not(None)))
     assert len(flagged.all()) == 1
+
+
+def test_seed_demo_prints_the_sign_ins_once_whether_or_not_it_seeded(app, db):
+    app.extensions["demo_seeders"] = []
+    runner = app.test_cli_runner()
+    first = runner.invoke(args=["portal", "seed-demo"])
+    again = runner.invoke(args=["portal", "seed-demo"])
+    assert first.exit_code == again.exit_code == 0
+    assert first.output.count("Demo sign-ins") == again.output.count("Demo sign-ins") == 1
+    assert "nothing seeded" in again.output
+    assert "quiet harbor lantern morning" in again.output
