@@ -55,6 +55,9 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     from portal import crypto
     crypto.init_app(app)
 
+    from portal import mail
+    mail.init_app(app)
+
     from portal.ops import logs
     logs.init_app(app)
 

@@ -2,7 +2,6 @@
 
 import base64
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from portal.accounts.forms import (
 from portal.accounts.identity import email_of, name_of, names_of
 from portal.accounts.models import Role, User
 from portal.accounts.tokens import TokenProblem
+from portal.after_response import after_response
 from portal.crypto import Context, DecryptionError, email_index, open_text, seal
 from portal.extensions import db, limiter
 from portal.security import role_required, safe_next
@@ -45,7 +45,6 @@ log = logging.getLogger("portal.accounts")
 SIGNIN_FAILED = ("That email and password did not work. Check them and try again, "
                  "or reset your password.")
 PENDING_SECONDS = 300
-DEFERRED_FALLBACK_SECONDS = 2.0
 
 
 def _account_key() -> str:
@@ -198,30 +197,17 @@ def _after_response(response, work: Callable[..., object], *args):
     """Run `work` once the response has gone out, so how long it takes cannot be timed.
 
     Used where the work happens only for some inputs (a reset mail goes only to a real
-    account, and is sent over SMTP right after commit): doing it before answering would let
-    anyone tell, by the clock, whether an address belongs to a client of the practice.
+    account): doing it before answering would let anyone tell, by the clock, whether an
+    address belongs to a client of the practice.
     """
     app = current_app._get_current_object()
     environ = dict(request.environ)  # same client address and agent for the audit trail
-    once = threading.Lock()
 
     def run() -> None:
-        if not once.acquire(blocking=False):
-            return
-        fallback.cancel()
-        try:
-            with app.request_context(environ):
-                work(*args)
-        except Exception as exc:  # the answer has gone; never let this reach the server
-            log.error("deferred account work failed: %s", type(exc).__name__)
+        with app.request_context(environ):
+            work(*args)
 
-    # Servers call this once the answer is sent (gunicorn always); werkzeug's development
-    # server skips it when the browser hangs up early, so a timer makes sure it still runs.
-    fallback = threading.Timer(DEFERRED_FALLBACK_SECONDS, run)
-    fallback.daemon = True
-    fallback.start()
-    response.call_on_close(run)
-    return response
+    return after_response(response, run, what="deferred account work")
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])

@@ -2,10 +2,12 @@
 
 `enqueue()` renders a template, seals the recipient address and the bodies, and adds an
 outbox row to the caller's session: the mail exists if and only if the change that caused it
-was committed. When MAIL_SEND_AFTER_COMMIT is on, the rows a transaction queued are sent right
-after its commit, from memory, in a short transaction of their own; whatever fails there stays
-pending for `deliver_pending()` (the `deliver-mail` worker or cron job), which retries with
-backoff.
+was committed. When MAIL_SEND_AFTER_COMMIT is on, the rows a transaction queued are sent from
+memory, in a short transaction of their own: right after its commit, or, for a commit made
+while answering a request, once the answer has gone out (the mail server's round trips are
+not the page's, and a mail that only real accounts get cannot be timed). Whatever fails there
+stays pending for `deliver_pending()` (the `deliver-mail` worker or cron job), which retries
+with backoff.
 
 Nothing here logs or raises with an address, a link or a body in it: errors are recorded by
 exception class name only.
@@ -21,10 +23,11 @@ from datetime import datetime, timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, parseaddr
 
-from flask import current_app, has_app_context
+from flask import Flask, Response, current_app, g, has_app_context, has_request_context
 from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from portal.after_response import after_response
 from portal.crypto import Context, DecryptionError, open_text, seal
 from portal.extensions import db, new_id, utcnow
 from portal.mail.models import OutboxMessage
@@ -35,6 +38,7 @@ log = logging.getLogger("portal.mail")
 CLAIM_FOR = timedelta(minutes=2)
 MAX_BACKOFF_MINUTES = 60
 _AFTER_COMMIT_KEY = "portal.mail.after_commit"
+_HELD_KEY = "portal_mail_held"  # on `g`: mail a request committed, sent after its answer
 _TABLE = OutboxMessage.__table__
 
 
@@ -131,18 +135,47 @@ def _context(row_id: uuid.UUID, column: str) -> Context:
 
 # --- sending right after commit -------------------------------------------------------------
 
+def init_app(app: Flask) -> None:
+    """Hold mail committed during a request until its answer has gone out."""
+    app.before_request_funcs.setdefault(None, []).insert(0, _hold_mail)
+    app.after_request(_send_held_mail)
+
+
+def _hold_mail() -> None:
+    g.setdefault(_HELD_KEY, [])
+
+
+def _send_held_mail(response: Response) -> Response:
+    # A commit after this point (a teardown hook's) sends at once: the list is gone.
+    held = g.pop(_HELD_KEY, None)
+    if held:
+        app = current_app._get_current_object()
+        after_response(response, lambda: _send_now(app, held), what="mail")
+    return response
+
+
 @event.listens_for(Session, "after_commit")
 def _deliver_after_commit(session: Session) -> None:
-    """Send what the committed transaction queued; failures stay pending for the worker."""
+    """Send what the committed transaction queued (in a request, once the answer is out);
+    failures stay pending for the worker."""
     pending = session.info.pop(_AFTER_COMMIT_KEY, None)
     if not pending or not has_app_context():
         return
     app = current_app._get_current_object()
     if not app.config.get("MAIL_SEND_AFTER_COMMIT"):
         return
+    held = g.get(_HELD_KEY) if has_request_context() else None
+    if held is not None:
+        held.extend(pending.values())
+    else:
+        _send_now(app, list(pending.values()))
+
+
+def _send_now(app: Flask, items: list[Outgoing]) -> None:
     try:
-        _send_from_memory(app.config, list(pending.values()))
-    except Exception as exc:  # never into the request: the row is still pending
+        with app.app_context():
+            _send_from_memory(app.config, items)
+    except Exception as exc:  # never into the request: the rows are still pending
         log.warning("mail: sending after commit failed (%s); left for the worker",
                     type(exc).__name__)
 

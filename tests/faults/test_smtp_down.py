@@ -43,6 +43,7 @@ def test_notifications_wait_in_the_outbox_while_smtp_is_down_then_go_exactly_onc
             "csrf_token": csrf_token(browser, "/messages/new"), "recipient": str(therapist.id),
             "subject": "smtp-fault subject", "body": "smtp-fault body, private"})
         assert response.status_code == 302  # the outage never reaches the person writing
+        response.close()  # the server has sent the answer: now the notice is tried
     pending = outbox()
     assert [(r.user_id, r.sent_at, r.attempts, r.last_error) for r in pending] == [
         (colleen.id, None, 1, "ConnectionRefusedError"),

@@ -158,6 +158,57 @@ def test_a_message_is_sent_right_after_commit_when_configured(app, db, smtp_serv
     assert len(smtp_server.envelopes) == 1
 
 
+@pytest.fixture
+def mailing_route(app, db, person):
+    """A public route that commits one invitation mail; the user is the `person`."""
+    import portal.security
+
+    user, address = person
+    user_id = user.id  # read here: the route must not load it through the test's session
+
+    def send():
+        enqueue(db.session.get(User, user_id), "invitation", to_address=address, link=LINK,
+                hours_valid=72)
+        db.session.commit()
+        return "queued"
+
+    app.add_url_rule("/test-mail", "test_mail", send, methods=["POST"])
+    app.config["WTF_CSRF_ENABLED"] = False
+    original = portal.security.PUBLIC_ENDPOINTS
+    portal.security.PUBLIC_ENDPOINTS = original | {"test_mail"}
+    yield "/test-mail"
+    portal.security.PUBLIC_ENDPOINTS = original
+
+
+def test_mail_committed_by_a_request_goes_once_the_answer_is_out(app, db, smtp_server,
+                                                                 mailing_route):
+    app.config["MAIL_SEND_AFTER_COMMIT"] = True
+    db.session.commit()
+    with app.app_context():  # a request context of its own, as behind a server
+        response = app.test_client().post(mailing_route)
+    assert response.status_code == 200
+    assert smtp_server.envelopes == []  # the answer did not wait for the mail server
+    response.close()  # the server has sent the answer
+    (envelope,) = smtp_server.envelopes
+    assert envelope.message["Subject"] == SUBJECTS["invitation"]
+    (row,) = db.session.scalars(select(OutboxMessage)).all()
+    assert row.sent_at is not None
+
+
+def test_mail_held_for_an_answer_that_is_never_closed_still_goes(app, db, smtp_server,
+                                                                 mailing_route, monkeypatch):
+    monkeypatch.setattr("portal.after_response.FALLBACK_SECONDS", 0.05)
+    app.config["MAIL_SEND_AFTER_COMMIT"] = True
+    db.session.commit()
+    with app.app_context():
+        app.test_client().post(mailing_route)  # a browser that hung up: no close
+    for _ in range(100):
+        if smtp_server.envelopes:
+            break
+        threading.Event().wait(0.05)
+    assert len(smtp_server.envelopes) == 1
+
+
 def test_after_commit_sends_nothing_for_a_rolled_back_transaction(app, db, smtp_server, person):
     app.config["MAIL_SEND_AFTER_COMMIT"] = True
     _invite(db, person, commit=False)
