@@ -1,8 +1,9 @@
 """Shared fixtures: an app on a fresh database per test, a client, a CLI runner, builders,
-isolated test-client requests and a real SMTP server."""
+isolated test-client requests, a guard against server errors and a real SMTP server."""
 
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -10,9 +11,15 @@ from sqlalchemy import text
 from portal import create_app
 from portal.extensions import db as _db
 from tests.support.clients import IsolatedClient
+from tests.support.guards import server_errors_refused
 from tests.support.smtp import SMTPServer
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line("markers", "server_error_expected(status, ...): the test causes "
+                            "these 5xx answers on purpose; no_server_errors lets them through")
 
 
 def _database_url(tmp_path) -> str:
@@ -76,6 +83,30 @@ def isolated_requests(request) -> None:
     """
     if "app" in request.fixturenames:
         request.getfixturevalue("app").test_client_class = IsolatedClient
+
+
+@pytest.fixture
+def no_server_errors(request) -> Iterator[list[str]]:
+    """Fail the test if a request it made answered with a server error (any 5xx).
+
+    It watches the test's `app` or, in tests/security, the module's `world` app (other apps a
+    test builds, e.g. to break on purpose, are not watched); without either it does nothing.
+    /readyz's 503 is its normal "not ready" answer here, not a failure. A test that causes a
+    5xx on purpose says so: `@pytest.mark.server_error_expected(503)`. Opt in by name, or for
+    a whole folder with an autouse fixture in its conftest that asks for it. Yields the
+    failures seen so far.
+    """
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+    elif "world" in request.fixturenames:
+        app = request.getfixturevalue("world").app
+    else:
+        yield []
+        return
+    allowed = [status for mark in request.node.iter_markers("server_error_expected")
+               for status in mark.args]
+    with server_errors_refused(app, allowed) as failures:
+        yield failures
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from portal.extensions import db
 from tests.accounts.support import (  # noqa: F401 - fixtures
     guarded_requests,
     make_user,
-    no_server_errors,
     sign_in,
 )
 

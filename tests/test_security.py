@@ -17,7 +17,6 @@ from tests.accounts.support import (  # noqa: F401 - fixtures
     extra_app,
     guarded_requests,
     make_user,
-    no_server_errors,
     post_form,
     sign_in,
 )
@@ -311,6 +310,7 @@ def test_quick_exit_is_on_public_and_error_pages(client, path):
     assert re.search(r'<a class="quick-exit" href="https://[^"]+" id="quick-exit"', html)
 
 
+@pytest.mark.server_error_expected(503)
 def test_database_trouble_is_a_friendly_503_even_for_a_signed_in_user(app, monkeypatch):
     from sqlalchemy.exc import OperationalError
 

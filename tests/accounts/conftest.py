@@ -1,4 +1,4 @@
-"""Fixtures for the account tests: a guard against 500s (the SMTP server: tests/conftest.py)."""
+"""Fixtures for the account tests (the 500 guard and the SMTP server: tests/conftest.py)."""
 
 # Every account test runs its requests in isolation and fails when one answered 500.
-from .support import guarded_requests, no_server_errors  # noqa: F401
+from .support import guarded_requests  # noqa: F401

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import pyotp
 import pytest
-from flask import Flask, request_finished
+from flask import Flask
 from sqlalchemy import select
 
 from portal import create_app
@@ -156,29 +156,9 @@ def link_in(text: str) -> tuple[str, str]:
     return f"/{found.group(1)}/{found.group(2)}", found.group(2)
 
 
-@pytest.fixture
-def no_server_errors(request) -> Iterator[list]:
-    """Fail the test if any request it made answered 500 (the issue: none may)."""
-    if "app" not in request.fixturenames:
-        yield []
-        return
-    app: Flask = request.getfixturevalue("app")
-    failures: list[str] = []
-
-    def _seen(sender, response, **extra):
-        if response.status_code >= 500 and response.status_code != 503:
-            from flask import request as current_request
-            failures.append(f"{current_request.method} {current_request.path} -> "
-                            f"{response.status_code}")
-
-    with request_finished.connected_to(_seen, app):
-        yield failures
-    assert not failures, f"requests answered with a server error: {failures}"
-
-
 @pytest.fixture(autouse=True)
 def guarded_requests(request, isolated_requests, no_server_errors) -> None:
-    """Autouse wherever imported: isolated requests (tests/conftest.py), a failure on any 500."""
+    """Autouse wherever imported: isolated requests, a failure on any 5xx (tests/conftest.py)."""
 
 
 @contextmanager

@@ -9,11 +9,7 @@ from playwright.sync_api import Page, expect
 
 from portal.accounts import mfa, service
 from portal.extensions import db
-from tests.accounts.support import (  # noqa: F401 - fixtures
-    PASSWORD,
-    make_user,
-    no_server_errors,
-)
+from tests.accounts.support import PASSWORD, make_user
 
 pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("no_server_errors")]
 

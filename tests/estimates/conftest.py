@@ -6,7 +6,6 @@ import secrets
 from datetime import date, timedelta
 
 import pytest
-from flask import g
 from flask.testing import FlaskClient
 
 from portal.accounts import mfa, passwords
@@ -126,24 +125,9 @@ class Practice:
         return estimate
 
 
-class PerRequestClient(FlaskClient):
-    """A test client that forgets the signed-in user between requests.
-
-    The app fixture keeps one app context pushed for the whole test, and requests reuse it, so
-    flask.g (where Flask-Login keeps the loaded user) would carry one person's sign-in into the
-    next request made by another client.
-    """
-
-    def open(self, *args, **kwargs):
-        for key in ("_login_user", "user_session", "session_expired", "csrf_token"):
-            g.pop(key, None)
-        return super().open(*args, **kwargs)
-
-
 @pytest.fixture(autouse=True)
-def _fresh_user_per_request(app):
-    """Use PerRequestClient for every test client in these tests."""
-    app.test_client_class = PerRequestClient
+def _isolated(isolated_requests):
+    """Every estimate test runs its test-client requests in isolation (see tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from datetime import date
 
 import pyotp
 import pytest
-from flask import request_finished
 
 from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
@@ -76,26 +75,9 @@ def publish(slug: str = "terms", *, number_text: str | None = None,
 
 
 @pytest.fixture(autouse=True)
-def _isolated(isolated_requests):
-    """Every policy test runs its test-client requests in isolation (see tests/conftest.py)."""
-
-
-@pytest.fixture(autouse=True)
-def no_server_errors(request):
-    """Fail the test if any request it made answered with a server error."""
-    if "app" not in request.fixturenames:
-        yield
-        return
-    app = request.getfixturevalue("app")
-    failures: list[str] = []
-
-    def seen(sender, response, **extra):
-        if response.status_code >= 500:
-            failures.append(str(response.status_code))
-
-    with request_finished.connected_to(seen, app):
-        yield
-    assert not failures, f"requests answered with a server error: {failures}"
+def _isolated(isolated_requests, no_server_errors):
+    """Every policy test runs its test-client requests in isolation and fails on any 5xx
+    (see tests/conftest.py)."""
 
 
 @pytest.fixture

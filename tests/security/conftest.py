@@ -3,7 +3,6 @@
 from collections.abc import Iterator
 
 import pytest
-from flask import request, request_finished
 
 from portal import create_app
 from portal.extensions import db
@@ -38,32 +37,6 @@ def world(tmp_path_factory) -> Iterator[World]:
 
 
 @pytest.fixture(autouse=True)
-def no_server_errors(request: pytest.FixtureRequest) -> Iterator[list[str]]:
-    """Fail the test if any request it made answered with a server error."""
-    if "world" not in request.fixturenames:
-        yield []
-        return
-    app = request.getfixturevalue("world").app
-    failures: list[str] = []
-
-    def seen(sender, response, **extra):
-        # /readyz answers 503 here by design: these tables come from create_all, not migrations.
-        if response.status_code >= 500 and not (
-                response.status_code == 503 and request_endpoint() == "ops.readyz"):
-            failures.append(f"{request_method()} {request_path()} -> {response.status_code}")
-
-    with request_finished.connected_to(seen, app):
-        yield failures
-    assert not failures, f"requests answered with a server error: {failures[:20]}"
-
-
-def request_endpoint() -> str | None:
-    return request.endpoint
-
-
-def request_method() -> str:
-    return request.method
-
-
-def request_path() -> str:
-    return request.full_path[:200]
+def _guarded(no_server_errors) -> None:
+    """Every test that uses the world fails if a request answered with a server error
+    (tests/conftest.py; it watches the world's app)."""
