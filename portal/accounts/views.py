@@ -159,13 +159,21 @@ def _token_page(problem: TokenProblem, kind: str):
 @bp.route("/invitation/<token>")
 def invitation_link(token: str):
     """Check an invitation link, then continue on a URL without the token."""
+    return _continue_without_token(token, "invitation", service.invitation_user,
+                                   "accounts.accept_invitation")
+
+
+def _continue_without_token(token: str, kind: str, check: Callable[[str], object],
+                            endpoint: str):
+    """Keep a live link's token in the session and redirect, so it leaves the address bar
+    (and the history, and any Referer) before the form is shown."""
     try:
-        service.invitation_user(token)
+        check(token)
     except TokenProblem as problem:
-        return _token_page(problem, "invitation")
+        return _token_page(problem, kind)
     session.clear()
-    session["invitation"] = token
-    return redirect(url_for("accounts.accept_invitation"))
+    session[kind] = token
+    return redirect(url_for(endpoint))
 
 
 @bp.route("/invitation", methods=["GET", "POST"])
@@ -228,13 +236,7 @@ def forgot_password():
 @bp.route("/reset/<token>")
 def reset_link(token: str):
     """Check a reset link, then continue on a URL without the token."""
-    try:
-        service.reset_user(token)
-    except TokenProblem as problem:
-        return _token_page(problem, "reset")
-    session.clear()
-    session["reset"] = token
-    return redirect(url_for("accounts.reset_password"))
+    return _continue_without_token(token, "reset", service.reset_user, "accounts.reset_password")
 
 
 @bp.route("/reset", methods=["GET", "POST"])
