@@ -3,10 +3,12 @@
 and the client sees the reply and the read receipt."""
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
 
+from portal.mail.templates import SUBJECTS
 from portal.messaging import crisis
 from tests.messaging.conftest import PASSWORD, PDF, assign, make_user
 from tests.messaging.test_crisis import CALM_TEXTS, CRISIS_TEXTS
@@ -136,3 +138,28 @@ def test_browser_and_server_agree_on_crisis_language(page, journey_people):
             "([text, phrases]) => window.coeoCrisis.matches([text], "
             "phrases.map((p) => window.coeoCrisis.normalize(p).trim()))", [text, phrases])
         assert in_browser == crisis.matches(text), text
+
+
+def test_the_therapist_is_emailed_a_notice_once_the_page_has_answered(
+        app, page, journey_people, smtp_server):
+    """Through a real server: the page does not wait for the mail server, and the notice
+    that follows says nothing but that there is a message."""
+    app.config["MAIL_SEND_AFTER_COMMIT"] = True
+    email, _ = journey_people["client"]
+    _sign_in(page, email)
+    page.goto("/messages/new")
+    page.get_by_label("Subject").fill("Private subject for the notice test")
+    page.get_by_label("Your message").fill("Private words for the notice test")
+    page.get_by_role("button", name="Send message").click()
+    expect(page.get_by_text("Your message was sent.")).to_be_visible()
+    for _ in range(100):  # sent by the server once it has closed the answer
+        if smtp_server.envelopes:
+            break
+        time.sleep(0.05)
+    (notice,) = smtp_server.envelopes
+    therapist_email, _ = journey_people["therapist"]
+    assert notice.rcpt_tos == (therapist_email,)
+    assert notice.message["Subject"] == SUBJECTS["new_message"]
+    content = notice.content.decode("utf-8", "replace")
+    for private in ("Private", "Alex", "Rivera", "therapy"):
+        assert private not in content
