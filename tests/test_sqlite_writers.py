@@ -77,7 +77,7 @@ def test_a_waiting_writer_starts_soon_after_the_lock_is_freed(database):
     first.commit()
     released.append(time.monotonic())
     worker.join(5)
-    assert started and started[0] - released[0] < 0.02
+    assert started and started[0] - released[0] < 0.05  # it polls every 0.5 ms at most
     assert [n for (n,) in first.execute("SELECT n FROM t ORDER BY n")] == [1, 2]
     first.close()
     second.close()
