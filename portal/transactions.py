@@ -2,7 +2,8 @@
 
 SQLite allows one writer at a time. A deferred transaction that reads and then writes fails
 with SQLITE_BUSY_SNAPSHOT when another process wrote in between, so every transaction starts
-with BEGIN IMMEDIATE (take the write lock up front, queue on busy_timeout) except:
+with BEGIN IMMEDIATE (take the write lock up front, queueing behind other writers on
+`portal.sqlite_writers`' file lock) except:
 
 - GET and HEAD requests to views marked `portal.extensions.read_only` (and the endpoints
   below) run deferred, so pages that only read never wait for the write lock;

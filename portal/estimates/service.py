@@ -143,7 +143,7 @@ def open_document(estimate: GoodFaithEstimate) -> GfeDocument:
 
 def _open_as(estimate: GoodFaithEstimate, what: str, parse):
     """Open the sealed JSON and parse it; a failure to decrypt is audited, and either failure
-    becomes EstimateUnavailable ("This draft could not be opened.")."""
+    becomes EstimateUnavailable ("This {what} could not be opened.")."""
     try:
         return parse(_open_json(estimate))
     except DecryptionError as error:

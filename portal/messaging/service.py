@@ -373,15 +373,11 @@ def _mark_read(reader: User, thread: Thread, now: datetime, *, locked: bool = Fa
                           .execution_options(populate_existing=True))
     theirs = [Message.thread_id == thread.id, Message.sender_id != reader.id,
               Message.read_at.is_(None)]
-    if seen_through is not None:
-        db.session.execute(
-            update(Message).where(*theirs, Message.created_at <= seen_through)
-            .values(read_at=now).execution_options(synchronize_session=False))
-        unread = db.session.scalar(select(func.count()).select_from(Message).where(*theirs))
-    else:
-        db.session.execute(update(Message).where(*theirs).values(read_at=now)
-                           .execution_options(synchronize_session=False))
-        unread = 0
+    seen = theirs if seen_through is None else [*theirs, Message.created_at <= seen_through]
+    db.session.execute(update(Message).where(*seen).values(read_at=now)
+                       .execution_options(synchronize_session=False))
+    unread = 0 if seen_through is None else db.session.scalar(
+        select(func.count()).select_from(Message).where(*theirs))
     if reader.id == thread.client_id:
         thread.client_unread = unread
     else:

@@ -159,7 +159,7 @@ def test_a_message_is_sent_right_after_commit_when_configured(app, db, smtp_serv
 
 
 @pytest.fixture
-def mailing_route(app, db, person):
+def mailing_route(app, db, person, monkeypatch):
     """A public route that commits one invitation mail; the user is the `person`."""
     import portal.security
 
@@ -174,10 +174,9 @@ def mailing_route(app, db, person):
 
     app.add_url_rule("/test-mail", "test_mail", send, methods=["POST"])
     app.config["WTF_CSRF_ENABLED"] = False
-    original = portal.security.PUBLIC_ENDPOINTS
-    portal.security.PUBLIC_ENDPOINTS = original | {"test_mail"}
-    yield "/test-mail"
-    portal.security.PUBLIC_ENDPOINTS = original
+    monkeypatch.setattr(portal.security, "PUBLIC_ENDPOINTS",
+                        portal.security.PUBLIC_ENDPOINTS | {"test_mail"})
+    return "/test-mail"
 
 
 def test_mail_committed_by_a_request_goes_once_the_answer_is_out(app, db, smtp_server,
