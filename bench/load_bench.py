@@ -223,9 +223,10 @@ def seed(config: dict, therapists: int, clients: int, messages_each: int) -> See
     from portal.accounts.identity import set_identity
     from portal.accounts.models import Assignment, User
     from portal.crypto import ensure_canaries
+    from portal.db import new_id, utcnow
     from portal.estimates import service as estimates
     from portal.estimates.demo import demo_draft
-    from portal.extensions import db, new_id, utcnow
+    from portal.extensions import db
     from portal.messaging import service as messaging
 
     app = create_app(dict(config, PORTAL_SKIP_KEY_CHECK=True))

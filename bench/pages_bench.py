@@ -63,8 +63,8 @@ app = create_app(json.loads(os.environ["BENCH_PORTAL_CONFIG"]))
 # answers. No audited page can be faster than the second.
 from flask_login import current_user
 from portal.audit import record
-from portal.extensions import read_only
-from portal.transactions import write_transaction
+from portal.pages import read_only
+from portal.db.transactions import write_transaction
 
 
 @app.get("/bench/signed-in")
@@ -127,7 +127,8 @@ def seed(config: dict, therapists: int, clients: int, messages: int) -> dict:
     from portal.accounts.identity import set_identity
     from portal.accounts.models import Assignment, User
     from portal.crypto import Context, ensure_canaries, preload_keys, seal
-    from portal.extensions import db, new_id, utcnow
+    from portal.db import new_id, utcnow
+    from portal.extensions import db
     from portal.messaging.models import Message, Thread
 
     rng = random.Random(4)

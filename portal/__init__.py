@@ -3,18 +3,32 @@
 import logging
 import os
 import secrets
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 import config as config_module
-from portal import transactions
+from portal import audit, crypto, errors, mail, pages, security, templating
+from portal.accounts import feature as accounts
+from portal.admin import feature as admin
+from portal.cli import portal_cli
+from portal.db import (
+    connections,  # noqa: F401 - every connection's set-up
+    transactions,
+)
+from portal.estimates import feature as estimates
 from portal.extensions import csrf, db, limiter, login_manager, migrate
-from portal.sqlite_writers import BUSY_SECONDS
+from portal.main import feature as main
+from portal.messaging import feature as messaging
+from portal.ops import feature as ops
+from portal.ops import logs
+from portal.policies import feature as policies
+
+# Every feature, registered explicitly: one that fails to import stops the app. In this
+# order, the accounts gate (two-step enrolment) runs before the policy gate.
+FEATURES = (main, accounts, admin, messaging, estimates, policies, ops)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,53 +66,23 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     login_manager.init_app(app)
     transactions.install(app)
 
-    from portal import crypto
     crypto.init_app(app)
-
-    from portal import mail
+    audit.init_app(app)
     mail.init_app(app)
-
-    from portal.ops import logs
     logs.init_app(app)
-
-    from portal import security
     security.init_app(app)
-
-    from portal import errors
     errors.init_app(app)
-
-    from portal import templating
     templating.init_app(app)
-
-    _register_blueprints(app)
-
-    from portal.cli import portal_cli
+    pages.declare_static(app)
+    for feature in FEATURES:
+        feature.init_app(app)
     app.cli.add_command(portal_cli)
 
     if app.config.get("PROXY_FIX_HOPS"):
-        from werkzeug.middleware.proxy_fix import ProxyFix
         hops = app.config["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)  # type: ignore[method-assign]
 
     return app
-
-
-def _register_blueprints(app: Flask) -> None:
-    from portal.accounts.views import bp as accounts_bp
-    from portal.admin.views import bp as admin_bp
-    from portal.main.views import bp as main_bp
-    from portal.ops.views import bp as ops_bp
-
-    for bp in (main_bp, accounts_bp, admin_bp, ops_bp):
-        app.register_blueprint(bp)
-    for name in ("messaging", "estimates", "policies"):
-        try:
-            module = __import__(f"portal.{name}.views", fromlist=["bp"])
-        except ModuleNotFoundError as exc:
-            if exc.name != f"portal.{name}.views":
-                raise
-            continue
-        app.register_blueprint(module.bp)
 
 
 def _prepare_development(app: Flask) -> None:
@@ -134,17 +118,6 @@ def _check_production(app: Flask) -> None:
         problems.append("DEBUG must be off")
     if problems:
         raise SystemExit("coeo portal will not start in production: " + "; ".join(problems))
-
-
-@event.listens_for(Engine, "connect")
-def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
-    """Turn on foreign keys and WAL for SQLite, which ignores foreign keys otherwise."""
-    if isinstance(dbapi_connection, sqlite3.Connection):
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
-        cursor.close()
 
 
 logging.getLogger("portal").addHandler(logging.NullHandler())

@@ -18,7 +18,8 @@ from sqlalchemy import and_, exists, false, select
 from sqlalchemy.orm import undefer
 
 from portal.accounts.models import Assignment, Role
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 from portal.messaging.models import Attachment, EmergencyGrant, Message, Thread
 
 

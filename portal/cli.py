@@ -8,6 +8,7 @@ from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
+from portal import hooks
 from portal.accounts.models import Role, User
 from portal.extensions import db
 
@@ -76,7 +77,7 @@ def seed_demo() -> None:
     from portal.accounts import mfa, passwords
     from portal.accounts.identity import set_identity
     from portal.accounts.models import Assignment
-    from portal.extensions import new_id, utcnow
+    from portal.db import new_id, utcnow
 
     by_email = {}
     for role, name, email, password, key in DEMO_PEOPLE:
@@ -94,7 +95,7 @@ def seed_demo() -> None:
             db.session.add(Assignment(client_id=by_email[client_email].id,
                                       therapist_id=by_email[therapist_email].id))
     db.session.commit()
-    for seeder in current_app.extensions.get("demo_seeders", []):
+    for seeder in hooks.demo_seeders:
         seeder(by_email)
 
 

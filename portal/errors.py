@@ -1,4 +1,7 @@
-"""Friendly error pages; no stack trace or technical detail ever reaches a user."""
+"""Refusals and error pages: one exception for a refused rule, and friendly error pages.
+
+No stack trace or technical detail ever reaches a user.
+"""
 
 import contextlib
 import logging
@@ -10,9 +13,23 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from portal.extensions import db, login_manager
+from portal.text import size_text
 
 log = logging.getLogger("portal.errors")
 PAGES = {400, 403, 404, 405, 413, 429, 500, 503}
+
+
+class RuleError(Exception):
+    """A business rule refused the change; the message is for the person who asked.
+
+    Every service raises this (or a subclass that carries more detail) and never touches a
+    form; `portal.forms.refuse` puts it on the form field it names, or above the form.
+    """
+
+    def __init__(self, message: str, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
 
 
 def init_app(app: Flask) -> None:
@@ -61,14 +78,6 @@ def _http_error(error: HTTPException):
     if code == 405 and error.get_response().headers.get("Allow"):
         return response, status, {"Allow": error.get_response().headers["Allow"]}
     return response, status
-
-
-def size_text(size: int) -> str:
-    """Say a byte limit the way people read it: '60 MB', '500 KB'."""
-    for unit, factor in (("MB", 1024 * 1024), ("KB", 1024)):
-        if size >= factor:
-            return f"{size / factor:.3g} {unit}".replace(".0 ", " ")
-    return f"{size} bytes"
 
 
 def _database_down(error: OperationalError):

@@ -1,76 +1,40 @@
-"""Security headers, the sign-in requirement, staff 2FA enrolment, and the role decorator.
+"""Security headers, the sign-in requirement and its gates, and the role decorator.
 
-Every route needs a signed-in user except the endpoints in PUBLIC_ENDPOINTS; a test walks
-the URL map to hold that line.
+Every route needs a signed-in user unless its view is marked `@public` (`portal.pages`); a
+test walks the URL map to hold that line. Features add gates (`portal.hooks.sign_in_gates`):
+two-step sign-in enrolment for staff, the policy acceptance for clients.
 """
 
-from collections.abc import Callable
 from functools import wraps
 
 from flask import Flask, abort, current_app, g, redirect, request, url_for
 from flask_login import current_user
 
-from portal.accounts import sessions
+from portal import hooks, pages
 from portal.extensions import login_manager
-
-PUBLIC_ENDPOINTS = frozenset({
-    "static",
-    "main.home",
-    "main.login",
-    "accounts.sign_in",
-    "accounts.mfa_challenge",
-    "accounts.forgot_password",
-    "accounts.invitation_link",
-    "accounts.accept_invitation",
-    "accounts.reset_link",
-    "accounts.reset_password",
-    "accounts.signed_out",
-    "policies.index",
-    "policies.show",
-    "policies.version",
-    "policies.sitemap",
-    "policies.robots",
-    "ops.healthz",
-    "ops.readyz",
-})
-
-# Pages whose content is the same for everyone and may be cached by the browser.
-CACHEABLE_ENDPOINTS = frozenset({"static", "policies.index", "policies.show",
-                                 "policies.version", "policies.sitemap", "policies.robots"})
-
-# What a signed-in member of staff without two-step sign-in may still reach.
-ENROLMENT_ENDPOINTS = frozenset({"accounts.mfa_setup", "accounts.sign_out", "accounts.keepalive"})
 
 CSP = ("default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
        "frame-ancestors 'none'")
 PERMISSIONS_POLICY = ("camera=(), microphone=(), geolocation=(), payment=(), usb=(), "
                       "interest-cohort=(), browsing-topics=()")
 
-Gate = Callable[[], object | None]
-
 
 def init_app(app: Flask) -> None:
-    login_manager.user_loader(sessions.load)
-    login_manager.login_view = "accounts.sign_in"
+    login_manager.user_loader(_load_user)
     login_manager.login_message = None
     login_manager.session_protection = None  # the server-side session record does this job
-    app.extensions.setdefault("portal_gates", [])
     # First of all hooks: the CSRF check reads the form, so the size limit must already be set.
     app.before_request_funcs.setdefault(None, []).insert(0, _limit_form_size)
     app.before_request(_require_sign_in)
     app.after_request(_headers)
 
 
-def register_gate(app: Flask, gate: Gate) -> None:
-    """Add a check run for signed-in users before every non-public view (e.g. policy consent).
-
-    A gate returns a response (usually a redirect) to stop the request, or None.
-    """
-    app.extensions.setdefault("portal_gates", []).append(gate)
+def _load_user(session_id: str):
+    return hooks.user_loader(session_id)
 
 
 def is_public(endpoint: str | None) -> bool:
-    return endpoint in PUBLIC_ENDPOINTS
+    return pages.endpoint_has(endpoint, pages.PUBLIC)
 
 
 def _limit_form_size() -> None:
@@ -92,18 +56,22 @@ def _require_sign_in():
     if endpoint is None or is_public(endpoint):
         return None
     if not current_user.is_authenticated:
+        sign_in = login_manager.login_view  # set by the feature that signs people in
         if g.get("session_expired"):
-            return redirect(url_for("accounts.sign_in", reason="idle"))
-        return redirect(url_for("accounts.sign_in", next=_safe_next_path()))
-    if current_user.is_staff and not current_user.mfa_enabled:
-        if endpoint not in ENROLMENT_ENDPOINTS:
-            return redirect(url_for("accounts.mfa_setup"))
-        return None
-    for gate in current_app.extensions["portal_gates"]:
-        response = gate()
+            return redirect(url_for(sign_in, reason="idle"))
+        return redirect(url_for(sign_in, next=_safe_next_path()))
+    for gate in hooks.sign_in_gates:
+        if pages.endpoint_has(endpoint, gate.exempt_mark):
+            continue
+        response = gate.check()
         if response is not None:
             return response
     return None
+
+
+def navigation_hidden(user) -> bool:
+    """Say whether a gate holds this user back from the pages the navigation links to."""
+    return any(gate.hides_navigation(user) for gate in hooks.sign_in_gates)
 
 
 def _safe_next_path() -> str | None:
@@ -134,7 +102,7 @@ def _headers(response):
         headers["Strict-Transport-Security"] = "max-age=63072000; includeSubDomains"
     if request.endpoint == "static":
         return response  # the same for everyone; loading the user would also reset the idle timer
-    if request.endpoint not in CACHEABLE_ENDPOINTS or _signed_in():
+    if not pages.endpoint_has(request.endpoint, pages.CACHEABLE) or _signed_in():
         headers["Cache-Control"] = "no-store"
         headers["Pragma"] = "no-cache"
     return response

@@ -1,14 +1,16 @@
-"""What every template can use: the practice profile, role navigation, local time filters."""
+"""What every template can use: the practice profile, the navigation features register,
+local time filters, and `button_form()` for button-only forms."""
 
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 from flask import Flask, current_app, request, url_for
 from flask_login import current_user
 from sqlalchemy.exc import SQLAlchemyError
-from werkzeug.routing import BuildError
+
+from portal import hooks, practice
+from portal.forms import EmptyForm
+from portal.security import navigation_hidden
 
 
 @dataclass(frozen=True)
@@ -19,23 +21,6 @@ class NavLink:
     badge: int | None = None
 
 
-# (label, endpoint, roles). Endpoints from features that are not installed are skipped.
-NAVIGATION = (
-    ("Home", "messaging.dashboard", ("therapist",)),
-    ("Messages", "messaging.inbox", ("client",)),
-    ("Estimates", "estimates.client_list", ("client",)),
-    ("Estimates", "estimates.staff_list", ("therapist", "admin")),
-    ("Clients", "accounts.my_clients", ("therapist",)),
-    ("People", "admin.users", ("admin",)),
-    ("Policies", "policies.admin_index", ("admin",)),
-    ("Audit", "admin.audit", ("admin",)),
-    ("Account", "accounts.settings", ("client", "therapist", "admin")),
-)
-
-# Badge providers by endpoint, registered by features (e.g. unread message counts).
-BADGES: dict[str, object] = {}
-
-
 def init_app(app: Flask) -> None:
     app.context_processor(_globals)
     app.add_template_filter(local_time, "local_time")
@@ -43,67 +28,43 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(friendly_time, "friendly_time")
     app.add_template_filter(moment, "moment")
     app.add_template_filter(dollars, "dollars")
-    app.add_template_global(policy_url, "policy_url")
-
-
-def policy_url(slug: str) -> str:
-    try:
-        return url_for("policies.show", slug=slug)
-    except BuildError:
-        return "#"
+    app.add_template_global(EmptyForm, "button_form")
 
 
 def _nav_links() -> list[NavLink]:
-    if not current_user.is_authenticated:
+    """The registered navigation items for the signed-in user's role, in order."""
+    if not current_user.is_authenticated or navigation_hidden(current_user):
         return []
-    if current_user.is_staff and not current_user.mfa_enabled:
-        return []
-    links = []
-    for label, endpoint, roles in NAVIGATION:
-        if current_user.role not in roles or endpoint not in current_app.view_functions:
-            continue
-        links.append(NavLink(label, url_for(endpoint), _is_active(endpoint), _badge(endpoint)))
-    return links
+    here = request.endpoint or ""
+    items = sorted((item for item in hooks.navigation if current_user.role in item.roles),
+                   key=lambda item: item.order)
+    return [NavLink(item.label, url_for(item.endpoint), item.is_current(here), _badge(item))
+            for item in items]
 
 
-def _is_active(endpoint: str) -> bool:
-    """Mark the nav item of the current area: same endpoint, or same feature blueprint."""
-    current = request.endpoint or ""
-    if current == endpoint:
-        return True
-    blueprint = endpoint.split(".")[0]
-    if blueprint == "accounts" or current.split(".")[0] != blueprint:
-        return False
-    if blueprint == "admin":  # several admin items share a blueprint
-        return (endpoint == "admin.audit") == (current == "admin.audit")
-    return True  # each role sees one item per feature blueprint
+def _footer_links() -> list[NavLink]:
+    return [NavLink(link.label, url_for(link.endpoint, **dict(link.values)))
+            for link in sorted(hooks.footer_links, key=lambda link: link.order)]
 
 
-def _badge(endpoint: str) -> int | None:
+def _badge(item: hooks.NavItem) -> int | None:
     """Ask a feature for its badge; a database outage must not break the error page."""
-    badge_fn = BADGES.get(endpoint)
-    if not callable(badge_fn):
+    if item.badge is None:
         return None
     try:
-        return badge_fn(current_user) or None
+        return item.badge(current_user) or None
     except SQLAlchemyError:
         return None
 
 
 def _globals() -> dict:
     return {
-        "practice": current_app.config["PRACTICE"],
+        "practice": practice.profile(),
         "nav_links": _nav_links(),
+        "footer_links": _footer_links(),
         "idle_seconds": current_app.config["SESSION_IDLE_MINUTES"] * 60,
         "reply_time": current_app.config["REPLY_TIME_TEXT"],
     }
-
-
-def _zone() -> ZoneInfo:
-    return _zone_named(current_app.config["PRACTICE_TIMEZONE"])
-
-
-_zone_named = lru_cache(maxsize=8)(ZoneInfo)  # a thread page formats ~150 times
 
 
 FULL_TIME = "%a %b %-d, %Y, %-I:%M %p"
@@ -113,7 +74,7 @@ def local_time(value: datetime | None, fmt: str = FULL_TIME) -> str:
     """Show a UTC time in the practice's time zone."""
     if value is None:
         return ""
-    return _lower_meridiem(value.astimezone(_zone()).strftime(fmt))
+    return _lower_meridiem(value.astimezone(practice.zone()).strftime(fmt))
 
 
 def _lower_meridiem(text: str) -> str:
@@ -124,7 +85,7 @@ def local_date(value, fmt: str = "%B %-d, %Y") -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        value = value.astimezone(_zone())
+        value = value.astimezone(practice.zone())
     return value.strftime(fmt)
 
 
@@ -132,7 +93,7 @@ def friendly_time(value: datetime | None) -> str:
     """'Tue 3:14 pm' this week, 'Mar 4, 3:14 pm' this year, else with the year."""
     if value is None:
         return ""
-    zone = _zone()
+    zone = practice.zone()
     return _friendly(value.astimezone(zone), datetime.now(zone))
 
 
@@ -159,7 +120,7 @@ class Moment:
 def moment(value: datetime) -> Moment:
     """Format a time every way a conversation needs, converting it to local time once
     (a 50-message page would otherwise convert 150 times)."""
-    zone = _zone()
+    zone = practice.zone()
     local = value.astimezone(zone)
     return Moment(iso=value.isoformat(), day=local.strftime("%A, %B %-d"),
                   full=_lower_meridiem(local.strftime(FULL_TIME)),

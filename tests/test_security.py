@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from werkzeug.routing import Rule
 
-from portal import security
-from portal.security import CSP, PUBLIC_ENDPOINTS, safe_next
+from portal.pages import PUBLIC, endpoints_marked, public
+from portal.security import CSP, safe_next
 from tests.accounts.support import (  # noqa: F401 - fixtures
     csrf_from,
     extra_app,
@@ -77,8 +77,8 @@ def test_the_code_uses_the_exact_csp():
     assert CSP == EXPECTED_CSP
 
 
-def test_public_endpoints_are_exactly_the_reviewed_allowlist():
-    assert set(PUBLIC_ENDPOINTS) == EXPECTED_PUBLIC
+def test_public_endpoints_are_exactly_the_reviewed_allowlist(app):
+    assert set(endpoints_marked(app, PUBLIC)) == EXPECTED_PUBLIC
 
 
 def test_every_non_public_route_sends_anonymous_visitors_to_sign_in(app):
@@ -87,7 +87,7 @@ def test_every_non_public_route_sends_anonymous_visitors_to_sign_in(app):
     with extra_app(app, WTF_CSRF_ENABLED=False) as open_app:
         client = open_app.test_client()
         for rule, url, methods in _routes(open_app):
-            if rule.endpoint in PUBLIC_ENDPOINTS:
+            if rule.endpoint in endpoints_marked(open_app, PUBLIC):
                 continue
             for method in methods:
                 response = client.open(url, method=method)
@@ -109,7 +109,7 @@ def test_anonymous_posts_without_a_csrf_token_are_refused_before_anything_runs(a
 def test_public_routes_answer_anonymous_visitors_without_an_error(app):
     client = app.test_client()
     for rule, url, methods in _routes(app):
-        if rule.endpoint in PUBLIC_ENDPOINTS and "GET" in methods:
+        if rule.endpoint in endpoints_marked(app, PUBLIC) and "GET" in methods:
             with client.get(url) as response:
                 assert response.status_code != 500, url
 
@@ -119,7 +119,7 @@ def test_every_page_behind_sign_in_is_no_store(app):
         client = app.test_client()
         sign_in(client, make_user(role))
         for rule, url, methods in _routes(app):
-            if rule.endpoint in PUBLIC_ENDPOINTS or "GET" not in methods:
+            if rule.endpoint in endpoints_marked(app, PUBLIC) or "GET" not in methods:
                 continue
             response = client.get(url)
             assert response.headers.get("Cache-Control") == "no-store", f"{role} GET {url}"
@@ -247,12 +247,10 @@ def broken_app(app, monkeypatch):
     def boom():
         raise RuntimeError("secret internal detail /srv/portal/x.py line 42")
 
-    monkeypatch.setattr(security, "PUBLIC_ENDPOINTS",
-                        PUBLIC_ENDPOINTS | {"test_forbidden", "test_boom"})
     # Not the test's own app: its 500 guard would (rightly) fail on the deliberate 500.
     with extra_app(app) as broken:
-        broken.add_url_rule("/test-forbidden", "test_forbidden", forbidden)
-        broken.add_url_rule("/test-boom", "test_boom", boom)
+        broken.add_url_rule("/test-forbidden", "test_forbidden", public(forbidden))
+        broken.add_url_rule("/test-boom", "test_boom", public(boom))
         yield broken
 
 

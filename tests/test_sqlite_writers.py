@@ -8,8 +8,8 @@ import time
 import pytest
 from sqlalchemy import text
 
-from portal.sqlite_writers import QueuedWriterConnection, lock_path
-from portal.transactions import write_transaction
+from portal.db.sqlite_writers import QueuedWriterConnection, lock_path
+from portal.db.transactions import write_transaction
 
 
 def _connect(path) -> QueuedWriterConnection:

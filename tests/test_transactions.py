@@ -6,7 +6,7 @@ from sqlalchemy import func, select, text
 
 from portal.audit import record
 from portal.audit.models import AuditEvent
-from portal.transactions import write_transaction
+from portal.db.transactions import write_transaction
 
 
 def _events(db) -> int:

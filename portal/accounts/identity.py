@@ -12,7 +12,8 @@ from sqlalchemy import Uuid, bindparam, select
 
 from portal.accounts.models import User
 from portal.crypto import Context, DecryptionError, email_index, open_text, preload_keys, seal
-from portal.extensions import db, new_id
+from portal.db import new_id
+from portal.extensions import db
 
 UNREADABLE_NAME = "(name could not be decrypted)"
 

@@ -15,7 +15,8 @@ from sqlalchemy import select, update
 
 from portal.accounts.models import RecoveryCode, User
 from portal.crypto import Context, DecryptionError, open_text, seal
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 
 ISSUER = "coeo portal"
 RECOVERY_CODE_COUNT = 10

@@ -24,7 +24,8 @@ from portal.accounts.models import (
     new_alt_id,
 )
 from portal.audit import record
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.extensions import db
 from portal.mail import enqueue
 
 

@@ -14,8 +14,9 @@ from flask import current_app, g, request, session
 from sqlalchemy import LargeBinary, bindparam, delete, select, update
 
 from portal.accounts.models import User, UserSession
-from portal.extensions import db, utcnow
-from portal.transactions import write_transaction
+from portal.db import utcnow
+from portal.db.transactions import write_transaction
+from portal.extensions import db
 
 SESSION_KEY = "sid"
 # Write last_seen at most this often (and at least every quarter of the idle timeout, so a

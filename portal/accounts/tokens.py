@@ -8,7 +8,8 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from portal.accounts.models import OneTimeToken, TokenPurpose
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 
 
 class TokenProblem(Exception):

@@ -19,6 +19,7 @@ from flask import (
 )
 from flask_login import current_user, login_user, logout_user
 
+from portal import hooks
 from portal.accounts import mfa, service, sessions
 from portal.accounts.forms import (
     ChangePasswordForm,
@@ -37,6 +38,7 @@ from portal.accounts.tokens import TokenProblem
 from portal.after_response import after_response
 from portal.crypto import Context, DecryptionError, email_index, open_text, seal
 from portal.extensions import db, limiter
+from portal.pages import allowed_before_consent, allowed_before_enrolment, public
 from portal.security import role_required, safe_next
 
 bp = Blueprint("accounts", __name__)
@@ -78,6 +80,8 @@ def _after_signin(user: User, next_url: str | None):
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
+@public
+@allowed_before_consent
 @limiter.limit(_ip_limit, methods=["POST"])
 @limiter.limit(_account_limit, key_func=_account_key, methods=["POST"])
 def sign_in():
@@ -103,6 +107,8 @@ def sign_in():
 
 
 @bp.route("/sign-in/verify", methods=["GET", "POST"])
+@public
+@allowed_before_consent
 @limiter.limit(_ip_limit, methods=["POST"])
 def mfa_challenge():
     """Ask for the second factor after a correct password."""
@@ -124,6 +130,8 @@ def mfa_challenge():
 
 
 @bp.route("/sign-out", methods=["POST"])
+@allowed_before_enrolment
+@allowed_before_consent
 def sign_out():
     """Sign out: delete the server session and ask the browser to forget this site."""
     form = EmptyForm()
@@ -138,12 +146,16 @@ def sign_out():
 
 
 @bp.route("/signed-out")
+@public
+@allowed_before_consent
 def signed_out():
     """Confirm the sign-out."""
     return render_template("accounts/signed_out.html")
 
 
 @bp.route("/keepalive", methods=["POST"])
+@allowed_before_enrolment
+@allowed_before_consent
 def keepalive():
     """Extend the idle timer when the user chooses to stay signed in."""
     return ("", 204)
@@ -157,6 +169,7 @@ def _token_page(problem: TokenProblem, kind: str):
 
 
 @bp.route("/invitation/<token>")
+@public
 def invitation_link(token: str):
     """Check an invitation link, then continue on a URL without the token."""
     return _continue_without_token(token, "invitation", service.invitation_user,
@@ -177,6 +190,7 @@ def _continue_without_token(token: str, kind: str, check: Callable[[str], object
 
 
 @bp.route("/invitation", methods=["GET", "POST"])
+@public
 def accept_invitation():
     """Choose a password from an invitation; lands signed in."""
     token = session.get("invitation", "")
@@ -219,6 +233,7 @@ def _after_response(response, work: Callable[..., object], *args):
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
+@public
 @limiter.limit(_ip_limit, methods=["POST"])
 @limiter.limit(_account_limit, key_func=_account_key, methods=["POST"])
 def forgot_password():
@@ -234,12 +249,14 @@ def forgot_password():
 
 
 @bp.route("/reset/<token>")
+@public
 def reset_link(token: str):
     """Check a reset link, then continue on a URL without the token."""
     return _continue_without_token(token, "reset", service.reset_user, "accounts.reset_password")
 
 
 @bp.route("/reset", methods=["GET", "POST"])
+@public
 def reset_password():
     """Choose a new password from a reset link; every session of the account ends."""
     token = session.get("reset", "")
@@ -277,7 +294,7 @@ def settings():
         sessions=service.active_sessions(user), this_session_id=this_session.id
         if this_session else None, attempts=service.recent_attempts(user),
         codes_left=mfa.recovery_codes_left(user) if user.mfa_enabled else 0,
-        form=EmptyForm(), extra_sections=current_app.extensions.get("settings_sections", []),
+        form=EmptyForm(), extra_sections=list(hooks.account_sections),
         device=sessions.describe_device)
 
 
@@ -310,6 +327,7 @@ def _pending_seed(user: User) -> str | None:
 
 
 @bp.route("/account/two-factor/setup", methods=["GET", "POST"])
+@allowed_before_enrolment
 def mfa_setup():
     """Enrol an authenticator app: QR code, key as text, then prove it with a code."""
     user = current_user._get_current_object()

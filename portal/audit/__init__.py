@@ -1,10 +1,23 @@
 """The append-only, hash-chained audit trail: `record()` inside a transaction, `verify()`."""
 
+from flask import Flask
+
 from portal.audit import hooks
 from portal.audit.models import AppendOnlyError, AuditEvent, AuditHead
 from portal.audit.service import VerifyResult, events_for_subject, record, verify
 
-hooks.install()
 
-__all__ = ["AppendOnlyError", "AuditEvent", "AuditHead", "VerifyResult", "events_for_subject",
-           "record", "verify"]
+def init_app(app: Flask) -> None:
+    """Record what the crypto layer reports (see `portal.audit.hooks`)."""
+    hooks.install()
+
+__all__ = [
+    "AppendOnlyError",
+    "AuditEvent",
+    "AuditHead",
+    "VerifyResult",
+    "events_for_subject",
+    "init_app",
+    "record",
+    "verify",
+]

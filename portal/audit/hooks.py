@@ -1,4 +1,4 @@
-"""Audit what the crypto layer reports (it calls hooks so it never imports the audit package).
+"""Audit what the crypto layer reports through `portal.hooks` (crypto never imports audit).
 
 Key events (rewrap, re-encrypt, shred) arrive inside the command's transaction and are recorded
 there. A value that would not open is usually found while a page renders, in a request whose
@@ -13,9 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import g, has_request_context, request_tearing_down
+from flask_login import current_user
 
+from portal import hooks
+from portal.audit.service import record
+from portal.db.transactions import write_transaction
 from portal.extensions import db
-from portal.transactions import write_transaction
 
 log = logging.getLogger("portal.audit")
 _PENDING = "_audit_decrypt_failures"
@@ -42,16 +45,12 @@ def on_decrypt_failure(owner_id: uuid.UUID, context: Any, reason: str) -> None:
 def on_key_event(action: str, *, actor: Any = None, target: uuid.UUID | None = None,
                  details: dict[str, Any] | None = None) -> None:
     """Audit a key operation inside its transaction; counts in `details` are not stored."""
-    from portal.audit.service import record
-
     record(action, actor=actor, target=("user", target) if target else None,
            subject_id=target, severity="high")
 
 
 def _current_actor() -> _ActorRef | None:
     try:
-        from flask_login import current_user
-
         if current_user and current_user.is_authenticated:
             return _ActorRef(current_user.id, str(current_user.role))
     except Exception:  # no login manager, or the user could not load: record without one
@@ -60,8 +59,6 @@ def _current_actor() -> _ActorRef | None:
 
 
 def _record_failure(actor, target, owner_id) -> None:
-    from portal.audit.service import record
-
     record("crypto.decrypt_failure", actor=actor, target=target, subject_id=owner_id,
            outcome="failure", severity="high")
 
@@ -83,11 +80,7 @@ def _write_pending(sender, exc=None, **extra) -> None:
 
 
 def install() -> None:
-    """Register the hooks with the crypto layer (idempotent)."""
-    from portal.crypto import hooks
-
-    if on_decrypt_failure not in hooks.on_decrypt_failure:
-        hooks.on_decrypt_failure.append(on_decrypt_failure)
-    if on_key_event not in hooks.on_key_event:
-        hooks.on_key_event.append(on_key_event)
+    """Provide the crypto extension points and write pending failures at teardown."""
+    hooks.decrypt_failure.provide(on_decrypt_failure)
+    hooks.key_event.provide(on_key_event)
     request_tearing_down.connect(_write_pending, weak=False)

@@ -12,7 +12,8 @@ from datetime import datetime
 from sqlalchemy import Index, LargeBinary, String, event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 
 GENESIS_HASH = bytes(32)
 HEAD_ID = 1

@@ -19,7 +19,8 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.audit.models import GENESIS_HASH, HEAD_ID, AuditEvent, AuditHead
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 
 OUTCOMES = frozenset({"ok", "failure", "denied"})
 SEVERITIES = frozenset({"info", "high"})

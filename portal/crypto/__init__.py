@@ -12,7 +12,6 @@ from portal.crypto.blind_index import email_index, normalize_email
 from portal.crypto.canary import check_canaries, ensure_canaries
 from portal.crypto.envelope import forget_keys, preload_keys
 from portal.crypto.errors import DecryptionError, KeyConfigError
-from portal.crypto.hooks import on_decrypt_failure, on_key_event
 from portal.crypto.keyring import CryptoState, KeyProvider, LocalKeyProvider, build_state
 from portal.crypto.models import DataKey, KeyCanary
 from portal.crypto.registry import SealedField, register_sealed, sealed_fields, unregister_sealed
@@ -27,6 +26,8 @@ from portal.crypto.sealing import (
     seal,
 )
 from portal.extensions import db
+from portal.hooks import decrypt_failure as on_decrypt_failure
+from portal.hooks import key_event as on_key_event
 
 __all__ = [
     "UNREADABLE",

@@ -19,7 +19,8 @@ from sqlalchemy import Uuid, bindparam, event, select
 from portal.crypto.errors import DecryptionError
 from portal.crypto.keyring import CryptoState, KeyProvider
 from portal.crypto.models import DataKey
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.extensions import db
 
 CACHE_ATTR = "_portal_crypto_keys"
 PENDING_INFO = "portal_crypto_new_keys"

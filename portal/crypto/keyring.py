@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from portal.crypto.errors import DecryptionError, KeyConfigError
-from portal.extensions import utcnow
+from portal.db import utcnow
 
 KEY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 # 32 bytes = 43 base64 characters (+ one "="); the standard alphabet is accepted too.

@@ -28,7 +28,8 @@ from portal.crypto.hooks import report_decrypt_failure, report_key_event
 from portal.crypto.models import DataKey
 from portal.crypto.registry import SealedField, sealed_fields
 from portal.crypto.sealing import HEADER_LEN, VERSION, open_bytes, seal_with
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 
 Progress = Callable[[int], None]
 AGE_BUCKETS = ((timedelta(days=90), "under 90 days"), (timedelta(days=365), "90 days to 1 year"))

@@ -29,7 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.extensions import db
 
 
 class Status(enum.StrEnum):

@@ -22,6 +22,7 @@ from portal.accounts.models import Assignment, Role, User
 from portal.audit import record
 from portal.crypto import Context, DecryptionError, open_bytes, open_text, seal
 from portal.crypto.hooks import report_decrypt_failure
+from portal.db import new_id, utcnow
 from portal.estimates import billing, deadlines
 from portal.estimates.compliance import Problem
 from portal.estimates.document import NONE_ANTICIPATED, GfeDocument, Provider
@@ -36,7 +37,7 @@ from portal.estimates.models import (
     Status,
 )
 from portal.estimates.pdf import render_pdf
-from portal.extensions import db, new_id, utcnow
+from portal.extensions import db
 from portal.mail import enqueue
 
 # Paths the mails link to (a mail is built without a request, so no url_for).
@@ -528,7 +529,7 @@ def _mark_once(user: User, estimate: GoodFaithEstimate, column: str, *, kind: st
 
     The UPDATE runs in a SAVEPOINT, so losing (or an error) undoes only that statement: the
     caller's own pending work stays in its transaction (uncommitted, for the caller to commit
-    or discard). SQLite honours the SAVEPOINT because `portal.transactions` has SQLAlchemy,
+    or discard). SQLite honours the SAVEPOINT because `portal.db.transactions` has SQLAlchemy,
     not the driver, begin each transaction.
     """
     now = utcnow()

@@ -6,7 +6,6 @@ from dataclasses import replace
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     flash,
@@ -18,7 +17,7 @@ from flask import (
 from flask_login import current_user
 from markupsafe import Markup, escape
 
-from portal import access
+from portal import access, downloads
 from portal.accounts.identity import name_of, names_of
 from portal.accounts.models import Role, User
 from portal.estimates import service
@@ -40,7 +39,8 @@ from portal.estimates.forms import (
     set_provider_choices,
 )
 from portal.estimates.models import GoodFaithEstimate
-from portal.extensions import db, read_only
+from portal.extensions import db
+from portal.pages import read_only
 from portal.security import role_required
 
 bp = Blueprint("estimates", __name__, url_prefix="/estimates")
@@ -56,16 +56,6 @@ PROVIDER_FIELDS = {"name", "npi", "tin", "location", "state"}
 HEADER_FIELDS = {"client_legal_name", "client_dob", "client_address", "primary_service",
                  "period_start", "period_end", "frequency", "sessions_min", "sessions_max",
                  "separately_scheduled"}
-
-
-@bp.record_once
-def _register(state) -> None:
-    """Offer the dashboard panel and the demo data to the rest of the app."""
-    from portal.estimates import demo
-
-    state.app.extensions.setdefault("dashboard_panels", []).append(
-        ("estimates/_dashboard_panel.html", service.dashboard_panel))
-    state.app.extensions.setdefault("demo_seeders", []).append(demo.seed)
 
 
 def _linked(text: str) -> Markup:
@@ -190,12 +180,8 @@ def download(estimate_id: uuid.UUID):
     except service.EstimateUnavailable:
         return _unavailable(estimate)
     service.record_download(me, estimate)
-    response = Response(pdf, mimetype="application/pdf")
-    response.headers["Content-Disposition"] = (
-        f'attachment; filename="{service.pdf_filename(estimate)}"')
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return downloads.download(pdf, filename=service.pdf_filename(estimate),
+                              content_type="application/pdf")
 
 
 @bp.route("/<uuid:estimate_id>/acknowledge", methods=["POST"])

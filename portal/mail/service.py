@@ -27,9 +27,11 @@ from flask import Flask, Response, current_app, g, has_app_context, has_request_
 from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from portal import hooks
 from portal.after_response import after_response
 from portal.crypto import Context, DecryptionError, open_text, seal
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.extensions import db
 from portal.mail.models import OutboxMessage
 from portal.mail.templates import TEMPLATES
 
@@ -115,9 +117,7 @@ def _check_context(template: str, spec, context: dict) -> None:
 
 
 def _address_of(user) -> str:
-    from portal.accounts.identity import email_of  # the accounts package owns identities
-
-    return email_of(user)
+    return hooks.email_address_of(user)  # the accounts feature owns identities
 
 
 def _usable_address(address: str | None) -> str:

@@ -3,6 +3,8 @@
 from flask import Blueprint, current_app, redirect, url_for
 from flask_login import current_user
 
+from portal.pages import public
+
 bp = Blueprint("main", __name__)
 
 START = {
@@ -13,6 +15,7 @@ START = {
 
 
 @bp.route("/")
+@public
 def home():
     """Redirect to the role's start page, or to sign-in."""
     if not current_user.is_authenticated:
@@ -24,6 +27,7 @@ def home():
 
 
 @bp.route("/login")
+@public
 def login():
     """Send the common /login address to the sign-in page."""
     return redirect(url_for("accounts.sign_in"))

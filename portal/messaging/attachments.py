@@ -12,6 +12,8 @@ import unicodedata
 import zipfile
 from dataclasses import dataclass
 
+from portal.text import size_text
+
 # DOCX limits: the real (decompressed) size is measured, not the sizes the zip claims.
 DOCX_MAX_MEMBERS = 2000
 DOCX_MAX_UNCOMPRESSED = 200 * 1024 * 1024
@@ -60,15 +62,6 @@ class CheckedFile:
     @property
     def size(self) -> int:
         return len(self.data)
-
-
-def size_text(size: int) -> str:
-    """Say a size the way people do: 812 bytes, 34 KB, 2.5 MB."""
-    if size < 1024:
-        return f"{size} byte{'' if size == 1 else 's'}"
-    if size < 1024 * 1024:
-        return f"{size // 1024} KB"
-    return f"{size / (1024 * 1024):.1f}".rstrip("0").rstrip(".") + " MB"
 
 
 # --- names -------------------------------------------------------------------------------
@@ -205,14 +198,3 @@ def check_file(raw_name: str | None, data: bytes, *, max_bytes: int) -> CheckedF
     if kind.key == "docx":
         check_docx(data)
     return CheckedFile(name_for_kind(clean_name(raw_name), kind), kind, data)
-
-
-def content_disposition(name: str) -> str:
-    """An RFC 6266 attachment header: an ASCII fallback and the UTF-8 name (filename*)."""
-    from urllib.parse import quote
-
-    fallback = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode("ascii")
-    fallback = re.sub(r'[^A-Za-z0-9 ._()\-]', "_", fallback).strip()
-    if not fallback or fallback.startswith("."):
-        fallback = "attachment" + fallback
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"

@@ -5,7 +5,8 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from portal import access
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 from portal.messaging import service
 from portal.messaging.models import Message, Thread
 

@@ -20,7 +20,8 @@ from portal.accounts.identity import email_of, names_of
 from portal.accounts.models import Role, User
 from portal.audit import record
 from portal.crypto import open_text_safe, preload_keys, seal
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.extensions import db
 from portal.mail import enqueue
 from portal.messaging.models import EmergencyGrant, Thread, ThreadStatus
 from portal.messaging.service import ThreadRow

@@ -14,7 +14,8 @@ from sqlalchemy import ForeignKey, Index, LargeBinary, String, select, text
 from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from portal.crypto import Context, register_sealed
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.extensions import db
 
 
 class ThreadStatus(enum.StrEnum):

@@ -30,7 +30,9 @@ from portal.crypto import (
     seal,
 )
 from portal.crypto.hooks import report_decrypt_failure
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.db.transactions import write_transaction
+from portal.extensions import db
 from portal.messaging import crisis, notifications
 from portal.messaging.attachments import (
     KINDS,
@@ -38,7 +40,6 @@ from portal.messaging.attachments import (
     Refused,
     check_file,
     clean_name,
-    size_text,
 )
 from portal.messaging.models import (
     Attachment,
@@ -48,7 +49,7 @@ from portal.messaging.models import (
     attachment_name_context,
     body_context,
 )
-from portal.transactions import write_transaction
+from portal.text import size_text
 
 THREAD_PAGE = 50
 LIST_PAGE = 25
@@ -400,7 +401,7 @@ def view_thread(viewer: User, thread_access: access.ThreadAccess, *,
     The page is built from a read transaction; the writes follow in a short transaction of
     their own, so SQLite's write lock is not held while messages are decrypted. The page is
     only returned once the view is on the audit trail. A participant's read need not wait
-    for the disk (see `portal.transactions`).
+    for the disk (see `portal.db.transactions`).
     """
     thread = thread_access.thread
     cursor = None

@@ -10,7 +10,6 @@ from datetime import timedelta
 
 from flask import (
     Blueprint,
-    Response,
     abort,
     current_app,
     flash,
@@ -22,14 +21,15 @@ from flask import (
 )
 from flask_login import current_user
 
-from portal import access
+from portal import access, downloads, hooks
 from portal.accounts import sessions
 from portal.accounts.identity import names_of
-from portal.extensions import read_only, utcnow
-from portal.messaging import demo, emergency, service
-from portal.messaging.attachments import clean_name, content_disposition, read_upload
+from portal.db import utcnow
+from portal.messaging import emergency, service
+from portal.messaging.attachments import clean_name, read_upload
 from portal.messaging.forms import ActionForm, ComposeForm, EmergencyForm, ReplyForm
-from portal.security import CSP, role_required
+from portal.pages import read_only
+from portal.security import role_required
 
 bp = Blueprint("messaging", __name__)
 
@@ -37,22 +37,6 @@ SETTINGS_SECTION = "messaging/_settings_section.html"
 CRISIS_FOLLOW_UP = ("If you are thinking about harming yourself or ending your life, please "
                     "call or text 988 now, or call 911. Your therapist will see your message, "
                     "but may not read it right away.")
-
-
-@bp.record_once
-def _install(state) -> None:
-    """Register the unread badges, the settings section and the demo seeder with the app."""
-    from portal import templating
-
-    templating.BADGES["messaging.inbox"] = _badge
-    templating.BADGES["messaging.dashboard"] = _badge
-    sections = state.app.extensions.setdefault("settings_sections", [])
-    if SETTINGS_SECTION not in sections:
-        sections.append(SETTINGS_SECTION)
-    seeders = state.app.extensions.setdefault("demo_seeders", [])
-    if demo.seed not in seeders:
-        seeders.append(demo.seed)
-    state.app.extensions.setdefault("dashboard_panels", [])
 
 
 @bp.app_template_filter("waiting_for")
@@ -70,7 +54,8 @@ def waiting_for(since, now=None) -> str:
     return f"{days} days"
 
 
-def _badge(user) -> int:
+def unread_badge(user) -> int:
+    """The unread count in the navigation (the page may have counted it already)."""
     known = g.get("unread_messages")
     return known if known is not None else service.unread_count(user)
 
@@ -253,13 +238,8 @@ def attachment(attachment_id: uuid.UUID):
         found = service.download(_me(), attachment_id)
     except service.Unreadable:
         return render_template("messaging/unreadable.html"), 422
-    response = Response(found.data, status=200)
-    response.headers["Content-Type"] = found.content_type
-    response.headers["Content-Disposition"] = content_disposition(found.name)
-    response.headers["Content-Security-Policy"] = f"{CSP}; sandbox"  # the policy, plus a sandbox
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return downloads.download(found.data, filename=found.name, content_type=found.content_type,
+                    sandbox=True)
 
 
 # --- therapists ----------------------------------------------------------------------------
@@ -278,7 +258,7 @@ def dashboard():
     # context keys are namespaced by the feature (e.g. `estimates_panel`), and ours win.
     # They load after our commit, so any ORM objects they pass stay loaded for the render.
     panels, panel_context = [], {}
-    for name, context_fn in current_app.extensions.get("dashboard_panels", []):
+    for name, context_fn in hooks.dashboard_panels:
         panels.append(name)
         panel_context.update(context_fn(me))
     return render_template("messaging/dashboard.html", **{

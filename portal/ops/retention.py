@@ -31,7 +31,8 @@ from portal.accounts.models import OneTimeToken, Role, User, new_alt_id
 from portal.audit import record
 from portal.crypto.models import DataKey
 from portal.crypto.rotation import shred
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 from portal.mail.models import OutboxMessage
 from portal.messaging.models import Attachment, Message, Thread
 

@@ -3,17 +3,22 @@
 from flask import Blueprint, jsonify
 
 from portal.ops import health
+from portal.pages import public, read_only
 
 bp = Blueprint("ops", __name__)
 
 
 @bp.route("/healthz")
+@public
+@read_only
 def healthz():
     """Say the process is alive (touches nothing else)."""
     return jsonify(status="ok")
 
 
 @bp.route("/readyz")
+@public
+@read_only
 def readyz():
     """Say whether this instance can serve: database, migrations at head, keys open."""
     checks = health.readiness()

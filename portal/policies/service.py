@@ -24,7 +24,8 @@ from sqlalchemy.orm import defer
 
 from portal.accounts.models import Role, User
 from portal.audit import record
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.extensions import db
 from portal.policies.models import (
     SUMMARY_MAX,
     TEXT_MAX,

@@ -20,7 +20,8 @@ from markupsafe import Markup
 
 from portal.accounts import service as accounts_service
 from portal.accounts.identity import names_of
-from portal.policies import gate, service
+from portal.pages import allowed_before_consent, cacheable, public, read_only
+from portal.policies import service
 from portal.policies.forms import AcceptForm, ButtonForm, PublishForm, join_ids
 from portal.policies.models import SUMMARY_MAX, TEXT_MAX, PolicyVersion
 from portal.policies.rendering import load_default, text_hash
@@ -31,17 +32,6 @@ bp = Blueprint("policies", __name__)
 SETTINGS_SECTION = "policies/_settings_section.html"
 STYLESHEET = "css/policies.css"
 _LEADING_H1 = re.compile(r"\A\s*<h1[^>]*>(.*?)</h1>\s*", re.DOTALL)
-
-
-def _setup(state) -> None:
-    """Wire the gate, the account-page section and the demo seeder into the app."""
-    app = state.app
-    gate.init_app(app)
-    app.extensions.setdefault("settings_sections", []).append(SETTINGS_SECTION)
-    app.extensions.setdefault("demo_seeders", []).append(service.seed_demo)
-
-
-bp.record_once(_setup)
 
 
 @bp.app_template_global("policy_acceptances")
@@ -107,6 +97,9 @@ def _policy_page(slug: str, version: PolicyVersion | None, versions: list[Policy
 # --- public pages -------------------------------------------------------------------------
 
 @bp.route("/policies")
+@public
+@cacheable
+@read_only
 def index():
     """List the practice's policies with their current versions."""
     on = service.today()
@@ -122,6 +115,9 @@ def index():
 
 
 @bp.route("/policies/<slug>")
+@public
+@cacheable
+@read_only
 def show(slug: str):
     """Show the version of a policy in effect today."""
     _known_or_404(slug)
@@ -131,6 +127,9 @@ def show(slug: str):
 
 
 @bp.route("/policies/<slug>/v/<int(min=1, max=1000000):number>")
+@public
+@cacheable
+@read_only
 def version(slug: str, number: int):
     """Show one version of a policy, current, older or upcoming."""
     _known_or_404(slug)
@@ -141,6 +140,9 @@ def version(slug: str, number: int):
 
 
 @bp.route("/sitemap.xml")
+@public
+@cacheable
+@read_only
 def sitemap():
     """List the public policy pages for search engines, with absolute URLs."""
     current = service.current_versions()
@@ -156,6 +158,9 @@ def sitemap():
 
 
 @bp.route("/robots.txt")
+@public
+@cacheable
+@read_only
 def robots():
     """Let search engines read the policy pages and nothing else."""
     lines = [
@@ -177,6 +182,7 @@ def robots():
 # --- accepting ----------------------------------------------------------------------------
 
 @bp.route("/policies/accept", methods=["GET", "POST"])
+@allowed_before_consent
 def accept():
     """Ask a client to accept new or changed policies before going on."""
     user = current_user._get_current_object()

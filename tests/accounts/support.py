@@ -22,7 +22,8 @@ from portal.accounts.identity import set_identity
 from portal.accounts.models import User
 from portal.audit import AuditEvent
 from portal.crypto import Context, open_text
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 from portal.mail import OutboxMessage
 
 PASSWORD = "tidal porch cinnamon beetle"  # 27 characters, not on the blocklist

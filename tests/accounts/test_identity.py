@@ -4,7 +4,7 @@ from sqlalchemy import update
 
 from portal.accounts.identity import UNREADABLE_NAME, names_by_id, names_of
 from portal.accounts.models import User
-from portal.extensions import new_id
+from portal.db import new_id
 from tests.messaging.conftest import StatementCounter, make_user
 
 

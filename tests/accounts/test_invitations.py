@@ -12,7 +12,8 @@ from sqlalchemy import select
 from portal.accounts import service
 from portal.accounts.identity import find_by_email
 from portal.accounts.models import Assignment, OneTimeToken, User
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 
 from .support import (
     PASSWORD,

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from portal.accounts import mfa
 from portal.accounts.models import RecoveryCode, UserSession
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 
 from .support import (
     audit_actions,

@@ -11,7 +11,8 @@ from sqlalchemy import select, update
 from portal.accounts import passwords
 from portal.accounts.models import OneTimeToken, User
 from portal.audit import AuditEvent
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 
 from .support import (
     NEW_PASSWORD,

@@ -10,7 +10,8 @@ from sqlalchemy import func, select
 from portal.accounts import passwords
 from portal.accounts.models import SignInAttempt, User, UserSession
 from portal.accounts.sessions import describe_device
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 
 from .support import (
     NEW_PASSWORD,

@@ -14,7 +14,8 @@ from sqlalchemy import select, update
 from portal.accounts import service
 from portal.accounts.models import SignInAttempt, User
 from portal.accounts.views import SIGNIN_FAILED
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 
 from .support import (
     PASSWORD,

@@ -11,7 +11,8 @@ from playwright.sync_api import expect
 from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
 from portal.accounts.models import Assignment, User
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.extensions import db
 
 pytestmark = pytest.mark.e2e
 

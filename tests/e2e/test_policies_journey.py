@@ -9,7 +9,8 @@ from sqlalchemy import select
 from portal.accounts import passwords
 from portal.accounts.identity import set_identity
 from portal.accounts.models import User
-from portal.extensions import db, new_id
+from portal.db import new_id
+from portal.extensions import db
 from portal.main.views import START
 from portal.policies import service
 from portal.policies.models import PolicyAcceptance

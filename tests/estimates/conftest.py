@@ -11,10 +11,11 @@ from flask.testing import FlaskClient
 from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
 from portal.accounts.models import Assignment, User, UserSession
+from portal.db import new_id, utcnow
 from portal.estimates import service
 from portal.estimates.document import TELEHEALTH
 from portal.estimates.drafts import Draft, DraftLine, DraftProvider
-from portal.extensions import db, new_id, utcnow
+from portal.extensions import db
 from tests.conftest import unique_email
 
 NPI_A = "1234567893"

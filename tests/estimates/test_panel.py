@@ -6,6 +6,7 @@ import pytest
 import time_machine
 from flask import render_template_string
 
+from portal import hooks
 from portal.estimates import service
 from portal.estimates.drafts import Draft
 from tests.estimates.conftest import complete_draft, sign_in
@@ -84,7 +85,7 @@ def test_the_practice_page_shows_the_panel(app, practice, due_drafts):
 
 
 def test_the_panel_is_offered_to_the_dashboard(app, practice, due_drafts):
-    panels = app.extensions["dashboard_panels"]
+    panels = list(hooks.dashboard_panels)
     template, context_fn = next(p for p in panels if p[0] == "estimates/_dashboard_panel.html")
     with at(date(2026, 7, 8)), app.test_request_context("/"):
         html = render_template_string('{% include template %}', template=template,
@@ -143,7 +144,7 @@ def test_the_demo_has_an_issued_estimate_and_a_draft_for_zoe(app):
                                                 email="colleen@coeo.example")}
     from tests.estimates.conftest import assign
     assign(people["zoe@example.org"], people["colleen@coeo.example"])
-    assert demo.seed in app.extensions["demo_seeders"]
+    assert demo.seed in list(hooks.demo_seeders)
     demo.seed(people)
     mine = service.staff_estimates(people["colleen@coeo.example"])[0]
     assert sorted(e.status for e in mine) == ["draft", "issued"]

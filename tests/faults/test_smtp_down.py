@@ -6,7 +6,8 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from portal.extensions import db, utcnow
+from portal.db import utcnow
+from portal.extensions import db
 from portal.mail.models import OutboxMessage
 from portal.mail.templates import SUBJECTS
 from tests.messaging.conftest import assign, csrf_token, make_user, sign_in

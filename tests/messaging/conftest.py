@@ -11,8 +11,8 @@ from sqlalchemy import event, update
 from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
 from portal.accounts.models import Assignment, Role, User
+from portal.db import new_id, utcnow
 from portal.extensions import db as _db
-from portal.extensions import new_id, utcnow
 from tests.conftest import unique_email
 
 PASSWORD = "quiet lanterns over the slow river"

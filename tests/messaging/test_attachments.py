@@ -7,13 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from portal.downloads import content_disposition
 from portal.messaging import service
 from portal.messaging.attachments import (
     NAME_MAX,
     Refused,
     check_file,
     clean_name,
-    content_disposition,
     sniff,
 )
 from tests.messaging.conftest import PDF, PNG

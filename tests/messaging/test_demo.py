@@ -2,13 +2,14 @@
 
 from sqlalchemy import func, select
 
+from portal import hooks
 from portal.cli import seed_demo
 from portal.messaging import demo
 from portal.messaging.models import Attachment, Message, Thread
 
 
-def test_demo_conversations_seed(app, db):
-    app.extensions["demo_seeders"] = [demo.seed]  # only this feature's seeder
+def test_demo_conversations_seed(app, db, monkeypatch):
+    monkeypatch.setattr(hooks.demo_seeders, "_entries", [demo.seed])  # only this feature's
     seed_demo()
     assert db.session.scalar(select(func.count()).select_from(Thread)) == len(
         demo.CONVERSATIONS)
@@ -19,8 +20,8 @@ def test_demo_conversations_seed(app, db):
     assert len(flagged.all()) == 1
 
 
-def test_seed_demo_prints_the_sign_ins_once_whether_or_not_it_seeded(app, db):
-    app.extensions["demo_seeders"] = []
+def test_seed_demo_prints_the_sign_ins_once_whether_or_not_it_seeded(app, db, monkeypatch):
+    monkeypatch.setattr(hooks.demo_seeders, "_entries", [])
     runner = app.test_cli_runner()
     first = runner.invoke(args=["portal", "seed-demo"])
     again = runner.invoke(args=["portal", "seed-demo"])

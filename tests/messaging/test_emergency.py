@@ -11,7 +11,7 @@ from werkzeug.exceptions import NotFound
 from portal import access
 from portal.audit.models import AuditEvent
 from portal.crypto import Context, open_text
-from portal.extensions import utcnow
+from portal.db import utcnow
 from portal.mail import OutboxMessage
 from portal.messaging import emergency, service
 from portal.messaging.models import Attachment, EmergencyGrant, Thread

@@ -7,7 +7,7 @@ from sqlalchemy import select
 
 from portal import access
 from portal.crypto import Context, open_text
-from portal.extensions import utcnow
+from portal.db import utcnow
 from portal.mail import OutboxMessage, deliver_pending
 from portal.messaging import service
 from portal.messaging.models import Thread

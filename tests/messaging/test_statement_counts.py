@@ -7,7 +7,7 @@ import pytest
 from portal.accounts import sessions
 from portal.accounts.identity import set_identity
 from portal.accounts.models import Assignment, Role, User
-from portal.extensions import new_id
+from portal.db import new_id
 from portal.messaging import service
 from tests.conftest import unique_email
 from tests.messaging.conftest import StatementCounter, make_user

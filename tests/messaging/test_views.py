@@ -232,7 +232,7 @@ def test_page_titles_and_emails_say_nothing_about_therapy(app, db, people, login
 def test_dashboard_orders_crisis_then_longest_waiting(app, db, people, login):
     import time_machine
 
-    from portal.extensions import utcnow
+    from portal.db import utcnow
     from tests.messaging.conftest import assign, make_user
 
     colleen = people.therapist_x

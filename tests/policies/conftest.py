@@ -10,7 +10,8 @@ import pytest
 from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
 from portal.accounts.models import Role, User
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.extensions import db
 from portal.policies import service
 
 PASSWORD = "a calm blue lake at dawn"

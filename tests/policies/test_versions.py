@@ -7,8 +7,10 @@ import time_machine
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 
+from portal import hooks
 from portal.audit.models import AuditEvent
-from portal.extensions import db, new_id
+from portal.db import new_id
+from portal.extensions import db
 from portal.policies import service
 from portal.policies.models import PolicyAcceptance, PolicyImmutableError, PolicyVersion
 from portal.policies.rendering import load_default, text_hash
@@ -202,7 +204,7 @@ def test_ensure_defaults_fills_in_only_what_is_missing(app):
 
 def test_demo_seeder_is_registered_and_publishes_the_standard_texts(app):
     admin = make_user("admin")
-    assert service.seed_demo in app.extensions["demo_seeders"]
+    assert service.seed_demo in list(hooks.demo_seeders)
     service.seed_demo({"admin@coeo.example": admin})
     assert service.missing_defaults() == []
     assert service.current_version("terms").published_by_id == admin.id

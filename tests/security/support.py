@@ -26,7 +26,8 @@ from werkzeug.routing import Rule
 from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
 from portal.accounts.models import Assignment, User, UserSession
-from portal.extensions import db, new_id, utcnow
+from portal.db import new_id, utcnow
+from portal.extensions import db
 from tests.support.clients import IsolatedClient as SharedIsolatedClient
 
 ROLES = ("anonymous", "client", "therapist", "admin")

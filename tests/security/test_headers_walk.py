@@ -13,11 +13,12 @@ import re
 
 import pyotp
 import pytest
+from flask import current_app
 
 import config as config_module
 from portal import create_app
 from portal.extensions import db
-from portal.security import CACHEABLE_ENDPOINTS, PUBLIC_ENDPOINTS
+from portal.pages import CACHEABLE, PUBLIC, endpoints_marked
 from tests.security.support import (
     PASSWORD,
     ROLES,
@@ -58,7 +59,8 @@ def header_problems(response, endpoint: str, *, signed_in: bool) -> list[str]:
         problems.append("CSP allows unsafe-inline")
     if len(headers.getlist("Content-Security-Policy")) != 1:
         problems.append("more than one CSP header")
-    private = endpoint != "static" and (signed_in or endpoint not in CACHEABLE_ENDPOINTS)
+    private = endpoint != "static" and (
+        signed_in or endpoint not in endpoints_marked(current_app, CACHEABLE))
     if private and headers.get("Cache-Control") != "no-store":
         problems.append(f"Cache-Control: {headers.get('Cache-Control')!r} (want no-store)")
     if endpoint == "static" and "no-store" in headers.get("Cache-Control", ""):
@@ -253,8 +255,9 @@ def test_production_still_refuses_a_post_without_a_token(world, production):
     assert response.headers["Content-Security-Policy"] == CSP
 
 
-def test_public_and_cacheable_endpoints_are_the_reviewed_ones():
+def test_public_and_cacheable_endpoints_are_the_reviewed_ones(app):
     # The walk above trusts these sets; changing either is a decision to review here too.
+    cacheable = endpoints_marked(app, CACHEABLE)
     assert {"policies.index", "policies.show", "policies.version", "policies.sitemap",
-            "policies.robots", "static"} == set(CACHEABLE_ENDPOINTS)
-    assert CACHEABLE_ENDPOINTS <= PUBLIC_ENDPOINTS
+            "policies.robots", "static"} == set(cacheable)
+    assert cacheable <= endpoints_marked(app, PUBLIC)

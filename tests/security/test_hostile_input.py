@@ -31,7 +31,7 @@ from werkzeug.datastructures import FileStorage
 from werkzeug.routing import Rule
 
 from portal import create_app
-from portal.security import PUBLIC_ENDPOINTS
+from portal.pages import PUBLIC, endpoints_marked
 from tests.security.support import (
     JS_URL,
     PDF,
@@ -60,6 +60,7 @@ pytestmark = pytest.mark.slow
 # The route map, read when the tests are collected: a new route gets these tests by itself.
 _APP = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": "sqlite://"})
 RULES = {f"{r.endpoint} {r.rule}": r for r in routes(_APP)}
+PUBLIC_ENDPOINTS = endpoints_marked(_APP, PUBLIC)
 POST_RULES = [key for key, r in RULES.items() if "POST" in r.methods]
 ID_RULES = [key for key, r in RULES.items() if r.arguments]
 GET_RULES = [key for key, r in RULES.items() if "GET" in r.methods and r.endpoint != "static"]

@@ -3,10 +3,10 @@
 SQLite allows one writer at a time. A deferred transaction that reads and then writes fails
 with SQLITE_BUSY_SNAPSHOT when another process wrote in between, so every transaction starts
 with BEGIN IMMEDIATE (take the write lock up front, queueing behind other writers on
-`portal.sqlite_writers`' file lock) except:
+`portal.db.sqlite_writers`' file lock) except:
 
-- GET and HEAD requests to views marked `portal.extensions.read_only` (and the endpoints
-  below) run deferred, so pages that only read never wait for the write lock;
+- GET and HEAD requests to views marked `@read_only` (`portal.pages`) run deferred, so
+  pages that only read never wait for the write lock;
 - a read-mostly page ends its reads and writes in `write_transaction()`, a short
   transaction of its own that takes the lock up front.
 
@@ -23,15 +23,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
-from flask import Flask, current_app, has_request_context, request
+from flask import Flask, has_request_context, request
 from sqlalchemy import event, text
 
+from portal import pages
+from portal.db.sqlite_writers import QueuedWriterConnection
 from portal.extensions import db
-from portal.sqlite_writers import QueuedWriterConnection
-
-READ_ONLY_ENDPOINTS = frozenset({"static", "ops.healthz", "ops.readyz", "policies.index",
-                                 "policies.show", "policies.version", "policies.sitemap",
-                                 "policies.robots"})
 
 # None outside write_transaction(); inside it, whether its commit must reach the disk.
 _writing: ContextVar[bool | None] = ContextVar("portal_writing", default=None)
@@ -68,7 +65,7 @@ def write_transaction(*, durable: bool = True) -> Iterator[None]:
 
 
 def configure(app: Flask) -> None:
-    """Make SQLite connections queue their writers (see `portal.sqlite_writers`); call
+    """Make SQLite connections queue their writers (see `portal.db.sqlite_writers`); call
     before the engine is built."""
     if not str(app.config.get("SQLALCHEMY_DATABASE_URI") or "").startswith("sqlite"):
         return
@@ -115,7 +112,4 @@ def _read_only_request() -> bool:
     """Say whether this request's transactions only read (pages marked `read_only`)."""
     if not has_request_context() or request.method not in ("GET", "HEAD"):
         return False
-    if request.endpoint in READ_ONLY_ENDPOINTS:
-        return True
-    view = current_app.view_functions.get(request.endpoint or "")
-    return bool(getattr(view, "sqlite_read_only", False))
+    return pages.endpoint_has(request.endpoint, pages.READ_ONLY)

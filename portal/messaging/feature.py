@@ -1,0 +1,18 @@
+"""How messaging plugs into the app: its pages, the unread badges, its Account section."""
+
+from flask import Flask
+
+from portal import hooks
+from portal.hooks import NavItem
+from portal.messaging import demo
+from portal.messaging.views import SETTINGS_SECTION, bp, unread_badge
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    hooks.navigation.provide(NavItem("Home", "messaging.dashboard", ("therapist",), 10,
+                                     badge=unread_badge))
+    hooks.navigation.provide(NavItem("Messages", "messaging.inbox", ("client",), 10,
+                                     badge=unread_badge))
+    hooks.account_sections.provide(SETTINGS_SECTION)
+    hooks.demo_seeders.provide(demo.seed)

@@ -1,0 +1,9 @@
+"""How the health endpoints plug into the app."""
+
+from flask import Flask
+
+from portal.ops.views import bp
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
