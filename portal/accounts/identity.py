@@ -11,7 +11,14 @@ from flask import g
 from sqlalchemy import Uuid, bindparam, select
 
 from portal.accounts.models import User
-from portal.crypto import Context, DecryptionError, email_index, open_text, preload_keys, seal
+from portal.crypto import (
+    DecryptionError,
+    context_for,
+    email_index,
+    open_text,
+    preload_keys,
+    seal,
+)
 from portal.db import new_id
 from portal.extensions import db
 
@@ -22,8 +29,8 @@ def set_identity(user: User, *, name: str, email: str) -> None:
     """Seal a user's name and email and index the email; gives the row its id if it has none."""
     if user.id is None:
         user.id = new_id()
-    user.name_sealed = seal(user.id, Context("users", "name", user.id), name.strip())
-    user.email_sealed = seal(user.id, Context("users", "email", user.id), email.strip())
+    user.name_sealed = seal(user.id, context_for(User.name_sealed, user.id), name.strip())
+    user.email_sealed = seal(user.id, context_for(User.email_sealed, user.id), email.strip())
     user.email_index = email_index(email)
     _cache().pop(user.id, None)
 
@@ -50,7 +57,8 @@ def _open(user: User) -> tuple[str, str]:
     if user.id not in cache:
         name = _open_name(user.id, user.name_sealed)
         try:
-            email = open_text(user.id, Context("users", "email", user.id), user.email_sealed)
+            email = open_text(user.id, context_for(User.email_sealed, user.id),
+                              user.email_sealed)
         except DecryptionError:
             email = ""
         cache[user.id] = (name, email)
@@ -98,6 +106,6 @@ def names_by_id(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
 
 def _open_name(user_id: uuid.UUID, sealed: bytes) -> str:
     try:
-        return open_text(user_id, Context("users", "name", user_id), sealed)
+        return open_text(user_id, context_for(User.name_sealed, user_id), sealed)
     except DecryptionError:
         return UNREADABLE_NAME

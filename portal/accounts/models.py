@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from portal.crypto.fields import sealed_column
 from portal.db import new_id, utcnow
 from portal.extensions import db
 
@@ -33,12 +34,12 @@ class User(db.Model):
     alt_id: Mapped[str] = mapped_column(String(64), unique=True, default=new_alt_id)
     role: Mapped[str] = mapped_column(String(16))
     email_index: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
-    email_sealed: Mapped[bytes] = mapped_column(LargeBinary)
-    name_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    email_sealed: Mapped[bytes] = sealed_column(owner="id")
+    name_sealed: Mapped[bytes] = sealed_column(owner="id")
     password_hash: Mapped[str | None] = mapped_column(String(255))
     password_disabled: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
-    totp_seed_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    totp_seed_sealed: Mapped[bytes | None] = sealed_column(owner="id")
     totp_enabled_at: Mapped[datetime | None]
     totp_last_step: Mapped[int | None]
     failed_signins: Mapped[int] = mapped_column(default=0)
@@ -152,14 +153,3 @@ class Assignment(db.Model):
     therapist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
                                                     index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-
-
-def _register_sealed_fields() -> None:
-    from portal.crypto import register_sealed
-
-    register_sealed(User, "email_sealed", owner="id", table="users", column="email")
-    register_sealed(User, "name_sealed", owner="id", table="users", column="name")
-    register_sealed(User, "totp_seed_sealed", owner="id", table="users", column="totp_seed")
-
-
-_register_sealed_fields()

@@ -7,11 +7,13 @@ row id; templates use `open_text_safe`. Anything that will not open is a `Decryp
 from flask import Flask
 from sqlalchemy import inspect
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import configure_mappers
 
 from portal.crypto.blind_index import email_index, normalize_email
 from portal.crypto.canary import check_canaries, ensure_canaries
 from portal.crypto.envelope import forget_keys, preload_keys
 from portal.crypto.errors import DecryptionError, KeyConfigError
+from portal.crypto.fields import context_for, sealed_column
 from portal.crypto.keyring import CryptoState, KeyProvider, LocalKeyProvider, build_state
 from portal.crypto.models import DataKey, KeyCanary
 from portal.crypto.registry import SealedField, register_sealed, sealed_fields, unregister_sealed
@@ -42,6 +44,7 @@ __all__ = [
     "SealedField",
     "blob_key_id",
     "check_canaries",
+    "context_for",
     "email_index",
     "ensure_canaries",
     "forget_keys",
@@ -56,6 +59,7 @@ __all__ = [
     "preload_keys",
     "register_sealed",
     "seal",
+    "sealed_column",
     "sealed_fields",
     "unregister_sealed",
 ]
@@ -68,6 +72,7 @@ def init_app(app: Flask) -> None:
     only once the key_canaries table exists (before migrations there is nothing to check) and
     not at all when PORTAL_SKIP_KEY_CHECK is set.
     """
+    configure_mappers()  # registers every declared sealed column (portal.crypto.fields)
     try:
         app.extensions["portal_crypto"] = build_state(app.config, app.instance_path)
     except KeyConfigError as exc:

@@ -1,14 +1,11 @@
 """The registry of sealed fields, so rotation and status can find every one across the app.
 
-Feature packages register their sealed columns next to their models, e.g.
+Features do not call it: they declare columns with `portal.crypto.fields.sealed_column`,
+which registers them when the mappers are configured. `register_sealed` stays public for
+stand-in models in tests and benchmarks.
 
-    register_sealed(User, "email_sealed", owner="id")
-    register_sealed(Message, "body_sealed",
-                    owner=select(Thread.client_id).where(Thread.id == Message.thread_id)
-                          .scalar_subquery())
-
-The owner is a column name, a SQL expression (both let rotation filter and page in SQL) or,
-as a last resort, a Python callable taking the row (rotation then loads ORM objects).
+The owner is a column name, a SQL expression (both let rotation filter and page in SQL) or
+a Python callable taking the row (rotation then loads ORM objects).
 """
 
 import uuid

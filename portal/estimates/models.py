@@ -20,7 +20,6 @@ from sqlalchemy import (
     Date,
     ForeignKey,
     Index,
-    LargeBinary,
     String,
     UniqueConstraint,
     event,
@@ -29,6 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from portal.crypto import DecryptionError, context_for, open_bytes, sealed_column
 from portal.db import new_id, utcnow
 from portal.extensions import db
 
@@ -107,8 +107,10 @@ class GoodFaithEstimate(db.Model):
         ForeignKey(f"{TABLE}.id", ondelete="RESTRICT"), index=True)
 
     # Sealed content (owner: the client).
-    document_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
-    pdf_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Rotation loads these rows (load_rows), so its re-sealing passes through the freeze
+    # guard below, which checks the plaintext is unchanged.
+    document_sealed: Mapped[bytes | None] = sealed_column(owner="client_id", load_rows=True)
+    pdf_sealed: Mapped[bytes | None] = sealed_column(owner="client_id", load_rows=True)
     pdf_sha256: Mapped[str | None] = mapped_column(String(64))
 
     # Evidence of delivery (may change after issue).
@@ -199,9 +201,7 @@ def _same_plaintext(target: GoodFaithEstimate, attr: str, old: bytes | None,
     """A sealed column may be re-sealed (key rotation) only to the very same plaintext."""
     if old is None or new is None:
         return old is new
-    from portal.crypto import Context, DecryptionError, open_bytes
-
-    context = Context(TABLE, SEALED_COLUMNS[attr], target.id)
+    context = context_for(getattr(GoodFaithEstimate, attr), target.id)
     try:
         return (open_bytes(target.client_id, context, bytes(new))
                 == open_bytes(target.client_id, context, bytes(old)))
@@ -272,19 +272,3 @@ def _refuse_bulk_changes(orm_execute_state) -> None:
     if not keys or not keys <= BULK_UPDATABLE:
         raise FrozenEstimateError(
             "bulk update of Good Faith Estimates may only touch delivery and billing columns")
-
-
-def _register_sealed_fields() -> None:
-    from portal.crypto import register_sealed
-
-    # The owner is read off each row (a callable), so key rotation loads ORM objects and its
-    # re-sealing passes through the freeze guard above, which checks the plaintext is unchanged.
-    for attr, column in SEALED_COLUMNS.items():
-        register_sealed(GoodFaithEstimate, attr, owner=_owner_of, table=TABLE, column=column)
-
-
-def _owner_of(row: GoodFaithEstimate) -> uuid.UUID:
-    return row.client_id
-
-
-_register_sealed_fields()

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from portal import hooks
 from portal.after_response import after_response
-from portal.crypto import Context, DecryptionError, open_text, seal
+from portal.crypto import Context, DecryptionError, context_for, open_text, seal
 from portal.db import new_id, utcnow
 from portal.extensions import db
 from portal.mail.models import OutboxMessage
@@ -130,7 +130,7 @@ def _usable_address(address: str | None) -> str:
 
 
 def _context(row_id: uuid.UUID, column: str) -> Context:
-    return Context("mail_outbox", column, row_id)
+    return context_for(getattr(OutboxMessage, column), row_id)
 
 
 # --- sending right after commit -------------------------------------------------------------

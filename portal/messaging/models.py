@@ -10,10 +10,10 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, select, text
-from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
+from sqlalchemy import ForeignKey, Index, String, select, text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from portal.crypto import Context, register_sealed
+from portal.crypto import Context, context_for, sealed_column
 from portal.db import new_id, utcnow
 from portal.extensions import db
 
@@ -49,7 +49,7 @@ class Thread(db.Model):
     client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     therapist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
-    subject_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    subject_sealed: Mapped[bytes] = sealed_column(owner="client_id")
     status: Mapped[str] = mapped_column(String(16), default=ThreadStatus.OPEN)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_message_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -76,7 +76,7 @@ class Thread(db.Model):
         return self.status == ThreadStatus.CLOSED
 
     def subject_context(self) -> Context:
-        return Context("message_threads", "subject", self.id)
+        return context_for(Thread.subject_sealed, self.id)
 
     def __repr__(self) -> str:  # never the subject
         return f"<Thread {self.id} {self.status}>"
@@ -94,7 +94,7 @@ class Message(db.Model):
     sender_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"),
                                                  index=True)
     sender_role: Mapped[str] = mapped_column(String(16))
-    body_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    body_sealed: Mapped[bytes] = sealed_column(owner=lambda: _message_owner())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # When the other participant first read it (the read receipt).
     read_at: Mapped[datetime | None]
@@ -119,9 +119,9 @@ class Attachment(db.Model):
     position: Mapped[int] = mapped_column(default=0)
     kind: Mapped[str] = mapped_column(String(8))  # a key of attachments.KINDS
     size: Mapped[int]
-    name_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    name_sealed: Mapped[bytes] = sealed_column(owner=lambda: _attachment_owner())
     # Up to 10 MB: deferred, so listing a thread never reads the files themselves.
-    content_sealed: Mapped[bytes] = deferred(mapped_column(LargeBinary))
+    content_sealed: Mapped[bytes] = sealed_column(owner=lambda: _attachment_owner(), lazy=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     message: Mapped[Message] = relationship(back_populates="attachments", lazy="raise")
@@ -130,7 +130,7 @@ class Attachment(db.Model):
         return attachment_name_context(self.id)
 
     def content_context(self) -> Context:
-        return Context("message_attachments", "content", self.id)
+        return context_for(Attachment.content_sealed, self.id)
 
     def __repr__(self) -> str:  # never the name
         return f"<Attachment {self.id} {self.kind} {self.size}>"
@@ -138,11 +138,11 @@ class Attachment(db.Model):
 
 def body_context(message_id: uuid.UUID) -> Context:
     """Where a message body is sealed (pages that read plain rows, not models, use this)."""
-    return Context("messages", "body", message_id)
+    return context_for(Message.body_sealed, message_id)
 
 
 def attachment_name_context(attachment_id: uuid.UUID) -> Context:
-    return Context("message_attachments", "name", attachment_id)
+    return context_for(Attachment.name_sealed, attachment_id)
 
 
 class EmergencyGrant(db.Model):
@@ -161,13 +161,13 @@ class EmergencyGrant(db.Model):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     admin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
-    reason_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    reason_sealed: Mapped[bytes] = sealed_column(owner="client_id")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
 
     def reason_context(self) -> Context:
-        return Context("emergency_access_grants", "reason", self.id)
+        return context_for(EmergencyGrant.reason_sealed, self.id)
 
     def is_active(self, now: datetime | None = None) -> bool:
         now = now or utcnow()
@@ -177,24 +177,11 @@ class EmergencyGrant(db.Model):
         return f"<EmergencyGrant {self.id}>"
 
 
-def _register_sealed_fields() -> None:
-    """Tell key rotation where every sealed column is and whose key it uses."""
-    message_owner = (select(Thread.client_id).where(Thread.id == Message.thread_id)
-                     .scalar_subquery())
-    attachment_owner = (select(Thread.client_id)
-                        .join(Message, Message.thread_id == Thread.id)
-                        .where(Message.id == Attachment.message_id)
-                        .scalar_subquery())
-    register_sealed(Thread, "subject_sealed", owner="client_id",
-                    table="message_threads", column="subject")
-    register_sealed(Message, "body_sealed", owner=message_owner, table="messages",
-                    column="body")
-    register_sealed(Attachment, "name_sealed", owner=attachment_owner,
-                    table="message_attachments", column="name")
-    register_sealed(Attachment, "content_sealed", owner=attachment_owner,
-                    table="message_attachments", column="content")
-    register_sealed(EmergencyGrant, "reason_sealed", owner="client_id",
-                    table="emergency_access_grants", column="reason")
+def _message_owner():
+    """A message's body is sealed under its thread's client's key."""
+    return select(Thread.client_id).where(Thread.id == Message.thread_id).scalar_subquery()
 
 
-_register_sealed_fields()
+def _attachment_owner():
+    return (select(Thread.client_id).join(Message, Message.thread_id == Thread.id)
+            .where(Message.id == Attachment.message_id).scalar_subquery())

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from flask import Flask, has_app_context
 from sqlalchemy import LargeBinary, Uuid, event
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, configure_mappers, mapped_column
 
 from portal import create_app, crypto
 from portal.accounts.models import User
@@ -89,6 +89,7 @@ def app(app) -> Iterator[Flask]:
 @pytest.fixture(autouse=True)
 def isolated_registry() -> Iterator[None]:
     """Start each test with an empty sealed-field registry (features register theirs)."""
+    configure_mappers()  # the features' declared columns register now, not inside the test
     saved = dict(registry._fields)
     registry._fields.clear()
     yield
