@@ -3,13 +3,13 @@
 import click
 from flask.cli import with_appcontext
 
+from portal.audit.service import verify
+
 
 @click.command("audit-verify")
 @with_appcontext
 def audit_verify_command() -> None:
     """Check the audit trail's hash chain; exit 1 when it is broken."""
-    from portal.audit.service import verify
-
     result = verify()
     if result.ok:
         click.echo(f"audit chain OK: {result.count} events")

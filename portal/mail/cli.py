@@ -5,6 +5,9 @@ import time
 import click
 from flask.cli import with_appcontext
 
+from portal.extensions import db
+from portal.mail.service import deliver_pending, purge_delivered
+
 PURGE_EVERY_SECONDS = 3600
 _sleep = time.sleep  # a seam for tests
 
@@ -16,9 +19,6 @@ _sleep = time.sleep  # a seam for tests
 @with_appcontext
 def deliver_mail_command(once: bool, interval: float) -> None:
     """Deliver queued mail and retry failures; prints counts, never addresses."""
-    from portal.extensions import db
-    from portal.mail.service import deliver_pending, purge_delivered
-
     last_purge: float | None = None
     try:
         while True:
