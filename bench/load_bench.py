@@ -227,7 +227,7 @@ def seed(config: dict, therapists: int, clients: int, messages_each: int) -> See
     from portal.estimates import service as estimates
     from portal.estimates.demo import demo_draft
     from portal.extensions import db
-    from portal.messaging import service as messaging
+    from portal.messaging import sending as messaging
 
     app = create_app(dict(config, PORTAL_SKIP_KEY_CHECK=True))
     out = Seeded()

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 MODULES = ("portal.crypto.envelope", "portal.accounts.identity", "portal.accounts.sessions",
-           "portal.messaging.service", "portal.audit.service", "portal.policies.service")
+           "portal.messaging.access", "portal.messaging.reading",
+           "portal.messaging.lists", "portal.audit.service", "portal.policies.service")
 CHECK = """
 import importlib, sys
 module = importlib.import_module(sys.argv[1])

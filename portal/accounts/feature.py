@@ -6,6 +6,7 @@ from flask_login import current_user
 from portal import hooks
 from portal.accounts import identity, sessions
 from portal.accounts.views import bp
+from portal.audit.catalogue import declare
 from portal.extensions import login_manager
 from portal.hooks import Gate, NavItem
 from portal.pages import BEFORE_ENROLMENT
@@ -32,6 +33,8 @@ def init_app(app: Flask) -> None:
     hooks.user_loader.provide(sessions.load)
     hooks.email_address_of.provide(identity.email_of)
     hooks.display_names.provide(identity.names_by_id)
+    declare("assignment.added", "Assigned a therapist to you")
+    declare("assignment.removed", "Removed a therapist assignment")
     hooks.sign_in_gates.provide(ENROLMENT_GATE)
     hooks.navigation.provide(NavItem("Clients", "accounts.my_clients", ("therapist",), 30,
                                      sections=()))

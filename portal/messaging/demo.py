@@ -4,11 +4,12 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from portal import access
 from portal.db import utcnow
 from portal.extensions import db
-from portal.messaging import service
+from portal.messaging import access
 from portal.messaging.models import Message, Thread
+from portal.messaging.reading import view_thread
+from portal.messaging.sending import reply, start_thread
 
 BREATHING = (b"Breathing practice\n\n"
              b"4-7-8: breathe in through your nose for 4, hold for 7, out through your mouth "
@@ -54,13 +55,13 @@ def seed(by_email: dict) -> None:
         first_who, _, first_text, first_files = messages[0]
         sender = people[first_who]
         other = therapist if first_who == "client" else client
-        thread, _ = service.start_thread(sender, counterpart_id=other.id, subject=subject,
-                                         body=first_text, files=first_files, notify=False)
+        thread, _ = start_thread(sender, counterpart_id=other.id, subject=subject,
+                                 body=first_text, files=first_files, notify=False)
         for who, _, text, files in messages[1:]:
-            service.reply(people[who], thread.id, body=text, files=files, notify=False)
+            reply(people[who], thread.id, body=text, files=files, notify=False)
         for who in read_by:
             reader = people[who]
-            service.view_thread(reader, access.thread_access(reader, thread.id))
+            view_thread(reader, access.thread_access(reader, thread.id))
         _set_times(thread.id, [now - timedelta(hours=hours) for _, hours, _, _ in messages])
 
 

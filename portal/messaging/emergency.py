@@ -15,27 +15,22 @@ from datetime import datetime, timedelta
 from flask import current_app
 from sqlalchemy import select
 
-from portal import access
 from portal.accounts.identity import email_of, names_of
 from portal.accounts.models import Role, User
 from portal.audit import record
 from portal.crypto import open_text_safe, preload_keys, seal
 from portal.db import new_id, utcnow
+from portal.db.transactions import write_transaction
+from portal.errors import RuleError
 from portal.extensions import db
 from portal.mail import enqueue
+from portal.messaging import access
 from portal.messaging.models import EmergencyGrant, Thread, ThreadStatus
-from portal.messaging.service import ThreadRow
+from portal.messaging.shown import ThreadRow
 
 REASON_MIN = 20
 REASON_MAX = 2000
 DEFAULT_MINUTES = 60
-
-
-class EmergencyError(Exception):
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 @dataclass(frozen=True)
@@ -69,25 +64,25 @@ def clients_to_choose() -> list[tuple[uuid.UUID, str]]:
 def grant(admin: User, *, client_id: uuid.UUID, reason: str) -> EmergencyGrant:
     """Open a client's conversations to this administrator, read-only, for an hour."""
     if not may_use(admin):
-        raise EmergencyError("Emergency access needs an administrator account with two-step "
-                             "sign-in turned on.")
+        raise RuleError("Emergency access needs an administrator account with two-step "
+                        "sign-in turned on.")
     reason = (reason or "").replace("\r\n", "\n").strip()
     if len(reason) < REASON_MIN:
-        raise EmergencyError(f"Write the reason in at least {REASON_MIN} characters: what "
-                             "happened, and why it cannot wait for the client's therapist.",
-                             "reason")
+        raise RuleError(f"Write the reason in at least {REASON_MIN} characters: what "
+                        "happened, and why it cannot wait for the client's therapist.",
+                        "reason")
     if len(reason) > REASON_MAX:
-        raise EmergencyError(f"Keep the reason to {REASON_MAX:,} characters.", "reason")
+        raise RuleError(f"Keep the reason to {REASON_MAX:,} characters.", "reason")
     client = db.session.get(User, client_id) if isinstance(client_id, uuid.UUID) else None
     if client is None or client.role != Role.CLIENT:
-        raise EmergencyError("Choose a client from the list.", "client")
+        raise RuleError("Choose a client from the list.", "client")
     now = utcnow()
     current = db.session.scalar(select(EmergencyGrant).where(
         EmergencyGrant.admin_id == admin.id, EmergencyGrant.client_id == client.id,
         EmergencyGrant.ended_at.is_(None), EmergencyGrant.expires_at > now))
     if current is not None:
-        raise EmergencyError("You already have emergency access to this client's "
-                             "conversations.", "client")
+        raise RuleError("You already have emergency access to this client's "
+                        "conversations.", "client")
     try:
         row = EmergencyGrant(id=new_id(), admin_id=admin.id, client_id=client.id,
                              created_at=now, expires_at=now + timedelta(minutes=minutes()))
@@ -120,15 +115,11 @@ def _tell_other_admins(admin: User) -> None:
 
 def end(admin: User, grant_id: uuid.UUID) -> None:
     """End the administrator's own grant before its hour is up."""
-    try:
+    with write_transaction():
         row = access.emergency_grant_for(admin, grant_id)
         row.ended_at = utcnow()
         record("emergency.ended", actor=admin, target=("emergency_grant", row.id),
                subject_id=row.client_id, severity="high")
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
 
 
 def grants_of(admin: User, limit: int = 10) -> list[GrantView]:
@@ -140,15 +131,20 @@ def grants_of(admin: User, limit: int = 10) -> list[GrantView]:
         User.id.in_({r.client_id for r in rows})))) if rows else []
     names = names_of(clients)
     now = utcnow()
-    views = [GrantView(r.id, names.get(r.client_id, ""),
-                       open_text_safe(r.client_id, r.reason_context(), r.reason_sealed),
-                       r.created_at, r.expires_at, r.ended_at, r.is_active(now)) for r in rows]
+    views = [_view(r, names, active=r.is_active(now)) for r in rows]
     return sorted(views, key=lambda v: not v.active)
+
+
+def _view(row: EmergencyGrant, names: dict[uuid.UUID, str], *, active: bool) -> GrantView:
+    """A grant as pages show it, with the reason opened."""
+    return GrantView(row.id, names.get(row.client_id, ""),
+                     open_text_safe(row.client_id, row.reason_context(), row.reason_sealed),
+                     row.created_at, row.expires_at, row.ended_at, active)
 
 
 def client_threads(admin: User, grant_id: uuid.UUID) -> tuple[GrantView, list[ThreadRow]]:
     """List the client's conversations under a live grant (audited, high severity)."""
-    try:
+    with write_transaction():
         row = access.emergency_grant_for(admin, grant_id)
         threads = list(db.session.scalars(
             select(Thread).where(Thread.client_id == row.client_id)
@@ -156,17 +152,11 @@ def client_threads(admin: User, grant_id: uuid.UUID) -> tuple[GrantView, list[Th
         people = list(db.session.scalars(select(User).where(
             User.id.in_({row.client_id} | {t.therapist_id for t in threads}))))
         names = names_of(people)
-        view = GrantView(row.id, names.get(row.client_id, ""),
-                         open_text_safe(row.client_id, row.reason_context(), row.reason_sealed),
-                         row.created_at, row.expires_at, row.ended_at, True)
+        view = _view(row, names, active=True)
         rows = [ThreadRow(
             id=t.id, subject=open_text_safe(t.client_id, t.subject_context(), t.subject_sealed),
             person=names.get(t.therapist_id, ""), last_message_at=t.last_message_at,
             unread=0, closed=t.status == ThreadStatus.CLOSED) for t in threads]
         record("emergency.threads_listed", actor=admin, target=("emergency_grant", row.id),
                subject_id=row.client_id, severity="high")
-        db.session.commit()
-    except Exception:
-        db.session.rollback()
-        raise
     return view, rows

@@ -4,7 +4,7 @@ from flask import Flask
 
 from portal import hooks
 from portal.hooks import NavItem
-from portal.messaging import demo
+from portal.messaging import audited, demo
 from portal.messaging.views import SETTINGS_SECTION, bp, unread_badge
 
 
@@ -16,3 +16,4 @@ def init_app(app: Flask) -> None:
                                      badge=unread_badge))
     hooks.account_sections.provide(SETTINGS_SECTION)
     hooks.demo_seeders.provide(demo.seed)
+    audited.declare_actions()

@@ -5,7 +5,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, MultipleFileField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
-from portal.messaging.service import SUBJECT_MAX
+from portal.messaging.sending import SUBJECT_MAX
 
 
 def _body_length(form, field) -> None:
@@ -15,10 +15,6 @@ def _body_length(form, field) -> None:
         raise ValidationError(f"Your message is {length - limit:,} characters too long. "
                               f"Please keep it to {limit:,} characters; nothing you wrote "
                               "has been lost.")
-
-
-class ActionForm(FlaskForm):
-    """A button-only action (close, reopen, end access): just the CSRF token."""
 
 
 class ReplyForm(FlaskForm):

@@ -1,8 +1,9 @@
 """Messaging pages: the client's inbox, the therapist's dashboard, threads, attachments,
 "who has seen my record", and emergency access for administrators.
 
-Views parse the request, load protected objects only through `portal.access`, call one
-service function and render. A form that fails keeps everything typed and answers 400.
+Views parse the request, load protected objects only through `portal.messaging.access`,
+call one service function and render. A form that fails keeps everything typed and answers
+422 (`portal.forms.INVALID`).
 """
 
 import uuid
@@ -21,14 +22,18 @@ from flask import (
 )
 from flask_login import current_user
 
-from portal import access, downloads, hooks
+from portal import downloads, hooks
 from portal.accounts import sessions
 from portal.accounts.identity import names_of
+from portal.audit.access_log import access_log as staff_access_to
 from portal.db import utcnow
-from portal.messaging import emergency, service
+from portal.errors import RuleError
+from portal.forms import INVALID, EmptyForm, form_status, refuse
+from portal.messaging import access, emergency, lists, reading, sending
 from portal.messaging.attachments import clean_name, read_upload
-from portal.messaging.forms import ActionForm, ComposeForm, EmergencyForm, ReplyForm
+from portal.messaging.forms import ComposeForm, EmergencyForm, ReplyForm
 from portal.pages import read_only
+from portal.paging import cursor, page_number
 from portal.security import role_required
 
 bp = Blueprint("messaging", __name__)
@@ -57,16 +62,11 @@ def waiting_for(since, now=None) -> str:
 def unread_badge(user) -> int:
     """The unread count in the navigation (the page may have counted it already)."""
     known = g.get("unread_messages")
-    return known if known is not None else service.unread_count(user)
+    return known if known is not None else lists.unread_count(user)
 
 
 def _me():
     return current_user._get_current_object()
-
-
-def _page() -> int:
-    page = request.args.get("page", default=1, type=int)
-    return page if page and 0 < page < 100_000 else 1
 
 
 def _uploads(field) -> list[tuple[str | None, bytes]]:
@@ -80,21 +80,21 @@ def _uploads(field) -> list[tuple[str | None, bytes]]:
     return files
 
 
-def _apply_error(form, error: service.MessageError) -> None:
-    target = getattr(form, error.field or "body", None) or form.body
-    if error.refused:
-        target = form.attachments
-        messages = [f"“{name}” was not attached: {reason}." for name, reason in error.refused]
-        refused = {name for name, _ in error.refused}
-        kept = [clean_name(s.filename) for s in request.files.getlist(form.attachments.name)
-                if s.filename and clean_name(s.filename) not in refused]
-        if kept:
-            messages.append("Your other files were fine, but browsers forget chosen files "
-                            "when a page reloads: please choose "
-                            + ", ".join(f"“{n}”" for n in kept) + " again.")
-        target.errors = messages
-    else:
-        target.errors = [error.message]
+def _refuse(form, error: RuleError) -> None:
+    """Show a refusal on the form; refused files each get their reason, and the files that
+    were fine are named, since the browser forgets every chosen file on the reload."""
+    if not isinstance(error, sending.FilesRefused):
+        refuse(form, error)
+        return
+    messages = [f"“{name}” was not attached: {reason}." for name, reason in error.refused]
+    refused = {name for name, _ in error.refused}
+    kept = [clean_name(s.filename) for s in request.files.getlist(form.attachments.name)
+            if s.filename and clean_name(s.filename) not in refused]
+    if kept:
+        messages.append("Your other files were fine, but browsers forget chosen files "
+                        "when a page reloads: please choose "
+                        + ", ".join(f"“{n}”" for n in kept) + " again.")
+    form.attachments.errors = messages
 
 
 # --- clients -------------------------------------------------------------------------------
@@ -105,8 +105,8 @@ def _apply_error(form, error: service.MessageError) -> None:
 def inbox():
     """List the client's conversations, newest first, with unread markers."""
     me = _me()
-    listing = service.inbox(me, _page())
-    can_write = bool(service.counterparts(me))
+    listing = lists.inbox(me, page_number())
+    can_write = bool(sending.counterparts(me))
     return render_template("messaging/inbox.html", listing=listing, can_write=can_write)
 
 
@@ -115,7 +115,7 @@ def inbox():
 @read_only
 def access_log():
     """Show the client every time practice staff opened their record."""
-    entries = service.access_log(_me())
+    entries = staff_access_to(_me())
     return render_template("messaging/access_log.html", entries=entries)
 
 
@@ -126,7 +126,7 @@ def access_log():
 def compose():
     """Start a conversation: a subject, a first message and optional files."""
     me = _me()
-    people = service.counterparts(me)
+    people = sending.counterparts(me)
     names = names_of(people)
     form = ComposeForm()
     form.recipient.choices = sorted(((str(p.id), names[p.id]) for p in people),
@@ -139,16 +139,15 @@ def compose():
             form.recipient.data = form.recipient.choices[0][0]
     if people and form.validate_on_submit():
         try:
-            thread, message = service.start_thread(
+            thread, message = sending.start_thread(
                 me, counterpart_id=uuid.UUID(form.recipient.data), subject=form.subject.data,
                 body=form.body.data, files=_uploads(form.attachments))
-        except service.MessageError as error:
-            _apply_error(form, error)
+        except RuleError as error:
+            _refuse(form, error)
         else:
             _sent(message)
             return redirect(url_for("messaging.thread", thread_id=thread.id, _anchor="latest"))
-    status = 400 if request.method == "POST" else 200
-    return render_template("messaging/compose.html", form=form, people=people), status
+    return render_template("messaging/compose.html", form=form, people=people), form_status()
 
 
 def _sent(message) -> None:
@@ -167,20 +166,12 @@ def thread(thread_id: uuid.UUID):
 def _thread_page(thread_id: uuid.UUID, form: ReplyForm, status: int = 200):
     me = _me()
     thread_access = access.thread_access(me, thread_id)
-    before = request.args.get("before") if request.method == "GET" else None
-    cursor = None
-    if before:
-        try:
-            cursor = uuid.UUID(before)
-        except ValueError:
-            abort(404)
-    page = service.view_thread(me, thread_access, before=cursor)
+    page = reading.view_thread(me, thread_access, before=cursor("before"))
     recent_crisis = (me.id == page.client_id and page.messages and page.messages[-1].mine
                      and page.messages[-1].crisis_flag
                      and utcnow() - page.messages[-1].created_at < timedelta(hours=1))
     return render_template("messaging/thread.html", page=page, form=form,
-                           action_form=ActionForm(), recent_crisis=recent_crisis,
-                           grant=thread_access.grant), status
+                           recent_crisis=recent_crisis, grant=thread_access.grant), status
 
 
 @bp.route("/messages/<uuid:thread_id>/reply", methods=["POST"])
@@ -191,14 +182,14 @@ def reply(thread_id: uuid.UUID):
     form = ReplyForm()
     if form.validate_on_submit():
         try:
-            message = service.reply(me, thread_id, body=form.body.data,
+            message = sending.reply(me, thread_id, body=form.body.data,
                                     files=_uploads(form.attachments))
-        except service.MessageError as error:
-            _apply_error(form, error)
+        except RuleError as error:
+            _refuse(form, error)
         else:
             _sent(message)
             return redirect(url_for("messaging.thread", thread_id=thread_id, _anchor="latest"))
-    return _thread_page(thread_id, form, 400)
+    return _thread_page(thread_id, form, INVALID)
 
 
 @bp.route("/messages/<uuid:thread_id>/close", methods=["POST"])
@@ -218,11 +209,11 @@ def reopen(thread_id: uuid.UUID):
 def _set_closed(thread_id: uuid.UUID, closed: bool):
     me = _me()
     access.thread_for(me, thread_id)
-    if not ActionForm().validate_on_submit():
+    if not EmptyForm().validate_on_submit():
         abort(400)
     try:
-        service.set_closed(me, thread_id, closed)
-    except service.MessageError:
+        sending.set_closed(me, thread_id, closed)
+    except RuleError:
         abort(404)
     flash("The conversation is closed. It opens again if your client replies." if closed
           else "The conversation is open again.", "success")
@@ -235,11 +226,11 @@ def _set_closed(thread_id: uuid.UUID, closed: bool):
 def attachment(attachment_id: uuid.UUID):
     """Download an attachment: participants only, never shown inline, never cached."""
     try:
-        found = service.download(_me(), attachment_id)
-    except service.Unreadable:
+        found = reading.download(_me(), attachment_id)
+    except reading.Unreadable:
         return render_template("messaging/unreadable.html"), 422
     return downloads.download(found.data, filename=found.name, content_type=found.content_type,
-                    sandbox=True)
+                              sandbox=True)
 
 
 # --- therapists ----------------------------------------------------------------------------
@@ -251,8 +242,8 @@ def dashboard():
     """The therapist's home: who is waiting for a reply, crisis-flagged first."""
     me = _me()
     show = request.args.get("show", "all")
-    query = request.args.get("q", "")[:service.SEARCH_MAX]
-    listing = service.dashboard(me, show=show, query=query, page=_page())
+    query = request.args.get("q", "")[:lists.SEARCH_MAX]
+    listing = lists.dashboard(me, show=show, query=query, page=page_number())
     g.unread_messages = listing.unread_messages
     # Other features' panels (e.g. estimates due) are included by the template; their
     # context keys are namespaced by the feature (e.g. `estimates_panel`), and ours win.
@@ -263,7 +254,7 @@ def dashboard():
         panel_context.update(context_fn(me))
     return render_template("messaging/dashboard.html", **{
         **panel_context, "listing": listing, "query": query, "panels": panels,
-        "show": show if show in service.FILTERS else "all", "now": utcnow()})
+        "show": show if show in lists.FILTERS else "all", "now": utcnow()})
 
 
 # --- emergency access ----------------------------------------------------------------------
@@ -288,16 +279,15 @@ def emergency_access():
         try:
             grant = emergency.grant(me, client_id=uuid.UUID(form.client.data),
                                     reason=form.reason.data)
-        except emergency.EmergencyError as error:
-            getattr(form, error.field or "reason").errors = [error.message]
+        except RuleError as error:
+            refuse(form, error)
         else:
             flash("Emergency access is open for the next hour, read-only. It has been "
                   "recorded, and the other administrators have been told.", "warning")
             return redirect(url_for("messaging.emergency_grant", grant_id=grant.id))
-    status = 400 if request.method == "POST" else 200
     return render_template("messaging/emergency.html", form=form,
-                           grants=emergency.grants_of(me), minutes=emergency.minutes(),
-                           action_form=ActionForm()), status
+                           grants=emergency.grants_of(me),
+                           minutes=emergency.minutes()), form_status()
 
 
 @bp.route("/emergency-access/<uuid:grant_id>")
@@ -306,8 +296,7 @@ def emergency_grant(grant_id: uuid.UUID):
     """List the client's conversations under a live emergency grant."""
     me = _emergency_admin()
     grant, rows = emergency.client_threads(me, grant_id)
-    return render_template("messaging/emergency_grant.html", grant=grant, rows=rows,
-                           action_form=ActionForm())
+    return render_template("messaging/emergency_grant.html", grant=grant, rows=rows)
 
 
 @bp.route("/emergency-access/<uuid:grant_id>/end", methods=["POST"])
@@ -315,7 +304,7 @@ def emergency_grant(grant_id: uuid.UUID):
 def emergency_end(grant_id: uuid.UUID):
     """End emergency access before the hour is up."""
     me = _emergency_admin()
-    if not ActionForm().validate_on_submit():
+    if not EmptyForm().validate_on_submit():
         abort(400)
     emergency.end(me, grant_id)
     flash("Emergency access has ended.", "success")

@@ -37,7 +37,7 @@ def journey(app) -> Journey:
     """A client (with policies to accept), their therapist and an administrator (both with
     two-step sign-in), a conversation with an attachment, an issued estimate and a draft."""
     from portal.estimates import service as estimates
-    from portal.messaging import service as messaging
+    from portal.messaging import sending as messaging
     from portal.policies import service as policies
     from tests.estimates.conftest import complete_draft
 

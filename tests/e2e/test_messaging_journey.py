@@ -37,11 +37,11 @@ def journey_people(app, db):
     earlier = make_user("client", "Blake Earlier")
     assign(client, therapist)
     assign(earlier, therapist)
-    from portal.messaging import service
-    older, _ = service.start_thread(earlier, counterpart_id=therapist.id,
+    from portal.messaging import sending
+    older, _ = sending.start_thread(earlier, counterpart_id=therapist.id,
                                     subject="Older question", body="An older message",
                                     notify=False)
-    service.reply(therapist, older.id, body="Answered already", notify=False)
+    sending.reply(therapist, older.id, body="Answered already", notify=False)
     people = {"client": (client.email_address, None), "therapist": (therapist.email_address,
                                                                     therapist.totp)}
     db.session.commit()  # on SQLite an open transaction here would block the server

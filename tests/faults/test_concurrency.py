@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from portal.accounts.models import User
 from portal.audit import AuditEvent, verify
 from portal.extensions import db
-from portal.messaging import service
+from portal.messaging import lists, sending
 from portal.messaging.models import Message, Thread
 from tests.messaging.conftest import PASSWORD, assign, make_user
 from tests.ops.support import Browser, Gunicorn, bodies_by_text
@@ -73,7 +73,7 @@ def test_twenty_clients_and_their_therapists_sending_at_once_lose_nothing(app, t
         client = make_user("client")
         therapist = therapists[n // CLIENTS_PER_THERAPIST]
         assign(client, therapist)
-        thread, _ = service.start_thread(client, counterpart_id=therapist.id,
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
                                          subject=f"Conversation {n}", body=f"opening {n}")
         people.append((client, therapist, f"/messages/{thread.id}"))
 
@@ -117,7 +117,7 @@ def test_twenty_clients_and_their_therapists_sending_at_once_lose_nothing(app, t
         assert thread.message_count == rows
         assert (thread.client_unread, thread.therapist_unread) == unread_in_rows(thread)
     for therapist in therapists:
-        assert service.unread_count(db.session.get(User, therapist.id)) == sum(
+        assert lists.unread_count(db.session.get(User, therapist.id)) == sum(
             t.therapist_unread for t in threads if t.therapist_id == therapist.id)
     assert db.session.scalar(select(func.count()).select_from(AuditEvent).where(
         AuditEvent.action == "message.sent")) == sum(stored.values())

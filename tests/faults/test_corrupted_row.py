@@ -6,7 +6,7 @@ from sqlalchemy import select, update
 from portal.audit import AuditEvent
 from portal.crypto import UNREADABLE
 from portal.extensions import db
-from portal.messaging import service
+from portal.messaging import sending
 from portal.messaging.models import Attachment, Message, Thread
 from tests.messaging.conftest import PDF, assign, make_user, sign_in
 
@@ -24,11 +24,11 @@ def conversation(app, isolated_requests):
     """A client, their therapist and a thread of three messages (the second with a file)."""
     client, therapist = make_user("client", "Alex Rivera"), make_user("therapist", "Colleen Xu")
     assign(client, therapist)
-    thread, _ = service.start_thread(client, counterpart_id=therapist.id, subject="Sleep",
+    thread, _ = sending.start_thread(client, counterpart_id=therapist.id, subject="Sleep",
                                      body="first: the week went well", notify=False)
-    service.reply(therapist, thread.id, body="second: glad to hear it",
+    sending.reply(therapist, thread.id, body="second: glad to hear it",
                   files=[("plan.pdf", PDF)], notify=False)
-    service.reply(client, thread.id, body="third: see you Thursday", notify=False)
+    sending.reply(client, thread.id, body="third: see you Thursday", notify=False)
     messages = list(db.session.scalars(select(Message).where(Message.thread_id == thread.id)
                                        .order_by(Message.created_at)))
     return client, therapist, thread, messages
@@ -78,7 +78,7 @@ def test_a_ciphertext_moved_to_another_row_does_not_open_there(app, conversation
 
 def test_a_corrupted_subject_or_file_spoils_only_that_item(app, conversation):
     client, therapist, thread, _ = conversation
-    other, _ = service.start_thread(client, counterpart_id=therapist.id, subject="Work stress",
+    other, _ = sending.start_thread(client, counterpart_id=therapist.id, subject="Work stress",
                                     body="another conversation", notify=False)
     corrupt(Thread, "subject_sealed", thread.id)
     attachment_id = db.session.scalar(select(Attachment.id))

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from portal.audit import AuditEvent, verify
 from portal.extensions import db
-from portal.messaging import service
+from portal.messaging import sending
 from portal.messaging.models import Message, Thread
 from tests.messaging.conftest import PASSWORD, assign, make_user
 from tests.ops.support import Browser, Gunicorn, bodies_by_text
@@ -28,7 +28,7 @@ def test_every_send_acknowledged_before_a_worker_was_killed_is_stored_exactly_on
     for n in range(PEOPLE):
         client, therapist = make_user("client"), make_user("therapist")
         assign(client, therapist)
-        thread, _ = service.start_thread(client, counterpart_id=therapist.id,
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
                                          subject=f"Burst {n}", body=f"opening {n}",
                                          notify=False)
         pairs.append((client.email_address, f"/messages/{thread.id}"))

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import delete, select
 from werkzeug.exceptions import NotFound
 
-from portal import access
 from portal.accounts.models import Assignment
-from portal.messaging import service
+from portal.errors import RuleError
+from portal.messaging import access, reading, sending
 from portal.messaging.models import Attachment, Message
 from tests.messaging.conftest import PNG, csrf_token, make_user
 
@@ -21,7 +21,7 @@ def world(db, people):
     for name, client, therapist in (("a_x", people.client_a, people.therapist_x),
                                     ("a_y", people.client_a, people.therapist_y),
                                     ("b_y", people.client_b, people.therapist_y)):
-        thread, message = service.start_thread(
+        thread, message = sending.start_thread(
             client, counterpart_id=therapist.id, subject=f"Subject {name}", body=f"Body {name}",
             files=[(f"{name}.png", PNG)], notify=False)
         attachment = db.session.scalars(
@@ -116,11 +116,11 @@ def test_therapist_loses_access_when_unassigned(app, db, world, people):
     with pytest.raises(NotFound):
         access.thread_for(people.therapist_x, thread_id)
     # The client still reads the history but can no longer write to that therapist.
-    page = service.view_thread(people.client_a, access.thread_access(people.client_a,
+    page = reading.view_thread(people.client_a, access.thread_access(people.client_a,
                                                                      thread_id))
     assert not page.can_reply and "no longer assigned" in page.reply_note
-    with pytest.raises(service.MessageError):
-        service.reply(people.client_a, thread_id, body="hello?", notify=False)
+    with pytest.raises(RuleError):
+        sending.reply(people.client_a, thread_id, body="hello?", notify=False)
 
 
 def test_inactive_users_see_nothing(app, db, world, people):

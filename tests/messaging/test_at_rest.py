@@ -6,8 +6,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, select, text
 
-from portal import access
-from portal.messaging import emergency, service
+from portal.messaging import access, emergency, reading, sending
 from portal.messaging.models import Attachment, Message, Thread
 
 MARKER = "ZQX-marker-7731"
@@ -16,11 +15,11 @@ POSTGRES = bool(os.environ.get("TEST_DATABASE_URL"))
 
 def _write_everything(people, db):
     db.session.commit()
-    thread, _ = service.start_thread(
+    thread, _ = sending.start_thread(
         people.client_a, counterpart_id=people.therapist_x.id, subject=f"Subject {MARKER}",
         body=f"Body {MARKER}\nsecond line",
         files=[(f"name-{MARKER}.txt", f"content {MARKER}\n".encode())])
-    service.reply(people.therapist_x, thread.id, body=f"Reply {MARKER}")
+    sending.reply(people.therapist_x, thread.id, body=f"Reply {MARKER}")
     emergency.grant(people.admin, client_id=people.client_a.id,
                     reason=f"Reason {MARKER}: cannot reach the therapist today")
     return thread
@@ -54,13 +53,13 @@ def test_marker_is_in_no_row_of_any_table(app, db, people):
 
 def test_the_app_still_reads_it_all(app, db, people):
     thread = _write_everything(people, db)
-    page = service.view_thread(people.client_a,
+    page = reading.view_thread(people.client_a,
                                access.thread_access(people.client_a, thread.id))
     assert page.subject == f"Subject {MARKER}"
     assert [m.body for m in page.messages] == [f"Body {MARKER}\nsecond line",
                                                f"Reply {MARKER}"]
     attachment = db.session.scalars(select(Attachment)).one()
-    found = service.download(people.client_a, attachment.id)
+    found = reading.download(people.client_a, attachment.id)
     assert found.name == f"name-{MARKER}.txt"
     assert found.data == f"content {MARKER}\n".encode()
 
@@ -80,7 +79,7 @@ def test_rotation_finds_every_sealed_messaging_column(app, db, people):
     db.session.commit()
     from portal.crypto import forget_keys
     forget_keys()
-    page = service.view_thread(people.client_a,
+    page = reading.view_thread(people.client_a,
                                access.thread_access(people.client_a, thread.id))
     assert page.subject == f"Subject {MARKER}"
     assert all(MARKER in m.body for m in page.messages)

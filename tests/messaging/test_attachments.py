@@ -8,7 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from portal.downloads import content_disposition
-from portal.messaging import service
+from portal.errors import RuleError
+from portal.messaging import sending
 from portal.messaging.attachments import (
     NAME_MAX,
     Refused,
@@ -157,13 +158,13 @@ def test_sniff_says_nothing_for_unknown_bytes():
 
 
 def test_more_than_five_files_are_refused(app):
-    with pytest.raises(service.MessageError, match="up to 5 files"):
-        service.check_files([(f"{n}.pdf", PDF) for n in range(6)])
+    with pytest.raises(RuleError, match="up to 5 files"):
+        sending.check_files([(f"{n}.pdf", PDF) for n in range(6)])
 
 
 def test_every_refused_file_is_named_with_its_reason(app):
-    with pytest.raises(service.MessageError) as problem:
-        service.check_files([("ok.pdf", PDF), ("../x.exe", EXE), ("none.txt", b"")])
+    with pytest.raises(sending.FilesRefused) as problem:
+        sending.check_files([("ok.pdf", PDF), ("../x.exe", EXE), ("none.txt", b"")])
     assert problem.value.refused == [
         ("x.exe", "it is not a type we accept (PDF, PNG, JPEG, HEIC, plain text (TXT) or "
                   "Word (DOCX))"),
@@ -182,7 +183,7 @@ def test_oversized_upload_through_the_form_is_refused_and_the_text_kept(app, db,
             "attachments": FileStorage(io.BytesIO(PDF + bytes(TEN_MB)), "huge.pdf",
                                        content_type="application/pdf")}
     response = post_multipart(client, "/messages/new", data)
-    assert response.status_code == 400
+    assert response.status_code == 422
     html = response.get_data(as_text=True)
     assert "“huge.pdf” was not attached: it is larger than 10 MB." in html
     assert "See attached</textarea>" in html

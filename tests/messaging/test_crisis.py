@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import select
 
 from portal.audit.models import AuditEvent
-from portal.messaging import crisis, service
+from portal.messaging import crisis, sending
 from portal.messaging.models import Message, Thread
 
 # Shared with the browser test (tests/e2e/test_messaging_journey.py), which checks that
@@ -62,7 +62,7 @@ def test_subject_is_checked_too():
 
 
 def test_server_flags_a_clients_message_and_never_blocks_it(app, db, people):
-    thread, message = service.start_thread(
+    thread, message = sending.start_thread(
         people.client_a, counterpart_id=people.therapist_x.id, subject="Tonight",
         body="Honestly I want to die", notify=False)
     assert message.crisis_flag
@@ -72,7 +72,7 @@ def test_server_flags_a_clients_message_and_never_blocks_it(app, db, people):
         AuditEvent.action == "message.crisis_flagged")).one()
     assert flagged.severity == "high" and flagged.target_id == str(message.id)
 
-    reply = service.reply(people.therapist_x, thread.id,
+    reply = sending.reply(people.therapist_x, thread.id,
                           body="If you think about suicide, call 988.", notify=False)
     assert not reply.crisis_flag  # the therapist's own words are not flagged
     db.session.expire_all()
@@ -81,14 +81,14 @@ def test_server_flags_a_clients_message_and_never_blocks_it(app, db, people):
 
 
 def test_client_sees_the_numbers_again_after_sending_crisis_language(app, db, people, login):
-    thread, _ = service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+    thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
                                      subject="Tonight", body="I want to die", notify=False)
     html = login(people.client_a).get(f"/messages/{thread.id}").get_data(as_text=True)
     assert 'class="safety-notice"' in html and "tel:988" in html and "tel:911" in html
 
 
 def test_therapist_sees_the_flag_on_the_dashboard_and_the_message(app, db, people, login):
-    thread, _ = service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+    thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
                                      subject="Tonight", body="I want to die", notify=False)
     therapist = login(people.therapist_x)
     assert "Crisis language" in therapist.get("/dashboard").get_data(as_text=True)

@@ -5,11 +5,10 @@ from datetime import timedelta
 import time_machine
 from sqlalchemy import select
 
-from portal import access
 from portal.crypto import Context, open_text
 from portal.db import utcnow
 from portal.mail import OutboxMessage, deliver_pending
-from portal.messaging import service
+from portal.messaging import access, reading, sending
 from portal.messaging.models import Thread
 
 START = utcnow().replace(microsecond=0) + timedelta(days=1)
@@ -38,12 +37,12 @@ def _html(row: OutboxMessage) -> str:
 
 
 def _read(user, thread_id):
-    service.view_thread(user, access.thread_access(user, thread_id))
+    reading.view_thread(user, access.thread_access(user, thread_id))
 
 
 def test_notice_says_nothing_but_that_there_is_a_message(app, db, people):
     with _at(0):
-        thread, _ = service.start_thread(
+        thread, _ = sending.start_thread(
             people.client_a, counterpart_id=people.therapist_x.id, subject="Panic at night",
             body="I had another panic attack")
     [row] = _notices(db, people.therapist_x)
@@ -58,39 +57,39 @@ def test_notice_says_nothing_but_that_there_is_a_message(app, db, people):
 def test_one_notice_per_window_and_a_single_follow_up(app, db, people):
     client, therapist = people.client_a, people.therapist_x
     with _at(0):
-        thread, _ = service.start_thread(client, counterpart_id=therapist.id,
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
                                          subject="Hello", body="one")
         deliver_pending()  # the first notice goes
     with _at(5):
-        service.reply(client, thread.id, body="two")
+        sending.reply(client, thread.id, body="two")
     with _at(10):
-        service.reply(client, thread.id, body="three")
+        sending.reply(client, thread.id, body="three")
     first, follow_up = _notices(db, therapist)
     assert first.next_attempt_at == START
     assert follow_up.next_attempt_at == START + timedelta(minutes=15)
     with _at(16):
-        service.reply(client, thread.id, body="four")  # still covered by the follow-up
+        sending.reply(client, thread.id, body="four")  # still covered by the follow-up
     assert len(_notices(db, therapist)) == 2
     with _at(31):
-        service.reply(client, thread.id, body="five")  # the follow-up has not gone yet
+        sending.reply(client, thread.id, body="five")  # the follow-up has not gone yet
     assert len(_notices(db, therapist)) == 2
 
 
 def test_reading_withdraws_a_waiting_notice(app, db, people):
     client, therapist = people.client_a, people.therapist_x
     with _at(0):
-        thread, _ = service.start_thread(client, counterpart_id=therapist.id,
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
                                          subject="Hello", body="one")
         deliver_pending()  # the first notice goes
     with _at(5):
-        service.reply(client, thread.id, body="two")
+        sending.reply(client, thread.id, body="two")
     assert len(_notices(db, therapist)) == 2
     with _at(8):
         _read(therapist, thread.id)
     [first] = _notices(db, therapist)
     assert first.next_attempt_at == START
     with _at(20):  # 20 minutes after the last real notice: a new one goes at once
-        service.reply(client, thread.id, body="three")
+        sending.reply(client, thread.id, body="three")
     notices = _notices(db, therapist)
     assert [n.next_attempt_at for n in notices] == [START, START + timedelta(minutes=20)]
 
@@ -98,11 +97,11 @@ def test_reading_withdraws_a_waiting_notice(app, db, people):
 def test_no_email_for_a_message_read_before_the_notice_was_due(app, db, people):
     client, therapist = people.client_a, people.therapist_x
     with _at(0):
-        thread, _ = service.start_thread(client, counterpart_id=therapist.id,
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
                                          subject="Hello", body="one")
         deliver_pending()
     with _at(3):
-        service.reply(client, thread.id, body="two")
+        sending.reply(client, thread.id, body="two")
     with _at(4):
         _read(therapist, thread.id)
     with _at(16):
@@ -114,11 +113,11 @@ def test_no_email_for_a_message_read_before_the_notice_was_due(app, db, people):
 def test_follow_up_goes_when_due_if_still_unread(app, db, people):
     client, therapist = people.client_a, people.therapist_x
     with _at(0):
-        thread, _ = service.start_thread(client, counterpart_id=therapist.id,
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
                                          subject="Hello", body="one")
         assert deliver_pending().sent == 1
     with _at(3):
-        service.reply(client, thread.id, body="two")
+        sending.reply(client, thread.id, body="two")
         assert deliver_pending().sent == 0  # not due yet
     with _at(15):
         assert deliver_pending().sent == 1
@@ -128,10 +127,10 @@ def test_deferred_notice_is_not_sent_right_after_commit(app, db, people, capsys)
     app.config["MAIL_SEND_AFTER_COMMIT"] = True  # console transport (no MAIL_SERVER)
     client, therapist = people.client_a, people.therapist_x
     with _at(0):
-        thread, _ = service.start_thread(client, counterpart_id=therapist.id,
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
                                          subject="Hello", body="one")
     with _at(2):
-        service.reply(client, thread.id, body="two")
+        sending.reply(client, thread.id, body="two")
     immediate, deferred = _notices(db, therapist)
     assert immediate.sent_at is not None
     assert deferred.sent_at is None
@@ -141,13 +140,13 @@ def test_deferred_notice_is_not_sent_right_after_commit(app, db, people, capsys)
 def test_each_conversation_and_each_side_has_its_own_window(app, db, people):
     client = people.client_a
     with _at(0):
-        one, _ = service.start_thread(client, counterpart_id=people.therapist_x.id,
+        one, _ = sending.start_thread(client, counterpart_id=people.therapist_x.id,
                                       subject="One", body="one")
-        service.start_thread(client, counterpart_id=people.therapist_y.id,
+        sending.start_thread(client, counterpart_id=people.therapist_y.id,
                              subject="Two", body="two")
         deliver_pending()
     with _at(1):
-        service.reply(people.therapist_x, one.id, body="reply")
+        sending.reply(people.therapist_x, one.id, body="reply")
     assert [n.next_attempt_at for n in _notices(db, people.therapist_x)] == [START]
     assert [n.next_attempt_at for n in _notices(db, people.therapist_y)] == [START]
     assert [n.next_attempt_at for n in _notices(db, client)] == [
@@ -158,21 +157,21 @@ def test_throttle_follows_the_configured_window(app, db, people):
     app.config["NOTIFY_THROTTLE_MINUTES"] = 60
     client, therapist = people.client_a, people.therapist_x
     with _at(0):
-        thread, _ = service.start_thread(client, counterpart_id=therapist.id,
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
                                          subject="Hello", body="one")
         deliver_pending()  # the first notice goes
     with _at(30):
-        service.reply(client, thread.id, body="two")
+        sending.reply(client, thread.id, body="two")
     assert _notices(db, therapist)[-1].next_attempt_at == START + timedelta(minutes=60)
 
 
 def test_no_notice_to_a_deactivated_account(app, db, people):
     with _at(0):
-        thread, _ = service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+        thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
                                          subject="Hi", body="hi", notify=False)
     people.therapist_x.active = False
     db.session.commit()
     with _at(30):
-        service.reply(people.client_a, thread.id, body="are you there?")
+        sending.reply(people.client_a, thread.id, body="are you there?")
     assert db.session.get(Thread, thread.id).message_count == 2
     assert not _notices(db, people.therapist_x)

@@ -8,7 +8,7 @@ from sqlalchemy import func, select
 from portal.audit import verify
 from portal.audit.models import AuditEvent
 from portal.mail import OutboxMessage
-from portal.messaging import service
+from portal.messaging import lists, sending
 from portal.messaging.models import Attachment, Message, Thread
 from tests.messaging.conftest import PNG
 
@@ -22,14 +22,14 @@ class Boom(RuntimeError):
 
 
 def _fail_on(monkeypatch, action: str) -> None:
-    real = service.record
+    real = sending.record
 
     def record(name, **kwargs):
         if name == action:
             raise Boom(name)
         return real(name, **kwargs)
 
-    monkeypatch.setattr(service, "record", record)
+    monkeypatch.setattr(sending, "record", record)
 
 
 def test_a_failed_first_message_leaves_nothing_behind(app, db, people, monkeypatch):
@@ -37,7 +37,7 @@ def test_a_failed_first_message_leaves_nothing_behind(app, db, people, monkeypat
                                          AuditEvent)}
     _fail_on(monkeypatch, "message.sent")
     with pytest.raises(Boom):
-        service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+        sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
                              subject="Hello", body="hello", files=[("a.png", PNG)])
     after = {m: _count(db, m) for m in before}
     assert after == before
@@ -45,7 +45,7 @@ def test_a_failed_first_message_leaves_nothing_behind(app, db, people, monkeypat
 
 
 def test_a_failed_reply_changes_nothing(app, db, people, monkeypatch):
-    thread, _ = service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+    thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
                                      subject="Hello", body="hello")
     db.session.expire_all()
     state = db.session.get(Thread, thread.id)
@@ -54,7 +54,7 @@ def test_a_failed_reply_changes_nothing(app, db, people, monkeypatch):
     counts = {m: _count(db, m) for m in (Message, Attachment, OutboxMessage, AuditEvent)}
     _fail_on(monkeypatch, "message.sent")
     with pytest.raises(Boom):
-        service.reply(people.therapist_x, thread.id, body="reply", files=[("b.png", PNG)])
+        sending.reply(people.therapist_x, thread.id, body="reply", files=[("b.png", PNG)])
     db.session.expire_all()
     state = db.session.get(Thread, thread.id)
     assert (state.message_count, state.therapist_unread, state.client_unread,
@@ -65,7 +65,7 @@ def test_a_failed_reply_changes_nothing(app, db, people, monkeypatch):
 def test_a_send_writes_message_files_state_outbox_and_audit_together(app, db, people):
     db.session.commit()
     counts = {m: _count(db, m) for m in (Message, Attachment, OutboxMessage, AuditEvent)}
-    thread, message = service.start_thread(
+    thread, message = sending.start_thread(
         people.client_a, counterpart_id=people.therapist_x.id, subject="Hello",
         body="hello", files=[("a.png", PNG), ("b.txt", b"notes\n")])
     after = {m: _count(db, m) for m in counts}
@@ -100,7 +100,7 @@ def _run_at_once(app, db, jobs) -> list[BaseException]:
                 _db.session.commit()
                 start.wait()
                 for number in range(count):
-                    service.reply(user, thread_id, body=f"{label} {number}")
+                    sending.reply(user, thread_id, body=f"{label} {number}")
             except BaseException as exc:  # collected for the assertion
                 errors.append(exc)
             finally:
@@ -116,7 +116,7 @@ def _run_at_once(app, db, jobs) -> list[BaseException]:
 
 def test_two_tabs_and_the_therapist_sending_at_once_lose_nothing(app, db, people):
     client, therapist = people.client_a, people.therapist_x
-    thread, _ = service.start_thread(client, counterpart_id=therapist.id, subject="Busy",
+    thread, _ = sending.start_thread(client, counterpart_id=therapist.id, subject="Busy",
                                      body="start", notify=False)
     per_sender = 8
     jobs = [(client.id, thread.id, "tab one", per_sender),
@@ -147,9 +147,9 @@ def test_two_tabs_and_the_therapist_sending_at_once_lose_nothing(app, db, people
 
 def test_two_therapists_writing_to_one_client_at_once(app, db, people):
     client = people.client_a
-    one, _ = service.start_thread(client, counterpart_id=people.therapist_x.id,
+    one, _ = sending.start_thread(client, counterpart_id=people.therapist_x.id,
                                   subject="One", body="one", notify=False)
-    two, _ = service.start_thread(client, counterpart_id=people.therapist_y.id,
+    two, _ = sending.start_thread(client, counterpart_id=people.therapist_y.id,
                                   subject="Two", body="two", notify=False)
     jobs = [(people.therapist_x.id, one.id, "note", 6),
             (people.therapist_y.id, two.id, "note", 6)]
@@ -158,4 +158,4 @@ def test_two_therapists_writing_to_one_client_at_once(app, db, people):
     for thread in (one, two):
         state = db.session.get(Thread, thread.id)
         assert state.message_count == 7 and state.client_unread == 6
-    assert service.unread_count(client) == 12
+    assert lists.unread_count(client) == 12

@@ -8,7 +8,7 @@ from portal.accounts import sessions
 from portal.accounts.identity import set_identity
 from portal.accounts.models import Assignment, Role, User
 from portal.db import new_id
-from portal.messaging import service
+from portal.messaging import sending
 from tests.conftest import unique_email
 from tests.messaging.conftest import StatementCounter, make_user
 
@@ -29,16 +29,16 @@ def _world(db, size: int) -> dict:
     db.session.commit()
     threads = []
     for number in range(size):
-        thread, _ = service.start_thread(client, counterpart_id=therapist.id,
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
                                          subject=f"Topic {number}", body="hello", notify=False)
         threads.append(thread.id)
     for other in others:
-        service.start_thread(other, counterpart_id=therapist.id, subject="Hi", body="hi",
+        sending.start_thread(other, counterpart_id=therapist.id, subject="Hi", body="hi",
                              notify=False)
     for number in range(size - 1):
         sender = therapist if number % 3 else client
-        service.reply(sender, threads[0], body=f"message {number}", notify=False)
-    service.reply(therapist, threads[1], body="unread by the client", notify=False)
+        sending.reply(sender, threads[0], body=f"message {number}", notify=False)
+    sending.reply(therapist, threads[1], body="unread by the client", notify=False)
     return {"client": client, "therapist": therapist, "thread": threads[0]}
 
 

@@ -6,15 +6,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from portal.audit.models import AuditEvent
-from portal.messaging import service
+from portal.messaging import lists, reading, sending
 from tests.messaging.conftest import StatementCounter
 
 
 @pytest.fixture
 def thread_id(db, people):
-    thread, _ = service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+    thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
                                      subject="Sleep", body="A private sentence.", notify=False)
-    service.reply(people.therapist_x, thread.id, body="Thank you for writing.", notify=False)
+    sending.reply(people.therapist_x, thread.id, body="Thank you for writing.", notify=False)
     return thread.id
 
 
@@ -51,11 +51,11 @@ def test_the_page_reads_deferred_and_writes_only_under_a_short_lock(app, db, peo
 def test_reading_marks_the_other_sides_messages_read_in_the_write(app, db, people,
                                                                    thread_id, login):
     client = login(people.client_a)
-    assert service.unread_count(people.client_a) == 1
+    assert lists.unread_count(people.client_a) == 1
     html = client.get(f"/messages/{thread_id}").get_data(as_text=True)
     assert "Thank you for writing." in html
     db.session.expire_all()
-    assert service.unread_count(people.client_a) == 0
+    assert lists.unread_count(people.client_a) == 0
 
 
 def test_no_audit_row_means_no_page(app, db, people, thread_id, login, monkeypatch):
@@ -65,7 +65,7 @@ def test_no_audit_row_means_no_page(app, db, people, thread_id, login, monkeypat
     def failing_record(*args, **kwargs):
         raise OperationalError("INSERT INTO audit_events", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(service, "record", failing_record)
+    monkeypatch.setattr(reading, "record", failing_record)
     response = client.get(f"/messages/{thread_id}")
     html = response.get_data(as_text=True)
     assert response.status_code >= 500
@@ -73,7 +73,7 @@ def test_no_audit_row_means_no_page(app, db, people, thread_id, login, monkeypat
     assert "Traceback" not in html
     db.session.expire_all()
     assert db.session.scalar(select(func.count()).select_from(AuditEvent)) == before
-    assert service.unread_count(people.client_a) == 1  # the read receipt rolled back too
+    assert lists.unread_count(people.client_a) == 1  # the read receipt rolled back too
 
 
 def test_writes_on_a_read_only_page_take_the_lock_up_front(app, db, people, thread_id, login,
@@ -134,15 +134,15 @@ def test_a_message_that_arrives_while_the_page_is_read_stays_unread(app, db, peo
 
     client = login(people.client_a)
     therapist_id = people.therapist_x.id
-    build_page = service._thread_page
+    build_page = reading._thread_page
 
     def page_then_a_reply(*args, **kwargs):
         page = build_page(*args, **kwargs)
-        service.reply(db.session.get(User, therapist_id), thread_id, body="Arrived just now.",
+        sending.reply(db.session.get(User, therapist_id), thread_id, body="Arrived just now.",
                       notify=False)
         return page
 
-    monkeypatch.setattr(service, "_thread_page", page_then_a_reply)
+    monkeypatch.setattr(reading, "_thread_page", page_then_a_reply)
     html = client.get(f"/messages/{thread_id}").get_data(as_text=True)
     assert "Thank you for writing." in html and "Arrived just now." not in html
     db.session.expire_all()
@@ -151,4 +151,4 @@ def test_a_message_that_arrives_while_the_page_is_read_stays_unread(app, db, peo
                               Message.sender_id == therapist_id)
         .order_by(Message.created_at))]
     assert read == [True, False]  # the one on screen, and the one that arrived after
-    assert service.unread_count(people.client_a) == 1
+    assert lists.unread_count(people.client_a) == 1

@@ -6,7 +6,7 @@ import re
 from sqlalchemy import func, select
 
 from portal.mail import OutboxMessage
-from portal.messaging import service
+from portal.messaging import sending
 from portal.messaging.models import Attachment, Message, Thread
 from tests.messaging.conftest import PDF, PNG, csrf_token
 
@@ -83,7 +83,7 @@ def test_too_long_message_is_refused_with_the_text_kept(app, db, people, login):
     alex = login(people.client_a)
     body = "a" * 5001
     response = _compose(alex, people.therapist_x, body=body)
-    assert response.status_code == 400
+    assert response.status_code == 422
     html = response.get_data(as_text=True)
     assert "1 characters too long" in html or "is 1 character" in html
     assert body in html  # nothing lost
@@ -94,7 +94,7 @@ def test_refused_file_is_named_and_the_text_is_kept(app, db, people, login):
     alex = login(people.client_a)
     response = _compose(alex, people.therapist_x, body="Here are my forms",
                         files=[("form.pdf", PDF), ("setup.pdf", b"MZ\x90\x00" + bytes(200))])
-    assert response.status_code == 400
+    assert response.status_code == 422
     html = response.get_data(as_text=True)
     assert "“setup.pdf” was not attached: it is not a type we accept" in html
     assert "choose “form.pdf” again" in html
@@ -107,7 +107,7 @@ def test_reply_problem_keeps_the_text_on_the_thread_page(app, db, people, login)
     _compose(alex, people.therapist_x)
     thread = _only_thread(db)
     response = _reply(alex, thread.id, "Still here", files=[("empty.txt", b"")])
-    assert response.status_code == 400
+    assert response.status_code == 422
     html = response.get_data(as_text=True)
     assert "“empty.txt” was not attached: it is empty." in html
     assert "Still here</textarea>" in html
@@ -116,7 +116,7 @@ def test_reply_problem_keeps_the_text_on_the_thread_page(app, db, people, login)
 def test_new_conversation_with_someone_not_assigned_is_refused(app, db, people, login):
     blake = login(people.client_b)
     response = _compose(blake, people.therapist_x)
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "Choose someone from the list." in response.get_data(as_text=True)
     assert db.session.scalar(select(func.count()).select_from(Thread)) == 0
 
@@ -142,10 +142,10 @@ def test_therapist_closes_and_a_client_reply_reopens(app, db, people, login):
 
 
 def test_thread_shows_the_newest_fifty_then_older_messages(app, db, people, login):
-    thread, _ = service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+    thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
                                      subject="Long one", body="message 0", notify=False)
     for number in range(1, 60):
-        service.reply(people.client_a, thread.id, body=f"message {number}", notify=False)
+        sending.reply(people.client_a, thread.id, body=f"message {number}", notify=False)
     alex = login(people.client_a)
     html = alex.get(f"/messages/{thread.id}").get_data(as_text=True)
     assert html.count('class="message__body"') == 50
@@ -158,7 +158,7 @@ def test_thread_shows_the_newest_fifty_then_older_messages(app, db, people, logi
 
 
 def test_unreadable_message_shows_a_notice_not_an_error(app, db, people, login):
-    thread, message = service.start_thread(people.client_a,
+    thread, message = sending.start_thread(people.client_a,
                                            counterpart_id=people.therapist_x.id,
                                            subject="Hello", body="secret words", notify=False)
     row = db.session.get(Message, message.id)
@@ -176,7 +176,7 @@ def test_unreadable_message_shows_a_notice_not_an_error(app, db, people, login):
 
 
 def test_unreadable_attachment_download_is_not_a_500(app, db, people, login):
-    service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+    sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
                          subject="Hello", body="file", files=[("a.png", PNG)], notify=False)
     attachment = db.session.scalars(select(Attachment)).one()
     attachment.content_sealed = b"\x01" + bytes(60)  # names a data key that does not exist
@@ -187,7 +187,7 @@ def test_unreadable_attachment_download_is_not_a_500(app, db, people, login):
 
 
 def test_download_headers(app, db, people, login):
-    service.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+    sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
                          subject="Hello", body="file",
                          files=[("Zoë's scan.png", PNG), ("notes.txt", b"plain notes\n")],
                          notify=False)
@@ -246,10 +246,10 @@ def test_dashboard_orders_crisis_then_longest_waiting(app, db, people, login):
                                   (20, clients[2], "I want to die"),
                                   (30, clients[3], "answered")):
         with time_machine.travel(start.timestamp() + minutes * 60, tick=False):
-            threads[client.id], _ = service.start_thread(
+            threads[client.id], _ = sending.start_thread(
                 client, counterpart_id=colleen.id, subject=f"From {text}", body=text,
                 notify=False)
-    service.reply(colleen, threads[clients[3].id].id, body="Thanks", notify=False)
+    sending.reply(colleen, threads[clients[3].id].id, body="Thanks", notify=False)
     html = login(colleen).get("/dashboard").get_data(as_text=True)
     order = [name for name in ("Cy Crisis", "Ann Early", "Ben Later", "Di Answered")
              if name in html]

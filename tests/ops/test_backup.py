@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from portal.accounts.identity import email_of, name_of
 from portal.accounts.models import User
 from portal.extensions import db
-from portal.messaging import service
+from portal.messaging import sending
 from portal.messaging.models import Message, Thread
 from tests.messaging.conftest import PDF, PNG, assign, make_user
 from tests.ops.support import build_app, read_all, second_postgres_database
@@ -29,13 +29,13 @@ def seed_conversations() -> None:
     assign(blake, kristen)
     for client, therapist in ((alex, colleen), (blake, kristen)):
         for n in range(3):
-            thread, _ = service.start_thread(
+            thread, _ = sending.start_thread(
                 client, counterpart_id=therapist.id, subject=f"Week {n} — how it went",
                 body=f"First message {n} from {uuid.uuid4()} ✓\nsecond line",
                 files=[("notes è.pdf", PDF), ("drawing.png", PNG)] if n == 1 else [],
                 notify=False)
-            service.reply(therapist, thread.id, body=f"Reply {n}: thank you 🌱", notify=False)
-            service.reply(client, thread.id, body="One more thing\x7f…", notify=False)
+            sending.reply(therapist, thread.id, body=f"Reply {n}: thank you 🌱", notify=False)
+            sending.reply(client, thread.id, body="One more thing\x7f…", notify=False)
 
 
 @contextlib.contextmanager
@@ -92,7 +92,7 @@ def test_restore_refuses_a_database_that_is_not_empty(app, runner, tmp_path):
     target = tmp_path / "portal.backup"
     assert runner.invoke(args=["portal", "backup", "--to", str(target)]).exit_code == 0
     thread = db.session.scalar(select(Thread).limit(1))
-    service.reply(db.session.get(User, thread.client_id), thread.id,
+    sending.reply(db.session.get(User, thread.client_id), thread.id,
                   body="written after the backup", notify=False)
     count = db.session.scalar(select(func.count()).select_from(Message))
     db.session.commit()

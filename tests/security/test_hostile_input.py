@@ -612,11 +612,11 @@ def test_a_valid_form_is_accepted_so_refusals_mean_something(world):
 
 
 def test_a_change_made_by_a_refused_request_would_be_caught(world):
-    from portal.messaging import service
+    from portal.messaging import sending
 
     client = world.users["client"]
     with world.writes as written:
-        service.reply(client, world.ids["thread_id"], body="Written outside a request",
+        sending.reply(client, world.ids["thread_id"], body="Written outside a request",
                       notify=False)
     tables = {(c.kind, c.table) for c in written}
     assert {("added", "messages"), ("changed", "message_threads"),

@@ -1,20 +1,16 @@
-"""The one place that answers "may this user see this resource?".
+"""Who may see a conversation, a message, an attachment or an emergency grant.
 
-Views never query a protected object any other way. Anything that is not the user's is a
-404, whatever the id, so the answer does not even say that the object exists.
+A thread is visible to its client, to its therapist while the client is still assigned to
+them, and to an administrator only under a live emergency grant for that client (read-only).
+Everything else, whatever the id, is a 404, so the answer does not even say that the object
+exists. Every messaging page and service loads these rows through this module only.
 """
-
-# --- messaging: threads, messages, attachments ------------------------------------------
-# (owned by the messaging feature)
-# A thread is visible to its client, to its therapist while the client is still assigned to
-# them, and to an administrator only under a live emergency grant for that client (read-only).
-# Everything else, whatever the id, is a 404. Every messaging view loads through these.
 
 import uuid
 from dataclasses import dataclass
 
 from flask import abort
-from sqlalchemy import and_, exists, false, select
+from sqlalchemy import Uuid, and_, bindparam, exists, false, select
 from sqlalchemy.orm import undefer
 
 from portal.accounts.models import Assignment, Role
@@ -37,6 +33,19 @@ class ThreadAccess:
     @property
     def can_write(self) -> bool:
         return self.grant is None
+
+
+# Prebuilt statements name their parameters' types: a foreign key column has no type of its
+# own until the table it points at is defined, which depends on the order of imports.
+_ASSIGNMENT = select(Assignment.id).where(
+    Assignment.client_id == bindparam("client_id", type_=Uuid()),
+    Assignment.therapist_id == bindparam("therapist_id", type_=Uuid()))
+
+
+def is_assigned(client_id: uuid.UUID, therapist_id: uuid.UUID) -> bool:
+    """Is this therapist (still) assigned to this client?"""
+    return db.session.execute(
+        _ASSIGNMENT, {"client_id": client_id, "therapist_id": therapist_id}).first() is not None
 
 
 def _participant_clause(user):
@@ -143,87 +152,3 @@ def emergency_grant_for(user, grant_id: uuid.UUID) -> EmergencyGrant:
     if grant is None:
         abort(404)
     return grant
-
-
-# --- estimates: Good Faith Estimates ------------------------------------------------------
-# (owned by the estimates feature)
-
-# Imports are local to each function so this section does not depend on the one above.
-
-
-def _assigned(client_id, therapist_id) -> bool:
-    from sqlalchemy import select
-
-    from portal.accounts.models import Assignment
-    from portal.extensions import db
-
-    return db.session.scalar(select(Assignment.id).where(
-        Assignment.client_id == client_id, Assignment.therapist_id == therapist_id)) is not None
-
-
-def _estimate_visible(user, estimate) -> bool:
-    from portal.accounts.models import Role
-
-    if user.role == Role.CLIENT:
-        return estimate.client_id == user.id and not estimate.is_draft
-    if user.role == Role.THERAPIST:
-        return _assigned(estimate.client_id, user.id)
-    # Admins see every estimate: estimates are billing documents the practice must issue,
-    # correct and keep (unlike message content, which admins never read).
-    return user.role == Role.ADMIN
-
-
-def estimate_for(user, estimate_id):
-    """Return a Good Faith Estimate this user may see, or 404.
-
-    A client: their own issued estimates (never a draft, even their own). A therapist: their
-    assigned clients' estimates, drafts included. An admin: every estimate. Anyone else: 404.
-    """
-    import uuid
-
-    from flask import abort
-
-    from portal.estimates.models import GoodFaithEstimate
-    from portal.extensions import db
-
-    if user is None or not getattr(user, "is_authenticated", False):
-        abort(404)
-    if not isinstance(estimate_id, uuid.UUID):
-        abort(404)
-    estimate = db.session.get(GoodFaithEstimate, estimate_id)
-    if estimate is None or not _estimate_visible(user, estimate):
-        abort(404)
-    return estimate
-
-
-def draft_estimate_for(user, estimate_id):
-    """Return a draft this member of staff may edit, or 404 (issued estimates are never edited)."""
-    from flask import abort
-
-    if user is None or not getattr(user, "is_staff", False):
-        abort(404)
-    estimate = estimate_for(user, estimate_id)
-    if not estimate.is_draft:
-        abort(404)
-    return estimate
-
-
-def estimate_client_for(user, client_id):
-    """Return an active client this member of staff may write estimates for, or 404."""
-    import uuid
-
-    from flask import abort
-
-    from portal.accounts.models import Role, User
-    from portal.extensions import db
-
-    if user is None or not getattr(user, "is_staff", False):
-        abort(404)
-    if not isinstance(client_id, uuid.UUID):
-        abort(404)
-    client = db.session.get(User, client_id)
-    if client is None or client.role != Role.CLIENT or not client.active:
-        abort(404)
-    if user.role == Role.THERAPIST and not _assigned(client.id, user.id):
-        abort(404)
-    return client

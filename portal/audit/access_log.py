@@ -1,0 +1,73 @@
+"""The client's access log, "Who has seen my record": what practice staff did with their
+record, newest first, read from the audit trail and worded by the action catalogue.
+
+Features feed it through `portal.audit.catalogue` (the words for their actions, the names of
+their targets) and `portal.hooks.display_names` (who the staff are); this module imports no
+feature.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from portal import hooks
+from portal.audit import catalogue
+from portal.audit.service import events_for_subject
+from portal.crypto import preload_keys
+from portal.extensions import db
+
+ROLE_LABELS = {"therapist": "Therapist", "admin": "Practice administrator"}
+GROUP_WITHIN = timedelta(minutes=30)
+
+
+@dataclass
+class AccessEntry:
+    at: datetime
+    who: str
+    role: str
+    what: str
+    emergency: bool
+    times: int = 1
+
+
+def access_log(client, limit: int = 200) -> list[AccessEntry]:
+    """What practice staff did with this client's record, newest first.
+
+    Repeats of the same thing by the same person within half an hour are one entry, with a
+    count. The read transaction ends before the page renders (on SQLite it holds the write
+    lock).
+    """
+    events = events_for_subject(client.id, staff_only=True, limit=limit)
+    actor_ids = list(dict.fromkeys(e.actor_id for e in events if e.actor_id))
+    ids: dict[str, list[uuid.UUID]] = {}
+    for event in events:
+        target = _uuid(event.target_id)
+        if target is not None and event.target_type:
+            ids.setdefault(event.target_type, []).append(target)
+    preload_keys([*actor_ids, client.id])  # one key query for the names and the targets
+    targets = catalogue.target_names(client.id, ids)
+    names = hooks.display_names(actor_ids) if actor_ids else {}
+
+    entries: list[AccessEntry] = []
+    for event in events:
+        what = catalogue.describe(event, targets)
+        if what is None:
+            continue
+        who = names.get(event.actor_id, "A member of staff") if event.actor_id else "Staff"
+        previous = entries[-1] if entries else None
+        if (previous is not None and previous.what == what and previous.who == who
+                and previous.at - event.at <= GROUP_WITHIN):
+            previous.times += 1
+            continue
+        entries.append(AccessEntry(
+            at=event.at, who=who, role=ROLE_LABELS.get(event.actor_role or "", "Staff"),
+            what=what, emergency=catalogue.action(event.action).emergency))
+    db.session.commit()
+    return entries
+
+
+def _uuid(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value) if value else None
+    except ValueError:
+        return None

@@ -1,0 +1,72 @@
+"""Messaging's audited actions as the client's access log words them, and the names of
+their targets (a conversation's subject, a file's name), for `portal.audit.catalogue`."""
+
+import uuid
+
+from sqlalchemy import and_, select
+
+from portal.audit.catalogue import declare, name_targets
+from portal.crypto import Context, open_text_safe, preload_keys
+from portal.extensions import db
+from portal.messaging.models import Attachment, Message, Thread, attachment_name_context
+
+ACTIONS = (
+    ("thread.viewed", "Read {target}", False),
+    ("thread.created", "Started {target}", False),
+    ("thread.closed", "Marked {target} as closed", False),
+    ("thread.reopened", "Reopened {target}", False),
+    ("message.sent", "Wrote to you in {target}", False),
+    ("message.crisis_flagged", None, False),  # the send itself is listed
+    ("attachment.downloaded", "Downloaded {target}", False),
+    ("emergency.granted", "Opened emergency access to your conversations "
+                          "(read-only, for up to an hour)", True),
+    ("emergency.ended", "Ended emergency access to your conversations", True),
+    ("emergency.threads_listed", "Looked at the list of your conversations", True),
+    ("emergency.thread_viewed", "Read {target}", True),
+    ("emergency.attachment_downloaded", "Downloaded {target}", True),
+)
+
+
+def declare_actions() -> None:
+    for name, words, emergency in ACTIONS:
+        declare(name, words, emergency=emergency)
+    name_targets(("thread", "message"), _subjects, otherwise="one of your conversations")
+    name_targets(("attachment",), _file_names, otherwise="a file you shared")
+
+
+def _subjects(client_id: uuid.UUID, ids: dict[str, list[uuid.UUID]]) -> dict[str, str]:
+    """"your conversation “subject”" by thread id and by message id (as strings), for this
+    client's threads only."""
+    thread_ids, message_ids = ids.get("thread", []), ids.get("message", [])
+    out: dict[str, str] = {}
+    preload_keys([client_id])
+    rows = db.session.execute(
+        select(Thread.id, Thread.subject_sealed, Message.id)
+        .outerjoin(Message, and_(Message.thread_id == Thread.id, Message.id.in_(message_ids)))
+        .where(Thread.client_id == client_id,
+               Thread.id.in_(thread_ids) | Message.id.in_(message_ids)))
+    for thread_id, sealed, message_id in rows:
+        subject = open_text_safe(client_id, Context("message_threads", "subject", thread_id),
+                                 sealed)
+        if not subject:
+            continue
+        out[str(thread_id)] = f"your conversation “{subject}”"
+        if message_id is not None:
+            out[str(message_id)] = out[str(thread_id)]
+    return out
+
+
+def _file_names(client_id: uuid.UUID, ids: dict[str, list[uuid.UUID]]) -> dict[str, str]:
+    """"your file “name”" by attachment id (as a string), for this client's files only."""
+    preload_keys([client_id])
+    rows = db.session.execute(
+        select(Attachment.id, Attachment.name_sealed)
+        .join(Message, Message.id == Attachment.message_id)
+        .join(Thread, Thread.id == Message.thread_id)
+        .where(Thread.client_id == client_id, Attachment.id.in_(ids.get("attachment", []))))
+    out = {}
+    for attachment_id, sealed in rows:
+        name = open_text_safe(client_id, attachment_name_context(attachment_id), sealed)
+        if name:
+            out[str(attachment_id)] = f"your file “{name}”"
+    return out

@@ -1,0 +1,153 @@
+"""The list pages: the client's inbox, the therapist's dashboard, and the unread badge.
+
+Each page is read into plain rows and the read transaction ends before the template renders.
+"""
+
+import math
+import uuid
+from collections.abc import Iterable
+
+from sqlalchemy import Uuid, and_, bindparam, case, func, select
+
+from portal.accounts.identity import names_by_id, names_of
+from portal.accounts.models import Assignment, Role, User
+from portal.crypto import open_text_safe, preload_keys
+from portal.extensions import db
+from portal.messaging.models import Thread, ThreadStatus
+from portal.messaging.shown import ListPage, ThreadRow
+
+LIST_PAGE = 25
+SEARCH_MAX = 100
+FILTERS = ("all", "awaiting", "unread")
+
+
+def _end_read() -> None:
+    """End a read-only transaction once the page's data is in plain objects.
+
+    On SQLite every transaction takes the write lock at its first statement (BEGIN
+    IMMEDIATE), so a list page should not hold it while its template renders.
+    """
+    db.session.commit()
+
+
+def _pages(total: int) -> int:
+    return max(1, math.ceil(total / LIST_PAGE))
+
+
+def _rows(threads: list[Thread], people: dict[uuid.UUID, str], person_of) -> list[ThreadRow]:
+    rows = []
+    for t in threads:
+        rows.append(ThreadRow(
+            id=t.id, subject=open_text_safe(t.client_id, t.subject_context(), t.subject_sealed),
+            person=people.get(person_of(t), ""), last_message_at=t.last_message_at,
+            unread=t.therapist_unread if person_of(t) == t.client_id else t.client_unread,
+            closed=t.status == ThreadStatus.CLOSED, awaiting_since=t.awaiting_since,
+            crisis=t.crisis_flagged_at is not None))
+    return rows
+
+
+def _names_for(ids: Iterable[uuid.UUID], *, also_keys: Iterable[uuid.UUID] = ()
+               ) -> dict[uuid.UUID, str]:
+    """Names for a list page; `also_keys` preloads other owners' keys (e.g. for subjects)."""
+    ids = list(ids)
+    preload_keys([*ids, *also_keys])  # one key query for the names and the subjects
+    return names_by_id(ids)
+
+
+def inbox(client: User, page: int = 1) -> ListPage:
+    """The client's conversations, newest activity first."""
+    where = Thread.client_id == client.id
+    total = db.session.scalar(select(func.count()).select_from(Thread).where(where)) or 0
+    pages = _pages(total)
+    page = min(max(page, 1), pages)
+    threads = list(db.session.scalars(
+        select(Thread).where(where)
+        .order_by(Thread.last_message_at.desc(), Thread.id)
+        .limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)))
+    names = _names_for([t.therapist_id for t in threads], also_keys=[client.id])
+    listing = ListPage(_rows(threads, names, lambda t: t.therapist_id), page, pages, total)
+    _end_read()
+    return listing
+
+
+def _dashboard_from(stmt, therapist: User):
+    """Limit a statement to the therapist's threads with clients still assigned to them."""
+    return (stmt.join(Assignment, and_(Assignment.client_id == Thread.client_id,
+                                       Assignment.therapist_id == Thread.therapist_id))
+            .where(Thread.therapist_id == therapist.id))
+
+
+def matching_clients(therapist: User, query: str) -> list[uuid.UUID]:
+    """Ids of the therapist's clients whose name contains the query (names open in the app)."""
+    needle = " ".join(query.split()).casefold()
+    clients = list(db.session.scalars(
+        select(User).join(Assignment, Assignment.client_id == User.id)
+        .where(Assignment.therapist_id == therapist.id)))
+    names = names_of(clients)
+    return [c.id for c in clients if needle in " ".join(names[c.id].split()).casefold()]
+
+
+def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int = 1
+              ) -> ListPage:
+    """The therapist's conversations: crisis-flagged first, then longest waiting, then newest."""
+    show = show if show in FILTERS else "all"
+    query = (query or "").strip()[:SEARCH_MAX]
+    conditions = []
+    if query:
+        conditions.append(Thread.client_id.in_(matching_clients(therapist, query)))
+    awaiting = and_(Thread.awaiting_since.is_not(None), Thread.status == ThreadStatus.OPEN)
+    unread = Thread.therapist_unread > 0
+    counts_row = db.session.execute(_dashboard_from(
+        select(func.count(Thread.id),
+               func.coalesce(func.sum(case((awaiting, 1), else_=0)), 0),
+               func.coalesce(func.sum(case((unread, 1), else_=0)), 0),
+               func.coalesce(func.sum(Thread.therapist_unread), 0)).select_from(Thread),
+        therapist).where(*conditions)).one()
+    counts = {"all": int(counts_row[0]), "awaiting": int(counts_row[1]),
+              "unread": int(counts_row[2])}
+    # Unfiltered, the same rows as `unread_count`: the badge needs no query of its own.
+    unread_messages = None if conditions else int(counts_row[3])
+    if show == "awaiting":
+        conditions.append(awaiting)
+    elif show == "unread":
+        conditions.append(unread)
+    total = counts[show]
+    pages = _pages(total)
+    page = min(max(page, 1), pages)
+    order = (
+        case((Thread.crisis_flagged_at.is_not(None), 0), else_=1),
+        Thread.crisis_flagged_at,
+        case((awaiting, 0), else_=1),
+        Thread.awaiting_since,
+        Thread.last_message_at.desc(),
+        Thread.id,
+    )
+    threads = list(db.session.scalars(
+        _dashboard_from(select(Thread), therapist).where(*conditions)
+        .order_by(*order).limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)))
+    names = _names_for([t.client_id for t in threads])
+    listing = ListPage(_rows(threads, names, lambda t: t.client_id), page, pages, total,
+                       counts, unread_messages)
+    _end_read()
+    return listing
+
+
+_UNREAD_OF_CLIENT = select(func.coalesce(func.sum(Thread.client_unread), 0)).where(
+    Thread.client_id == bindparam("user_id", type_=Uuid()), Thread.client_unread > 0)
+_UNREAD_OF_THERAPIST = (
+    select(func.coalesce(func.sum(Thread.therapist_unread), 0))
+    .join(Assignment, and_(Assignment.client_id == Thread.client_id,
+                           Assignment.therapist_id == Thread.therapist_id))
+    .where(Thread.therapist_id == bindparam("user_id", type_=Uuid()),
+           Thread.therapist_unread > 0))
+
+
+def unread_count(user: User) -> int:
+    """Unread messages for the navigation badge (one query, on every page)."""
+    if user.role == Role.CLIENT:
+        stmt = _UNREAD_OF_CLIENT
+    elif user.role == Role.THERAPIST:
+        stmt = _UNREAD_OF_THERAPIST
+    else:
+        return 0
+    return int(db.session.execute(stmt, {"user_id": user.id}).scalar() or 0)

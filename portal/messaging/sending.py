@@ -1,0 +1,224 @@
+"""Writing messages: who one may write to, the checks, starting a conversation, replying,
+closing and reopening.
+
+Every function takes plain values and the acting user, owns its transaction (commits once,
+or rolls back and raises) and writes its audit events with ids only. A refused rule is a
+`RuleError` naming the form field it is about.
+"""
+
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import select
+
+from portal.accounts.models import Assignment, Role, User
+from portal.audit import record
+from portal.crypto import seal
+from portal.db import new_id, utcnow
+from portal.errors import RuleError
+from portal.extensions import db
+from portal.messaging import access, crisis, notifications
+from portal.messaging.access import is_assigned
+from portal.messaging.attachments import CheckedFile, Refused, check_file, clean_name
+from portal.messaging.models import Attachment, Message, Thread, ThreadStatus
+from portal.messaging.reading import mark_read
+
+SUBJECT_MAX = 150
+TICK = timedelta(microseconds=1)
+
+
+class FilesRefused(RuleError):
+    """Some chosen files will not be attached: `refused` lists (name, reason) for each."""
+
+    def __init__(self, message: str, refused: Sequence[tuple[str, str]]):
+        super().__init__(message, "attachments")
+        self.refused = list(refused)
+
+
+def _config(name: str):
+    return current_app.config[name]
+
+
+def clean_body(body: str | None) -> str:
+    """Normalize line breaks and check the length (the form checks it first, as typed)."""
+    text = (body or "").replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+    limit = _config("MESSAGE_MAX_CHARS")
+    if len(text) > limit:
+        raise RuleError(f"Your message is {len(text) - limit:,} characters too long. "
+                        f"Please keep it to {limit:,} characters.", "body")
+    return text.strip("\n")
+
+
+def clean_subject(subject: str | None) -> str:
+    text = " ".join((subject or "").split())
+    if not text:
+        raise RuleError("Give the conversation a short subject.", "subject")
+    if len(text) > SUBJECT_MAX:
+        raise RuleError(f"Keep the subject to {SUBJECT_MAX} characters.", "subject")
+    return text
+
+
+def check_files(files: Iterable[tuple[str | None, bytes]]) -> list[CheckedFile]:
+    """Check every file; raise FilesRefused naming each refused file and why."""
+    files = list(files)
+    most = _config("ATTACHMENT_MAX_COUNT")
+    if len(files) > most:
+        raise RuleError(f"You can attach up to {most} files to one message; you chose "
+                        f"{len(files)}.", "attachments")
+    checked, refused = [], []
+    for name, data in files:
+        try:
+            checked.append(check_file(name, data, max_bytes=_config("ATTACHMENT_MAX_BYTES")))
+        except Refused as problem:
+            refused.append((clean_name(name), problem.reason))
+    if refused:
+        raise FilesRefused("Some files could not be attached.", refused)
+    return checked
+
+
+def counterparts(user: User) -> list[User]:
+    """Who the user may start a conversation with: their therapists, or their clients."""
+    if user.role == Role.CLIENT:
+        partner, mine = Assignment.therapist_id, Assignment.client_id
+    elif user.role == Role.THERAPIST:
+        partner, mine = Assignment.client_id, Assignment.therapist_id
+    else:
+        return []
+    return list(db.session.scalars(
+        select(User).join(Assignment, partner == User.id)
+        .where(mine == user.id, User.active.is_(True)).order_by(User.created_at)))
+
+
+def start_thread(actor: User, *, counterpart_id: uuid.UUID, subject: str, body: str,
+                 files: Sequence[tuple[str | None, bytes]] = (), notify: bool = True
+                 ) -> tuple[Thread, Message]:
+    """Start a conversation with an assigned therapist (or client) and send its first message."""
+    subject, text = clean_subject(subject), clean_body(body)
+    if not text.strip():
+        raise RuleError("Write your message.", "body")
+    checked = check_files(files)
+    counterpart = db.session.get(User, counterpart_id) if counterpart_id else None
+    if actor.role == Role.CLIENT:
+        client, therapist = actor, counterpart
+    elif actor.role == Role.THERAPIST:
+        client, therapist = counterpart, actor
+    else:
+        raise RuleError("Only clients and their therapists write messages.", "recipient")
+    if (client is None or therapist is None or client.role != Role.CLIENT
+            or therapist.role != Role.THERAPIST or not counterpart.active
+            or not is_assigned(client.id, therapist.id)):
+        raise RuleError("Choose someone from the list.", "recipient")
+    try:
+        now = utcnow()
+        thread = Thread(id=new_id(), client_id=client.id, therapist_id=therapist.id,
+                        created_by_id=actor.id, status=ThreadStatus.OPEN, created_at=now,
+                        last_message_at=now, message_count=0, client_unread=0,
+                        therapist_unread=0)
+        thread.subject_sealed = seal(client.id, thread.subject_context(), subject)
+        db.session.add(thread)
+        db.session.flush()
+        record("thread.created", actor=actor, target=("thread", thread.id),
+               subject_id=client.id)
+        message = _append(thread, actor, text, checked, subject=subject,
+                          recipient=counterpart, notify=notify)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return thread, message
+
+
+def reply(actor: User, thread_id: uuid.UUID, *, body: str,
+          files: Sequence[tuple[str | None, bytes]] = (), notify: bool = True) -> Message:
+    """Add a message to a conversation the actor takes part in (reopens a closed one)."""
+    text = clean_body(body)
+    checked = check_files(files)
+    if not text.strip() and not checked:
+        raise RuleError("Write your message, or attach a file.", "body")
+    try:
+        thread = access.thread_for(actor, thread_id, write=True)  # takes the row lock
+        if actor.role == Role.CLIENT and not is_assigned(thread.client_id, thread.therapist_id):
+            raise RuleError("This conversation is read-only now: this therapist is no "
+                            "longer assigned to you. You can start a new conversation "
+                            "with your current therapist.", "body")
+        other_id = thread.therapist_id if actor.id == thread.client_id else thread.client_id
+        recipient = db.session.get(User, other_id)
+        message = _append(thread, actor, text, checked, recipient=recipient, notify=notify)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise
+    return message
+
+
+def _append(thread: Thread, sender: User, text: str, files: list[CheckedFile], *,
+            recipient: User | None, notify: bool, subject: str | None = None) -> Message:
+    """Write one message, its attachments and the thread's state (caller holds the lock)."""
+    now = utcnow()
+    if thread.message_count and now <= thread.last_message_at:
+        now = thread.last_message_at + TICK  # keep a thread's order strict under concurrency
+    owner = thread.client_id
+    from_client = sender.id == thread.client_id
+    flagged = from_client and crisis.matches(subject, text)
+    message = Message(id=new_id(), thread_id=thread.id, sender_id=sender.id,
+                      sender_role=str(sender.role), created_at=now, crisis_flag=flagged)
+    message.body_sealed = seal(owner, message.body_context(), text)
+    rows: list[object] = [message]
+    for position, checked in enumerate(files):
+        attachment = Attachment(id=new_id(), message_id=message.id, position=position,
+                                kind=checked.kind.key, size=checked.size, created_at=now)
+        attachment.name_sealed = seal(owner, attachment.name_context(), checked.name)
+        attachment.content_sealed = seal(owner, attachment.content_context(), checked.data)
+        rows.append(attachment)
+    db.session.add_all(rows)
+
+    thread.last_message_at = now
+    thread.message_count = (thread.message_count or 0) + 1
+    if (thread.client_unread if from_client else thread.therapist_unread):
+        mark_read(sender, thread, now, locked=True)  # answering means having read it
+    if from_client:
+        thread.therapist_unread = (thread.therapist_unread or 0) + 1
+        if thread.awaiting_since is None:
+            thread.awaiting_since = now
+        if flagged and thread.crisis_flagged_at is None:
+            thread.crisis_flagged_at = now
+    else:
+        thread.client_unread = (thread.client_unread or 0) + 1
+        thread.awaiting_since = None
+        thread.crisis_flagged_at = None
+    if thread.status == ThreadStatus.CLOSED:
+        thread.status, thread.closed_at, thread.closed_by_id = ThreadStatus.OPEN, None, None
+        record("thread.reopened", actor=sender, target=("thread", thread.id),
+               subject_id=owner)
+    if notify:
+        notifications.notify(thread, recipient, now=now)
+    record("message.sent", actor=sender, target=("message", message.id), subject_id=owner)
+    if flagged:
+        record("message.crisis_flagged", actor=sender, target=("message", message.id),
+               subject_id=owner, severity="high")
+    return message
+
+
+def set_closed(actor: User, thread_id: uuid.UUID, closed: bool) -> None:
+    """Mark a conversation closed (therapists) or open again (therapists; clients by replying)."""
+    try:
+        thread = access.thread_for(actor, thread_id, write=True)
+        if actor.id != thread.therapist_id:
+            raise RuleError("Only the therapist can close or reopen a conversation.")
+        if closed and thread.status != ThreadStatus.CLOSED:
+            thread.status, thread.closed_at, thread.closed_by_id = (
+                ThreadStatus.CLOSED, utcnow(), actor.id)
+            thread.awaiting_since = None
+            thread.crisis_flagged_at = None
+            record("thread.closed", actor=actor, target=("thread", thread.id),
+                   subject_id=thread.client_id)
+        elif not closed and thread.status == ThreadStatus.CLOSED:
+            thread.status, thread.closed_at, thread.closed_by_id = ThreadStatus.OPEN, None, None
+            record("thread.reopened", actor=actor, target=("thread", thread.id),
+                   subject_id=thread.client_id)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise

@@ -1,0 +1,76 @@
+"""What messaging pages show: plain objects with the sealed fields already opened, so a
+template never touches the database or the keys."""
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class AttachmentView:
+    id: uuid.UUID
+    name: str
+    kind_label: str
+    size_text: str
+
+
+@dataclass(frozen=True)
+class MessageView:
+    id: uuid.UUID
+    mine: bool
+    sender_role: str
+    author: str
+    body: str
+    unreadable: bool
+    created_at: datetime
+    read_at: datetime | None
+    crisis_flag: bool
+    attachments: list[AttachmentView] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ThreadPage:
+    id: uuid.UUID
+    subject: str
+    closed: bool
+    closed_at: datetime | None
+    client_id: uuid.UUID
+    client_name: str
+    therapist_name: str
+    viewer_role: str
+    emergency: bool
+    messages: list[MessageView]
+    older_cursor: uuid.UUID | None
+    paged: bool
+    can_reply: bool
+    reply_note: str | None
+    crisis_flagged: bool
+
+
+@dataclass(frozen=True)
+class ThreadRow:
+    id: uuid.UUID
+    subject: str
+    person: str  # the therapist (client's inbox) or the client (therapist's dashboard)
+    last_message_at: datetime
+    unread: int
+    closed: bool
+    awaiting_since: datetime | None = None
+    crisis: bool = False
+
+
+@dataclass(frozen=True)
+class ListPage:
+    rows: list[ThreadRow]
+    page: int
+    pages: int
+    total: int
+    counts: dict[str, int] = field(default_factory=dict)
+    unread_messages: int | None = None  # the navigation badge, when the page knows it
+
+
+@dataclass(frozen=True)
+class Download:
+    name: str
+    content_type: str
+    data: bytes
