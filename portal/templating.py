@@ -28,7 +28,13 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(friendly_time, "friendly_time")
     app.add_template_filter(moment, "moment")
     app.add_template_filter(dollars, "dollars")
-    app.add_template_global(EmptyForm, "button_form")
+    app.add_template_global(button_form, "button_form")
+
+
+def button_form() -> EmptyForm:
+    """An EmptyForm for rendering only: it must not read the request's body (an error page
+    for an oversized or malformed POST would raise again)."""
+    return EmptyForm(formdata=None)
 
 
 def _nav_links() -> list[NavLink]:

@@ -385,13 +385,14 @@ class World:
 def build_world(app: Flask) -> World:
     """Create people, conversations, estimates, policies and grants, with payloads stored in
     every free-text field a page shows back (names, subjects, bodies, file names, addresses)."""
+    from portal import practice
     from portal.accounts import service as accounts
     from portal.accounts import tokens
     from portal.accounts.models import TokenPurpose
-    from portal.estimates import service as estimates
+    from portal.estimates import billing, drafting, issuing
     from portal.estimates.models import BilledAmount
     from portal.messaging import emergency
-    from portal.messaging import service as messaging
+    from portal.messaging import sending as messaging
     from portal.messaging.models import Attachment
     from portal.policies import service as policies
     from tests.estimates.conftest import complete_draft
@@ -416,7 +417,7 @@ def build_world(app: Flask) -> World:
     policies.ensure_defaults(admin)
     policies.publish(admin, slug="accessibility",
                      text=f"# Accessibility\n\n{XSS_TAGS}\n\n[link]({JS_URL}) {XSS_ATTR}\n",
-                     effective_date=policies.today(), summary=f"Changed {XSS_TAGS}",
+                     effective_date=practice.today(), summary=f"Changed {XSS_TAGS}",
                      requires_acceptance=False)
     for person in (client, other_client, target, client_with_mfa):
         pending = policies.pending_for(person)
@@ -435,17 +436,17 @@ def build_world(app: Flask) -> World:
     attachment_id = db.session.scalar(select(Attachment.id).where(
         Attachment.message_id == message.id))
 
-    today = estimates.practice_today()
-    issued_draft = estimates.create_draft(therapist, client)
-    estimates.save_draft(therapist, issued_draft, complete_draft(
+    today = practice.today()
+    issued_draft = drafting.create_draft(therapist, client)
+    drafting.save_draft(therapist, issued_draft, complete_draft(
         today, client_address=f"12 Walnut Street {XSS_TAGS}\nTrappe, PA 19426",
         separately_scheduled=f"None anticipated {XSS_ATTR}"))
-    issued = estimates.issue(therapist, issued_draft.id)
-    estimates.record_bill(therapist, issued, provider_position=0, amount_cents=120_00,
-                          bill_date=today)
+    issued = issuing.issue(therapist, issued_draft.id)
+    billing.record_bill(therapist, issued, provider_position=0, amount_cents=120_00,
+                        bill_date=today)
     db.session.commit()
-    draft = estimates.create_draft(therapist, client)
-    estimates.save_draft(therapist, draft, complete_draft(
+    draft = drafting.create_draft(therapist, client)
+    drafting.save_draft(therapist, draft, complete_draft(
         today, primary_service=f"Therapy {XSS_TAGS}"))
     bill_id = db.session.scalar(select(BilledAmount.id).where(
         BilledAmount.estimate_id == issued.id))
