@@ -1,10 +1,11 @@
 """Messaging forms. Lengths are checked here as typed and again by the service."""
 
-from flask import current_app
+from flask import current_app, request
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, MultipleFileField, SelectField, StringField, TextAreaField
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from portal.messaging.attachments import read_upload
 from portal.messaging.sending import SUBJECT_MAX
 
 
@@ -15,6 +16,17 @@ def _body_length(form, field) -> None:
         raise ValidationError(f"Your message is {length - limit:,} characters too long. "
                               f"Please keep it to {limit:,} characters; nothing you wrote "
                               "has been lost.")
+
+
+def chosen_files(field) -> list[tuple[str | None, bytes]]:
+    """Read a file field's chosen files (at most the limit + 1 byte each); skip empty inputs."""
+    limit = current_app.config["ATTACHMENT_MAX_BYTES"]
+    files = []
+    for storage in request.files.getlist(field.name):
+        data = read_upload(storage.stream, limit)
+        if storage.filename or data:  # a file input left empty sends a nameless, empty part
+            files.append((storage.filename, data))
+    return files
 
 
 class ReplyForm(FlaskForm):

@@ -9,17 +9,7 @@ call one service function and render. A form that fails keeps everything typed a
 import uuid
 from datetime import timedelta
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    flash,
-    g,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from portal import downloads, hooks
@@ -30,8 +20,8 @@ from portal.db import utcnow
 from portal.errors import RuleError
 from portal.forms import INVALID, EmptyForm, form_status, refuse
 from portal.messaging import access, emergency, lists, reading, sending
-from portal.messaging.attachments import clean_name, read_upload
-from portal.messaging.forms import ComposeForm, EmergencyForm, ReplyForm
+from portal.messaging.attachments import clean_name
+from portal.messaging.forms import ComposeForm, EmergencyForm, ReplyForm, chosen_files
 from portal.pages import read_only
 from portal.paging import cursor, page_number
 from portal.security import role_required
@@ -67,17 +57,6 @@ def unread_badge(user) -> int:
 
 def _me():
     return current_user._get_current_object()
-
-
-def _uploads(field) -> list[tuple[str | None, bytes]]:
-    """Read the chosen files (at most the limit + 1 byte each); skip empty file inputs."""
-    limit = current_app.config["ATTACHMENT_MAX_BYTES"]
-    files = []
-    for storage in request.files.getlist(field.name):
-        data = read_upload(storage.stream, limit)
-        if storage.filename or data:  # a file input left empty sends a nameless, empty part
-            files.append((storage.filename, data))
-    return files
 
 
 def _refuse(form, error: RuleError) -> None:
@@ -141,7 +120,7 @@ def compose():
         try:
             thread, message = sending.start_thread(
                 me, counterpart_id=uuid.UUID(form.recipient.data), subject=form.subject.data,
-                body=form.body.data, files=_uploads(form.attachments))
+                body=form.body.data, files=chosen_files(form.attachments))
         except RuleError as error:
             _refuse(form, error)
         else:
@@ -183,7 +162,7 @@ def reply(thread_id: uuid.UUID):
     if form.validate_on_submit():
         try:
             message = sending.reply(me, thread_id, body=form.body.data,
-                                    files=_uploads(form.attachments))
+                                    files=chosen_files(form.attachments))
         except RuleError as error:
             _refuse(form, error)
         else:
