@@ -6,7 +6,7 @@ import uuid
 from sqlalchemy import and_, select
 
 from portal.audit.catalogue import declare, name_targets
-from portal.crypto import Context, open_text_safe, preload_keys
+from portal.crypto import context_for, open_text_safe, preload_keys
 from portal.extensions import db
 from portal.messaging.models import Attachment, Message, Thread, attachment_name_context
 
@@ -46,7 +46,7 @@ def _subjects(client_id: uuid.UUID, ids: dict[str, list[uuid.UUID]]) -> dict[str
         .where(Thread.client_id == client_id,
                Thread.id.in_(thread_ids) | Message.id.in_(message_ids)))
     for thread_id, sealed, message_id in rows:
-        subject = open_text_safe(client_id, Context("message_threads", "subject", thread_id),
+        subject = open_text_safe(client_id, context_for(Thread.subject_sealed, thread_id),
                                  sealed)
         if not subject:
             continue
