@@ -4,13 +4,23 @@ import sys
 import time
 
 import click
+import pyotp
 from flask import current_app
 from flask.cli import AppGroup
 from sqlalchemy import func, select
 
 from portal import hooks
-from portal.accounts.models import Role, User
+from portal.accounts import mfa, passwords, service
+from portal.accounts.identity import find_by_email, set_identity
+from portal.accounts.models import Assignment, Role, User
+from portal.audit.cli import audit_verify_command
+from portal.crypto.cli import keys_cli
+from portal.db import new_id, utcnow
+from portal.errors import RuleError
 from portal.extensions import db
+from portal.mail.cli import deliver_mail_command
+from portal.ops.cli import backup_command, restore_command, retention_cli
+from portal.policies.cli import policies_cli
 
 portal_cli = AppGroup("portal", help="coeo portal administration.")
 
@@ -38,9 +48,6 @@ DEMO_ASSIGNMENTS = {"alex@example.org": ["colleen@coeo.example"],
 @click.option("--therapist", "therapist_email", help="Assign this therapist (clients only).")
 def create_user_command(role: str, email: str, name: str, therapist_email: str | None) -> None:
     """Create an account and print its invitation link (the first admin starts here)."""
-    from portal.accounts import service
-    from portal.accounts.identity import find_by_email
-
     therapist_ids = []
     if therapist_email:
         therapist = find_by_email(therapist_email)
@@ -50,7 +57,7 @@ def create_user_command(role: str, email: str, name: str, therapist_email: str |
     try:
         user, link = service.create_user(None, role=role, name=name, email=email,
                                           therapist_ids=therapist_ids)
-    except service.AccountError as error:
+    except RuleError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"Created {role} {user.id}.")
     click.echo(f"Invitation link (valid {current_app.config['INVITATION_HOURS']} hours):")
@@ -67,18 +74,12 @@ def seed_demo_command() -> None:
         click.echo(f"The database already has {count} accounts; nothing seeded.")
     else:
         seed_demo()
-    from portal.accounts.identity import find_by_email
     if find_by_email(DEMO_PEOPLE[0][2]) is not None:  # the demo practice is here
         print_demo_accounts()
 
 
 def seed_demo() -> None:
     """Create the demo accounts with passwords set and staff enrolled in two-step sign-in."""
-    from portal.accounts import mfa, passwords
-    from portal.accounts.identity import set_identity
-    from portal.accounts.models import Assignment
-    from portal.db import new_id, utcnow
-
     by_email = {}
     for role, name, email, password, key in DEMO_PEOPLE:
         user = User(id=new_id(), role=role, mfa_prompt_dismissed=True)
@@ -124,8 +125,6 @@ def print_demo_accounts() -> None:
 @click.argument("email")
 def demo_code_command(email: str) -> None:
     """Print the current two-step code of a demo account (development only)."""
-    import pyotp
-
     if current_app.config["ENV_NAME"] == "production":
         raise click.ClickException("demo-code refuses to run in production")
     for _role, _name, demo_email, _password, key in DEMO_PEOPLE:
@@ -135,23 +134,11 @@ def demo_code_command(email: str) -> None:
     raise click.ClickException("not a demo account with two-step sign-in")
 
 
-def _attach_feature_commands() -> None:
-    from portal.audit.cli import audit_verify_command
-    from portal.crypto.cli import keys_cli
-    from portal.mail.cli import deliver_mail_command
-    from portal.ops.cli import backup_command, restore_command, retention_cli
-    from portal.policies.cli import policies_cli
-
-    portal_cli.add_command(audit_verify_command, "audit-verify")
-    portal_cli.add_command(deliver_mail_command, "deliver-mail")
-    portal_cli.add_command(keys_cli, "keys")
-    portal_cli.add_command(backup_command, "backup")
-    portal_cli.add_command(restore_command, "restore")
-    portal_cli.add_command(retention_cli, "retention")
-    portal_cli.add_command(policies_cli, "policies")
-
-
-_attach_feature_commands()
+FEATURE_COMMANDS = {"audit-verify": audit_verify_command, "deliver-mail": deliver_mail_command,
+                    "keys": keys_cli, "backup": backup_command, "restore": restore_command,
+                    "retention": retention_cli, "policies": policies_cli}
+for _name, _command in FEATURE_COMMANDS.items():
+    portal_cli.add_command(_command, _name)
 
 
 def _wait(seconds: float) -> None:  # pragma: no cover - used by loops in subcommands

@@ -1,4 +1,4 @@
-"""Account forms; field names match the service's AccountError.field values."""
+"""Account forms; field names match the `field` of the service's RuleErrors."""
 
 from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, SelectField, StringField
@@ -10,8 +10,20 @@ from portal.accounts.passwords import MAX_LENGTH
 SIGNIN_MAX = 1024
 
 
-class EmptyForm(FlaskForm):
-    """A button-only action: carries just the CSRF token."""
+def _new_password(label: str, missing: str) -> PasswordField:
+    return PasswordField(label, validators=[
+        DataRequired(missing),
+        Length(max=MAX_LENGTH, message=f"Use at most {MAX_LENGTH} characters.")])
+
+
+def _same_as(other: str, label: str, missing: str) -> PasswordField:
+    return PasswordField(label, validators=[
+        DataRequired(missing), EqualTo(other, message="The two passwords are not the same.")])
+
+
+def _current_password() -> PasswordField:
+    return PasswordField("Current password", validators=[
+        DataRequired("Enter your current password."), Length(max=SIGNIN_MAX)])
 
 
 class SignInForm(FlaskForm):
@@ -30,12 +42,8 @@ class CodeForm(FlaskForm):
 
 
 class NewPasswordForm(FlaskForm):
-    password = PasswordField("New password", validators=[
-        DataRequired("Choose a password."),
-        Length(max=MAX_LENGTH, message=f"Use at most {MAX_LENGTH} characters.")])
-    confirm = PasswordField("Type it again", validators=[
-        DataRequired("Type the password again."),
-        EqualTo("password", message="The two passwords are not the same.")])
+    password = _new_password("New password", "Choose a password.")
+    confirm = _same_as("password", "Type it again", "Type the password again.")
 
 
 class ForgotPasswordForm(FlaskForm):
@@ -44,19 +52,14 @@ class ForgotPasswordForm(FlaskForm):
 
 
 class ChangePasswordForm(FlaskForm):
-    current_password = PasswordField("Current password", validators=[
-        DataRequired("Enter your current password."), Length(max=SIGNIN_MAX)])
-    new_password = PasswordField("New password", validators=[
-        DataRequired("Choose a new password."),
-        Length(max=MAX_LENGTH, message=f"Use at most {MAX_LENGTH} characters.")])
-    confirm = PasswordField("Type the new password again", validators=[
-        DataRequired("Type the new password again."),
-        EqualTo("new_password", message="The two passwords are not the same.")])
+    current_password = _current_password()
+    new_password = _new_password("New password", "Choose a new password.")
+    confirm = _same_as("new_password", "Type the new password again",
+                       "Type the new password again.")
 
 
 class ConfirmPasswordForm(FlaskForm):
-    current_password = PasswordField("Current password", validators=[
-        DataRequired("Enter your current password."), Length(max=SIGNIN_MAX)])
+    current_password = _current_password()
 
 
 class MfaSetupForm(FlaskForm):

@@ -4,6 +4,7 @@ Seeds are sealed at rest. A code is accepted once: the time step it matched is s
 any code for that step or an earlier one is refused, so an observed code cannot be replayed.
 """
 
+import base64
 import hashlib
 import hmac
 import secrets
@@ -11,10 +12,10 @@ import time
 
 import pyotp
 import segno
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from portal.accounts.models import RecoveryCode, User
-from portal.crypto import Context, DecryptionError, open_text, seal
+from portal.crypto import Context, DecryptionError, context_for, open_text, seal
 from portal.db import utcnow
 from portal.extensions import db
 
@@ -28,7 +29,7 @@ def new_seed() -> str:
 
 
 def seal_seed(user: User, seed: str) -> bytes:
-    return seal(user.id, Context("users", "totp_seed", user.id), seed)
+    return seal(user.id, context_for(User.totp_seed_sealed, user.id), seed)
 
 
 def open_seed(user: User, sealed: bytes | None = None) -> str | None:
@@ -36,8 +37,32 @@ def open_seed(user: User, sealed: bytes | None = None) -> str | None:
     if blob is None:
         return None
     try:
-        return open_text(user.id, Context("users", "totp_seed", user.id), blob)
+        return open_text(user.id, context_for(User.totp_seed_sealed, user.id), blob)
     except DecryptionError:
+        return None
+
+
+def _pending_context(user: User) -> Context:
+    """A seed being enrolled lives in the session cookie, not a column: its own name."""
+    return Context("users", "totp_pending", user.id)
+
+
+def seal_pending_seed(user: User, seed: str) -> str:
+    """Seal a seed that is being enrolled, as text for the cookie session until it is proven.
+
+    Sealed, so the signed-but-readable cookie never shows the key.
+    """
+    return base64.b64encode(
+        seal(user.id, _pending_context(user), seed)).decode()
+
+
+def open_pending_seed(user: User, blob: str | None) -> str | None:
+    """The seed `seal_pending_seed` sealed, or None when there is none or it does not open."""
+    if not blob:
+        return None
+    try:
+        return open_text(user.id, _pending_context(user), base64.b64decode(blob))
+    except (DecryptionError, ValueError):
         return None
 
 
@@ -130,6 +155,5 @@ def use_recovery_code(user: User, code: str) -> bool:
 
 
 def recovery_codes_left(user: User) -> int:
-    from sqlalchemy import func
     return db.session.scalar(select(func.count()).select_from(RecoveryCode).where(
         RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))) or 0

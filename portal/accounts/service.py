@@ -6,10 +6,12 @@ raises) and writes its audit events, so views, the CLI and tests call the same c
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from flask import current_app, request
+from flask import current_app, request, session
+from flask_login import logout_user
 from sqlalchemy import delete, select, update
 
 from portal.accounts import mfa, passwords, sessions, tokens
@@ -25,17 +27,9 @@ from portal.accounts.models import (
 )
 from portal.audit import record
 from portal.db import new_id, utcnow
+from portal.errors import RuleError
 from portal.extensions import db
 from portal.mail import enqueue
-
-
-class AccountError(Exception):
-    """A rule refused the change; `field` names the form field to attach the message to."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 def _base_url() -> str:
@@ -82,19 +76,19 @@ def create_user(actor: User | None, *, role: str, name: str, email: str,
                 therapist_ids: list[uuid.UUID] | tuple = ()) -> tuple[User, str]:
     """Create an account and email its invitation; returns the user and the link."""
     if role not in set(Role):
-        raise AccountError("Choose a role.", "role")
+        raise RuleError("Choose a role.", "role")
     name, email = (name or "").strip(), (email or "").strip()
     if not name:
-        raise AccountError("Enter the person's name.", "name")
+        raise RuleError("Enter the person's name.", "name")
     if len(name) > NAME_MAX or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
-        raise AccountError(f"Enter a name of at most {NAME_MAX} characters.", "name")
+        raise RuleError(f"Enter a name of at most {NAME_MAX} characters.", "name")
     if not valid_email(email):
-        raise AccountError("Enter an email address like name@example.com.", "email")
+        raise RuleError("Enter an email address like name@example.com.", "email")
     if find_by_email(email) is not None:
-        raise AccountError("An account with this email address already exists.", "email")
+        raise RuleError("An account with this email address already exists.", "email")
     if actor is not None and actor.role == Role.THERAPIST:
         if role != Role.CLIENT:
-            raise AccountError("Therapists can invite clients only.", "role")
+            raise RuleError("Therapists can invite clients only.", "role")
         therapist_ids = [actor.id]
     user = User(id=new_id(), role=role)
     set_identity(user, name=name, email=email)
@@ -121,9 +115,9 @@ def _invite(actor: User | None, user: User) -> str:
 def resend_invitation(actor: User, user: User) -> str:
     """Send a fresh invitation link; earlier links stop working."""
     if user.password_hash is not None:
-        raise AccountError("This person has already set up their account.")
+        raise RuleError("This person has already set up their account.")
     if not user.active:
-        raise AccountError("Reactivate the account before sending a new invitation.")
+        raise RuleError("Reactivate the account before sending a new invitation.")
     link = _invite(actor, user)
     db.session.commit()
     return link
@@ -140,15 +134,26 @@ def invitation_user(token: str) -> User:
 
 def accept_invitation(token: str, password: str) -> User:
     """Set the first password from an invitation link; the link is spent."""
-    user = invitation_user(token)
-    found = password_problems(user, password)
-    if found:
-        raise AccountError(" ".join(found), "password")
-    tokens.consume(token, TokenPurpose.INVITATION)
-    user.password_hash = passwords.hash_password(password)
-    user.password_disabled = False
+    user = _set_password_from_link(token, TokenPurpose.INVITATION, invitation_user, password)
     record("invitation.used", actor=user, target=("user", user.id))
     db.session.commit()
+    return user
+
+
+def _check_new_password(user: User, password: str, field: str) -> None:
+    found = password_problems(user, password)
+    if found:
+        raise RuleError(" ".join(found), field)
+
+
+def _set_password_from_link(token: str, purpose: TokenPurpose,
+                            user_of: Callable[[str], User], password: str) -> User:
+    """Check a link and the password chosen from it, then spend the link and set it."""
+    user = user_of(token)
+    _check_new_password(user, password, "password")
+    tokens.consume(token, purpose)
+    user.password_hash = passwords.hash_password(password)
+    user.password_disabled = False
     return user
 
 
@@ -273,6 +278,20 @@ def sign_out(user: User) -> None:
     db.session.commit()
 
 
+def sign_out_this_browser(user: User | None = None) -> None:
+    """The one way a browser is signed out: its server session, Flask-Login's user and the
+    cookie session all go.
+
+    Pass the user when signing out is what they asked for (it is audited); without one, the
+    caller's change (a reset, sign-out everywhere, ending this session) already ended the
+    server session and recorded why.
+    """
+    if user is not None:
+        sign_out(user)
+    logout_user()
+    session.clear()
+
+
 def sign_out_everywhere(user: User) -> int:
     """End every session of this user, this one included."""
     count = sessions.end_all(user.id)
@@ -301,20 +320,18 @@ def _check_current_password(user: User, current: str) -> None:
     """
     if user.locked_until is not None and user.locked_until > utcnow():
         minutes = current_app.config["LOCKOUT_MINUTES"]
-        raise AccountError(f"There were too many wrong passwords. Please try again in "
+        raise RuleError(f"There were too many wrong passwords. Please try again in "
                            f"{minutes} minutes.", "current_password")
     if not passwords.verify_password(user.password_hash, current):
         _register_failure(user)
         db.session.commit()
-        raise AccountError("That is not your current password.", "current_password")
+        raise RuleError("That is not your current password.", "current_password")
 
 
 def change_password(user: User, current: str, new: str) -> None:
     """Change the password after checking the current one; other sessions end."""
     _check_current_password(user, current)
-    found = password_problems(user, new)
-    if found:
-        raise AccountError(" ".join(found), "new_password")
+    _check_new_password(user, new, "new_password")
     user.password_hash = passwords.hash_password(new)
     keep = sessions.current()
     sessions.end_all(user.id, except_id=keep.id if keep else None)
@@ -348,13 +365,7 @@ def reset_user(token: str) -> User:
 
 def reset_password(token: str, new: str) -> User:
     """Set a new password from a reset link; every session of the account ends."""
-    user = reset_user(token)
-    found = password_problems(user, new)
-    if found:
-        raise AccountError(" ".join(found), "password")
-    tokens.consume(token, TokenPurpose.RESET)
-    user.password_hash = passwords.hash_password(new)
-    user.password_disabled = False
+    user = _set_password_from_link(token, TokenPurpose.RESET, reset_user, new)
     user.failed_signins = 0
     user.locked_until = None
     user.alt_id = new_alt_id()
@@ -371,7 +382,7 @@ def enable_mfa(user: User, seed: str, code: str) -> list[str]:
     """Turn on TOTP once the user proves their app shows the right code; returns codes."""
     step = mfa.matching_step(seed, code)
     if step is None:
-        raise AccountError("That code did not match. Check the time on your phone and "
+        raise RuleError("That code did not match. Check the time on your phone and "
                            "enter the newest 6-digit code.", "code")
     user.totp_seed_sealed = mfa.seal_seed(user, seed)
     user.totp_last_step = step
@@ -392,7 +403,7 @@ def disable_mfa(user: User, current_password: str) -> None:
     """Turn off TOTP (clients only; staff must keep it)."""
     _check_current_password(user, current_password)
     if user.role != Role.CLIENT:
-        raise AccountError("Two-step sign-in is required for practice staff.")
+        raise RuleError("Two-step sign-in is required for practice staff.")
     _clear_mfa(user)
     current = sessions.current()
     sessions.end_all(user.id, except_id=current.id if current else None)
@@ -410,7 +421,7 @@ def _clear_mfa(user: User) -> None:
 def regenerate_recovery_codes(user: User, current_password: str) -> list[str]:
     _check_current_password(user, current_password)
     if not user.mfa_enabled:
-        raise AccountError("Turn on two-step sign-in first.")
+        raise RuleError("Turn on two-step sign-in first.")
     codes = mfa.new_recovery_codes(user)
     record("auth.recovery_codes.regenerated", actor=user, target=("user", user.id))
     db.session.commit()
@@ -437,7 +448,7 @@ def admin_reset_mfa(actor: User, user: User) -> None:
 def set_active(actor: User, user: User, active: bool) -> None:
     """Deactivate (ending every session) or reactivate an account."""
     if user.id == actor.id and not active:
-        raise AccountError("You cannot deactivate your own account.")
+        raise RuleError("You cannot deactivate your own account.")
     user.active = active
     if not active:
         user.alt_id = new_alt_id()
@@ -450,7 +461,7 @@ def set_active(actor: User, user: User, active: bool) -> None:
 def _therapist(therapist_id: uuid.UUID) -> User:
     therapist = db.session.get(User, therapist_id)
     if therapist is None or therapist.role != Role.THERAPIST:
-        raise AccountError("Choose a therapist.", "therapist")
+        raise RuleError("Choose a therapist.", "therapist")
     return therapist
 
 
@@ -466,7 +477,7 @@ def _assign(actor: User | None, client: User, therapist: User) -> None:
 def assign(actor: User, client: User, therapist_id: uuid.UUID) -> None:
     """Assign a therapist to a client (a client may have several)."""
     if client.role != Role.CLIENT:
-        raise AccountError("Only clients are assigned to therapists.")
+        raise RuleError("Only clients are assigned to therapists.")
     _assign(actor, client, _therapist(therapist_id))
     db.session.commit()
 
@@ -493,6 +504,13 @@ def clients_of(therapist_id: uuid.UUID) -> list[User]:
     return list(db.session.scalars(
         select(User).join(Assignment, Assignment.client_id == User.id)
         .where(Assignment.therapist_id == therapist_id).order_by(User.created_at)))
+
+
+def user_by_alt_id(alt_id: str | None) -> User | None:
+    """The account a half-finished sign-in (password right, code next) belongs to."""
+    if not alt_id:
+        return None
+    return db.session.scalar(select(User).where(User.alt_id == alt_id))
 
 
 def recent_attempts(user: User, limit: int = 20) -> list[SignInAttempt]:

@@ -1,6 +1,5 @@
 """Sign-in, invitations, password resets, two-factor and account settings."""
 
-import base64
 import logging
 import time
 import uuid
@@ -17,7 +16,7 @@ from flask import (
     session,
     url_for,
 )
-from flask_login import current_user, login_user, logout_user
+from flask_login import current_user, login_user
 
 from portal import hooks
 from portal.accounts import mfa, service, sessions
@@ -25,7 +24,6 @@ from portal.accounts.forms import (
     ChangePasswordForm,
     CodeForm,
     ConfirmPasswordForm,
-    EmptyForm,
     ForgotPasswordForm,
     InviteForm,
     MfaSetupForm,
@@ -36,8 +34,10 @@ from portal.accounts.identity import email_of, name_of, names_of
 from portal.accounts.models import Role, User
 from portal.accounts.tokens import TokenProblem
 from portal.after_response import after_response
-from portal.crypto import Context, DecryptionError, email_index, open_text, seal
-from portal.extensions import db, limiter
+from portal.crypto import email_index
+from portal.errors import RuleError
+from portal.extensions import limiter
+from portal.forms import EmptyForm, form_status, refuse
 from portal.pages import allowed_before_consent, allowed_before_enrolment, public
 from portal.security import role_required, safe_next
 
@@ -66,8 +66,7 @@ def _pending_user() -> User | None:
     pending = session.get("mfa_pending")
     if not isinstance(pending, dict) or time.time() - pending.get("at", 0) > PENDING_SECONDS:
         return None
-    from sqlalchemy import select
-    return db.session.scalar(select(User).where(User.alt_id == pending.get("uid")))
+    return service.user_by_alt_id(pending.get("uid"))
 
 
 def _after_signin(user: User, next_url: str | None):
@@ -103,7 +102,7 @@ def sign_in():
         form.password.errors = [SIGNIN_FAILED]
         form.password.data = ""
     reason = request.args.get("reason")
-    return render_template("accounts/sign_in.html", form=form, reason=reason)
+    return render_template("accounts/sign_in.html", form=form, reason=reason), form_status()
 
 
 @bp.route("/sign-in/verify", methods=["GET", "POST"])
@@ -126,7 +125,7 @@ def mfa_challenge():
         form.code.errors = ["That code did not work. Enter the newest code from your app, "
                             "or one of your recovery codes."]
         form.code.data = ""
-    return render_template("accounts/mfa_challenge.html", form=form)
+    return render_template("accounts/mfa_challenge.html", form=form), form_status()
 
 
 @bp.route("/sign-out", methods=["POST"])
@@ -137,12 +136,8 @@ def sign_out():
     form = EmptyForm()
     if not form.validate_on_submit():
         abort(400)
-    service.sign_out(current_user._get_current_object())
-    logout_user()
-    session.clear()
-    response = redirect(url_for("accounts.signed_out"))
-    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
-    return response
+    service.sign_out_this_browser(current_user._get_current_object())
+    return sessions.forget_site_data(redirect(url_for("accounts.signed_out")))
 
 
 @bp.route("/signed-out")
@@ -189,30 +184,43 @@ def _continue_without_token(token: str, kind: str, check: Callable[[str], object
     return redirect(url_for(endpoint))
 
 
+def _password_from_link(kind: str, user_of: Callable[[str], User],
+                        choose: Callable[[str, str], object]):
+    """The choose-a-password page behind an invitation or reset link (token in the session).
+
+    `choose(token, password)` sets the password and returns the answer; a refused password
+    or a link that died meanwhile shows the form or the link problem again.
+    """
+    token = session.get(kind, "")
+    try:
+        user = user_of(token)
+    except TokenProblem as problem:
+        return _token_page(problem, kind)
+    form = NewPasswordForm()
+    if form.validate_on_submit():
+        try:
+            return choose(token, form.password.data)
+        except RuleError as error:
+            refuse(form, error)
+        except TokenProblem as problem:
+            return _token_page(problem, kind)
+    return render_template("accounts/set_password.html", form=form, first_name=name_of(user),
+                           purpose=kind), form_status()
+
+
 @bp.route("/invitation", methods=["GET", "POST"])
 @public
 def accept_invitation():
     """Choose a password from an invitation; lands signed in."""
-    token = session.get("invitation", "")
-    try:
-        user = service.invitation_user(token)
-    except TokenProblem as problem:
-        return _token_page(problem, "invitation")
-    form = NewPasswordForm()
-    if form.validate_on_submit():
-        try:
-            user = service.accept_invitation(token, form.password.data)
-        except service.AccountError as error:
-            form.password.errors = [error.message]
-        except TokenProblem as problem:
-            return _token_page(problem, "invitation")
-        else:
-            session.pop("invitation", None)
-            service.sign_in_invited(user)
-            flash("Welcome. Your password is set and you are signed in.", "success")
-            return _after_signin(user, None)
-    return render_template("accounts/set_password.html", form=form, first_name=name_of(user),
-                           purpose="invitation")
+    return _password_from_link("invitation", service.invitation_user, _invitation_accepted)
+
+
+def _invitation_accepted(token: str, password: str):
+    user = service.accept_invitation(token, password)
+    session.pop("invitation", None)
+    service.sign_in_invited(user)
+    flash("Welcome. Your password is set and you are signed in.", "success")
+    return _after_signin(user, None)
 
 
 def _after_response(response, work: Callable[..., object], *args):
@@ -245,7 +253,7 @@ def forgot_password():
     if request.method == "GET" and request.args.get("sent"):
         return render_template("accounts/reset_sent.html",
                                minutes=current_app.config["RESET_MINUTES"])
-    return render_template("accounts/forgot_password.html", form=form)
+    return render_template("accounts/forgot_password.html", form=form), form_status()
 
 
 @bp.route("/reset/<token>")
@@ -259,27 +267,15 @@ def reset_link(token: str):
 @public
 def reset_password():
     """Choose a new password from a reset link; every session of the account ends."""
-    token = session.get("reset", "")
-    try:
-        user = service.reset_user(token)
-    except TokenProblem as problem:
-        return _token_page(problem, "reset")
-    form = NewPasswordForm()
-    if form.validate_on_submit():
-        try:
-            service.reset_password(token, form.password.data)
-        except service.AccountError as error:
-            form.password.errors = [error.message]
-        except TokenProblem as problem:
-            return _token_page(problem, "reset")
-        else:
-            logout_user()
-            session.clear()
-            flash("Your password is changed and you were signed out everywhere. "
-                  "Please sign in with your new password.", "success")
-            return redirect(url_for("accounts.sign_in"))
-    return render_template("accounts/set_password.html", form=form, first_name=name_of(user),
-                           purpose="reset")
+    return _password_from_link("reset", service.reset_user, _password_reset)
+
+
+def _password_reset(token: str, password: str):
+    service.reset_password(token, password)
+    service.sign_out_this_browser()
+    flash("Your password is changed and you were signed out everywhere. "
+          "Please sign in with your new password.", "success")
+    return redirect(url_for("accounts.sign_in"))
 
 
 # --- account settings ---------------------------------------------------------------------
@@ -306,24 +302,13 @@ def change_password():
         try:
             service.change_password(current_user._get_current_object(),
                                     form.current_password.data, form.new_password.data)
-        except service.AccountError as error:
-            getattr(form, error.field or "new_password").errors = [error.message]
+        except RuleError as error:
+            refuse(form, error)
         else:
             login_user(current_user._get_current_object())
             flash("Your password is changed. Other devices were signed out.", "success")
             return redirect(url_for("accounts.settings"))
-    return render_template("accounts/change_password.html", form=form)
-
-
-def _pending_seed(user: User) -> str | None:
-    blob = session.get("mfa_seed")
-    if not blob:
-        return None
-    try:
-        return open_text(user.id, Context("users", "totp_pending", user.id),
-                         base64.b64decode(blob))
-    except (DecryptionError, ValueError):
-        return None
+    return render_template("accounts/change_password.html", form=form), form_status()
 
 
 @bp.route("/account/two-factor/setup", methods=["GET", "POST"])
@@ -334,16 +319,15 @@ def mfa_setup():
     if user.mfa_enabled:
         return redirect(url_for("accounts.settings"))
     form = MfaSetupForm()
-    seed = _pending_seed(user)
+    seed = mfa.open_pending_seed(user, session.get("mfa_seed"))
     if seed is None or (request.method == "GET" and not form.code.data):
         seed = seed or mfa.new_seed()
-        session["mfa_seed"] = base64.b64encode(
-            seal(user.id, Context("users", "totp_pending", user.id), seed)).decode()
+        session["mfa_seed"] = mfa.seal_pending_seed(user, seed)
     if form.validate_on_submit():
         try:
             codes = service.enable_mfa(user, seed, form.code.data)
-        except service.AccountError as error:
-            form.code.errors = [error.message]
+        except RuleError as error:
+            refuse(form, error)
         else:
             session.pop("mfa_seed", None)
             login_user(user)
@@ -351,7 +335,7 @@ def mfa_setup():
     label = f"{current_app.config['PRACTICE']['name']} ({email_of(user)})"
     uri = mfa.provisioning_uri(seed, label)
     return render_template("accounts/mfa_setup.html", form=form, qr=mfa.qr_svg(uri),
-                           key=mfa.format_key(seed), required=user.is_staff)
+                           key=mfa.format_key(seed), required=user.is_staff), form_status()
 
 
 @bp.route("/account/two-factor/offer", methods=["GET", "POST"])
@@ -375,15 +359,15 @@ def mfa_disable():
     if form.validate_on_submit():
         try:
             service.disable_mfa(current_user._get_current_object(), form.current_password.data)
-        except service.AccountError as error:
-            form.current_password.errors = [error.message]
+        except RuleError as error:
+            refuse(form, error)
         else:
             flash("Two-step sign-in is off.", "info")
             return redirect(url_for("accounts.settings"))
     return render_template("accounts/confirm_password.html", form=form,
                            title="Turn off two-step sign-in",
                            intro="Enter your password to turn off two-step sign-in.",
-                           button="Turn off two-step sign-in")
+                           button="Turn off two-step sign-in"), form_status()
 
 
 @bp.route("/account/two-factor/recovery-codes", methods=["GET", "POST"])
@@ -396,15 +380,15 @@ def recovery_codes():
         try:
             codes = service.regenerate_recovery_codes(current_user._get_current_object(),
                                                       form.current_password.data)
-        except service.AccountError as error:
-            form.current_password.errors = [error.message]
+        except RuleError as error:
+            refuse(form, error)
         else:
             return render_template("accounts/recovery_codes.html", codes=codes, fresh=False)
     return render_template("accounts/confirm_password.html", form=form,
                            title="New recovery codes",
                            intro="Enter your password to make ten new recovery codes. "
                                  "Your old codes will stop working.",
-                           button="Make new codes")
+                           button="Make new codes"), form_status()
 
 
 @bp.route("/account/sessions/<uuid:session_id>/end", methods=["POST"])
@@ -417,8 +401,7 @@ def end_session(session_id: uuid.UUID):
     if not service.end_session(user, session_id):
         abort(404)
     if current is not None and current.id == session_id:
-        logout_user()
-        session.clear()
+        service.sign_out_this_browser()
         return redirect(url_for("accounts.signed_out"))
     flash("That session has ended.", "success")
     return redirect(url_for("accounts.settings"))
@@ -430,11 +413,8 @@ def sign_out_everywhere():
     if not EmptyForm().validate_on_submit():
         abort(400)
     service.sign_out_everywhere(current_user._get_current_object())
-    logout_user()
-    session.clear()
-    response = redirect(url_for("accounts.signed_out", everywhere=1))
-    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
-    return response
+    service.sign_out_this_browser()
+    return sessions.forget_site_data(redirect(url_for("accounts.signed_out", everywhere=1)))
 
 
 # --- therapists' clients ------------------------------------------------------------------
@@ -459,10 +439,9 @@ def invite_client():
         try:
             service.create_user(current_user._get_current_object(), role="client",
                                 name=form.name.data, email=form.email.data)
-        except service.AccountError as error:
-            field = error.field if error.field in ("name", "email") else "email"
-            getattr(form, field).errors = [error.message]
+        except RuleError as error:
+            refuse(form, error)
         else:
             flash("Invitation sent. The link works for 72 hours.", "success")
             return redirect(url_for("accounts.my_clients"))
-    return render_template("accounts/invite.html", form=form, staff=False)
+    return render_template("accounts/invite.html", form=form, staff=False), form_status()

@@ -4,47 +4,33 @@ import uuid
 
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy import select
 from wtforms import SelectChoice
 
 from portal.accounts import service
-from portal.accounts.forms import EmptyForm, InviteForm
+from portal.accounts.forms import InviteForm
 from portal.accounts.identity import email_of, names_of
 from portal.accounts.models import Role, User
-from portal.audit import verify
-from portal.audit.models import AuditEvent
-from portal.extensions import db
+from portal.admin import service as admin_service
+from portal.errors import RuleError
+from portal.forms import EmptyForm, form_status, refuse
 from portal.security import role_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
 
 def _user_or_404(user_id: uuid.UUID) -> User:
-    user = db.session.get(User, user_id)
+    user = admin_service.account(user_id)
     if user is None:
         abort(404)
     return user
-
-
-def _therapist_choices() -> list[tuple[str, str]]:
-    therapists = list(db.session.scalars(select(User).where(User.role == Role.THERAPIST,
-                                                            User.active.is_(True))))
-    names = names_of(therapists)
-    return [("", "— none yet —"),
-            *sorted(((str(t.id), names[t.id]) for t in therapists),
-                    key=lambda pair: pair[1].casefold())]
 
 
 @bp.route("/users")
 @role_required("admin")
 def users():
     """List every account with its role and state."""
-    people = list(db.session.scalars(select(User).order_by(User.role, User.created_at)))
-    names = names_of(people)
     role = request.args.get("role")
-    if role in set(Role):
-        people = [p for p in people if p.role == role]
-    people.sort(key=lambda p: (p.role, names[p.id].casefold()))
+    people, names = admin_service.people(role)
     return render_template("admin/users.html", people=people, names=names, role=role)
 
 
@@ -53,7 +39,8 @@ def users():
 def invite():
     """Create an account and email its invitation."""
     form = InviteForm()
-    form.therapist.choices = [SelectChoice(value, label) for value, label in _therapist_choices()]
+    form.therapist.choices = [SelectChoice(value, label) for value, label
+                              in [("", "— none yet —"), *admin_service.therapist_choices()]]
     if form.validate_on_submit():
         therapist_ids = []
         if form.role.data == "client" and form.therapist.data:
@@ -67,12 +54,12 @@ def invite():
                                               role=form.role.data, name=form.name.data,
                                               email=form.email.data,
                                               therapist_ids=therapist_ids)
-            except service.AccountError as error:
-                getattr(form, error.field or "email").errors = [error.message]
+            except RuleError as error:
+                refuse(form, error)
             else:
                 flash("Invitation sent. The link works for 72 hours.", "success")
                 return redirect(url_for("admin.user", user_id=user.id))
-    return render_template("accounts/invite.html", form=form, staff=True)
+    return render_template("accounts/invite.html", form=form, staff=True), form_status()
 
 
 @bp.route("/users/<uuid:user_id>")
@@ -84,7 +71,7 @@ def user(user_id: uuid.UUID):
     clients = service.clients_of(person.id) if person.role == Role.THERAPIST else []
     names = names_of([person, *therapists, *clients])
     assigned = {str(t.id) for t in therapists}
-    choices = [(value, label) for value, label in _therapist_choices()[1:]
+    choices = [(value, label) for value, label in admin_service.therapist_choices()
                if value not in assigned]
     return render_template("admin/user.html", person=person, names=names,
                            email=email_of(person), therapists=therapists, clients=clients,
@@ -102,7 +89,7 @@ def _action(user_id: uuid.UUID, action, message: str, nothing_done: str | None =
     person = _user_or_404(user_id)
     try:
         outcome = action(person)
-    except service.AccountError as error:
+    except RuleError as error:
         flash(error.message, "error")
     else:
         if outcome is False and nothing_done:
@@ -112,40 +99,35 @@ def _action(user_id: uuid.UUID, action, message: str, nothing_done: str | None =
     return redirect(url_for("admin.user", user_id=person.id))
 
 
-@bp.route("/users/<uuid:user_id>/deactivate", methods=["POST"])
-@role_required("admin")
-def deactivate(user_id: uuid.UUID):
-    """Deactivate an account and end its sessions."""
-    actor = current_user._get_current_object()
-    return _action(user_id, lambda p: service.set_active(actor, p, False),
-                   "The account is deactivated and signed out everywhere.")
+# The account page's plain buttons: endpoint, path, what it does (to whom, by whom), what the
+# admin is told, and the view's docstring.
+BUTTONS = (
+    ("deactivate", "deactivate", lambda actor, p: service.set_active(actor, p, False),
+     "The account is deactivated and signed out everywhere.",
+     "Deactivate an account and end its sessions."),
+    ("reactivate", "reactivate", lambda actor, p: service.set_active(actor, p, True),
+     "The account is active again.", "Reactivate an account."),
+    ("resend", "resend", service.resend_invitation,
+     "A new invitation is on its way; earlier links no longer work.",
+     "Send a fresh invitation link."),
+    ("reset_mfa", "reset-2fa", service.admin_reset_mfa,
+     "Two-step sign-in was reset. They will set it up again at next sign-in.",
+     "Clear someone's two-step sign-in after they lost their phone (audited)."),
+)
 
 
-@bp.route("/users/<uuid:user_id>/reactivate", methods=["POST"])
-@role_required("admin")
-def reactivate(user_id: uuid.UUID):
-    """Reactivate an account."""
-    actor = current_user._get_current_object()
-    return _action(user_id, lambda p: service.set_active(actor, p, True),
-                   "The account is active again.")
+def _button_view(endpoint: str, path: str, act, message: str, doc: str) -> None:
+    def view(user_id: uuid.UUID):
+        actor = current_user._get_current_object()
+        return _action(user_id, lambda person: act(actor, person), message)
+
+    view.__name__, view.__doc__ = endpoint, doc
+    bp.add_url_rule(f"/users/<uuid:user_id>/{path}", endpoint, role_required("admin")(view),
+                    methods=["POST"])
 
 
-@bp.route("/users/<uuid:user_id>/resend", methods=["POST"])
-@role_required("admin")
-def resend(user_id: uuid.UUID):
-    """Send a fresh invitation link."""
-    actor = current_user._get_current_object()
-    return _action(user_id, lambda p: service.resend_invitation(actor, p),
-                   "A new invitation is on its way; earlier links no longer work.")
-
-
-@bp.route("/users/<uuid:user_id>/reset-2fa", methods=["POST"])
-@role_required("admin")
-def reset_mfa(user_id: uuid.UUID):
-    """Clear someone's two-step sign-in after they lost their phone (audited)."""
-    actor = current_user._get_current_object()
-    return _action(user_id, lambda p: service.admin_reset_mfa(actor, p),
-                   "Two-step sign-in was reset. They will set it up again at next sign-in.")
+for _button in BUTTONS:
+    _button_view(*_button)
 
 
 @bp.route("/users/<uuid:user_id>/assign", methods=["POST"])
@@ -171,11 +153,17 @@ def unassign(user_id: uuid.UUID, therapist_id: uuid.UUID):
                    nothing_done="That therapist was not assigned to this client.")
 
 
-@bp.route("/audit")
+@bp.route("/audit", methods=["GET", "POST"])
 @role_required("admin")
 def audit():
-    """Show the chain's state and the latest events (ids only, no content)."""
-    result = verify()
-    events = list(db.session.scalars(select(AuditEvent).order_by(AuditEvent.seq.desc())
-                                     .limit(100)))
-    return render_template("admin/audit.html", result=result, events=events)
+    """Show the latest events (ids only, no content); check the whole chain when asked.
+
+    Walking the chain costs time in proportion to the whole trail, so a visit does not; the
+    "Check the chain now" button (a POST) does, and its result is shown with the events.
+    """
+    form = EmptyForm()
+    result = admin_service.check_chain() if form.validate_on_submit() else None
+    if request.method == "POST" and result is None:
+        abort(400)
+    return render_template("admin/audit.html", result=result, form=form,
+                           events=admin_service.recent_events())

@@ -20,18 +20,19 @@ youngest one turns six; a later purge then shreds it. Audit events carry ids onl
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time
-from zoneinfo import ZoneInfo
+from datetime import date, datetime
 
 from flask import current_app
 from sqlalchemy import delete, func, inspect, select, update
 
+from portal import practice
 from portal.accounts import sessions
 from portal.accounts.models import OneTimeToken, Role, User, new_alt_id
 from portal.audit import record
 from portal.crypto.models import DataKey
 from portal.crypto.rotation import shred
 from portal.db import utcnow
+from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
 from portal.mail.models import OutboxMessage
 from portal.messaging.models import Attachment, Message, Thread
@@ -92,31 +93,15 @@ def years_before(day: date, years: int) -> date:
         return day.replace(year=day.year - years, day=28)
 
 
-def practice_today() -> date:
-    """Today at the practice (its time zone)."""
-    return datetime.now(_zone()).date()
-
-
-def _zone() -> ZoneInfo:
-    return ZoneInfo(current_app.config.get("PRACTICE_TIMEZONE", "America/New_York"))
-
-
-def start_of(day: date) -> datetime:
-    """Midnight at the practice at the start of `day`, in UTC."""
-    return datetime.combine(day, time.min, tzinfo=_zone()).astimezone(UTC)
-
-
 def retention_cutoff(today: date | None = None) -> date:
     """Activity before this day is past the retention period."""
-    return years_before(today or practice_today(), retention_years())
+    return years_before(today or practice.today(), retention_years())
 
 
 # ----------------------------------------------------------------------------- report
 
 
 def _estimates_table():
-    from portal.estimates.models import GoodFaithEstimate
-
     if not inspect(db.session.connection()).has_table(GoodFaithEstimate.__tablename__):
         return None  # the estimates feature's tables are not migrated in yet
     return GoodFaithEstimate
@@ -141,7 +126,7 @@ def client_records(before: date, today: date | None = None, *,
 
     `only` limits the answer to one client (a purge checks each again in its transaction).
     """
-    today = today or practice_today()
+    today = today or practice.today()
     latest: dict[uuid.UUID, tuple[datetime, str]] = {}
     clients = select(User.id).where(User.role == Role.CLIENT)
     if only is not None:
@@ -162,7 +147,7 @@ def client_records(before: date, today: date | None = None, *,
                 .where(estimate.client_id.in_(clients)).group_by(estimate.client_id)),
                 "estimate")
 
-    cutoff = start_of(before)
+    cutoff = practice.start_of(before)
     purged = _purged_clients()
     records = {client_id: ClientRecord(client_id, at, kind)
                for client_id, (at, kind) in latest.items()
@@ -239,7 +224,7 @@ def purge(before: date, *, today: date | None = None,
     `records` is what the operator confirmed (from `client_records`); each is checked again
     inside its transaction, so a client who became active since is left alone.
     """
-    today = today or practice_today()
+    today = today or practice.today()
     check_before(before, today)
     if records is None:
         records = client_records(before, today)

@@ -5,6 +5,10 @@ from pathlib import Path
 import click
 from flask.cli import AppGroup
 
+from portal import practice
+from portal.accounts.identity import find_by_email
+from portal.accounts.models import Role
+from portal.errors import RuleError
 from portal.policies import service
 
 policies_cli = AppGroup("policies", help="Publish and list policy versions.")
@@ -13,7 +17,7 @@ policies_cli = AppGroup("policies", help="Publish and list policy versions.")
 @policies_cli.command("list")
 def list_command() -> None:
     """List every policy's versions, with state and acceptance counts."""
-    on = service.today()
+    on = practice.today()
     counts = service.acceptance_counts()
     click.echo(f"{'policy':<21} {'ver':>3}  {'effective':<10}  {'state':<10} {'accept':<6} "
                f"{'accepted':>8}  summary")
@@ -47,9 +51,6 @@ def publish_command(slug: str, source: Path, effective, summary: str, requires_a
     """Publish a new version of a policy (it can never be changed afterwards)."""
     actor = None
     if by_email:
-        from portal.accounts.identity import find_by_email
-        from portal.accounts.models import Role
-
         actor = find_by_email(by_email)
         if actor is None or actor.role != Role.ADMIN:
             raise click.ClickException(f"no admin with the email {by_email}")
@@ -61,7 +62,7 @@ def publish_command(slug: str, source: Path, effective, summary: str, requires_a
         version = service.publish(actor, slug=slug, text=text,
                                   effective_date=effective.date(), summary=summary,
                                   requires_acceptance=requires_acceptance)
-    except service.PolicyError as error:
+    except RuleError as error:
         raise click.ClickException(error.message) from None
     click.echo(f"Published {service.title_of(slug)} version {version.number}, effective "
                f"{version.effective_date.isoformat()}"

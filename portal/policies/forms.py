@@ -18,26 +18,24 @@ from portal.policies.models import SUMMARY_MAX, TEXT_MAX
 MAX_VERSIONS_PER_FORM = 20
 
 
-class ButtonForm(FlaskForm):
-    """A button-only action: carries just the CSRF token."""
+def _required_text(label: str, missing: str, most: int, too_long: str,
+                   description: str) -> TextAreaField:
+    return TextAreaField(label, validators=[DataRequired(missing),
+                                            Length(max=most, message=too_long)],
+                         description=description)
 
 
 class PublishForm(FlaskForm):
-    text = TextAreaField(
-        "Policy text (Markdown)",
-        validators=[DataRequired("Write the policy text."),
-                    Length(max=TEXT_MAX, message=f"Keep the text under {TEXT_MAX:,} "
-                                                 "characters.")],
-        description="Start with the title as a heading (# Title); use ## for sections, "
-                    "- for lists, **bold** and [links](https://example.com). Images, scripts "
-                    "and raw HTML are removed.")
-    summary = TextAreaField(
-        "What changed",
-        validators=[DataRequired("Say in a sentence or two what changed."),
-                    Length(max=SUMMARY_MAX, message=f"Keep the summary under {SUMMARY_MAX} "
-                                                    "characters.")],
-        description="Clients read this above the text and, when they must accept the new "
-                    "version, on the page that asks them.")
+    text = _required_text(
+        "Policy text (Markdown)", "Write the policy text.", TEXT_MAX,
+        f"Keep the text under {TEXT_MAX:,} characters.",
+        "Start with the title as a heading (# Title); use ## for sections, - for lists, "
+        "**bold** and [links](https://example.com). Images, scripts and raw HTML are removed.")
+    summary = _required_text(
+        "What changed", "Say in a sentence or two what changed.", SUMMARY_MAX,
+        f"Keep the summary under {SUMMARY_MAX} characters.",
+        "Clients read this above the text and, when they must accept the new version, on "
+        "the page that asks them.")
     effective_date = DateField(
         "Takes effect on",
         validators=[InputRequired("Choose the date this version takes effect.")],

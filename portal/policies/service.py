@@ -14,17 +14,17 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date
-from zoneinfo import ZoneInfo
 
-from flask import current_app
 from sqlalchemy import Date, Uuid, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import defer
 
+from portal import practice
 from portal.accounts.models import Role, User
 from portal.audit import record
 from portal.db import new_id, utcnow
+from portal.errors import RuleError
 from portal.extensions import db
 from portal.policies.models import (
     SUMMARY_MAX,
@@ -60,20 +60,7 @@ DESCRIPTIONS = {
 FIRST_SUMMARY = "The first version of this policy in the portal."
 
 
-class PolicyError(Exception):
-    """A rule refused the change; `field` names the form field to attach the message to."""
-
-    def __init__(self, message: str, field: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-
-
 # --- reading ------------------------------------------------------------------------------
-
-def today() -> date:
-    """Return today's date in the practice's time zone."""
-    return utcnow().astimezone(ZoneInfo(current_app.config["PRACTICE_TIMEZONE"])).date()
 
 
 def title_of(slug: str) -> str:
@@ -91,7 +78,7 @@ def _light():
 
 def current_version(slug: str, on: date | None = None) -> PolicyVersion | None:
     """Return the version of a policy in effect on a date (today by default), or None."""
-    on = on or today()
+    on = on or practice.today()
     return db.session.scalar(
         select(PolicyVersion)
         .where(PolicyVersion.slug == slug, PolicyVersion.effective_date <= on)
@@ -100,7 +87,7 @@ def current_version(slug: str, on: date | None = None) -> PolicyVersion | None:
 
 def current_versions(on: date | None = None) -> dict[str, PolicyVersion]:
     """Return every policy's version in effect on a date, by slug (one query, no texts)."""
-    on = on or today()
+    on = on or practice.today()
     rows = db.session.scalars(
         select(PolicyVersion).options(_light())
         .where(PolicyVersion.effective_date <= on)
@@ -141,7 +128,7 @@ def latest_version(slug: str) -> PolicyVersion | None:
 def status_of(version: PolicyVersion, current: PolicyVersion | None,
               on: date | None = None) -> str:
     """Say whether a version is "current", "upcoming" or "superseded"."""
-    if version.effective_date > (on or today()):
+    if version.effective_date > (on or practice.today()):
         return "upcoming"
     if current is not None and current.id == version.id:
         return "current"
@@ -160,36 +147,36 @@ def check_new_version(slug: str, *, text: str, effective_date: date | None,
                       summary: str) -> tuple[str, str, date]:
     """Check a would-be new version; return its normalized (text, summary, date) or raise."""
     if not is_known(slug):
-        raise PolicyError("There is no such policy.", "slug")
+        raise RuleError("There is no such policy.", "slug")
     text = normalize_newlines(text or "")
     if not text.strip():
-        raise PolicyError("Write the policy text.", "text")
+        raise RuleError("Write the policy text.", "text")
     if len(text) > TEXT_MAX:
-        raise PolicyError(f"The text is too long: keep it under {TEXT_MAX:,} characters.",
+        raise RuleError(f"The text is too long: keep it under {TEXT_MAX:,} characters.",
                           "text")
     if not render_markdown(text).strip():
-        raise PolicyError("Nothing would be left of this text once unsafe content (scripts, "
+        raise RuleError("Nothing would be left of this text once unsafe content (scripts, "
                           "raw HTML) is removed.", "text")
     summary = " ".join((summary or "").split())
     if not summary:
-        raise PolicyError("Say in a sentence or two what changed.", "summary")
+        raise RuleError("Say in a sentence or two what changed.", "summary")
     if len(summary) > SUMMARY_MAX:
-        raise PolicyError(f"Keep the summary under {SUMMARY_MAX} characters.", "summary")
+        raise RuleError(f"Keep the summary under {SUMMARY_MAX} characters.", "summary")
     if effective_date is None:
-        raise PolicyError("Choose the date this version takes effect.", "effective_date")
+        raise RuleError("Choose the date this version takes effect.", "effective_date")
     latest = latest_version(slug)
     if latest is not None:
-        if effective_date < today():
-            raise PolicyError("A new version cannot take effect in the past: clients accepted "
+        if effective_date < practice.today():
+            raise RuleError("A new version cannot take effect in the past: clients accepted "
                               "the earlier one. Choose today or a later date.",
                               "effective_date")
         if effective_date < latest.effective_date:
-            raise PolicyError(f"Version {latest.number} takes effect on "
+            raise RuleError(f"Version {latest.number} takes effect on "
                               f"{latest.effective_date:%B} {latest.effective_date.day}, "
                               f"{latest.effective_date.year}; a newer version cannot take "
                               "effect before it.", "effective_date")
         if text_hash(text) == latest.text_hash:
-            raise PolicyError(f"This text is the same as version {latest.number}. Change the "
+            raise RuleError(f"This text is the same as version {latest.number}. Change the "
                               "text, or keep the version you have.", "text")
     return text, summary, effective_date
 
@@ -210,7 +197,7 @@ def publish(actor: User | None, *, slug: str, text: str, effective_date: date | 
         db.session.flush()
     except IntegrityError:
         db.session.rollback()
-        raise PolicyError(f"Version {number} of this policy was published by someone else a "
+        raise RuleError(f"Version {number} of this policy was published by someone else a "
                           "moment ago. Check the list of versions and try again.") from None
     record("policy.published", actor=actor, target=("policy_version", version.id))
     db.session.commit()
@@ -232,9 +219,9 @@ def ensure_defaults(actor: User | None = None) -> list[PolicyVersion]:
     for slug in missing_defaults():
         try:
             published.append(publish(actor, slug=slug, text=load_default(slug),
-                                     effective_date=today(), summary=FIRST_SUMMARY,
+                                     effective_date=practice.today(), summary=FIRST_SUMMARY,
                                      requires_acceptance=slug in ALWAYS_ACCEPT))
-        except PolicyError:
+        except RuleError:
             if latest_version(slug) is None:  # not a lost race: a real problem
                 raise
     return published
@@ -278,7 +265,7 @@ def accepted_numbers(user_id: uuid.UUID) -> dict[str, int]:
 
 def pending_for(user: User, on: date | None = None) -> list[PolicyVersion]:
     """Return the current versions this user must accept before going on (maybe none)."""
-    rows = db.session.execute(_IN_EFFECT, {"on": on or today()})
+    rows = db.session.execute(_IN_EFFECT, {"on": on or practice.today()})
     current: dict[str, _Light] = {}
     needed: dict[str, int] = {}
     for row in rows:
@@ -325,14 +312,14 @@ def accept(user: User, version_ids: Iterable[uuid.UUID], *,
     """
     wanted = set(version_ids)
     if not wanted:
-        raise PolicyError("There is nothing to accept.")
+        raise RuleError("There is nothing to accept.")
     versions = list(db.session.scalars(select(PolicyVersion).options(_light())
                                        .where(PolicyVersion.id.in_(wanted))))
     if len(versions) != len(wanted):
-        raise PolicyError("One of these policies does not exist.")
-    on = today()
+        raise RuleError("One of these policies does not exist.")
+    on = practice.today()
     if any(v.effective_date > on for v in versions):
-        raise PolicyError("A version cannot be accepted before it takes effect.")
+        raise RuleError("A version cannot be accepted before it takes effect.")
     # A fixed order, so two concurrent submissions lock rows in the same order.
     versions.sort(key=lambda v: (_order(v.slug), v.number))
     now = utcnow()

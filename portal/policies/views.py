@@ -12,17 +12,21 @@ from flask import (
     redirect,
     render_template,
     request,
-    session,
     url_for,
 )
-from flask_login import current_user, logout_user
+from flask_login import current_user
 from markupsafe import Markup
 
+from portal import practice
 from portal.accounts import service as accounts_service
+from portal.accounts import sessions
 from portal.accounts.identity import names_of
+from portal.errors import RuleError
+from portal.forms import INVALID, EmptyForm, refuse
 from portal.pages import allowed_before_consent, cacheable, public, read_only
+from portal.paging import page_number
 from portal.policies import service
-from portal.policies.forms import AcceptForm, ButtonForm, PublishForm, join_ids
+from portal.policies.forms import AcceptForm, PublishForm, join_ids
 from portal.policies.models import SUMMARY_MAX, TEXT_MAX, PolicyVersion
 from portal.policies.rendering import load_default, text_hash
 from portal.security import role_required, safe_next
@@ -30,7 +34,6 @@ from portal.security import role_required, safe_next
 bp = Blueprint("policies", __name__)
 
 SETTINGS_SECTION = "policies/_settings_section.html"
-STYLESHEET = "css/policies.css"
 _LEADING_H1 = re.compile(r"\A\s*<h1[^>]*>(.*?)</h1>\s*", re.DOTALL)
 
 
@@ -77,7 +80,7 @@ def _split(versions: list[PolicyVersion], on) -> tuple[PolicyVersion | None,
 
 
 def _policy_page(slug: str, version: PolicyVersion | None, versions: list[PolicyVersion]):
-    on = service.today()
+    on = practice.today()
     current, upcoming = _split(versions, on)
     if version is None:
         heading, body = _document(load_default(slug))
@@ -90,8 +93,7 @@ def _policy_page(slug: str, version: PolicyVersion | None, versions: list[Policy
     return render_template(
         "policies/show.html", slug=slug, title=service.title_of(slug), version=version,
         status=status, current=current, upcoming=upcoming[0] if upcoming else None,
-        versions=versions, heading=heading, body=body, canonical=canonical, on=on,
-        stylesheet=STYLESHEET)
+        versions=versions, heading=heading, body=body, canonical=canonical, on=on)
 
 
 # --- public pages -------------------------------------------------------------------------
@@ -102,7 +104,7 @@ def _policy_page(slug: str, version: PolicyVersion | None, versions: list[Policy
 @read_only
 def index():
     """List the practice's policies with their current versions."""
-    on = service.today()
+    on = practice.today()
     entries = []
     for slug, versions in service.all_versions().items():
         if not service.is_known(slug):
@@ -111,7 +113,7 @@ def index():
         entries.append({"slug": slug, "title": service.title_of(slug),
                         "description": service.DESCRIPTIONS.get(slug, ""),
                         "current": current, "upcoming": upcoming[0] if upcoming else None})
-    return render_template("policies/index.html", entries=entries, stylesheet=STYLESHEET)
+    return render_template("policies/index.html", entries=entries)
 
 
 @bp.route("/policies/<slug>")
@@ -122,7 +124,7 @@ def show(slug: str):
     """Show the version of a policy in effect today."""
     _known_or_404(slug)
     versions = service.versions_of(slug)
-    current, _ = _split(versions, service.today())
+    current, _ = _split(versions, practice.today())
     return _policy_page(slug, current, versions)
 
 
@@ -184,7 +186,11 @@ def robots():
 @bp.route("/policies/accept", methods=["GET", "POST"])
 @allowed_before_consent
 def accept():
-    """Ask a client to accept new or changed policies before going on."""
+    """Ask a client to accept new or changed policies before going on.
+
+    Shown again after a POST, the page is `INVALID` only when the answer was refused; when
+    the policies changed meanwhile it simply shows the new ones.
+    """
     user = current_user._get_current_object()
     form = AcceptForm()
     next_url = safe_next(form.next.data if request.method == "POST"
@@ -202,14 +208,14 @@ def accept():
         else:
             try:
                 service.accept(user, form.version_ids, ip=request.remote_addr)
-            except service.PolicyError as error:
-                flash(error.message, "error")
+            except RuleError as error:
+                refuse(form, error)
             else:
                 names = " and ".join(service.title_of(v.slug) for v in pending)
                 flash(f"Thank you. You accepted the {names}.", "success")
                 return redirect(onward)
     elif request.method == "POST" and form.decision.errors:
-        flash(form.decision.errors[0], "error")
+        form.form_errors.append(form.decision.errors[0])
     if not pending:
         return redirect(onward)
     accepted = service.accepted_numbers(user.id)
@@ -224,19 +230,14 @@ def accept():
     updating = any(item["previous"] for item in items)
     # No main navigation here: every item would only lead back to this page.
     return render_template("policies/accept.html", form=form, items=items, updating=updating,
-                           nav_links=[], stylesheet=STYLESHEET)
+                           nav_links=[]), INVALID if form.errors else 200
 
 
 def _decline(user, version_ids: list[uuid.UUID]):
     """Record the refusal, sign the client out and show how to reach the practice."""
     service.decline(user, version_ids)
-    accounts_service.sign_out(user)
-    logout_user()
-    session.clear()
-    response = make_response(render_template("policies/declined.html",
-                                             stylesheet=STYLESHEET))
-    response.headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
-    return response
+    accounts_service.sign_out_this_browser(user)
+    return sessions.forget_site_data(make_response(render_template("policies/declined.html")))
 
 
 # --- admin --------------------------------------------------------------------------------
@@ -245,7 +246,7 @@ def _decline(user, version_ids: list[uuid.UUID]):
 @role_required("admin")
 def admin_index():
     """List every policy's versions with how many clients accepted each."""
-    on = service.today()
+    on = practice.today()
     by_slug = service.all_versions()
     policies = []
     current_by_slug = {}
@@ -265,14 +266,14 @@ def admin_index():
         "policies/admin_index.html", policies=policies, counts=service.acceptance_counts(),
         accepted_current=service.accepted_current_counts(current_by_slug),
         clients=service.active_client_count(), missing=service.missing_defaults(),
-        form=ButtonForm(), stylesheet=STYLESHEET)
+        form=EmptyForm())
 
 
 @bp.route("/admin/policies/standard-texts", methods=["POST"])
 @role_required("admin")
 def admin_init():
     """Publish version 1 of every policy that has none, from the standard text."""
-    if not ButtonForm().validate_on_submit():
+    if not EmptyForm().validate_on_submit():
         abort(400)
     published = service.ensure_defaults(current_user._get_current_object())
     if published:
@@ -292,22 +293,25 @@ def _preview_digest(text: str, summary: str, effective_date, requires: bool) -> 
 @bp.route("/admin/policies/<slug>/publish", methods=["GET", "POST"])
 @role_required("admin")
 def admin_publish(slug: str):
-    """Write a new version, preview it as clients will see it, then publish it."""
+    """Write a new version, preview it as clients will see it, then publish it.
+
+    A preview is a POST that succeeded (200); only a refused version is `INVALID`.
+    """
     _known_or_404(slug)
     latest = service.latest_version(slug)
     form = PublishForm()
     preview = None
     if request.method == "GET":
         form.text.data = latest.text if latest else load_default(slug)
-        form.effective_date.data = service.today()
+        form.effective_date.data = practice.today()
     elif form.validate_on_submit():
         requires = bool(form.requires_acceptance.data)
         try:
             text, summary, effective = service.check_new_version(
                 slug, text=form.text.data, effective_date=form.effective_date.data,
                 summary=form.summary.data)
-        except service.PolicyError as error:
-            _attach(form, error)
+        except RuleError as error:
+            refuse(form, error)
         else:
             digest = _preview_digest(text, summary, effective, requires)
             wants_publish = request.form.get("action") == "publish"
@@ -317,8 +321,8 @@ def admin_publish(slug: str):
                         current_user._get_current_object(), slug=slug, text=text,
                         effective_date=effective, summary=summary,
                         requires_acceptance=requires)
-                except service.PolicyError as error:
-                    _attach(form, error)
+                except RuleError as error:
+                    refuse(form, error)
                 else:
                     flash(f"Published {service.title_of(slug)} version {published.number}. "
                           "It can no longer be changed.", "success")
@@ -338,15 +342,7 @@ def admin_publish(slug: str):
     return render_template(
         "policies/admin_publish.html", form=form, slug=slug, title=service.title_of(slug),
         latest=latest, number=(latest.number + 1) if latest else 1, preview=preview,
-        text_max=TEXT_MAX, summary_max=SUMMARY_MAX, stylesheet=STYLESHEET)
-
-
-def _attach(form: PublishForm, error: service.PolicyError) -> None:
-    field = getattr(form, error.field, None) if error.field else None
-    if field is None:
-        flash(error.message, "error")
-    else:
-        field.errors = [*field.errors, error.message]
+        text_max=TEXT_MAX, summary_max=SUMMARY_MAX), INVALID if form.errors else 200
 
 
 @bp.route("/admin/policies/<slug>/v/<int(min=1, max=1000000):number>")
@@ -357,7 +353,7 @@ def admin_version(slug: str, number: int):
     found = service.get_version(slug, number)
     if found is None:
         abort(404)
-    page = service.acceptances_for_version(found, page=request.args.get("page", 1, type=int))
+    page = service.acceptances_for_version(found, page=page_number())
     users = [user for _, user in page.rows]
     publisher = service.publisher_of(found)
     names = names_of(users + ([publisher] if publisher else []))
@@ -372,5 +368,4 @@ def admin_version(slug: str, number: int):
         "policies/admin_version.html", slug=slug, title=service.title_of(slug),
         version=found, status=service.status_of(found, current), publisher=publisher,
         names=names, page=page, heading=heading, body=body,
-        prev_url=page_url(page.page - 1), next_url=page_url(page.page + 1),
-        stylesheet=STYLESHEET)
+        prev_url=page_url(page.page - 1), next_url=page_url(page.page + 1))

@@ -131,7 +131,7 @@ def test_recovery_code_signs_in_once(app, client):
     again = app.test_client()
     post_form(again, "/sign-in", {"email": person.email, "password": person.password})
     refused = post_form(again, "/sign-in/verify", {"code": codes[0]})
-    assert refused.status_code == 200
+    assert refused.status_code == 422
     assert "That code did not work" in refused.get_data(as_text=True)
     assert again.get("/account").status_code == 302
 
@@ -145,7 +145,7 @@ def test_a_totp_code_cannot_be_replayed(app):
     second = app.test_client()
     post_form(second, "/sign-in", {"email": person.email, "password": person.password})
     replay = post_form(second, "/sign-in/verify", {"code": code})
-    assert replay.status_code == 200
+    assert replay.status_code == 422
     assert "That code did not work" in replay.get_data(as_text=True)
     assert "auth.mfa.failure" in audit_actions(target_id=str(person.id))
 
@@ -159,7 +159,7 @@ def test_an_older_code_is_refused_after_a_newer_one_was_used(app):
     assert post_form(client, "/sign-in/verify", {"code": totp.at(now)}).status_code == 302
     other = app.test_client()
     post_form(other, "/sign-in", {"email": person.email, "password": person.password})
-    assert post_form(other, "/sign-in/verify", {"code": totp.at(now - 30)}).status_code == 200
+    assert post_form(other, "/sign-in/verify", {"code": totp.at(now - 30)}).status_code == 422
 
 
 def test_the_enrolment_code_cannot_be_used_again_to_sign_in(app, client):
@@ -170,7 +170,7 @@ def test_the_enrolment_code_cannot_be_used_again_to_sign_in(app, client):
     post_form(client, SETUP, {"code": code})
     other = app.test_client()
     post_form(other, "/sign-in", {"email": person.email, "password": person.password})
-    assert post_form(other, "/sign-in/verify", {"code": code}).status_code == 200
+    assert post_form(other, "/sign-in/verify", {"code": code}).status_code == 422
 
 
 def test_code_with_spaces_is_accepted(app):
@@ -191,7 +191,7 @@ def test_wrong_codes_count_towards_the_lockout(app):
     user = fresh(person.user)
     assert user.failed_signins == 10 and user.locked_until is not None
     response = post_form(client, "/sign-in/verify", {"code": next_code(person)})
-    assert response.status_code == 200  # refused while paused
+    assert response.status_code == 422  # refused while paused
     assert len(outbox("lockout_notice", person.user)) == 1
 
 
@@ -332,7 +332,7 @@ def test_new_recovery_codes_ask_for_the_password_and_replace_the_old_ones(app, c
     assert "auth.recovery_codes.regenerated" in audit_actions(target_id=str(person.id))
     other = app.test_client()
     post_form(other, "/sign-in", {"email": person.email, "password": person.password})
-    assert post_form(other, "/sign-in/verify", {"code": old_codes[0]}).status_code == 200
+    assert post_form(other, "/sign-in/verify", {"code": old_codes[0]}).status_code == 422
     assert post_form(other, "/sign-in/verify", {"code": new_codes[0]}).status_code == 302
 
 

@@ -124,7 +124,7 @@ def test_link_is_swapped_for_a_token_free_url_and_resets_the_password(app, clien
     assert response.status_code == 302 and response.location == "/sign-in"
     assert "Please sign in with your new password" in client.get("/sign-in").get_data(
         as_text=True)
-    assert sign_in(app.test_client(), person).status_code == 200  # old password refused
+    assert sign_in(app.test_client(), person).status_code == 422  # old password refused
     person.password = NEW_PASSWORD
     assert sign_in(app.test_client(), person).status_code == 302
     assert "account.password.reset" in audit_actions(target_id=str(person.id))
@@ -225,7 +225,7 @@ def test_new_password_form_rejects_bad_input_and_keeps_the_link(client, password
     path, _ = _reset_link(person)
     client.get(path)
     response = post_form(client, "/reset", {"password": password, "confirm": confirm})
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert message in response.get_data(as_text=True)
     assert passwords.verify_password(fresh(person.user).password_hash, person.password)
     assert _choose(client, path).status_code == 302
@@ -237,7 +237,7 @@ def test_new_password_form_rejects_bad_input_and_keeps_the_link(client, password
 ])
 def test_forgot_password_form_rejects_bad_input(client, email, message):
     response = _request_reset(client, email)
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert message in response.get_data(as_text=True)
     assert 'id="email-error"' in response.get_data(as_text=True)
 

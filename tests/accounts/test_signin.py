@@ -80,7 +80,7 @@ def test_every_refusal_looks_exactly_the_same(app):
     for label, (email, password) in cases.items():
         client = app.test_client()
         response = _attempt(client, email, password)
-        assert response.status_code == 200, label
+        assert response.status_code == 422, label
         assert SIGNIN_FAILED in response.get_data(as_text=True), label
         assert client.get("/account").status_code == 302, label  # not signed in
         bodies[label] = _normalized(response, email)
@@ -148,7 +148,7 @@ def test_ten_failures_pause_the_account_for_15_minutes(app, client):
     response = _attempt(client, person.email, PASSWORD)
     assert SIGNIN_FAILED in response.get_data(as_text=True)
     with time_machine.travel(utcnow() + timedelta(minutes=14, seconds=50), tick=False):
-        assert _attempt(app.test_client(), person.email, PASSWORD).status_code == 200
+        assert _attempt(app.test_client(), person.email, PASSWORD).status_code == 422
     with time_machine.travel(utcnow() + timedelta(minutes=15, seconds=1), tick=False):
         response = _attempt(app.test_client(), person.email, PASSWORD)
         assert response.status_code == 302
@@ -266,7 +266,7 @@ def test_sign_in_form_rejects_empty_and_oversized_input_next_to_the_field(client
                                                                          message):
     response = _attempt(client, email, password)
     html = response.get_data(as_text=True)
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert f'id="{field}-error"' in html and message in html
 
 
@@ -292,7 +292,7 @@ def test_per_account_limit_answers_with_the_friendly_429_page(limited_app):
     client = limited_app.test_client()
     statuses = [_post_sign_in(client, person_email, f"198.51.100.{i}").status_code
                 for i in range(3)]
-    assert statuses == [200, 200, 429]
+    assert statuses == [422, 422, 429]
     response = _post_sign_in(client, person_email.upper(), "198.51.100.50")
     html = response.get_data(as_text=True)
     assert response.status_code == 429
@@ -305,8 +305,8 @@ def test_per_ip_limit_answers_with_the_friendly_429_page(limited_app):
     client = limited_app.test_client()
     statuses = [_post_sign_in(client, unique_email(), "198.51.100.7").status_code
                 for _ in range(5)]
-    assert statuses == [200, 200, 200, 200, 429]
-    assert _post_sign_in(client, unique_email(), "198.51.100.8").status_code == 200
+    assert statuses == [422, 422, 422, 422, 429]
+    assert _post_sign_in(client, unique_email(), "198.51.100.8").status_code == 422
 
 
 def test_rate_limits_count_only_posts(limited_app):

@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from portal.accounts import service
 from portal.accounts.models import Assignment
+from portal.admin import service as admin_service
 from portal.audit import AuditEvent
 from portal.extensions import db
 from tests.accounts.support import (
@@ -22,7 +23,7 @@ ADMIN_GETS = ("/admin/users", "/admin/users/invite", "/admin/users/{id}", "/admi
 ADMIN_POSTS = ("/admin/users/invite", "/admin/users/{id}/deactivate",
                "/admin/users/{id}/reactivate", "/admin/users/{id}/resend",
                "/admin/users/{id}/reset-2fa", "/admin/users/{id}/assign",
-               "/admin/users/{id}/unassign/{id}")
+               "/admin/users/{id}/unassign/{id}", "/admin/audit")
 
 
 @pytest.fixture
@@ -98,7 +99,7 @@ def test_deactivation_ends_sessions_and_is_audited(app, admin):
     assert response.location == f"/admin/users/{person.id}"
     assert not fresh(person.user).active
     assert their_browser.get("/account").status_code == 302
-    assert sign_in(app.test_client(), person).status_code == 200  # refused
+    assert sign_in(app.test_client(), person).status_code == 422  # refused
     events = db.session.scalars(select(AuditEvent).where(
         AuditEvent.action == "account.deactivated")).all()
     assert [(e.actor_id, e.target_id) for e in events] == [(admin_person.id, str(person.id))]
@@ -195,7 +196,7 @@ def test_invite_form_refuses_an_unknown_role(admin):
     _, client = admin
     response = post_form(client, "/admin/users/invite", {
         "name": "New Person", "email": "new.person@example.org", "role": "superuser"})
-    assert response.status_code == 200
+    assert response.status_code == 422
     assert 'id="role-error"' in response.get_data(as_text=True)
 
 
@@ -208,14 +209,35 @@ def test_reset_two_step_button_appears_only_when_it_is_on(admin):
         f"/admin/users/{without.id}").get_data(as_text=True)
 
 
-def test_audit_page_shows_the_chain_and_ids_only(admin):
+def test_audit_page_shows_the_events_and_ids_only(admin, monkeypatch):
     _, client = admin
     person = make_user(name="Carla Client")
     client.get(f"/admin/users/{person.id}")
     post_form(client, f"/admin/users/{person.id}/deactivate", page=f"/admin/users/{person.id}")
+    monkeypatch.setattr(admin_service, "verify", _must_not_walk)
     html = client.get("/admin/audit").get_data(as_text=True)
-    assert "The chain is intact" in html
+    assert "Check the chain now" in html and "The chain is intact" not in html
     assert "account.deactivated" in html
     main = html.split('<main id="main"')[1].split("</main>")[0]
     assert "Carla" not in main and "@" not in main
     assert re.search(r"auth\.signin\.success", main)
+
+
+def _must_not_walk():
+    raise AssertionError("a visit to the audit page walked the whole chain")
+
+
+def test_the_chain_is_checked_when_the_admin_asks(admin):
+    _, client = admin
+    response = post_form(client, "/admin/audit")
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200
+    assert "The chain is intact" in html and "auth.signin.success" in html
+
+
+def test_a_broken_chain_is_reported_when_checked(admin, monkeypatch):
+    _, client = admin
+    monkeypatch.setattr(admin_service, "verify",
+                        lambda: admin_service.VerifyResult(False, 3, 2, "event #2 changed"))
+    html = post_form(client, "/admin/audit").get_data(as_text=True)
+    assert "The chain is broken at event #2" in html

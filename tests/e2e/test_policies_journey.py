@@ -6,6 +6,7 @@ import pytest
 from flask import url_for
 from sqlalchemy import select
 
+from portal import practice
 from portal.accounts import passwords
 from portal.accounts.identity import set_identity
 from portal.accounts.models import User
@@ -52,7 +53,7 @@ def _home_path(app) -> str:
 def test_client_accepts_updated_terms_at_sign_in(app, page, live_server):
     user = _client_who_accepted_the_first_versions()
     new_terms = service.publish(None, slug="terms", text=NEW_TERMS,
-                                effective_date=service.today(), summary=SUMMARY,
+                                effective_date=practice.today(), summary=SUMMARY,
                                 requires_acceptance=True)
     new_terms_hash = new_terms.text_hash
     db.session.commit()

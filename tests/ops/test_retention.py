@@ -13,13 +13,14 @@ from portal.accounts.models import User, UserSession
 from portal.audit import AuditEvent, verify
 from portal.crypto import Context, DecryptionError, open_text
 from portal.crypto.models import DataKey
-from portal.estimates import service as estimates
+from portal.estimates import content, delivery, drafting, issuing
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
 from portal.mail.models import OutboxMessage
-from portal.messaging import service
+from portal.messaging import sending
 from portal.messaging.models import Attachment, Message, Thread
 from portal.ops import retention
+from portal.practice import today as practice_today
 from tests.estimates.conftest import complete_draft
 from tests.messaging.conftest import PDF, PNG, assign, make_user
 from tests.ops.support import read_all
@@ -40,21 +41,21 @@ def person_at(when: datetime, role: str, name: str, therapist: User | None = Non
 def conversation_at(when: datetime, client: User, therapist: User, *, files=(),
                     client_last: bool = False) -> Thread:
     with time_machine.travel(when, tick=False):
-        thread, _ = service.start_thread(client, counterpart_id=therapist.id,
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
                                          subject="An old subject", body="An old message",
                                          files=files)
-        service.reply(client, thread.id, body="And one more thing")
-        service.reply(therapist, thread.id, body="An old reply")  # queues mail for the client
+        sending.reply(client, thread.id, body="And one more thing")
+        sending.reply(therapist, thread.id, body="An old reply")  # queues mail for the client
         if client_last:
-            service.reply(client, thread.id, body="Thanks")  # a notice waits for the therapist
+            sending.reply(client, thread.id, body="Thanks")  # a notice waits for the therapist
     return thread
 
 
 def estimate_at(when: datetime, client: User, therapist: User) -> GoodFaithEstimate:
     with time_machine.travel(when, tick=False):
-        draft = estimates.create_draft(therapist, client)
-        estimates.save_draft(therapist, draft, complete_draft(estimates.practice_today()))
-        return estimates.issue(therapist, draft.id)
+        draft = drafting.create_draft(therapist, client)
+        drafting.save_draft(therapist, draft, complete_draft(practice_today()))
+        return issuing.issue(therapist, draft.id)
 
 
 @dataclass
@@ -92,10 +93,10 @@ def practice(app) -> Practice:
     db.session.commit()
     old = conversation_at(years_ago(8), found.replied_to, therapist)
     with time_machine.travel(years_ago(2), tick=False):
-        service.reply(therapist, old.id, body="Checking in after a long while", notify=False)
+        sending.reply(therapist, old.id, body="Checking in after a long while", notify=False)
     gfe = estimate_at(years_ago(8), found.downloaded, therapist)
     with time_machine.travel(years_ago(2), tick=False):
-        estimates.record_download(found.downloaded, gfe)
+        delivery.record_download(found.downloaded, gfe)
     return found
 
 
@@ -122,7 +123,7 @@ def test_report_lists_only_clients_inactive_for_longer_than_seven_years(practice
     assert listed(result.output) == {str(practice.inactive.id), str(practice.inactive_gfe.id)}
     line = next(li for li in result.output.splitlines() if li.startswith(str(practice.inactive.id)))
     assert line.split()[1:] == [years_ago(8).date().isoformat(), "message", "2", "7", "2", "-"]
-    cutoff = retention.years_before(retention.practice_today(), 7)
+    cutoff = retention.years_before(practice_today(), 7)
     assert f"last activity before {cutoff}" in result.output
     assert f"portal retention purge --before {cutoff}" in result.output
     for private in ("Ina Active", "Gia Fe", "An old", practice.inactive.email_address):
@@ -192,8 +193,8 @@ def test_purge_crypto_shreds_and_deletes_conversations_but_never_an_estimate(pra
     # The 8.5-year-old estimate is still there, unreadable now, never deleted.
     kept = db.session.get(GoodFaithEstimate, gfe_id)
     assert kept is not None and kept.status == "issued" and kept.pdf_sealed == gfe_pdf
-    with pytest.raises(estimates.EstimateUnavailable):
-        estimates.open_pdf(kept)
+    with pytest.raises(content.EstimateUnavailable):
+        content.open_pdf(kept)
     # Everyone else is untouched and readable.
     assert {c: counts(c) for c in others} == others
     assert "Checking in after a long while" in read_all().bodies.values()
@@ -213,7 +214,7 @@ def test_an_issued_estimate_younger_than_six_years_keeps_its_data_key(app, runne
     client = person_at(years_ago(4.2), "client", "Rue Tained", therapist)
     conversation_at(years_ago(4.1), client, therapist, files=[("scan.pdf", PDF)])
     gfe = estimate_at(years_ago(4), client, therapist)
-    pdf = estimates.open_pdf(gfe)
+    pdf = content.open_pdf(gfe)
     client_id, gfe_id, issued_on = client.id, gfe.id, gfe.issue_date
     cutoff = retention.retention_cutoff().isoformat()
 
@@ -228,7 +229,7 @@ def test_an_issued_estimate_younger_than_six_years_keeps_its_data_key(app, runne
     assert not db.session.get(User, client_id).active
     assert db.session.scalar(select(func.count()).select_from(DataKey).where(
         DataKey.owner_id == client_id, DataKey.shredded_at.is_(None))) >= 1
-    assert estimates.open_pdf(db.session.get(GoodFaithEstimate, gfe_id)) == pdf
+    assert content.open_pdf(db.session.get(GoodFaithEstimate, gfe_id)) == pdf
     held = db.session.scalar(select(AuditEvent).where(AuditEvent.action == "retention.key_held"))
     assert held.target_id == str(client_id)
     [again] = retention.report()[1]  # listed until the estimate turns six, then shredded

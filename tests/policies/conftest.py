@@ -7,6 +7,7 @@ from datetime import date
 import pyotp
 import pytest
 
+from portal import practice
 from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
 from portal.accounts.models import Role, User
@@ -71,7 +72,7 @@ def publish(slug: str = "terms", *, number_text: str | None = None,
     """Publish a version with a distinct text; returns it."""
     text = number_text or f"# {service.title_of(slug)}\n\n## Changes\n\n- {new_id()}\n"
     return service.publish(actor, slug=slug, text=text,
-                           effective_date=effective or service.today(), summary=summary,
+                           effective_date=effective or practice.today(), summary=summary,
                            requires_acceptance=requires_acceptance)
 
 

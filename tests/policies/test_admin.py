@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import func, select
 
+from portal import practice
 from portal.extensions import db
 from portal.policies import service
 from portal.policies.models import PolicyVersion
@@ -24,7 +25,7 @@ def _form(client, **values) -> dict:
     page = client.get(PUBLISH)
     data = {"csrf_token": csrf_from(page.data), "text": NEW_TEXT,
             "summary": "Reply times are now 2 business days.",
-            "effective_date": service.today().isoformat(), "action": "preview"}
+            "effective_date": practice.today().isoformat(), "action": "preview"}
     data.update(values)
     return data
 
@@ -158,7 +159,7 @@ def test_bad_input_is_shown_inline_and_publishes_nothing(admin_client, defaults,
     for action in ("preview", "publish"):
         response = admin_client.post(PUBLISH, data=_form(admin_client, action=action,
                                                          **values))
-        assert response.status_code == 200
+        assert response.status_code == 422
         html = response.get_data(as_text=True)
         assert message in html
         assert 'class="field-error"' in html
@@ -167,7 +168,7 @@ def test_bad_input_is_shown_inline_and_publishes_nothing(admin_client, defaults,
 
 
 def test_a_version_with_a_later_date_is_shown_as_upcoming(admin_client, defaults):
-    later = (service.today() + timedelta(days=20)).isoformat()
+    later = (practice.today() + timedelta(days=20)).isoformat()
     data = _form(admin_client, effective_date=later)
     html = admin_client.post(PUBLISH, data=data).get_data(as_text=True)
     data.update(action="publish", preview_hash=_hash_in(html))

@@ -4,6 +4,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from portal import practice
 from portal.audit.models import AuditEvent
 from portal.extensions import db
 from portal.policies import service
@@ -14,7 +15,7 @@ TEXT = "# Privacy Policy\n\n## What changed\n\nWe keep the access log for six ye
 
 
 def _publish_args(path, *extra, effective=None, summary="We keep the access log longer."):
-    effective = effective or (service.today() + timedelta(days=14)).isoformat()
+    effective = effective or (practice.today() + timedelta(days=14)).isoformat()
     return ["portal", "policies", "publish", "--slug", "privacy", "--file", str(path),
             "--effective", effective, "--summary", summary, *extra]
 
@@ -91,7 +92,7 @@ def test_list_shows_versions_states_and_counts(runner, tmp_path):
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     terms = next(line for line in lines if line.startswith("terms"))
-    assert terms.split()[:3] == ["terms", "1", service.today().isoformat()]
+    assert terms.split()[:3] == ["terms", "1", practice.today().isoformat()]
     assert "current" in terms and " yes " in terms and terms.split()[5] == "1"
     assert any(line.startswith("privacy") and "upcoming" in line for line in lines)
 
