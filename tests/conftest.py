@@ -1,8 +1,8 @@
-"""Shared fixtures: an app on a fresh database per test, a client, a CLI runner, builders,
-isolated test-client requests, a guard against server errors and a real SMTP server."""
+"""Shared fixtures: an app on a fresh database per test, a client, `auth` (sign the client in
+and out), a CLI runner, isolated test-client requests, a guard against server errors and a
+real SMTP server. The builders (make_user, PASSWORD, csrf_from...) are in tests/support."""
 
 import os
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from portal import create_app
 from portal.extensions import db as _db
+from tests.support.auth import AuthActions
 from tests.support.clients import IsolatedClient
 from tests.support.guards import server_errors_refused
 from tests.support.smtp import SMTPServer
@@ -63,6 +64,12 @@ def db(app):
 def client(app):
     """Return a Flask test client."""
     return app.test_client()
+
+
+@pytest.fixture
+def auth(client) -> AuthActions:
+    """`auth.login(user)` signs the `client` fixture in (session injected), `auth.logout()`."""
+    return AuthActions(client)
 
 
 @pytest.fixture
@@ -125,8 +132,3 @@ def smtp_server(app):
         yield server
     finally:
         server.stop()
-
-
-def unique_email(prefix: str = "user") -> str:
-    """Return an email address no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}@example.org"

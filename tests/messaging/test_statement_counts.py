@@ -9,8 +9,8 @@ from portal.accounts.identity import set_identity
 from portal.accounts.models import Assignment, Role, User
 from portal.db import new_id
 from portal.messaging import sending
-from tests.conftest import unique_email
-from tests.messaging.conftest import StatementCounter, make_user
+from tests.messaging.conftest import StatementCounter
+from tests.support.people import make_user, unique_email
 
 
 def _world(db, size: int) -> dict:
