@@ -40,20 +40,21 @@ def main() -> None:
         db.create_all()
         from portal.crypto import ensure_canaries
         ensure_canaries()
-        from portal.estimates import service
+        from portal.estimates import drafting, issuing
+        from portal.practice import today as practice_today
         from tests.estimates.conftest import Practice, complete_draft, sign_in
 
         practice = Practice()
         drafts = []
         for _ in range(runs + 1):
-            estimate = service.create_draft(practice.therapist, practice.client)
-            service.save_draft(practice.therapist, estimate,
-                               complete_draft(service.practice_today()))
+            estimate = drafting.create_draft(practice.therapist, practice.client)
+            drafting.save_draft(practice.therapist, estimate,
+                               complete_draft(practice_today()))
             drafts.append(estimate.id)
         issue_ms = []
         for number, draft_id in enumerate(drafts):
             start = time.perf_counter()
-            service.issue(practice.therapist, draft_id)
+            issuing.issue(practice.therapist, draft_id)
             if number:  # the first one warms caches
                 issue_ms.append((time.perf_counter() - start) * 1000)
         client = sign_in(app.test_client(), practice.client)

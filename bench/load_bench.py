@@ -218,13 +218,13 @@ def seed(config: dict, therapists: int, clients: int, messages_each: int) -> See
     """Migrate, then make people, conversations and estimates with the portal's services."""
     import flask_migrate
 
-    from portal import create_app
+    from portal import create_app, practice
     from portal.accounts import mfa, passwords
     from portal.accounts.identity import set_identity
     from portal.accounts.models import Assignment, User
     from portal.crypto import ensure_canaries
     from portal.db import new_id, utcnow
-    from portal.estimates import service as estimates
+    from portal.estimates import drafting, issuing
     from portal.estimates.demo import demo_draft
     from portal.extensions import db
     from portal.messaging import sending as messaging
@@ -268,9 +268,9 @@ def seed(config: dict, therapists: int, clients: int, messages_each: int) -> See
                 threads.append(str(thread.id))
                 threads_of[therapist.id].append(str(thread.id))
                 out.messages += messages_each
-            draft = estimates.create_draft(therapist, client)
-            estimates.save_draft(therapist, draft, demo_draft(estimates.practice_today()))
-            gfe = estimates.issue(therapist, draft.id)
+            draft = drafting.create_draft(therapist, client)
+            drafting.save_draft(therapist, draft, demo_draft(practice.today()))
+            gfe = issuing.issue(therapist, draft.id)
             out.clients.append((f"client{n + 1}@load.example", threads, [str(gfe.id)]))
         for n, therapist in enumerate(staff):
             out.therapists.append((f"therapist{n + 1}@load.example", threads_of[therapist.id]))

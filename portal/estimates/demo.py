@@ -3,7 +3,8 @@
 from dataclasses import replace
 from datetime import timedelta
 
-from portal.estimates import service
+from portal import practice
+from portal.estimates import drafting, issuing
 from portal.estimates.document import TELEHEALTH
 from portal.estimates.drafts import Draft, DraftLine, DraftProvider
 
@@ -45,15 +46,15 @@ def seed(by_email: dict) -> None:
     client, therapist = by_email.get(CLIENT_EMAIL), by_email.get(THERAPIST_EMAIL)
     if client is None or therapist is None:
         return
-    today = service.practice_today()
+    today = practice.today()
     draft = demo_draft(today)
-    estimate = service.create_draft(therapist, client)
-    service.save_draft(therapist, estimate, draft, scheduled_on=today,
-                       service_date=today + timedelta(days=21))
-    service.issue(therapist, estimate.id)
-    pending = service.create_draft(therapist, client)
+    estimate = drafting.create_draft(therapist, client)
+    drafting.save_draft(therapist, estimate, draft, scheduled_on=today,
+                        service_date=today + timedelta(days=21))
+    issuing.issue(therapist, estimate.id)
+    pending = drafting.create_draft(therapist, client)
     later = draft.period_end + timedelta(days=1)
-    service.save_draft(therapist, pending, replace(
+    drafting.save_draft(therapist, pending, replace(
         draft, period_start=later, period_end=later + timedelta(days=180),
         lines=(replace(draft.lines[1], quantity=13),), providers=(COLLEEN,),
         primary_service="Individual psychotherapy, 53+ minutes (CPT 90837), every other week",

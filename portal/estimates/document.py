@@ -1,7 +1,7 @@
 """The Good Faith Estimate as plain, frozen data: what is stored sealed, rendered and checked."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any, Literal, Self
 
@@ -174,11 +174,7 @@ class GfeDocument:
             "frequency": self.frequency,
             "sessions_min": self.sessions_min,
             "sessions_max": self.sessions_max,
-            "providers": [
-                {"name": p.name, "npi": p.npi, "tin": p.tin, "location": p.location,
-                 "state": p.state}
-                for p in self.providers
-            ],
+            "providers": [asdict(p) for p in self.providers],
             "line_items": [
                 {
                     "provider_npi": i.provider_npi,

@@ -8,7 +8,7 @@ font cannot print.
 
 import re
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any, Self
 
@@ -108,11 +108,7 @@ class Draft:
             "frequency": self.frequency,
             "sessions_min": self.sessions_min,
             "sessions_max": self.sessions_max,
-            "providers": [
-                {"name": p.name, "npi": p.npi, "tin": p.tin, "location": p.location,
-                 "state": p.state}
-                for p in self.providers
-            ],
+            "providers": [asdict(p) for p in self.providers],
             "lines": [
                 {"provider": line.provider, "cpt_code": line.cpt_code,
                  "description": line.description, "quantity": line.quantity,

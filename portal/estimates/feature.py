@@ -3,11 +3,22 @@
 from flask import Flask
 
 from portal import hooks
-from portal.estimates import demo, service
+from portal.audit.catalogue import declare
+from portal.estimates import demo, panel
 from portal.estimates.views import bp
 from portal.hooks import NavItem
 
-DASHBOARD_PANEL = ("estimates/_dashboard_panel.html", service.dashboard_panel)
+DASHBOARD_PANEL = ("estimates/_dashboard_panel.html", panel.dashboard_panel)
+
+# How the client's access log words what staff did with their estimates.
+OPENED = "Opened one of your Good Faith Estimates"
+WORKED = "Worked on one of your Good Faith Estimates"
+AUDITED = {"estimate.viewed": OPENED, "estimate.downloaded": OPENED,
+           **dict.fromkeys(("estimate.draft.created", "estimate.draft.saved",
+                            "estimate.draft.discarded", "estimate.issued",
+                            "estimate.superseded", "estimate.requested",
+                            "estimate.acknowledged", "estimate.bill.recorded",
+                            "estimate.bill.voided", "estimate.dispute_eligible"), WORKED)}
 
 
 def init_app(app: Flask) -> None:
@@ -17,3 +28,5 @@ def init_app(app: Flask) -> None:
                                      ("therapist", "admin"), 20))
     hooks.dashboard_panels.provide(DASHBOARD_PANEL)
     hooks.demo_seeders.provide(demo.seed)
+    for action, words in AUDITED.items():
+        declare(action, words)

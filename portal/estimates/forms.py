@@ -1,11 +1,11 @@
-"""Forms for the estimate builder, billed amounts and the button-only actions.
+"""Forms for the estimate builder and billed amounts (button-only actions: portal.forms).
 
 The builder only checks that what was typed can be read (dates, counts, money, lengths): a
 draft may be incomplete. Whether it may be issued is the compliance check's job (drafts.assemble).
 """
 
 import re
-from datetime import date
+from datetime import date, timedelta
 
 from flask_wtf import FlaskForm
 from wtforms import (
@@ -20,6 +20,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Length, ValidationError
 
+from portal import practice
 from portal.estimates.compliance import US_STATES
 from portal.estimates.document import DIAGNOSIS_TBD, TELEHEALTH
 from portal.estimates.drafts import Draft, DraftLine, DraftProvider
@@ -61,10 +62,6 @@ def choices(pairs) -> list[SelectChoice]:
 
 
 STATE_CHOICES = choices([("", "Choose…")] + [(s, s) for s in sorted(US_STATES)])
-
-
-class EmptyForm(FlaskForm):
-    """A button-only action: carries just the CSRF token."""
 
 
 # ------------------------------------------------------------------ fields that parse text
@@ -208,9 +205,7 @@ class BuilderForm(FlaskForm):
 
     def validate_client_dob(self, field):
         """A date of birth is in the past."""
-        from portal.estimates.service import practice_today
-
-        if field.data is not None and field.data > practice_today():
+        if field.data is not None and field.data > practice.today():
             raise ValidationError("The date of birth cannot be in the future.")
 
     def validate_scheduled_on(self, field):
@@ -235,13 +230,9 @@ class BuilderForm(FlaskForm):
 
 def _within(field, *, back: int, ahead: int, what: str) -> None:
     """Keep deadline dates near today (a typo of a year would make nonsense of the deadline)."""
-    from datetime import timedelta
-
-    from portal.estimates.service import practice_today
-
     if field.data is None or field.errors:
         return
-    today = practice_today()
+    today = practice.today()
     if field.data > today + timedelta(days=ahead):
         raise ValidationError(f"The {what} cannot be that far in the future." if ahead
                               else f"The {what} cannot be in the future.")
@@ -371,7 +362,5 @@ class BillForm(FlaskForm):
 
     def validate_bill_date(self, field):
         """A bill is not dated in the future."""
-        from portal.estimates.service import practice_today
-
-        if field.data is not None and field.data > practice_today():
+        if field.data is not None and field.data > practice.today():
             raise ValidationError("The bill date cannot be in the future.")

@@ -4,23 +4,27 @@ import re
 import uuid
 from dataclasses import replace
 
-from flask import (
-    Blueprint,
-    abort,
-    current_app,
-    flash,
-    redirect,
-    render_template,
-    request,
-    url_for,
-)
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup, escape
 
-from portal import access, downloads
+from portal import downloads, paging, practice
 from portal.accounts.identity import name_of, names_of
 from portal.accounts.models import Role, User
-from portal.estimates import service
+from portal.errors import RuleError
+from portal.estimates import (
+    access,
+    billing,
+    clients,
+    content,
+    delivery,
+    drafting,
+    follow_ups,
+    issuing,
+    panel,
+    staff_lists,
+)
+from portal.estimates.content import EstimateUnavailable
 from portal.estimates.document import CMS_PHONE, CMS_URL, DISCLAIMERS, KEEP_A_COPY
 from portal.estimates.document import separately_scheduled_note as _scheduled_note
 from portal.estimates.drafts import Draft
@@ -31,7 +35,6 @@ from portal.estimates.forms import (
     MIN_PROVIDER_ROWS,
     BillForm,
     BuilderForm,
-    EmptyForm,
     NewEstimateForm,
     choices,
     draft_from_form,
@@ -39,7 +42,9 @@ from portal.estimates.forms import (
     set_provider_choices,
 )
 from portal.estimates.models import GoodFaithEstimate
+from portal.estimates.status import display_status
 from portal.extensions import db
+from portal.forms import INVALID, EmptyForm, form_status, refuse
 from portal.pages import read_only
 from portal.security import role_required
 
@@ -75,7 +80,7 @@ def _document_text() -> dict:
     """The fixed wording every estimate page shares with the PDF."""
     return {"gfe_disclaimers": LINKED_DISCLAIMERS, "gfe_keep_a_copy": KEEP_A_COPY,
             "gfe_scheduled_note": _scheduled_note, "gfe_cms_url": CMS_URL,
-            "gfe_cms_phone": CMS_PHONE, "gfe_status": service.display_status}
+            "gfe_cms_phone": CMS_PHONE, "gfe_status": display_status}
 
 
 def _me() -> User:
@@ -85,6 +90,14 @@ def _me() -> User:
 def _button_form_or_400() -> None:
     if not EmptyForm().validate_on_submit():
         abort(400)
+
+
+def _button_post(load, estimate_id: uuid.UUID) -> tuple[User, GoodFaithEstimate]:
+    """A button's POST on one estimate: `load` it as access allows (else 404), then CSRF (400)."""
+    me = _me()
+    estimate = load(me, estimate_id)
+    _button_form_or_400()
+    return me, estimate
 
 
 def _issued_or_404(estimate_id: uuid.UUID) -> tuple[User, GoodFaithEstimate]:
@@ -100,7 +113,7 @@ def _unavailable(estimate: GoodFaithEstimate, status: int = 200):
     """Content that will not open gets the calm explanation page, never a 500.
 
     A page that only shows the content answers 200; an action that could not be carried
-    out because of it answers 422. The service has audited the failure already.
+    out because of it answers INVALID (422). The service has audited the failure already.
     """
     return render_template("estimates/unavailable.html", estimate=estimate), status
 
@@ -114,10 +127,8 @@ def _unavailable(estimate: GoodFaithEstimate, status: int = 200):
 def client_list():
     """List every estimate issued to the client, newest first, and offer to request one."""
     me = _me()
-    estimates = service.client_estimates(me)
-    return render_template("estimates/client_list.html", estimates=estimates,
-                           requests=service.open_requests(me), form=EmptyForm(),
-                           today=service.practice_today())
+    return render_template("estimates/client_list.html", estimates=clients.client_estimates(me),
+                           requests=clients.open_requests(me), today=practice.today())
 
 
 @bp.route("/request", methods=["POST"])
@@ -125,7 +136,7 @@ def client_list():
 def request_estimate():
     """Ask the practice for an estimate (starts the 3-business-day clock)."""
     _button_form_or_400()
-    estimate, new = service.request_estimate(_me())
+    estimate, new = clients.request_estimate(_me())
     if new:
         flash("Thank you. We have let your therapist know; your estimate will be ready by "
               f"{estimate.due_date:%B} {estimate.due_date.day}.", "success")
@@ -142,15 +153,15 @@ def show(estimate_id: uuid.UUID):
     if estimate.is_draft:
         return redirect(url_for("estimates.review", estimate_id=estimate.id))
     try:
-        document = service.open_document(estimate)
-    except service.EstimateUnavailable:
+        document = content.open_document(estimate)
+    except EstimateUnavailable:
         return _unavailable(estimate)
-    summary = service.billing_summary(estimate, document)
-    links = service.follow_ups(estimate)
+    summary = billing.summary_of(estimate, document)
+    links = follow_ups.linked(estimate)
     if me.role == Role.CLIENT:
-        service.record_view(me, estimate)
+        delivery.record_view(me, estimate)
         return render_template("estimates/client_show.html", estimate=estimate, doc=document,
-                               summary=summary, links=links, form=EmptyForm())
+                               summary=summary, links=links)
     bill_form = BillForm()
     bill_form.provider.choices = _provider_choices(document)
     return _staff_show(estimate, document, summary, links, bill_form)
@@ -165,10 +176,8 @@ def _staff_show(estimate, document, summary, links, bill_form, status: int = 200
     client = db.session.get(User, estimate.client_id)
     return render_template(
         "estimates/staff_show.html", estimate=estimate, doc=document, summary=summary,
-        links=links, bill_form=bill_form, form=EmptyForm(), client_name=name_of(client),
-        events=service.delivery_events(estimate),
-        warning_cents=current_app.config["GFE_WARNING_THRESHOLD_CENTS"],
-        dispute_cents=current_app.config["GFE_DISPUTE_THRESHOLD_CENTS"]), status
+        links=links, bill_form=bill_form, client_name=name_of(client),
+        events=delivery.delivery_events(estimate), **billing.thresholds()), status
 
 
 @bp.route("/<uuid:estimate_id>/pdf")
@@ -176,11 +185,11 @@ def download(estimate_id: uuid.UUID):
     """Download the frozen PDF (an attachment with a neutral name); every download recorded."""
     me, estimate = _issued_or_404(estimate_id)
     try:
-        pdf = service.open_pdf(estimate)
-    except service.EstimateUnavailable:
+        pdf = content.open_pdf(estimate)
+    except EstimateUnavailable:
         return _unavailable(estimate)
-    service.record_download(me, estimate)
-    return downloads.download(pdf, filename=service.pdf_filename(estimate),
+    delivery.record_download(me, estimate)
+    return downloads.download(pdf, filename=content.pdf_filename(estimate),
                               content_type="application/pdf")
 
 
@@ -188,20 +197,13 @@ def download(estimate_id: uuid.UUID):
 @role_required("client")
 def acknowledge(estimate_id: uuid.UUID):
     """Let the client confirm they received the estimate (optional)."""
-    me = _me()
-    estimate = access.estimate_for(me, estimate_id)
-    _button_form_or_400()
-    if service.acknowledge(me, estimate):
+    me, estimate = _button_post(access.estimate_for, estimate_id)
+    if delivery.acknowledge(me, estimate):
         flash("Thank you — we have noted that you received this estimate.", "success")
     return redirect(url_for("estimates.show", estimate_id=estimate.id))
 
 
 # ------------------------------------------------------------------------------------ staff
-
-
-def _page() -> int:
-    value = request.args.get("page", "1")
-    return int(value) if value.isdigit() and 0 < len(value) < 6 and int(value) > 0 else 1
 
 
 def _uuid_arg(name: str) -> uuid.UUID | None:
@@ -219,16 +221,16 @@ def staff_list():
     me = _me()
     client_id = _uuid_arg("client")
     client = access.estimate_client_for(me, client_id) if client_id else None
-    page = _page()
-    estimates, more = service.staff_estimates(me, client_id=client.id if client else None,
-                                              limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    names = service.client_names(estimates)
-    panel = service.dashboard_panel(me)["estimates_panel"]
-    clients = service.clients_for(me)
+    page = paging.page_number()
+    estimates, more = staff_lists.staff_estimates(
+        me, client_id=client.id if client else None, limit=PAGE_SIZE,
+        offset=(page - 1) * PAGE_SIZE)
+    mine = staff_lists.clients_for(me)
     return render_template(
-        "estimates/staff_list.html", estimates=estimates, names=names, estimates_panel=panel,
-        client=client, clients=clients, client_names=names_of(clients), page=page, more=more,
-        today=service.practice_today())
+        "estimates/staff_list.html", estimates=estimates,
+        names=staff_lists.client_names(estimates), client=client, clients=mine,
+        client_names=names_of(mine), page=page, more=more, today=practice.today(),
+        **panel.dashboard_panel(me))
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -237,19 +239,20 @@ def staff_list():
 def new():
     """Choose the client, then start a blank draft."""
     me = _me()
-    clients = service.clients_for(me)
-    names = names_of(clients)
+    mine = staff_lists.clients_for(me)
+    names = names_of(mine)
     form = NewEstimateForm()
     form.client.choices = choices([("", "Choose a client…")]
-                                  + [(str(c.id), names[c.id]) for c in clients])
+                                  + [(str(c.id), names[c.id]) for c in mine])
     if request.method == "GET" and _uuid_arg("client"):
         form.client.data = str(_uuid_arg("client"))
     if form.validate_on_submit():
         client = access.estimate_client_for(me, uuid.UUID(form.client.data))
-        estimate = service.create_draft(me, client)
+        estimate = drafting.create_draft(me, client)
         flash("Draft started. Nothing is sent until you issue it.", "success")
         return redirect(url_for("estimates.edit", estimate_id=estimate.id))
-    return render_template("estimates/new.html", form=form, has_clients=bool(clients))
+    return render_template("estimates/new.html", form=form,
+                           has_clients=bool(mine)), form_status()
 
 
 def _rows(arg: str, current: int, minimum: int, maximum: int) -> int:
@@ -311,7 +314,7 @@ def _builder(estimate, form: BuilderForm, *, problems=None, status: int = 200):
         "estimates/edit.html", estimate=estimate, form=form, client_name=name_of(client),
         problems=problems, format_errors=_format_errors(form) if problems is None else [],
         max_providers=MAX_PROVIDERS, max_lines=MAX_LINES,
-        links=service.follow_ups(estimate)), status
+        links=follow_ups.linked(estimate)), status
 
 
 @bp.route("/<uuid:estimate_id>/edit", methods=["GET", "POST"])
@@ -326,14 +329,14 @@ def edit(estimate_id: uuid.UUID):
         names = [entry.form.name.data or "" for entry in form.providers]
         set_provider_choices(form, names)
         if not form.validate():
-            return _builder(estimate, form, status=422)
-        draft = draft_from_form(form, dict(current_app.config["PRACTICE"]))
-        service.save_draft(me, estimate, _practice_contact(draft),
+            return _builder(estimate, form, status=INVALID)
+        draft = draft_from_form(form, dict(practice.profile()))
+        drafting.save_draft(me, estimate, _practice_contact(draft),
                            scheduled_on=form.scheduled_on.data,
                            service_date=form.service_date.data,
                            requested_on=form.requested_on.data)
         action = request.form.get("action", "save")
-        saved = service.open_draft(estimate)
+        saved = content.open_draft(estimate)
         if action == "check":
             return redirect(url_for("estimates.review", estimate_id=estimate.id))
         if action == "add_provider":
@@ -345,8 +348,8 @@ def edit(estimate_id: uuid.UUID):
         flash("Draft saved. Nothing has been sent to the client.", "success")
         return redirect(url_for("estimates.edit", estimate_id=estimate.id))
     try:
-        draft = service.open_draft(estimate)
-    except service.EstimateUnavailable:
+        draft = content.open_draft(estimate)
+    except EstimateUnavailable:
         return _unavailable(estimate)
     provider_rows = _rows("providers", len(draft.providers), MIN_PROVIDER_ROWS, MAX_PROVIDERS)
     line_rows = _rows("lines", len(draft.lines) + 1, MIN_LINE_ROWS, MAX_LINES)
@@ -357,15 +360,15 @@ def edit(estimate_id: uuid.UUID):
     set_provider_choices(form, [p.name for p in draft.providers])
     problems = None
     if request.args.get("check") == "1":
-        problems = _attach(form, service.review(estimate).problems)
+        problems = _attach(form, drafting.review(estimate).problems)
     return _builder(estimate, form, problems=problems)
 
 
 def _practice_contact(draft: Draft) -> Draft:
     """Estimates carry the practice's contact details from configuration, never typed."""
-    practice = current_app.config["PRACTICE"]
+    profile = practice.profile()
     keys = ("name", "street", "city", "state", "postal_code", "phone", "email")
-    return replace(draft, practice={key: practice.get(key, "") for key in keys})
+    return replace(draft, practice={key: profile.get(key, "") for key in keys})
 
 
 @bp.route("/<uuid:estimate_id>/review")
@@ -376,33 +379,31 @@ def review(estimate_id: uuid.UUID):
     me = _me()
     estimate = access.draft_estimate_for(me, estimate_id)
     try:
-        checked = service.review(estimate)
-    except service.EstimateUnavailable:
+        checked = drafting.review(estimate)
+    except EstimateUnavailable:
         return _unavailable(estimate)
     form = BuilderForm(formdata=None, data=form_data(checked.draft, provider_rows=0,
                                                      line_rows=0))
     summary = _attach(form, checked.problems)
     client = db.session.get(User, estimate.client_id)
     return render_template("estimates/review.html", estimate=estimate, checked=checked,
-                           problems=summary, form=EmptyForm(), client_name=name_of(client),
-                           links=service.follow_ups(estimate))
+                           problems=summary, client_name=name_of(client),
+                           links=follow_ups.linked(estimate))
 
 
 @bp.route("/<uuid:estimate_id>/issue", methods=["POST"])
 @role_required(*STAFF)
 def issue(estimate_id: uuid.UUID):
     """Issue the draft: it is frozen from now on, and the client is told it is ready."""
-    me = _me()
-    estimate = access.draft_estimate_for(me, estimate_id)
-    _button_form_or_400()
+    me, estimate = _button_post(access.draft_estimate_for, estimate_id)
     try:
-        issued = service.issue(me, estimate.id)
-    except service.NotReady as not_ready:
+        issued = issuing.issue(me, estimate.id)
+    except issuing.NotReady as not_ready:
         flash(f"Not issued: {len(not_ready.problems)} things still need fixing.", "error")
         return redirect(url_for("estimates.review", estimate_id=estimate_id))
-    except service.EstimateUnavailable:
-        return _unavailable(estimate, 422)
-    except service.EstimateError as error:
+    except EstimateUnavailable:
+        return _unavailable(estimate, INVALID)
+    except RuleError as error:
         flash(error.message, "error")
         return redirect(url_for("estimates.staff_list"))
     flash(f"Estimate {issued.number} is issued. The client has been told it is in their "
@@ -414,10 +415,8 @@ def issue(estimate_id: uuid.UUID):
 @role_required(*STAFF)
 def discard(estimate_id: uuid.UUID):
     """Delete a draft that will not be issued."""
-    me = _me()
-    estimate = access.draft_estimate_for(me, estimate_id)
-    _button_form_or_400()
-    service.discard_draft(me, estimate)
+    me, estimate = _button_post(access.draft_estimate_for, estimate_id)
+    drafting.discard_draft(me, estimate)
     flash("Draft deleted.", "success")
     return redirect(url_for("estimates.staff_list"))
 
@@ -427,7 +426,7 @@ def discard(estimate_id: uuid.UUID):
 def correct(estimate_id: uuid.UUID):
     """Start a replacement for an issued estimate (the original stays, linked)."""
     return _start_follow_up(
-        estimate_id, service.may_correct, service.start_correction,
+        estimate_id, follow_ups.may_correct, follow_ups.start_correction,
         "A corrected copy is ready to edit. The current estimate stays in force until you "
         "issue the correction.")
 
@@ -436,7 +435,7 @@ def correct(estimate_id: uuid.UUID):
 @role_required(*STAFF)
 def renew(estimate_id: uuid.UUID):
     """Start next period's estimate from an issued one."""
-    return _start_follow_up(estimate_id, service.may_renew, service.start_renewal,
+    return _start_follow_up(estimate_id, follow_ups.may_renew, follow_ups.start_renewal,
                             "A renewal for the next period is ready to edit.")
 
 
@@ -447,14 +446,12 @@ def _start_follow_up(estimate_id: uuid.UUID, may_start, start, ready: str):
     from the service (e.g. content that will not open) is shown on the estimate; otherwise the
     new draft, or the one already under way, opens in the builder.
     """
-    me = _me()
-    estimate = access.estimate_for(me, estimate_id)
-    _button_form_or_400()
+    me, estimate = _button_post(access.estimate_for, estimate_id)
     if not may_start(estimate):
         abort(404)
     try:
         draft = start(me, estimate)
-    except service.EstimateError as error:
+    except RuleError as error:
         flash(error.message, "error")
         return redirect(url_for("estimates.show", estimate_id=estimate.id))
     flash(ready, "info")
@@ -467,22 +464,22 @@ def record_bill(estimate_id: uuid.UUID):
     """Record an amount billed by one provider, and compare it with the estimate."""
     me, estimate = _issued_or_404(estimate_id)
     try:
-        document = service.open_document(estimate)
-    except service.EstimateUnavailable:
-        return _unavailable(estimate, 422)
+        document = content.open_document(estimate)
+    except EstimateUnavailable:
+        return _unavailable(estimate, INVALID)
     form = BillForm()
     form.provider.choices = _provider_choices(document)
     if not form.validate_on_submit():
-        return _bill_form_again(estimate, document, form, 422)
+        return _bill_form_again(estimate, document, form)
     try:
-        summary = service.record_bill(me, estimate, provider_position=int(form.provider.data),
+        summary = billing.record_bill(me, estimate, provider_position=int(form.provider.data),
                                       amount_cents=form.amount.data,
                                       bill_date=form.bill_date.data)
-    except service.EstimateUnavailable:
-        return _unavailable(estimate, 422)
-    except service.EstimateError as error:
-        _refuse_bill(form, error)
-        return _bill_form_again(estimate, document, form, 400)
+    except EstimateUnavailable:
+        return _unavailable(estimate, INVALID)
+    except RuleError as error:
+        refuse(form, error)
+        return _bill_form_again(estimate, document, form)
     if summary.level == "dispute_eligible":
         flash("Recorded. A provider's bill is now $400 or more over the estimate: the client "
               "can see their right to dispute it.", "warning")
@@ -493,36 +490,25 @@ def record_bill(estimate_id: uuid.UUID):
     return redirect(url_for("estimates.show", estimate_id=estimate.id, _anchor="billing"))
 
 
-def _bill_form_again(estimate, document, form: BillForm, status: int):
-    """The estimate page again, with the bill form as typed and its errors."""
-    summary = service.billing_summary(estimate, document)
-    return _staff_show(estimate, document, summary, service.follow_ups(estimate), form,
-                       status=status)
-
-
-def _refuse_bill(form: BillForm, error: service.EstimateError) -> None:
-    """Show a refusal from the service next to its field, or above the bill form."""
-    field = form[error.field] if error.field and error.field in form else None
-    if field is not None:
-        field.errors = [*list(field.errors or []), error.message]
-    else:
-        form.form_errors.append(error.message)
+def _bill_form_again(estimate, document, form: BillForm):
+    """The estimate page again, with the bill form as typed and its errors (INVALID)."""
+    summary = billing.summary_of(estimate, document)
+    return _staff_show(estimate, document, summary, follow_ups.linked(estimate), form,
+                       status=INVALID)
 
 
 @bp.route("/<uuid:estimate_id>/bills/<uuid:bill_id>/void", methods=["POST"])
 @role_required(*STAFF)
 def void_bill(estimate_id: uuid.UUID, bill_id: uuid.UUID):
     """Void a mistyped billed amount (kept in the history)."""
-    me = _me()
-    estimate = access.estimate_for(me, estimate_id)
-    _button_form_or_400()
+    me, estimate = _button_post(access.estimate_for, estimate_id)
     if not estimate.is_issued:
         abort(404)
     try:
-        service.void_bill(me, estimate, bill_id)
-    except service.EstimateUnavailable:
-        return _unavailable(estimate, 422)
-    except service.EstimateError:
+        billing.void_bill(me, estimate, bill_id)
+    except EstimateUnavailable:
+        return _unavailable(estimate, INVALID)
+    except RuleError:
         abort(404)
     flash("Billed amount voided.", "success")
     return redirect(url_for("estimates.show", estimate_id=estimate.id, _anchor="billing"))

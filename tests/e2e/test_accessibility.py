@@ -36,7 +36,8 @@ class Journey:
 def journey(app) -> Journey:
     """A client (with policies to accept), their therapist and an administrator (both with
     two-step sign-in), a conversation with an attachment, an issued estimate and a draft."""
-    from portal.estimates import service as estimates
+    from portal import practice
+    from portal.estimates import drafting, issuing
     from portal.messaging import sending as messaging
     from portal.policies import service as policies
     from tests.estimates.conftest import complete_draft
@@ -51,12 +52,12 @@ def journey(app) -> Journey:
         body="Hi Colleen,\nCould we move Thursday to Friday?",
         files=[("intake-form.pdf", PDF)], notify=False)
     messaging.reply(therapist, thread.id, body="Friday at 10 works.", notify=False)
-    today = estimates.practice_today()
-    issued = estimates.create_draft(therapist, client)
-    estimates.save_draft(therapist, issued, complete_draft(today))
-    issued = estimates.issue(therapist, issued.id)
-    draft = estimates.create_draft(therapist, client)
-    estimates.save_draft(therapist, draft, complete_draft(today))
+    today = practice.today()
+    issued = drafting.create_draft(therapist, client)
+    drafting.save_draft(therapist, issued, complete_draft(today))
+    issued = issuing.issue(therapist, issued.id)
+    draft = drafting.create_draft(therapist, client)
+    drafting.save_draft(therapist, draft, complete_draft(today))
     found = Journey(client, therapist, admin, str(thread.id), str(issued.id), str(draft.id),
                     str(client.id), str(therapist.id))
     # Ids are read above, before the commit: reading an expired attribute afterwards would open

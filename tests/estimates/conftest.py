@@ -12,11 +12,12 @@ from portal.accounts import mfa, passwords
 from portal.accounts.identity import set_identity
 from portal.accounts.models import Assignment, User, UserSession
 from portal.db import new_id, utcnow
-from portal.estimates import service
+from portal.estimates import drafting, issuing
 from portal.estimates.document import TELEHEALTH
 from portal.estimates.drafts import Draft, DraftLine, DraftProvider
 from portal.extensions import db
-from tests.conftest import unique_email
+from portal.practice import today as practice_today
+from tests.support.people import unique_email
 
 NPI_A = "1234567893"
 NPI_B = "1245319599"
@@ -112,17 +113,17 @@ class Practice:
         """Issue a complete estimate for a client (default: self.client by self.therapist)."""
         client = client or self.client
         therapist = therapist or self.therapist
-        estimate = service.create_draft(therapist, client)
-        service.save_draft(therapist, estimate,
-                           complete_draft(service.practice_today(), **changes))
-        return service.issue(therapist, estimate.id)
+        estimate = drafting.create_draft(therapist, client)
+        drafting.save_draft(therapist, estimate,
+                           complete_draft(practice_today(), **changes))
+        return issuing.issue(therapist, estimate.id)
 
     def draft(self, client: User | None = None, therapist: User | None = None, **changes):
         client = client or self.client
         therapist = therapist or self.therapist
-        estimate = service.create_draft(therapist, client)
-        service.save_draft(therapist, estimate,
-                           complete_draft(service.practice_today(), **changes))
+        estimate = drafting.create_draft(therapist, client)
+        drafting.save_draft(therapist, estimate,
+                           complete_draft(practice_today(), **changes))
         return estimate
 
 
@@ -179,5 +180,5 @@ def builder_payload(draft: Draft, *, token: str, action: str = "save", scheduled
 @pytest.fixture
 def fast_pdf(monkeypatch):
     """Skip real PDF rendering where a test is about who may reach what, not the PDF."""
-    monkeypatch.setattr(service, "render_pdf",
+    monkeypatch.setattr(issuing, "render_pdf",
                         lambda document: b"%PDF-1.4\n% " + document.gfe_number.encode() + b"\n")

@@ -40,7 +40,8 @@ def test_every_id_route_is_in_the_table(app):
 @pytest.fixture
 def world(app, practice, fast_pdf):
     """Issued and draft estimates for both clients, one bill each."""
-    from portal.estimates import service
+    from portal.estimates import billing
+    from portal.practice import today as practice_today
 
     mine = practice.issued()
     theirs = practice.issued(client=practice.other_client, therapist=practice.other_therapist)
@@ -48,8 +49,8 @@ def world(app, practice, fast_pdf):
     their_draft = practice.draft(client=practice.other_client,
                                  therapist=practice.other_therapist)
     for estimate, therapist in ((mine, practice.therapist), (theirs, practice.other_therapist)):
-        service.record_bill(therapist, estimate, provider_position=0, amount_cents=100,
-                            bill_date=service.practice_today())
+        billing.record_bill(therapist, estimate, provider_position=0, amount_cents=100,
+                            bill_date=practice_today())
     bills = {b.estimate_id: b.id for b in db.session.scalars(select(BilledAmount))}
     return {"mine": mine, "theirs": theirs, "my_draft": my_draft, "their_draft": their_draft,
             "bills": bills}

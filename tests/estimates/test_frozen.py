@@ -4,9 +4,10 @@ import hashlib
 
 import pytest
 
-from portal.estimates import service
+from portal.estimates import billing, content
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
+from portal.practice import today as practice_today
 from tests.estimates.conftest import builder_payload, complete_draft, csrf, sign_in
 
 # Routes that may answer an issued id without touching its content, and how.
@@ -26,8 +27,8 @@ def fingerprint(estimate_id) -> dict:
     db.session.expire_all()
     e = db.session.get(GoodFaithEstimate, estimate_id)
     return {
-        "document": service.open_document(e).to_dict(),
-        "pdf": hashlib.sha256(service.open_pdf(e)).hexdigest(),
+        "document": content.open_document(e).to_dict(),
+        "pdf": hashlib.sha256(content.open_pdf(e)).hexdigest(),
         "stored_hash": e.pdf_sha256, "number": e.number, "issue_date": e.issue_date,
         "total": e.total_cents, "period": (e.period_start, e.period_end),
         "client": e.client_id, "status": e.status, "supersedes": e.supersedes_id,
@@ -36,14 +37,14 @@ def fingerprint(estimate_id) -> dict:
 
 def test_no_route_edits_or_deletes_an_issued_estimate(app, practice):
     estimate = practice.issued()
-    service.record_bill(practice.therapist, estimate, provider_position=0, amount_cents=100,
-                        bill_date=service.practice_today())
-    bill_id = service.billing_summary(estimate, service.open_document(estimate)).bills[0].id
+    billing.record_bill(practice.therapist, estimate, provider_position=0, amount_cents=100,
+                        bill_date=practice_today())
+    bill_id = billing.summary_of(estimate, content.open_document(estimate)).bills[0].id
     before = fingerprint(estimate.id)
     rules = [r for r in app.url_map.iter_rules()
              if r.endpoint.startswith("estimates.") and "estimate_id" in r.arguments]
     assert len(rules) >= 10
-    other = complete_draft(service.practice_today(), client_legal_name="Someone Else",
+    other = complete_draft(practice_today(), client_legal_name="Someone Else",
                            frequency="Daily")
     unexpected = []
     for user in (practice.therapist, practice.admin, practice.client):
@@ -51,7 +52,7 @@ def test_no_route_edits_or_deletes_an_issued_estimate(app, practice):
         token = csrf(client)
         payload = builder_payload(other, token=token, action="check")
         payload.update({"provider": "0", "amount": "1.00",
-                        "bill_date": service.practice_today().isoformat()})
+                        "bill_date": practice_today().isoformat()})
         for rule in rules:
             path = rule.build({"estimate_id": estimate.id, "bill_id": bill_id}
                               if "bill_id" in rule.arguments

@@ -7,8 +7,20 @@ import time_machine
 from flask import render_template_string
 
 from portal import hooks
-from portal.estimates import service
+from portal.estimates import (
+    billing,
+    clients,
+    content,
+    drafting,
+    follow_ups,
+    issuing,
+    staff_lists,
+)
+from portal.estimates import (
+    panel as estimates_panel,
+)
 from portal.estimates.drafts import Draft
+from portal.practice import today as practice_today
 from tests.estimates.conftest import complete_draft, sign_in
 
 
@@ -25,15 +37,15 @@ WEDNESDAY = date(2026, 7, 1)  # Friday 3 July is the observed Independence Day h
 def due_drafts(practice):
     """Two drafts started on Wednesday 1 July 2026: one scheduled, one requested."""
     with at(WEDNESDAY):
-        scheduled = service.create_draft(practice.therapist, practice.client)
-        service.save_draft(practice.therapist, scheduled, Draft(client_legal_name="A"),
+        scheduled = drafting.create_draft(practice.therapist, practice.client)
+        drafting.save_draft(practice.therapist, scheduled, Draft(client_legal_name="A"),
                            scheduled_on=WEDNESDAY, service_date=date(2026, 7, 8))
-        requested, _ = service.request_estimate(practice.other_client)
+        requested, _ = clients.request_estimate(practice.other_client)
     return scheduled, requested
 
 
 def panel(user):
-    return service.dashboard_panel(user)["estimates_panel"]
+    return estimates_panel.dashboard_panel(user)["estimates_panel"]
 
 
 def test_due_dates_follow_the_business_day_rules(due_drafts):
@@ -64,15 +76,15 @@ def test_each_therapist_sees_only_their_clients(practice, due_drafts):
     with at(date(2026, 7, 8)):
         assert [e.id for e in panel(practice.therapist)["overdue"]] == [scheduled.id]
         assert [e.id for e in panel(practice.other_therapist)["overdue"]] == [requested.id]
-        assert service.dashboard_panel(practice.client) == {"estimates_panel": None}
+        assert estimates_panel.dashboard_panel(practice.client) == {"estimates_panel": None}
 
 
 def test_an_issued_estimate_is_no_longer_due(practice, due_drafts):
     scheduled, _ = due_drafts
     with at(date(2026, 7, 6)):
-        service.save_draft(practice.therapist, scheduled, complete_draft(date(2026, 7, 6)),
+        drafting.save_draft(practice.therapist, scheduled, complete_draft(date(2026, 7, 6)),
                            scheduled_on=WEDNESDAY, service_date=date(2026, 7, 8))
-        service.issue(practice.therapist, scheduled.id)
+        issuing.issue(practice.therapist, scheduled.id)
         assert panel(practice.therapist)["overdue"] == []
 
 
@@ -109,10 +121,10 @@ def test_recurring_estimates_are_due_for_renewal_30_days_before_they_end(practic
         assert [e.id for e in panel(practice.admin)["renewals"]] == [recurring.id]
         assert single.recurring is False
     with at(date(2026, 12, 10)):
-        renewal = service.start_renewal(practice.therapist, recurring)
+        renewal = follow_ups.start_renewal(practice.therapist, recurring)
         assert [e.id for e in panel(practice.therapist)["renewals"]] == [recurring.id]
-        service.save_draft(practice.therapist, renewal, service.open_draft(renewal))
-        service.issue(practice.therapist, renewal.id)
+        drafting.save_draft(practice.therapist, renewal, content.open_draft(renewal))
+        issuing.issue(practice.therapist, renewal.id)
         assert panel(practice.therapist)["renewals"] == []
 
 
@@ -128,8 +140,8 @@ def test_an_ended_estimate_leaves_the_renewal_list_after_a_while(practice):
 
 def test_billing_flags_show_in_the_panel(practice):
     estimate = practice.issued()
-    service.record_bill(practice.therapist, estimate, provider_position=0,
-                        amount_cents=4600_00, bill_date=service.practice_today())
+    billing.record_bill(practice.therapist, estimate, provider_position=0,
+                        amount_cents=4600_00, bill_date=practice_today())
     assert [e.id for e in panel(practice.therapist)["flagged"]] == [estimate.id]
     assert panel(practice.other_therapist)["flagged"] == []
 
@@ -146,7 +158,7 @@ def test_the_demo_has_an_issued_estimate_and_a_draft_for_zoe(app):
     assign(people["zoe@example.org"], people["colleen@coeo.example"])
     assert demo.seed in list(hooks.demo_seeders)
     demo.seed(people)
-    mine = service.staff_estimates(people["colleen@coeo.example"])[0]
+    mine = staff_lists.staff_estimates(people["colleen@coeo.example"])[0]
     assert sorted(e.status for e in mine) == ["draft", "issued"]
     issued = next(e for e in mine if e.status == "issued")
-    assert service.open_document(issued).client_legal_name == "Zoë Nguyễn-Ōtsuka"
+    assert content.open_document(issued).client_legal_name == "Zoë Nguyễn-Ōtsuka"

@@ -10,7 +10,18 @@ from sqlalchemy import delete, select, update
 
 from portal.audit import AuditEvent
 from portal.crypto import Context, open_bytes, open_text
-from portal.estimates import service
+from portal.errors import RuleError
+from portal.estimates import (
+    billing,
+    clients,
+    content,
+    deadlines,
+    delivery,
+    drafting,
+    follow_ups,
+    issuing,
+    status,
+)
 from portal.estimates.models import (
     BilledAmount,
     DeliveryEvent,
@@ -19,6 +30,7 @@ from portal.estimates.models import (
 )
 from portal.extensions import db
 from portal.mail import OutboxMessage
+from portal.practice import today as practice_today
 from tests.estimates.conftest import complete_draft
 
 TABLE = "good_faith_estimates"
@@ -44,14 +56,14 @@ def mail_text(row: OutboxMessage) -> str:
 
 def test_issuing_numbers_seals_and_hashes_the_estimate(practice):
     estimate = practice.issued()
-    today = service.practice_today()
+    today = practice_today()
     assert estimate.status == "issued"
     assert estimate.number == f"GFE-{today.year}-0001"
     assert estimate.issue_date == today
-    pdf = service.open_pdf(estimate)
+    pdf = content.open_pdf(estimate)
     assert pdf.startswith(b"%PDF")
     assert estimate.pdf_sha256 == hashlib.sha256(pdf).hexdigest()
-    document = service.open_document(estimate)
+    document = content.open_document(estimate)
     assert document.gfe_number == estimate.number
     assert document.client_legal_name == "Zoë Nguyễn-Ōtsuka"
     assert estimate.total_cents == document.total_cents == 4550_00
@@ -65,14 +77,14 @@ def test_issuing_numbers_seals_and_hashes_the_estimate(practice):
 def test_numbers_run_on_within_a_year(practice):
     first = practice.issued()
     second = practice.issued(client=practice.other_client, therapist=practice.other_therapist)
-    year = service.practice_today().year
+    year = practice_today().year
     assert (first.number, second.number) == (f"GFE-{year}-0001", f"GFE-{year}-0002")
 
 
 def test_a_draft_with_problems_is_not_issued_and_every_problem_is_listed(practice):
-    estimate = service.create_draft(practice.therapist, practice.client)
-    with pytest.raises(service.NotReady) as raised:
-        service.issue(practice.therapist, estimate.id)
+    estimate = drafting.create_draft(practice.therapist, practice.client)
+    with pytest.raises(issuing.NotReady) as raised:
+        issuing.issue(practice.therapist, estimate.id)
     assert len(raised.value.problems) >= 10
     db.session.refresh(estimate)
     assert estimate.status == "draft" and estimate.number is None
@@ -118,8 +130,8 @@ def test_the_orm_refuses_to_change_an_issued_estimate(practice, attribute, value
 
 def test_resealing_a_different_document_is_refused(practice):
     estimate = practice.issued()
-    forged = service.open_document(estimate).to_dict() | {"client_legal_name": "Someone Else"}
-    estimate.document_sealed = service._seal_json(estimate, forged)
+    forged = content.open_document(estimate).to_dict() | {"client_legal_name": "Someone Else"}
+    estimate.document_sealed = content.seal_json(estimate, forged)
     with pytest.raises(FrozenEstimateError):
         db.session.flush()
     db.session.rollback()
@@ -135,8 +147,8 @@ def test_an_issued_estimate_cannot_go_back_to_draft_or_be_deleted(practice):
     with pytest.raises(FrozenEstimateError):
         db.session.flush()
     db.session.rollback()
-    with pytest.raises(service.EstimateError):
-        service.discard_draft(practice.therapist, estimate)
+    with pytest.raises(RuleError):
+        drafting.discard_draft(practice.therapist, estimate)
 
 
 def test_bulk_statements_cannot_change_content_or_delete(practice):
@@ -165,14 +177,14 @@ def test_key_rotation_reseals_issued_estimates_through_the_guard(practice):
     from portal.crypto.rotation import reencrypt
 
     estimate = practice.issued()
-    before_blob, before_pdf = estimate.pdf_sealed, service.open_pdf(estimate)
+    before_blob, before_pdf = estimate.pdf_sealed, content.open_pdf(estimate)
     result = reencrypt(practice.client.id)
     assert result.unreadable == 0 and result.resealed >= 2
     db.session.expire_all()
     again = db.session.get(GoodFaithEstimate, estimate.id)
     assert again.pdf_sealed != before_blob
-    assert service.open_pdf(again) == before_pdf
-    assert service.open_document(again).client_legal_name == "Zoë Nguyễn-Ōtsuka"
+    assert content.open_pdf(again) == before_pdf
+    assert content.open_document(again).client_legal_name == "Zoë Nguyễn-Ōtsuka"
 
 
 def test_a_tampered_pdf_is_refused_not_served(practice):
@@ -183,8 +195,8 @@ def test_a_tampered_pdf_is_refused_not_served(practice):
     with db.engine.begin() as conn:
         conn.execute(table.update().where(table.c.id == estimate_id).values(pdf_sha256="f" * 64))
     db.session.expire_all()
-    with pytest.raises(service.EstimateUnavailable):
-        service.open_pdf(db.session.get(GoodFaithEstimate, estimate_id))
+    with pytest.raises(content.EstimateUnavailable):
+        content.open_pdf(db.session.get(GoodFaithEstimate, estimate_id))
 
 
 # ----------------------------------------------------------------- corrections, renewals
@@ -192,40 +204,40 @@ def test_a_tampered_pdf_is_refused_not_served(practice):
 
 def test_a_correction_supersedes_and_keeps_the_history_linked_both_ways(practice):
     original = practice.issued()
-    original_pdf = service.open_pdf(original)
-    draft = service.start_correction(practice.therapist, original)
-    assert service.start_correction(practice.therapist, original).id == draft.id  # one at once
+    original_pdf = content.open_pdf(original)
+    draft = follow_ups.start_correction(practice.therapist, original)
+    assert follow_ups.start_correction(practice.therapist, original).id == draft.id  # one at once
     assert draft.supersedes_id == original.id and draft.status == "draft"
     assert db.session.get(GoodFaithEstimate, original.id).status == "issued"  # until issued
-    changed = complete_draft(service.practice_today(), frequency="Every other week")
-    service.save_draft(practice.therapist, draft, changed)
-    corrected = service.issue(practice.therapist, draft.id)
+    changed = complete_draft(practice_today(), frequency="Every other week")
+    drafting.save_draft(practice.therapist, draft, changed)
+    corrected = issuing.issue(practice.therapist, draft.id)
     db.session.expire_all()
     original = db.session.get(GoodFaithEstimate, original.id)
     assert original.status == "superseded" and original.superseded_by_id == corrected.id
     assert corrected.supersedes_id == original.id and corrected.status == "issued"
-    assert service.open_pdf(original) == original_pdf  # the old one is unchanged
-    assert service.open_document(corrected).frequency == "Every other week"
-    assert [e.number for e in service.client_estimates(practice.client)] == [
+    assert content.open_pdf(original) == original_pdf  # the old one is unchanged
+    assert content.open_document(corrected).frequency == "Every other week"
+    assert [e.number for e in clients.client_estimates(practice.client)] == [
         corrected.number, original.number]
-    assert [service.display_status(e) for e in service.client_estimates(practice.client)] == [
+    assert [status.display_status(e) for e in clients.client_estimates(practice.client)] == [
         "current", "superseded"]
     assert len(audit("estimate.superseded")) == 1
 
 
 def test_a_superseded_estimate_cannot_be_corrected_again(practice):
     original = practice.issued()
-    draft = service.start_correction(practice.therapist, original)
-    service.issue(practice.therapist, draft.id)
-    with pytest.raises(service.EstimateError):
-        service.start_correction(practice.therapist, db.session.get(GoodFaithEstimate,
+    draft = follow_ups.start_correction(practice.therapist, original)
+    issuing.issue(practice.therapist, draft.id)
+    with pytest.raises(RuleError):
+        follow_ups.start_correction(practice.therapist, db.session.get(GoodFaithEstimate,
                                                                      original.id))
 
 
 def test_a_superseded_link_cannot_be_rewritten(practice):
     original = practice.issued()
-    draft = service.start_correction(practice.therapist, original)
-    service.issue(practice.therapist, draft.id)
+    draft = follow_ups.start_correction(practice.therapist, original)
+    issuing.issue(practice.therapist, draft.id)
     other = practice.issued()
     original = db.session.get(GoodFaithEstimate, original.id)
     original.superseded_by_id = other.id
@@ -236,8 +248,8 @@ def test_a_superseded_link_cannot_be_rewritten(practice):
 
 def test_a_renewal_moves_the_period_on(practice):
     original = practice.issued()
-    renewal = service.start_renewal(practice.therapist, original)
-    draft = service.open_draft(renewal)
+    renewal = follow_ups.start_renewal(practice.therapist, original)
+    draft = content.open_draft(renewal)
     assert renewal.renews_id == original.id
     assert draft.period_start == original.period_end + timedelta(days=1)
     assert (draft.period_end - draft.period_start) == (original.period_end
@@ -248,23 +260,23 @@ def test_only_a_current_recurring_estimate_is_renewed(practice):
     recurring = practice.issued()
     one_off = practice.issued(sessions_min=1, sessions_max=1)
     superseded = practice.issued()
-    service.issue(practice.therapist,
-                  service.start_correction(practice.therapist, superseded).id)
+    issuing.issue(practice.therapist,
+                  follow_ups.start_correction(practice.therapist, superseded).id)
     superseded = db.session.get(GoodFaithEstimate, superseded.id)
     assert superseded.status == "superseded" and superseded.recurring is True
-    assert service.may_renew(recurring) is True
+    assert follow_ups.may_renew(recurring) is True
     for estimate in (one_off, superseded, practice.draft()):
-        assert service.may_renew(estimate) is False
-        with pytest.raises(service.EstimateError):
-            service.start_renewal(practice.therapist, estimate)
+        assert follow_ups.may_renew(estimate) is False
+        with pytest.raises(RuleError):
+            follow_ups.start_renewal(practice.therapist, estimate)
     assert db.session.scalars(select(GoodFaithEstimate).where(
         GoodFaithEstimate.renews_id.is_not(None))).all() == []
 
 
 def test_expired_means_the_period_is_over(practice):
     estimate = practice.issued()
-    assert service.display_status(estimate, estimate.period_end) == "current"
-    assert service.display_status(estimate, estimate.period_end + timedelta(days=1)) == "expired"
+    assert status.display_status(estimate, estimate.period_end) == "current"
+    assert status.display_status(estimate, estimate.period_end + timedelta(days=1)) == "expired"
 
 
 # -------------------------------------------------------------------- delivery evidence
@@ -272,9 +284,9 @@ def test_expired_means_the_period_is_over(practice):
 
 def test_the_first_view_is_recorded_and_audited_once(practice):
     estimate = practice.issued()
-    assert service.record_view(practice.therapist, estimate) is False  # staff views are not
-    assert service.record_view(practice.client, estimate) is True
-    assert service.record_view(practice.client, estimate) is False
+    assert delivery.record_view(practice.therapist, estimate) is False  # staff views are not
+    assert delivery.record_view(practice.client, estimate) is True
+    assert delivery.record_view(practice.client, estimate) is False
     db.session.expire_all()
     estimate = db.session.get(GoodFaithEstimate, estimate.id)
     assert estimate.first_viewed_at is not None
@@ -286,8 +298,8 @@ def test_the_first_view_is_recorded_and_audited_once(practice):
 def test_each_download_is_counted_and_audited(practice):
     estimate = practice.issued()
     for _ in range(3):
-        service.record_download(practice.client, estimate)
-    service.record_download(practice.therapist, estimate)
+        delivery.record_download(practice.client, estimate)
+    delivery.record_download(practice.therapist, estimate)
     db.session.expire_all()
     estimate = db.session.get(GoodFaithEstimate, estimate.id)
     assert estimate.download_count == 3 and estimate.last_downloaded_at is not None
@@ -300,11 +312,11 @@ def test_each_download_is_counted_and_audited(practice):
 
 def test_acknowledging_is_optional_timestamped_and_once(practice):
     estimate = practice.issued()
-    assert service.acknowledge(practice.client, estimate) is True
-    assert service.acknowledge(practice.client, estimate) is False
+    assert delivery.acknowledge(practice.client, estimate) is True
+    assert delivery.acknowledge(practice.client, estimate) is False
     assert len(audit("estimate.acknowledged")) == 1
-    with pytest.raises(service.EstimateError):
-        service.acknowledge(practice.therapist, estimate)
+    with pytest.raises(RuleError):
+        delivery.acknowledge(practice.therapist, estimate)
 
 
 # ----------------------------------------------------------------------------- requests
@@ -316,17 +328,17 @@ def test_a_request_starts_the_clock_and_tells_the_therapists_without_detail(prac
     db.session.add(Assignment(client_id=practice.client.id,
                               therapist_id=practice.other_therapist.id))
     db.session.commit()
-    estimate, new = service.request_estimate(practice.client)
-    today = service.practice_today()
+    estimate, new = clients.request_estimate(practice.client)
+    today = practice_today()
     assert new and estimate.status == "draft" and estimate.requested_on == today
-    assert estimate.due_date == service.deadlines.add_business_days(today, 3)
+    assert estimate.due_date == deadlines.add_business_days(today, 3)
     rows = mails("estimate_requested")
     assert {r.user_id for r in rows} == {practice.therapist.id, practice.other_therapist.id}
     for row in rows:
         body = mail_text(row)
         assert f"/estimates/{estimate.id}/edit" in body
         assert "Zoë" not in body and "Nguyễn" not in body
-    again, new_again = service.request_estimate(practice.client)
+    again, new_again = clients.request_estimate(practice.client)
     assert again.id == estimate.id and not new_again
     assert len(mails("estimate_requested")) == 2
     [event] = audit("estimate.requested")
@@ -335,7 +347,7 @@ def test_a_request_starts_the_clock_and_tells_the_therapists_without_detail(prac
 
 def test_a_request_joins_a_draft_already_under_way(practice):
     draft = practice.draft()
-    estimate, new = service.request_estimate(practice.client)
+    estimate, new = clients.request_estimate(practice.client)
     assert new and estimate.id == draft.id and estimate.requested_on is not None
 
 
@@ -380,10 +392,10 @@ def test_names_diagnoses_and_lines_are_not_stored_in_plaintext(app, practice):
             assert marker.encode(encoding) not in raw, marker
     # ...and yet everything opens for the application.
     estimate = db.session.get(GoodFaithEstimate, estimate_id)
-    document = service.open_document(estimate)
+    document = content.open_document(estimate)
     assert document.client_legal_name == MARKER_NAME
     assert document.line_items[0].diagnosis_codes == (MARKER_CODE,)
-    assert service.open_draft(db.session.get(GoodFaithEstimate, draft_id)).client_legal_name \
+    assert content.open_draft(db.session.get(GoodFaithEstimate, draft_id)).client_legal_name \
         == MARKER_NAME + " draft"
 
 
@@ -409,23 +421,23 @@ def test_every_sealed_column_is_registered_for_rotation():
 def test_a_number_taken_in_a_race_is_retried_with_the_next(practice, monkeypatch):
     first = practice.issued()
     draft = practice.draft()
-    real = service._next_sequence
+    real = issuing._next_sequence
     calls = []
 
     def racing(year):
         calls.append(year)
         return first.sequence if len(calls) == 1 else real(year)  # someone else took it
 
-    monkeypatch.setattr(service, "_next_sequence", racing)
-    second = service.issue(practice.therapist, draft.id)
+    monkeypatch.setattr(issuing, "_next_sequence", racing)
+    second = issuing.issue(practice.therapist, draft.id)
     assert len(calls) == 2
     assert second.sequence == first.sequence + 1 and second.status == "issued"
     assert len(audit("estimate.issued")) == 2
 
 
 @pytest.mark.parametrize(("mark", "column", "kind"), [
-    (service.record_view, "first_viewed_at", "viewed"),
-    (service.acknowledge, "acknowledged_at", "acknowledged"),
+    (delivery.record_view, "first_viewed_at", "viewed"),
+    (delivery.acknowledge, "acknowledged_at", "acknowledged"),
 ])
 def test_a_once_only_mark_leaves_one_delivery_event_at_its_timestamp(practice, mark, column,
                                                                      kind):
@@ -444,9 +456,9 @@ def test_a_once_only_mark_leaves_one_delivery_event_at_its_timestamp(practice, m
 
 def test_losing_a_once_only_mark_keeps_the_callers_own_work(practice):
     estimate = practice.issued()
-    assert service.acknowledge(practice.client, estimate) is True
+    assert delivery.acknowledge(practice.client, estimate) is True
     estimate.billing_level = "warning"  # the caller's change, not yet committed
-    assert service.acknowledge(practice.client, estimate) is False
+    assert delivery.acknowledge(practice.client, estimate) is False
     assert estimate.billing_level == "warning"
     db.session.commit()
     db.session.expire_all()
@@ -460,12 +472,12 @@ def test_losing_a_once_only_mark_keeps_the_callers_own_work(practice):
 def test_the_service_voids_bills_only_on_an_issued_estimate(practice):
     draft = practice.draft()
     entry = BilledAmount(estimate_id=draft.id, provider_position=0, amount_cents=100,
-                         bill_date=service.practice_today(),
+                         bill_date=practice_today(),
                          recorded_by_id=practice.therapist.id)
     db.session.add(entry)
     db.session.commit()
-    with pytest.raises(service.EstimateError) as refused:
-        service.void_bill(practice.therapist, draft, entry.id)
+    with pytest.raises(RuleError) as refused:
+        billing.void_bill(practice.therapist, draft, entry.id)
     assert "issued" in refused.value.message
     db.session.commit()  # whatever the refusal left behind would be kept now
     db.session.expire_all()
@@ -475,12 +487,12 @@ def test_the_service_voids_bills_only_on_an_issued_estimate(practice):
 
 def test_a_refused_bill_names_the_field_it_is_about(practice):
     estimate = practice.issued()
-    with pytest.raises(service.EstimateError) as refused:
-        service.record_bill(practice.therapist, estimate, provider_position=2,
-                            amount_cents=100, bill_date=service.practice_today())
+    with pytest.raises(RuleError) as refused:
+        billing.record_bill(practice.therapist, estimate, provider_position=2,
+                            amount_cents=100, bill_date=practice_today())
     assert refused.value.field == "provider"
-    with pytest.raises(service.EstimateError) as refused:
-        service.record_bill(practice.therapist, estimate, provider_position=0,
-                            amount_cents=-1, bill_date=service.practice_today())
+    with pytest.raises(RuleError) as refused:
+        billing.record_bill(practice.therapist, estimate, provider_position=0,
+                            amount_cents=-1, bill_date=practice_today())
     assert refused.value.field == "amount"
     assert db.session.scalars(select(BilledAmount)).all() == []

@@ -4,10 +4,11 @@ import pytest
 from sqlalchemy import select
 
 from portal.audit import AuditEvent
-from portal.estimates import service
+from portal.estimates import billing, content
 from portal.estimates.models import BilledAmount, GoodFaithEstimate
 from portal.extensions import db
 from portal.mail import OutboxMessage
+from portal.practice import today as practice_today
 from tests.estimates.conftest import csrf, sign_in
 
 UNAVAILABLE = "could not be decrypted"
@@ -45,8 +46,8 @@ def staff(app, practice):
 def test_a_draft_that_will_not_open_is_unavailable_and_audited(practice):
     draft = practice.draft()
     corrupt_document(draft.id)
-    with pytest.raises(service.EstimateUnavailable):
-        service.open_draft(db.session.get(GoodFaithEstimate, draft.id))
+    with pytest.raises(content.EstimateUnavailable):
+        content.open_draft(db.session.get(GoodFaithEstimate, draft.id))
     [event] = failures(draft.id)
     assert event.subject_id == practice.client.id and event.outcome == "failure"
 
@@ -87,8 +88,8 @@ def test_issuing_an_unreadable_draft_changes_nothing_and_is_audited(staff, pract
 def test_voiding_a_bill_on_an_unreadable_estimate_shows_the_calm_page(staff, practice):
     client, token = staff
     estimate = practice.issued()
-    service.record_bill(practice.therapist, estimate, provider_position=0, amount_cents=100,
-                        bill_date=service.practice_today())
+    billing.record_bill(practice.therapist, estimate, provider_position=0, amount_cents=100,
+                        bill_date=practice_today())
     bill_id = db.session.scalar(select(BilledAmount.id))
     corrupt_document(estimate.id)
     response = client.post(f"/estimates/{estimate.id}/bills/{bill_id}/void",
@@ -110,12 +111,12 @@ def test_recording_a_bill_the_service_cannot_open_shows_the_calm_page(staff, pra
     estimate = practice.issued()
 
     def unavailable(actor, estimate, **values):
-        raise service.EstimateUnavailable("This estimate could not be opened.")
+        raise content.EstimateUnavailable("This estimate could not be opened.")
 
-    monkeypatch.setattr(service, "record_bill", unavailable)
+    monkeypatch.setattr(billing, "record_bill", unavailable)
     response = client.post(f"/estimates/{estimate.id}/bills", data={
         "csrf_token": token, "provider": "0", "amount": "100.00",
-        "bill_date": service.practice_today().isoformat()})
+        "bill_date": practice_today().isoformat()})
     assert response.status_code == 422
     assert UNAVAILABLE in response.get_data(as_text=True)
     assert db.session.scalars(select(BilledAmount)).all() == []

@@ -5,9 +5,11 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from portal.estimates import service
+from portal.errors import RuleError
+from portal.estimates import billing as bills
 from portal.estimates.models import BilledAmount, GoodFaithEstimate
 from portal.extensions import db
+from portal.practice import today as practice_today
 from tests.estimates.conftest import csrf, sign_in
 
 COLLEEN_ESTIMATE = 4200_00  # provider 0 of the standard estimate
@@ -25,7 +27,7 @@ def billing(app, practice):
 
 
 def bill(staff, token, estimate, provider: int, amount: str, day=None):
-    day = day or service.practice_today()
+    day = day or practice_today()
     return staff.post(f"/estimates/{estimate.id}/bills", data={
         "csrf_token": token, "provider": str(provider), "amount": amount,
         "bill_date": day.isoformat()})
@@ -59,7 +61,7 @@ def test_the_400_dollar_rule_at_the_edge(billing, amount, expected, client_sees)
 
 def test_the_notice_gives_the_120_day_deadline_from_the_bill(billing):
     estimate, staff, token, person = billing
-    bill_day = service.practice_today() - timedelta(days=10)
+    bill_day = practice_today() - timedelta(days=10)
     bill(staff, token, estimate, 0, "4,600.00", bill_day)
     page = person.get(f"/estimates/{estimate.id}").get_data(as_text=True)
     deadline = bill_day + timedelta(days=120)
@@ -124,7 +126,7 @@ def test_the_levels_follow_the_configuration(app, billing):
 def test_a_bad_bill_is_refused_inline(billing, field, value, message):
     estimate, staff, token, _ = billing
     data = {"csrf_token": token, "provider": "0", "amount": "100.00",
-            "bill_date": service.practice_today().isoformat(), field: value}
+            "bill_date": practice_today().isoformat(), field: value}
     response = staff.post(f"/estimates/{estimate.id}/bills", data=data)
     assert response.status_code == 422
     assert message in response.get_data(as_text=True)
@@ -133,7 +135,7 @@ def test_a_bad_bill_is_refused_inline(billing, field, value, message):
 
 def test_a_bill_cannot_be_dated_in_the_future(billing):
     estimate, staff, token, _ = billing
-    response = bill(staff, token, estimate, 0, "100", service.practice_today()
+    response = bill(staff, token, estimate, 0, "100", practice_today()
                     + timedelta(days=1))
     assert response.status_code == 422
     assert "cannot be in the future" in response.get_data(as_text=True)
@@ -146,20 +148,20 @@ def test_bills_are_not_taken_on_drafts_or_by_clients(billing, practice):
     person_token = csrf(person)
     assert person.post(f"/estimates/{estimate.id}/bills", data={
         "csrf_token": person_token, "provider": "0", "amount": "100",
-        "bill_date": service.practice_today().isoformat()}).status_code == 404
+        "bill_date": practice_today().isoformat()}).status_code == 404
     assert db.session.scalars(select(BilledAmount)).all() == []
 
 
 def test_a_bill_the_service_refuses_is_refused_inline_at_its_field(billing, monkeypatch):
     estimate, staff, token, _ = billing
-    real = service.record_bill
+    real = bills.record_bill
 
     def beyond_the_list(actor, estimate, **values):
         return real(actor, estimate, **(values | {"provider_position": 5}))
 
-    monkeypatch.setattr(service, "record_bill", beyond_the_list)
+    monkeypatch.setattr(bills, "record_bill", beyond_the_list)
     response = bill(staff, token, estimate, 0, "100.00")
-    assert response.status_code == 400
+    assert response.status_code == 422
     page = response.get_data(as_text=True)
     assert "Choose a provider listed on the estimate." in page
     assert 'id="provider-error"' in page  # next to the provider field
@@ -170,10 +172,10 @@ def test_a_refusal_without_a_field_is_shown_on_the_bill_form(billing, monkeypatc
     estimate, staff, token, _ = billing
 
     def refuse(actor, estimate, **values):
-        raise service.EstimateError("Not today.")
+        raise RuleError("Not today.")
 
-    monkeypatch.setattr(service, "record_bill", refuse)
+    monkeypatch.setattr(bills, "record_bill", refuse)
     response = bill(staff, token, estimate, 0, "100.00")
-    assert response.status_code == 400
+    assert response.status_code == 422
     assert "Not today." in response.get_data(as_text=True)
     assert db.session.scalars(select(BilledAmount)).all() == []

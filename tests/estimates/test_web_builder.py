@@ -6,10 +6,11 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from portal.estimates import service
+from portal.estimates import content, drafting
 from portal.estimates.drafts import Draft
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
+from portal.practice import today as practice_today
 from tests.estimates.conftest import builder_payload, complete_draft, csrf, sign_in
 
 
@@ -44,7 +45,7 @@ def test_an_incomplete_draft_is_saved(staff):
                                     primary_service="Individual psychotherapy"), token=token)
     response = client.post(f"/estimates/{draft_id}/edit", data=payload)
     assert response.status_code == 302
-    draft = service.open_draft(stored(draft_id))
+    draft = content.open_draft(stored(draft_id))
     assert draft.primary_service == "Individual psychotherapy"
     assert draft.period_start is None and draft.lines == ()
     page = client.get(response.headers["Location"]).get_data(as_text=True)
@@ -53,10 +54,10 @@ def test_an_incomplete_draft_is_saved(staff):
 
 def test_a_complete_draft_round_trips_through_the_form(staff):
     client, token, draft_id = staff
-    draft = complete_draft(service.practice_today())
+    draft = complete_draft(practice_today())
     assert client.post(f"/estimates/{draft_id}/edit",
                        data=builder_payload(draft, token=token)).status_code == 302
-    saved = service.open_draft(stored(draft_id))
+    saved = content.open_draft(stored(draft_id))
     assert saved.providers == draft.providers
     assert saved.lines == draft.lines
     assert stored(draft_id).total_cents == 4550_00
@@ -89,7 +90,7 @@ def test_a_complete_draft_round_trips_through_the_form(staff):
 def test_malformed_values_are_refused_inline_and_nothing_is_saved(staff, field, value, message):
     client, token, draft_id = staff
     before = stored(draft_id).document_sealed
-    payload = builder_payload(complete_draft(service.practice_today()), token=token)
+    payload = builder_payload(complete_draft(practice_today()), token=token)
     payload[field] = value
     response = client.post(f"/estimates/{draft_id}/edit", data=payload)
     assert response.status_code == 422
@@ -102,7 +103,7 @@ def test_malformed_values_are_refused_inline_and_nothing_is_saved(staff, field, 
 
 def test_the_check_lists_every_problem_at_once(staff):
     client, token, draft_id = staff
-    draft = complete_draft(service.practice_today(), client_legal_name="سارة",
+    draft = complete_draft(practice_today(), client_legal_name="سارة",
                            frequency="")
     payload = builder_payload(draft, token=token, action="check", **{
         "providers-0-npi": "1234567890", "providers-1-tin": "123-45-6789",
@@ -128,7 +129,7 @@ def test_the_check_lists_every_problem_at_once(staff):
 
 def test_more_rows_come_by_a_round_trip(staff):
     client, token, draft_id = staff
-    payload = builder_payload(complete_draft(service.practice_today()), token=token,
+    payload = builder_payload(complete_draft(practice_today()), token=token,
                               action="add_lines")
     response = client.post(f"/estimates/{draft_id}/edit", data=payload)
     page = client.get(response.headers["Location"]).get_data(as_text=True)
@@ -150,7 +151,7 @@ def test_row_counts_in_the_address_are_bounded(staff):
 
 def test_a_checked_draft_is_issued_from_the_review_page(staff, practice):
     client, token, draft_id = staff
-    today = service.practice_today()
+    today = practice_today()
     payload = builder_payload(complete_draft(today), token=token, action="check",
                               requested_on=today)
     client.post(f"/estimates/{draft_id}/edit", data=payload)
@@ -192,7 +193,7 @@ def test_new_estimate_offers_only_the_therapists_clients(client, practice):
     assert str(practice.client.id) in page and str(practice.other_client.id) not in page
     response = client.post("/estimates/new", data={"csrf_token": token,
                                                    "client": str(practice.other_client.id)})
-    assert response.status_code == 200 and "Not a valid choice" in response.get_data(
+    assert response.status_code == 422 and "Not a valid choice" in response.get_data(
         as_text=True)
     assert db.session.scalar(select(GoodFaithEstimate).where(
         GoodFaithEstimate.client_id == practice.other_client.id)) is None
@@ -212,17 +213,17 @@ def test_a_correction_opens_a_prefilled_draft(client, practice):
 
 def test_browser_line_endings_and_control_characters_are_cleaned(staff):
     client, token, draft_id = staff
-    payload = builder_payload(complete_draft(service.practice_today()), token=token,
+    payload = builder_payload(complete_draft(practice_today()), token=token,
                               action="check")
     payload["client_address"] = "12 Walnut Street\r\nTrappe, PA 19426\r\n"
     payload["client_legal_name"] = "Zoë\tNguyễn-Ōtsuka\x07"
     payload["separately_scheduled"] = "None\ranticipated"
     client.post(f"/estimates/{draft_id}/edit", data=payload)
-    draft = service.open_draft(stored(draft_id))
+    draft = content.open_draft(stored(draft_id))
     assert draft.client_address == "12 Walnut Street\nTrappe, PA 19426\n"
     assert draft.client_legal_name == "Zoë Nguyễn-Ōtsuka"
     assert draft.separately_scheduled == "None\nanticipated"
-    assert service.review(stored(draft_id)).ready
+    assert drafting.review(stored(draft_id)).ready
 
 
 @pytest.mark.parametrize(("fields", "message"), [
@@ -236,7 +237,7 @@ def test_deadline_dates_stay_near_today(staff, fields, message):
     from datetime import timedelta
 
     client, token, draft_id = staff
-    today = service.practice_today()
+    today = practice_today()
     payload = builder_payload(complete_draft(today), token=token)
     payload.update({name: (today + timedelta(days=int(offset))).isoformat()
                     for name, offset in fields.items()})
@@ -249,7 +250,7 @@ def test_an_implausible_total_is_a_problem_not_an_overflow(staff):
     from dataclasses import replace
 
     client, token, draft_id = staff
-    draft = complete_draft(service.practice_today())
+    draft = complete_draft(practice_today())
     big = tuple(replace(line, quantity=999, unit_cents=99_999_00) for line in draft.lines)
     payload = builder_payload(replace(draft, lines=big), token=token, action="check")
     assert client.post(f"/estimates/{draft_id}/edit", data=payload).status_code == 302

@@ -9,7 +9,7 @@ from pypdf import PdfReader
 from sqlalchemy import select
 
 from portal.audit import AuditEvent
-from portal.estimates import service
+from portal.estimates import follow_ups, issuing
 from portal.estimates.document import DISCLAIMERS, KEEP_A_COPY
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
@@ -31,8 +31,8 @@ def actions(name: str) -> list[AuditEvent]:
 
 def test_the_list_shows_every_issued_estimate_newest_first_with_status(client, practice):
     first = practice.issued()
-    correction = service.start_correction(practice.therapist, first)
-    second = service.issue(practice.therapist, correction.id)
+    correction = follow_ups.start_correction(practice.therapist, first)
+    second = issuing.issue(practice.therapist, correction.id)
     practice.draft()  # a draft never shows
     sign_in(client, practice.client)
     page = client.get("/estimates/").get_data(as_text=True)
@@ -72,8 +72,9 @@ def test_the_pdf_downloads_as_a_neutral_attachment_with_every_element(zoe):
     response = client.get(f"/estimates/{estimate.id}/pdf")
     assert response.status_code == 200
     assert response.mimetype == "application/pdf"
+    name = f"good-faith-estimate-{estimate.number}.pdf"
     assert response.headers["Content-Disposition"] == (
-        f'attachment; filename="good-faith-estimate-{estimate.number}.pdf"')
+        f"attachment; filename=\"{name}\"; filename*=UTF-8''{name}")
     assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "no-store" in response.headers["Cache-Control"]
     data = response.get_data()
@@ -146,8 +147,8 @@ def test_a_client_can_ask_for_an_estimate(client, practice):
 
 def test_a_replaced_estimate_points_to_the_new_one(client, practice):
     first = practice.issued()
-    second = service.issue(practice.therapist,
-                           service.start_correction(practice.therapist, first).id)
+    second = issuing.issue(practice.therapist,
+                           follow_ups.start_correction(practice.therapist, first).id)
     sign_in(client, practice.client)
     page = client.get(f"/estimates/{first.id}").get_data(as_text=True)
     assert "A newer estimate has replaced this one" in page

@@ -7,7 +7,8 @@ import uuid
 import pytest
 from sqlalchemy import select
 
-from portal.estimates import service
+from portal.errors import RuleError
+from portal.estimates import follow_ups, issuing
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
 from tests.estimates.conftest import csrf, sign_in
@@ -71,7 +72,7 @@ def test_a_draft_has_no_follow_up(therapist, practice, action):
 
 def test_a_superseded_estimate_is_not_corrected_again(therapist, practice):
     original = practice.issued()
-    service.issue(practice.therapist, service.start_correction(practice.therapist, original).id)
+    issuing.issue(practice.therapist, follow_ups.start_correction(practice.therapist, original).id)
     assert _follow_up(therapist, original, "correct").status_code == 404
 
 
@@ -82,9 +83,9 @@ def test_a_refusal_is_shown_on_the_estimate(therapist, practice, monkeypatch, ac
     issued = practice.issued()
 
     def refuse(actor, estimate):
-        raise service.EstimateError("Not today.")
+        raise RuleError("Not today.")
 
-    monkeypatch.setattr(service, starter, refuse)
+    monkeypatch.setattr(follow_ups, starter, refuse)
     response = _follow_up(therapist, issued, action)
     assert response.status_code == 302
     assert response.headers["Location"].endswith(f"/estimates/{issued.id}")
@@ -99,7 +100,7 @@ def _renewal_drafts(estimate_id) -> list[GoodFaithEstimate]:
 def test_a_superseded_estimate_is_not_renewed(therapist, practice):
     client, _ = therapist
     original = practice.issued()
-    service.issue(practice.therapist, service.start_correction(practice.therapist, original).id)
+    issuing.issue(practice.therapist, follow_ups.start_correction(practice.therapist, original).id)
     page = client.get(f"/estimates/{original.id}").get_data(as_text=True)
     assert f"/estimates/{original.id}/renew" not in page  # the page offers no renewal...
     response = _follow_up(therapist, original, "renew")

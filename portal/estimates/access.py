@@ -1,0 +1,69 @@
+"""Who may see which Good Faith Estimate: the one way estimates views load one.
+
+Anything that is not the user's is a 404, whatever the id, so the answer does not even say
+that the estimate exists.
+"""
+
+import uuid
+
+from flask import abort
+from sqlalchemy import select
+
+from portal.accounts.models import Assignment, Role, User
+from portal.estimates.models import GoodFaithEstimate
+from portal.extensions import db
+
+
+def _assigned(client_id: uuid.UUID, therapist_id: uuid.UUID) -> bool:
+    return db.session.scalar(select(Assignment.id).where(
+        Assignment.client_id == client_id, Assignment.therapist_id == therapist_id)) is not None
+
+
+def _estimate_visible(user, estimate: GoodFaithEstimate) -> bool:
+    if user.role == Role.CLIENT:
+        return estimate.client_id == user.id and not estimate.is_draft
+    if user.role == Role.THERAPIST:
+        return _assigned(estimate.client_id, user.id)
+    # Admins see every estimate: estimates are billing documents the practice must issue,
+    # correct and keep (unlike message content, which admins never read).
+    return user.role == Role.ADMIN
+
+
+def estimate_for(user, estimate_id) -> GoodFaithEstimate:
+    """Return a Good Faith Estimate this user may see, or 404.
+
+    A client: their own issued estimates (never a draft, even their own). A therapist: their
+    assigned clients' estimates, drafts included. An admin: every estimate. Anyone else: 404.
+    """
+    if user is None or not getattr(user, "is_authenticated", False):
+        abort(404)
+    if not isinstance(estimate_id, uuid.UUID):
+        abort(404)
+    estimate = db.session.get(GoodFaithEstimate, estimate_id)
+    if estimate is None or not _estimate_visible(user, estimate):
+        abort(404)
+    return estimate
+
+
+def draft_estimate_for(user, estimate_id) -> GoodFaithEstimate:
+    """Return a draft this member of staff may edit, or 404 (issued estimates are never edited)."""
+    if user is None or not getattr(user, "is_staff", False):
+        abort(404)
+    estimate = estimate_for(user, estimate_id)
+    if not estimate.is_draft:
+        abort(404)
+    return estimate
+
+
+def estimate_client_for(user, client_id) -> User:
+    """Return an active client this member of staff may write estimates for, or 404."""
+    if user is None or not getattr(user, "is_staff", False):
+        abort(404)
+    if not isinstance(client_id, uuid.UUID):
+        abort(404)
+    client = db.session.get(User, client_id)
+    if client is None or client.role != Role.CLIENT or not client.active:
+        abort(404)
+    if user.role == Role.THERAPIST and not _assigned(client.id, user.id):
+        abort(404)
+    return client

@@ -1,0 +1,135 @@
+"""Writing a draft: starting one, saving it as it is, checking it, discarding it.
+
+Every function takes plain values and the acting user, owns its transaction (commits or
+raises), and writes its audit events with ids only.
+"""
+
+from dataclasses import dataclass
+from datetime import date
+
+from portal import practice
+from portal.accounts.identity import name_of
+from portal.accounts.models import Role, User
+from portal.audit import record
+from portal.db import new_id, utcnow
+from portal.errors import RuleError
+from portal.estimates import deadlines
+from portal.estimates.compliance import Problem
+from portal.estimates.content import open_draft, seal_json
+from portal.estimates.document import NONE_ANTICIPATED, GfeDocument
+from portal.estimates.drafts import Draft, assemble, without_blank_rows
+from portal.estimates.models import TABLE, GoodFaithEstimate, Status
+from portal.extensions import db
+
+NUMBER_PREVIEW = "(given when issued)"
+
+
+def due_for(*, scheduled_on: date | None, service_date: date | None,
+            requested_on: date | None) -> date | None:
+    """Return when the estimate is due, or None when nothing starts the clock."""
+    if scheduled_on is None or service_date is None:
+        scheduled_on = service_date = None
+    if scheduled_on is None and requested_on is None:
+        return None
+    return deadlines.due_date(scheduled_on=scheduled_on, service_date=service_date,
+                              requested_on=requested_on)
+
+
+def start_draft(actor: User | None, client: User, *, draft: Draft | None = None,
+                supersedes: GoodFaithEstimate | None = None,
+                renews: GoodFaithEstimate | None = None,
+                requested_on: date | None = None) -> GoodFaithEstimate:
+    """Create a draft for a client (blank but for the name, or copied from an issued one).
+
+    Flushes but does not commit: the caller's transaction decides.
+    """
+    if client.role != Role.CLIENT:
+        raise RuleError("Estimates are for clients.")
+    estimate = GoodFaithEstimate(
+        id=new_id(), client_id=client.id, status=Status.DRAFT,
+        therapist_id=actor.id if actor is not None and actor.role == Role.THERAPIST else None,
+        created_by_id=actor.id if actor is not None else None,
+        supersedes_id=supersedes.id if supersedes else None,
+        renews_id=renews.id if renews else None,
+        requested_on=requested_on,
+        due_date=due_for(scheduled_on=None, service_date=None, requested_on=requested_on),
+    )
+    if draft is None:
+        draft = Draft(client_legal_name=name_of(client), separately_scheduled=NONE_ANTICIPATED)
+    _store_draft(estimate, draft)
+    db.session.add(estimate)
+    db.session.flush()
+    record("estimate.draft.created", actor=actor, target=(TABLE, estimate.id),
+           subject_id=client.id)
+    return estimate
+
+
+def _store_draft(estimate: GoodFaithEstimate, draft: Draft) -> None:
+    estimate.document_sealed = seal_json(estimate, draft.to_dict())
+    estimate.period_start = draft.period_start
+    estimate.period_end = draft.period_end
+    estimate.total_cents = draft.total_cents
+    estimate.recurring = (draft.sessions_max or draft.sessions_min or 0) > 1
+    estimate.updated_at = utcnow()
+
+
+def create_draft(actor: User, client: User) -> GoodFaithEstimate:
+    """Start a new, blank estimate for a client."""
+    estimate = start_draft(actor, client)
+    db.session.commit()
+    return estimate
+
+
+def save_draft(actor: User, estimate: GoodFaithEstimate, draft: Draft, *,
+               scheduled_on: date | None = None, service_date: date | None = None,
+               requested_on: date | None = None) -> GoodFaithEstimate:
+    """Save a draft as it is (incomplete is fine); blank rows are dropped."""
+    if not estimate.is_draft:
+        raise RuleError("An issued estimate cannot be changed.")
+    draft = without_blank_rows(draft)
+    _store_draft(estimate, draft)
+    estimate.scheduled_on = scheduled_on if service_date else None
+    estimate.service_date = service_date if scheduled_on else None
+    estimate.requested_on = requested_on
+    estimate.due_date = due_for(scheduled_on=estimate.scheduled_on,
+                                service_date=estimate.service_date, requested_on=requested_on)
+    record("estimate.draft.saved", actor=actor, target=(TABLE, estimate.id),
+           subject_id=estimate.client_id)
+    db.session.commit()
+    return estimate
+
+
+@dataclass(frozen=True)
+class Review:
+    """A draft checked for issuing: the document it would become and every problem."""
+
+    draft: Draft
+    document: GfeDocument | None
+    problems: list[Problem]
+
+    @property
+    def ready(self) -> bool:
+        return not self.problems and self.document is not None
+
+
+def review(estimate: GoodFaithEstimate, *, number: str = NUMBER_PREVIEW,
+           issue_date: date | None = None) -> Review:
+    """Run the whole check on a draft without changing anything.
+
+    EstimateUnavailable (already audited) if the draft will not open.
+    """
+    draft = open_draft(estimate)
+    document, problems = assemble(draft, gfe_number=number,
+                                  issue_date=issue_date or practice.today())
+    return Review(draft, document, problems)
+
+
+def discard_draft(actor: User, estimate: GoodFaithEstimate) -> None:
+    """Delete a draft that will not be issued (issued estimates are never deleted)."""
+    if not estimate.is_draft:
+        raise RuleError("An issued estimate is never deleted.")
+    client_id, estimate_id = estimate.client_id, estimate.id
+    db.session.delete(estimate)
+    record("estimate.draft.discarded", actor=actor, target=(TABLE, estimate_id),
+           subject_id=client_id)
+    db.session.commit()
