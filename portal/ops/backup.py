@@ -4,6 +4,7 @@ SQLite uses the online backup API (a consistent copy while the portal runs); Pos
 uses pg_dump / pg_restore in the custom format.
 """
 
+import os
 import shutil
 import sqlite3
 import subprocess  # pg_dump and pg_restore, with argument lists and no shell
@@ -73,7 +74,6 @@ def backup(target: str | Path) -> BackupResult:
 
 
 def _base_env() -> dict:
-    import os
     return {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL")}
 
 

@@ -1,10 +1,22 @@
 """`portal backup`, `portal restore` and `portal retention report|purge`."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import click
 from flask.cli import AppGroup, with_appcontext
 
 from portal.ops import retention
 from portal.ops.backup import BackupError, backup, restore
+
+
+@contextmanager
+def _one_line(*expected: type[Exception]) -> Iterator[None]:
+    """Show an expected failure as click's one-line error, not a traceback."""
+    try:
+        yield
+    except expected as error:
+        raise click.ClickException(str(error)) from None
 
 
 @click.command("backup")
@@ -13,10 +25,8 @@ from portal.ops.backup import BackupError, backup, restore
 @with_appcontext
 def backup_command(target: str) -> None:
     """Write a consistent snapshot of the database (keys are NOT included: back them up apart)."""
-    try:
+    with _one_line(BackupError):
         result = backup(target)
-    except BackupError as error:
-        raise click.ClickException(str(error)) from None
     click.echo(f"Backed up to {result.path} ({result.size:,} bytes) using {result.method}.")
     click.echo("Remember: the master keys are not in this file. Keep their backup apart.")
 
@@ -26,10 +36,8 @@ def backup_command(target: str) -> None:
 @with_appcontext
 def restore_command(source: str) -> None:
     """Restore a snapshot into an empty database (run with the same master keys)."""
-    try:
+    with _one_line(BackupError):
         method = restore(source)
-    except BackupError as error:
-        raise click.ClickException(str(error)) from None
     click.echo(f"Restored from {source} using {method}. Check it with `portal audit-verify`.")
 
 
@@ -54,10 +62,8 @@ def _print_records(records) -> None:
 @with_appcontext
 def retention_report_command() -> None:
     """List clients whose last activity is older than RETENTION_YEARS (ids and counts only)."""
-    try:
+    with _one_line(retention.RetentionError):
         cutoff, records = retention.report()
-    except retention.RetentionError as error:
-        raise click.ClickException(str(error)) from None
     years = retention.retention_years()
     if not records:
         click.echo(f"No client has been inactive for more than {years} years "
@@ -87,11 +93,9 @@ def retention_purge_command(before, confirm: str | None) -> None:
     keeps their data key (so it stays readable) until a later purge.
     """
     day = before.date()
-    try:
+    with _one_line(retention.RetentionError):
         retention.check_before(day)
         records = retention.client_records(day)
-    except retention.RetentionError as error:
-        raise click.ClickException(str(error)) from None
     if not records:
         click.echo(f"No client's last activity is before {day}; nothing to purge.")
         return
@@ -108,10 +112,8 @@ def retention_purge_command(before, confirm: str | None) -> None:
         confirm = click.prompt(f'Type "{phrase}" to go ahead', default="", show_default=False)
     if confirm.strip() != phrase:
         raise click.ClickException("not confirmed; nothing was purged")
-    try:
+    with _one_line(retention.RetentionError):
         result = retention.purge(day, records=records)
-    except retention.RetentionError as error:
-        raise click.ClickException(str(error)) from None
     click.echo(f"Purged {len(result.shredded) + len(result.held)} client(s): "
                f"{result.threads} conversations, {result.messages} messages, "
                f"{result.attachments} attachments deleted; {len(result.shredded)} data "

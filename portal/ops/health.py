@@ -7,6 +7,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
+from portal.crypto import KeyConfigError, check_canaries
 from portal.extensions import db
 
 MIGRATIONS = Path(__file__).resolve().parent.parent.parent / "migrations"
@@ -41,8 +42,6 @@ def check_migrations() -> dict:
 
 
 def check_keys() -> dict:
-    from portal.crypto import KeyConfigError, check_canaries
-
     try:
         check_canaries()
         return {"ok": True}

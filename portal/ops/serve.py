@@ -24,6 +24,12 @@ import subprocess  # flask and gunicorn, with argument lists and no shell
 import sys
 from pathlib import Path
 
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from config import normalize_database_url
+
 ROOT = Path(__file__).resolve().parents[2]
 KEYS_FILE = "prod-keys.env"
 KEY_NAMES = ("SECRET_KEY", "PORTAL_MASTER_KEYS", "PORTAL_INDEX_KEY")
@@ -83,11 +89,6 @@ def ensure_keys(env: dict[str, str], instance: Path) -> tuple[dict[str, str], Pa
 
 def ensure_database(url: str) -> bool:
     """Create the PostgreSQL database named in `url` if the server lacks it; True if created."""
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from config import normalize_database_url
-
     target = make_url(normalize_database_url(url))
     if target.get_backend_name() != "postgresql":
         return False
@@ -112,8 +113,6 @@ def check_redis(url: str) -> None:
     """Refuse to start when the rate-limit store does not answer (sign-in needs it)."""
     if not url.startswith(("redis://", "rediss://")):
         return
-    import redis
-
     try:
         redis.Redis.from_url(url, socket_connect_timeout=3).ping()
     except redis.RedisError as exc:
