@@ -4,7 +4,7 @@ import uuid
 
 from sqlalchemy import func, select, true
 
-from portal.accounts.identity import names_of
+from portal.accounts.identity import name_of, names_of
 from portal.accounts.models import Assignment, Role, User
 from portal.estimates.models import GoodFaithEstimate, Status
 from portal.extensions import db
@@ -56,3 +56,8 @@ def client_names(estimates: list[GoodFaithEstimate]) -> dict[uuid.UUID, str]:
         return {}
     users = list(db.session.scalars(select(User).where(User.id.in_(ids))))
     return names_of(users)
+
+
+def client_name(estimate: GoodFaithEstimate) -> str:
+    """The client's name for a staff page about one estimate."""
+    return name_of(db.session.get(User, estimate.client_id))

@@ -9,7 +9,7 @@ from flask_login import current_user
 from markupsafe import Markup, escape
 
 from portal import downloads, paging, practice
-from portal.accounts.identity import name_of, names_of
+from portal.accounts.identity import names_of
 from portal.accounts.models import Role, User
 from portal.errors import RuleError
 from portal.estimates import (
@@ -43,7 +43,6 @@ from portal.estimates.forms import (
 )
 from portal.estimates.models import GoodFaithEstimate
 from portal.estimates.status import display_status
-from portal.extensions import db
 from portal.forms import INVALID, EmptyForm, form_status, refuse
 from portal.pages import read_only
 from portal.security import role_required
@@ -173,10 +172,9 @@ def _provider_choices(document):
 
 
 def _staff_show(estimate, document, summary, links, bill_form, status: int = 200):
-    client = db.session.get(User, estimate.client_id)
     return render_template(
         "estimates/staff_show.html", estimate=estimate, doc=document, summary=summary,
-        links=links, bill_form=bill_form, client_name=name_of(client),
+        links=links, bill_form=bill_form, client_name=staff_lists.client_name(estimate),
         events=delivery.delivery_events(estimate), **billing.thresholds()), status
 
 
@@ -309,9 +307,9 @@ def _format_errors(form: BuilderForm) -> list[tuple[str, str, str]]:
 
 
 def _builder(estimate, form: BuilderForm, *, problems=None, status: int = 200):
-    client = db.session.get(User, estimate.client_id)
     return render_template(
-        "estimates/edit.html", estimate=estimate, form=form, client_name=name_of(client),
+        "estimates/edit.html", estimate=estimate, form=form,
+        client_name=staff_lists.client_name(estimate),
         problems=problems, format_errors=_format_errors(form) if problems is None else [],
         max_providers=MAX_PROVIDERS, max_lines=MAX_LINES,
         links=follow_ups.linked(estimate)), status
@@ -385,9 +383,8 @@ def review(estimate_id: uuid.UUID):
     form = BuilderForm(formdata=None, data=form_data(checked.draft, provider_rows=0,
                                                      line_rows=0))
     summary = _attach(form, checked.problems)
-    client = db.session.get(User, estimate.client_id)
     return render_template("estimates/review.html", estimate=estimate, checked=checked,
-                           problems=summary, client_name=name_of(client),
+                           problems=summary, client_name=staff_lists.client_name(estimate),
                            links=follow_ups.linked(estimate))
 
 
