@@ -99,8 +99,8 @@ def _action(user_id: uuid.UUID, action, message: str, nothing_done: str | None =
     return redirect(url_for("admin.user", user_id=person.id))
 
 
-# The account page's plain buttons: endpoint, path, what it does (to whom, by whom), what the
-# admin is told, and the view's docstring.
+# The account page's plain buttons: endpoint, path, what it does (given the admin and the
+# account), what the admin is told, and the view's docstring. One view each, same endpoints.
 BUTTONS = (
     ("deactivate", "deactivate", lambda actor, p: service.set_active(actor, p, False),
      "The account is deactivated and signed out everywhere.",
