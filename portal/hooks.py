@@ -16,7 +16,7 @@ tests build many) shares one set.
 | `decrypt_failure`     | many   | crypto     | (owner_id, context, reason); never raises |
 | `key_event`           | many   | crypto     | (action, *, actor, target, details)       |
 | `account_sections`    | many   | accounts   | a template included on the Account page   |
-| `dashboard_panels`    | many   | messaging  | (template, context function(therapist))   |
+| `dashboard_panels`    | many   | messaging  | a `Panel` on the therapist's dashboard    |
 | `demo_seeders`        | many   | cli        | a function(people) adding demo data       |
 
 The last three let one feature show another's part without importing it.
@@ -109,6 +109,15 @@ class NavItem:
 
 
 @dataclass(frozen=True)
+class Panel:
+    """Another feature's part of a page: a template, the context it needs, its stylesheet."""
+
+    template: str
+    context: Callable[[Any], dict]
+    stylesheet: str | None = None
+
+
+@dataclass(frozen=True)
 class FooterLink:
     label: str
     endpoint: str
@@ -127,6 +136,5 @@ footer_links: ExtensionPoint[FooterLink] = ExtensionPoint("footer_links")
 decrypt_failure: ExtensionPoint[Callable[..., None]] = ExtensionPoint("decrypt_failure")
 key_event: ExtensionPoint[Callable[..., None]] = ExtensionPoint("key_event")
 account_sections: ExtensionPoint[str] = ExtensionPoint("account_sections")
-dashboard_panels: ExtensionPoint[tuple[str, Callable[[Any], dict]]] = ExtensionPoint(
-    "dashboard_panels")
+dashboard_panels: ExtensionPoint[Panel] = ExtensionPoint("dashboard_panels")
 demo_seeders: ExtensionPoint[Callable[..., None]] = ExtensionPoint("demo_seeders")

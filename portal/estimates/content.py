@@ -6,14 +6,13 @@ a PDF is opened, so a failure to decrypt is audited here, once.
 
 import hashlib
 import json
-import uuid
 
-from portal.crypto import Context, DecryptionError, open_bytes, open_text, seal
+from portal.crypto import Context, DecryptionError, context_for, open_bytes, open_text, seal
 from portal.crypto.hooks import report_decrypt_failure
 from portal.errors import RuleError
 from portal.estimates.document import GfeDocument
 from portal.estimates.drafts import Draft
-from portal.estimates.models import DOCUMENT_COLUMN, PDF_COLUMN, TABLE, GoodFaithEstimate
+from portal.estimates.models import GoodFaithEstimate
 
 
 class EstimateUnavailable(RuleError):
@@ -23,25 +22,29 @@ class EstimateUnavailable(RuleError):
     """
 
 
-def _context(estimate_id: uuid.UUID, column: str) -> Context:
-    return Context(TABLE, column, estimate_id)
+def _document(estimate: GoodFaithEstimate) -> Context:
+    return context_for(GoodFaithEstimate.document_sealed, estimate.id)
+
+
+def _pdf(estimate: GoodFaithEstimate) -> Context:
+    return context_for(GoodFaithEstimate.pdf_sealed, estimate.id)
 
 
 def seal_json(estimate: GoodFaithEstimate, data: dict) -> bytes:
     """Seal a draft's or a document's dict as the estimate's document column."""
     text = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
-    return seal(estimate.client_id, _context(estimate.id, DOCUMENT_COLUMN), text)
+    return seal(estimate.client_id, _document(estimate), text)
 
 
 def seal_pdf(estimate: GoodFaithEstimate, pdf: bytes) -> bytes:
     """Seal the frozen PDF bytes as the estimate's PDF column."""
-    return seal(estimate.client_id, _context(estimate.id, PDF_COLUMN), pdf)
+    return seal(estimate.client_id, _pdf(estimate), pdf)
 
 
 def _open_json(estimate: GoodFaithEstimate) -> dict:
     if estimate.document_sealed is None:
         return {}
-    return json.loads(open_text(estimate.client_id, _context(estimate.id, DOCUMENT_COLUMN),
+    return json.loads(open_text(estimate.client_id, _document(estimate),
                                 estimate.document_sealed))
 
 
@@ -63,7 +66,7 @@ def _open_as(estimate: GoodFaithEstimate, what: str, parse):
     try:
         return parse(_open_json(estimate))
     except DecryptionError as error:
-        report_decrypt_failure(estimate.client_id, _context(estimate.id, DOCUMENT_COLUMN),
+        report_decrypt_failure(estimate.client_id, _document(estimate),
                                error.reason)
         raise EstimateUnavailable(f"This {what} could not be opened.") from None
     except (ValueError, KeyError, TypeError):
@@ -75,10 +78,10 @@ def open_pdf(estimate: GoodFaithEstimate) -> bytes:
     if not estimate.is_issued or estimate.pdf_sealed is None:
         raise RuleError("This estimate has not been issued.")
     try:
-        pdf = open_bytes(estimate.client_id, _context(estimate.id, PDF_COLUMN),
+        pdf = open_bytes(estimate.client_id, _pdf(estimate),
                          estimate.pdf_sealed)
     except DecryptionError as error:
-        report_decrypt_failure(estimate.client_id, _context(estimate.id, PDF_COLUMN),
+        report_decrypt_failure(estimate.client_id, _pdf(estimate),
                                error.reason)
         raise EstimateUnavailable("This estimate could not be opened.") from None
     if hashlib.sha256(pdf).hexdigest() != estimate.pdf_sha256:

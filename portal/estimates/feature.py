@@ -6,9 +6,10 @@ from portal import hooks
 from portal.audit.catalogue import declare
 from portal.estimates import demo, panel
 from portal.estimates.views import bp
-from portal.hooks import NavItem
+from portal.hooks import NavItem, Panel
 
-DASHBOARD_PANEL = ("estimates/_dashboard_panel.html", panel.dashboard_panel)
+DASHBOARD_PANEL = Panel("estimates/_dashboard_panel.html", panel.dashboard_panel,
+                        stylesheet="css/estimates.css")
 
 # How the client's access log words what staff did with their estimates.
 OPENED = "Opened one of your Good Faith Estimates"

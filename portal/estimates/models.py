@@ -44,8 +44,6 @@ class FrozenEstimateError(RuntimeError):
 
 
 TABLE = "good_faith_estimates"
-DOCUMENT_COLUMN = "document"
-PDF_COLUMN = "pdf"
 
 
 class GoodFaithEstimate(db.Model):
@@ -186,7 +184,7 @@ MUTABLE_AFTER_ISSUE = frozenset({
     "status", "superseded_by_id", "first_viewed_at", "download_count", "last_downloaded_at",
     "acknowledged_at", "billing_level", "updated_at",
 })
-SEALED_COLUMNS = {"document_sealed": DOCUMENT_COLUMN, "pdf_sealed": PDF_COLUMN}
+SEALED_COLUMNS = frozenset({"document_sealed", "pdf_sealed"})
 BULK_UPDATABLE = MUTABLE_AFTER_ISSUE - {"status", "superseded_by_id"}
 
 

@@ -227,12 +227,13 @@ def dashboard():
     # Other features' panels (e.g. estimates due) are included by the template; their
     # context keys are namespaced by the feature (e.g. `estimates_panel`), and ours win.
     # They load after our commit, so any ORM objects they pass stay loaded for the render.
-    panels, panel_context = [], {}
-    for name, context_fn in hooks.dashboard_panels:
-        panels.append(name)
-        panel_context.update(context_fn(me))
+    panels, panel_context = list(hooks.dashboard_panels), {}
+    for panel in panels:
+        panel_context.update(panel.context(me))
     return render_template("messaging/dashboard.html", **{
-        **panel_context, "listing": listing, "query": query, "panels": panels,
+        **panel_context, "listing": listing, "query": query,
+        "panels": [panel.template for panel in panels],
+        "panel_stylesheets": [panel.stylesheet for panel in panels if panel.stylesheet],
         "show": show if show in lists.FILTERS else "all", "now": utcnow()})
 
 

@@ -97,11 +97,12 @@ def test_the_practice_page_shows_the_panel(app, practice, due_drafts):
 
 
 def test_the_panel_is_offered_to_the_dashboard(app, practice, due_drafts):
-    panels = list(hooks.dashboard_panels)
-    template, context_fn = next(p for p in panels if p[0] == "estimates/_dashboard_panel.html")
+    panel = next(p for p in hooks.dashboard_panels
+                 if p.template == "estimates/_dashboard_panel.html")
+    assert panel.stylesheet == "css/estimates.css"
     with at(date(2026, 7, 8)), app.test_request_context("/"):
-        html = render_template_string('{% include template %}', template=template,
-                                      **context_fn(practice.therapist))
+        html = render_template_string('{% include template %}', template=panel.template,
+                                      **panel.context(practice.therapist))
     assert "Good Faith Estimates to look at" in html
     assert "Zoë Nguyễn-Ōtsuka" in html and "was due Jul 2, 2026" in html
     assert f"/estimates/{due_drafts[0].id}/edit" in html
