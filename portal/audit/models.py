@@ -13,6 +13,7 @@ from sqlalchemy import Index, LargeBinary, String, event
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from portal.db import utcnow
+from portal.db.guards import bulk_target
 from portal.extensions import db
 
 GENESIS_HASH = bytes(32)
@@ -70,9 +71,5 @@ def _refuse_delete(mapper, connection, target) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _refuse_bulk_changes(orm_execute_state) -> None:
     """Refuse `update()` / `delete()` of audit events through a session (no mapper events fire)."""
-    if not (orm_execute_state.is_update or orm_execute_state.is_delete):
-        return
-    mapper = orm_execute_state.bind_mapper
-    table = getattr(orm_execute_state.statement, "table", None)
-    if (mapper is not None and mapper.class_ is AuditEvent) or table is AuditEvent.__table__:
+    if bulk_target(orm_execute_state, (AuditEvent,)) is not None:
         raise AppendOnlyError("audit events are append-only; bulk update and delete are refused")

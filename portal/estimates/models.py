@@ -30,6 +30,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from portal.crypto import DecryptionError, context_for, open_bytes, sealed_column
 from portal.db import new_id, utcnow
+from portal.db.guards import bulk_target
 from portal.extensions import db
 
 
@@ -251,22 +252,15 @@ def _refuse_delete_of_bill(mapper, connection, target: BilledAmount) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _refuse_bulk_changes(orm_execute_state) -> None:
     """Bulk statements skip the mapper guard, so allow only safe ones on the estimates table."""
-    if not (orm_execute_state.is_update or orm_execute_state.is_delete):
-        return
-    statement = orm_execute_state.statement
-    table = getattr(statement, "table", None)
-    mapper = orm_execute_state.bind_mapper
-    tables = {GoodFaithEstimate.__table__, BilledAmount.__table__, DeliveryEvent.__table__}
-    if table not in tables and (mapper is None or mapper.class_ not in
-                                (GoodFaithEstimate, BilledAmount, DeliveryEvent)):
+    model = bulk_target(orm_execute_state, (GoodFaithEstimate, BilledAmount, DeliveryEvent))
+    if model is None:
         return
     if orm_execute_state.is_delete:
         raise FrozenEstimateError("bulk delete of Good Faith Estimate records is refused")
-    if table is not GoodFaithEstimate.__table__ and (
-            mapper is None or mapper.class_ is not GoodFaithEstimate):
+    if model is not GoodFaithEstimate:
         return
     keys = {getattr(key, "key", getattr(key, "name", str(key)))
-            for key in (statement._values or {})}
+            for key in (orm_execute_state.statement._values or {})}
     if not keys or not keys <= BULK_UPDATABLE:
         raise FrozenEstimateError(
             "bulk update of Good Faith Estimates may only touch delivery and billing columns")

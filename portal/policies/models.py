@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from portal.db import new_id, utcnow
+from portal.db.guards import bulk_target
 from portal.extensions import db
 
 SLUG_MAX = 40
@@ -111,11 +112,7 @@ def _refuse_delete(mapper, connection, target) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _refuse_bulk_changes(orm_execute_state) -> None:
     """Refuse `update()` / `delete()` of policy rows through a session (no mapper events fire)."""
-    if not (orm_execute_state.is_update or orm_execute_state.is_delete):
-        return
-    mapper = orm_execute_state.bind_mapper
-    table = getattr(orm_execute_state.statement, "table", None)
-    for model in _GUARDED:
-        if (mapper is not None and mapper.class_ is model) or table is model.__table__:
-            raise PolicyImmutableError(
-                f"{model.__name__} rows are immutable; bulk update and delete are refused")
+    model = bulk_target(orm_execute_state, _GUARDED)
+    if model is not None:
+        raise PolicyImmutableError(
+            f"{model.__name__} rows are immutable; bulk update and delete are refused")
