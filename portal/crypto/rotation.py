@@ -15,6 +15,7 @@ Blob headers name their data key, so status and the retire check count keys in S
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -189,6 +190,19 @@ def keys_to_rewrap() -> int:
     ) or 0
 
 
+@contextmanager
+def _key_operation() -> Iterator[None]:
+    """Roll back whatever a key operation left uncommitted if it fails, and always drop the
+    unwrapped keys it cached."""
+    try:
+        yield
+    except BaseException:
+        db.session.rollback()
+        raise
+    finally:
+        forget_keys()
+
+
 def rewrap(*, batch_size: int = 500, progress: Progress | None = None,
            actor: Any = None) -> RewrapResult:
     """Wrap every data key under the newest master key; one commit per batch; re-runnable."""
@@ -202,7 +216,7 @@ def rewrap(*, batch_size: int = 500, progress: Progress | None = None,
     ids = list(db.session.scalars(
         select(DataKey.id).where(DataKey.wrapped.is_not(None), DataKey.master_key_id != target)
         .order_by(DataKey.id)))
-    try:
+    with _key_operation():
         for start in range(0, len(ids), batch_size):
             chunk = ids[start:start + batch_size]
             for row in db.session.scalars(select(DataKey).where(DataKey.id.in_(chunk))):
@@ -224,11 +238,6 @@ def rewrap(*, batch_size: int = 500, progress: Progress | None = None,
                 progress(len(chunk))
         report_key_event("crypto.rewrap", actor=actor, details=_counts(result))
         db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    finally:
-        forget_keys()
     return result
 
 
@@ -328,7 +337,7 @@ def reencrypt(client_id: uuid.UUID | str | None = None, *, batch_size: int = 500
     owner = as_uuid(client_id) if client_id is not None else None
     result = ReencryptResult()
     forget_keys()
-    try:
+    with _key_operation():
         resume, fresh = _plan(owner)
         result.clients_resumed, result.clients_rotated = len(resume), len(fresh)
         in_scope = resume | fresh
@@ -355,11 +364,6 @@ def reencrypt(client_id: uuid.UUID | str | None = None, *, batch_size: int = 500
         result.keys_retired = len(retire)
         report_key_event("crypto.reencrypt", actor=actor, target=owner, details=_counts(result))
         db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    finally:
-        forget_keys()
     return result
 
 
@@ -438,7 +442,7 @@ def shred(client_id: uuid.UUID | str, *, actor: Any = None) -> ShredResult:
     """Crypto-shred: drop the owner's wrapped data keys, so their sealed values never open."""
     owner = as_uuid(client_id)
     result = ShredResult(owner)
-    try:
+    with _key_operation():
         result.sealed_values = count_sealed_values(owner)
         outcome = db.session.execute(
             update(DataKey).where(DataKey.owner_id == owner, DataKey.shredded_at.is_(None))
@@ -448,11 +452,6 @@ def shred(client_id: uuid.UUID | str, *, actor: Any = None) -> ShredResult:
                          details={"data_keys": result.data_keys,
                                   "sealed_values": result.sealed_values})
         db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-    finally:
-        forget_keys()
     return result
 
 
