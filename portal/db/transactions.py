@@ -27,8 +27,8 @@ from flask import Flask, has_request_context, request
 from sqlalchemy import event, text
 
 from portal import pages
+from portal.db import db
 from portal.db.sqlite_writers import QueuedWriterConnection
-from portal.extensions import db
 
 # None outside write_transaction(); inside it, whether its commit must reach the disk.
 _writing: ContextVar[bool | None] = ContextVar("portal_writing", default=None)
