@@ -1,43 +1,21 @@
 """Builders for the estimate tests: people, sign-in without the UI, a complete draft."""
 
-import hashlib
-import re
-import secrets
 from datetime import date, timedelta
 
 import pytest
 from flask.testing import FlaskClient
 
-from portal.accounts import mfa, passwords
-from portal.accounts.identity import set_identity
-from portal.accounts.models import Assignment, User, UserSession
-from portal.db import new_id, utcnow
+from portal.accounts.models import Assignment, User
 from portal.estimates import drafting, issuing
 from portal.estimates.document import TELEHEALTH
 from portal.estimates.drafts import Draft, DraftLine, DraftProvider
 from portal.extensions import db
 from portal.practice import today as practice_today
-from tests.support.people import unique_email
+from tests.support.auth import inject_session
+from tests.support.people import csrf_from, make_user, unique_email  # noqa: F401
 
 NPI_A = "1234567893"
 NPI_B = "1245319599"
-TOTP_KEY = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
-PASSWORD = "correct horse battery staple"
-_CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
-
-
-def make_user(role: str, name: str | None = None, *, email: str | None = None,
-              totp: bool | None = None) -> User:
-    """Create an account with a password; staff get two-step sign-in enabled."""
-    user = User(id=new_id(), role=role, mfa_prompt_dismissed=True)
-    set_identity(user, name=name or f"{role.title()} Example", email=email or unique_email(role))
-    user.password_hash = passwords.hash_password(PASSWORD)
-    if totp if totp is not None else role != "client":
-        user.totp_seed_sealed = mfa.seal_seed(user, TOTP_KEY)
-        user.totp_enabled_at = utcnow()
-    db.session.add(user)
-    db.session.commit()
-    return user
 
 
 def assign(client: User, therapist: User) -> None:
@@ -46,25 +24,14 @@ def assign(client: User, therapist: User) -> None:
 
 
 def sign_in(client: FlaskClient, user: User) -> FlaskClient:
-    """Open a server session for `user` in this test client (the sign-in UI has its own tests)."""
-    token = secrets.token_urlsafe(32)
-    db.session.add(UserSession(token_hash=hashlib.sha256(token.encode()).digest(),
-                               user_id=user.id, mfa_verified=True))
-    db.session.commit()
-    with client.session_transaction() as session:
-        session.clear()
-        session["sid"] = token
-        session["_user_id"] = user.alt_id
-        session["_fresh"] = True
-    return client
+    """Sign `user` in to this test client (session injected; the sign-in UI has its own tests)."""
+    return inject_session(client, user)
 
 
 def csrf(client: FlaskClient) -> str:
     """Return the CSRF token of the signed-in session (from any page's meta tag)."""
     page = client.get("/estimates/")  # staff get the 404 page, which carries the token too
-    match = _CSRF.search(page.get_data(as_text=True))
-    assert match, "no CSRF token on the page"
-    return match.group(1)
+    return csrf_from(page.get_data(as_text=True))
 
 
 def complete_draft(today: date | None = None, **changes) -> Draft:

@@ -1,48 +1,20 @@
 """Builders for messaging tests: people, assignments, threads, and signing in a test client."""
 
-import re
-import uuid
 from dataclasses import dataclass
 
-import pyotp
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event
 
-from portal.accounts import mfa, passwords
-from portal.accounts.identity import set_identity
-from portal.accounts.models import Assignment, Role, User
-from portal.db import new_id, utcnow
+from portal.accounts.models import Assignment, User
 from portal.extensions import db as _db
-from tests.conftest import unique_email
-
-PASSWORD = "quiet lanterns over the slow river"
-CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
-                     r'<meta name="csrf-token" content="([^"]+)"')
+from tests.support.auth import inject_session
+from tests.support.people import PASSWORD, csrf_from, make_user, unique_email  # noqa: F401
 
 # Small, valid files of every allowed kind.
 PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00"
        b"\x00\x1f\x15\xc4\x89\x00\x00\x00\rIDATx\x9cc\xf8\xff\xff?\x00\x05\xfe\x02\xfe\xa7"
        b"5\x81\x84\x00\x00\x00\x00IEND\xaeB`\x82")
 PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
-
-
-def make_user(role: str, name: str | None = None, *, mfa_on: bool | None = None,
-              active: bool = True) -> User:
-    """Create an account with a password (and TOTP for staff); `user.totp` gives codes."""
-    email = unique_email(role)
-    user = User(id=new_id(), role=role, mfa_prompt_dismissed=True, active=active)
-    set_identity(user, name=name or f"{role.title()} {uuid.uuid4().hex[:6]}", email=email)
-    user.password_hash = passwords.hash_password(PASSWORD)
-    seed = None
-    if mfa_on if mfa_on is not None else role != Role.CLIENT:
-        seed = pyotp.random_base32()
-        user.totp_seed_sealed = mfa.seal_seed(user, seed)
-        user.totp_enabled_at = utcnow()
-    _db.session.add(user)
-    _db.session.commit()
-    user.email_address = email
-    user.totp = pyotp.TOTP(seed) if seed else None
-    return user
 
 
 def assign(client: User, therapist: User) -> None:
@@ -78,27 +50,13 @@ def people(app) -> People:
 
 def csrf_token(client, path: str = "/account") -> str:
     """Read a CSRF token from a page the client can open."""
-    html = client.get(path).get_data(as_text=True)
-    match = CSRF_RE.search(html)
-    assert match, f"no CSRF token on {path}"
-    return match.group(1) or match.group(2)
+    return csrf_from(client.get(path).get_data(as_text=True))
 
 
 def sign_in(client, user: User) -> None:
-    """Sign a test client in as `user` (password, then a TOTP code for staff)."""
-    token = csrf_token(client, "/sign-in")
-    response = client.post("/sign-in", data={"csrf_token": token, "email": user.email_address,
-                                             "password": PASSWORD})
-    assert response.status_code == 302, response.get_data(as_text=True)[:500]
-    if user.totp is not None:
-        assert "/sign-in/verify" in response.headers["Location"]
-        # A code works once per 30-second step: let a test sign the same person in twice.
-        _db.session.execute(update(User).where(User.id == user.id).values(totp_last_step=None))
-        _db.session.commit()
-        token = csrf_token(client, "/sign-in/verify")
-        response = client.post("/sign-in/verify", data={"csrf_token": token,
-                                                        "code": user.totp.now()})
-        assert response.status_code == 302, response.get_data(as_text=True)[:500]
+    """Sign a test client in as `user` (session injected; the sign-in pages have their own
+    tests in tests/accounts)."""
+    inject_session(client, user)
 
 
 @pytest.fixture(autouse=True)

@@ -1,50 +1,14 @@
 """Builders for policy tests: people, signing in through the real forms, published versions."""
 
-import re
-import uuid
 from datetime import date
 
-import pyotp
 import pytest
 
 from portal import practice
-from portal.accounts import mfa, passwords
-from portal.accounts.identity import set_identity
 from portal.accounts.models import Role, User
-from portal.db import new_id, utcnow
-from portal.extensions import db
+from portal.db import new_id
 from portal.policies import service
-
-PASSWORD = "a calm blue lake at dawn"
-_CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
-
-
-def unique_email(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}@example.org"
-
-
-def make_user(role: str = Role.CLIENT, *, name: str = "Robin Test", email: str | None = None,
-              active: bool = True) -> User:
-    """Create an account with a password (staff also get two-step sign-in turned on)."""
-    user = User(id=new_id(), role=role, mfa_prompt_dismissed=True, active=active)
-    set_identity(user, name=name, email=email or unique_email(role))
-    user.password_hash = passwords.hash_password(PASSWORD)
-    if role != Role.CLIENT:
-        user.totp_key = pyotp.random_base32()
-        user.totp_seed_sealed = mfa.seal_seed(user, user.totp_key)
-        user.totp_enabled_at = utcnow()
-    db.session.add(user)
-    db.session.commit()
-    return user
-
-
-def csrf_from(html: str | bytes) -> str:
-    """Return the CSRF token written into a page's form."""
-    if isinstance(html, bytes):
-        html = html.decode()
-    match = _CSRF.search(html)
-    assert match, "no CSRF token on the page"
-    return match.group(1)
+from tests.support.people import PASSWORD, csrf_from, make_user, unique_email  # noqa: F401
 
 
 def email_of(user: User) -> str:
@@ -61,7 +25,7 @@ def sign_in(client, user: User):
     if user.role != Role.CLIENT:
         page = client.get("/sign-in/verify")
         response = client.post("/sign-in/verify", data={
-            "code": pyotp.TOTP(user.totp_key).now(), "csrf_token": csrf_from(page.data)})
+            "code": user.totp.now(), "csrf_token": csrf_from(page.data)})
     assert response.status_code == 302, response.data[:500]
     return response
 
