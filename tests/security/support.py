@@ -7,9 +7,9 @@ module (`world`), and every check is written so that requests which are accepted
 that database) cannot hide a problem with the ones that follow.
 """
 
+import functools
 import hashlib
 import re
-import secrets
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,24 +17,22 @@ from datetime import date, timedelta
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
 from sqlalchemy import event, select, text
 from werkzeug.routing import Rule
 
-from portal.accounts import mfa, passwords
-from portal.accounts.identity import set_identity
 from portal.accounts.models import Assignment, User, UserSession
-from portal.db import new_id, utcnow
 from portal.extensions import db
+from tests.support.auth import signed_in
 from tests.support.clients import IsolatedClient as SharedIsolatedClient
+from tests.support.people import CSRF, PASSWORD, make_user
 
 ROLES = ("anonymous", "client", "therapist", "admin")
-# The people's real password. Forms are filled with a different one (FILLER_PASSWORD), so a
-# hostile request can never pass a "type your password again" check by accident.
-PASSWORD = "harbor lights over quiet water"
-FILLER_PASSWORD = "tidal porch cinnamon beetle"
+# The people have the shared PASSWORD. Forms are filled with a different one (FILLER_PASSWORD),
+# so a hostile request can never pass a "type your password again" check by accident.
+FILLER_PASSWORD = "harbor lights over quiet water"
+assert FILLER_PASSWORD != PASSWORD
 
 # --- payloads that must never run ----------------------------------------------------------------
 
@@ -51,10 +49,9 @@ PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
 
 
 def csrf_from(html: str) -> str | None:
-    """Return the CSRF token of a page (a form field or the signed-in meta tag)."""
-    found = re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html) or \
-        re.search(r'<meta name="csrf-token" content="([^"]+)"', html)
-    return found.group(1) if found else None
+    """Return the CSRF token of a page, or None (a page without one is not a failure here)."""
+    found = CSRF.search(html)
+    return (found.group(1) or found.group(2)) if found else None
 
 
 # --- the escaping check --------------------------------------------------------------------------
@@ -97,6 +94,17 @@ class _Inspector(HTMLParser):
 
 def escaping_problems(body: str) -> list[str]:
     """Return how a page let a payload through unescaped (empty when it is safe)."""
+    return list(_escaping_problems(body))
+
+
+@functools.lru_cache(maxsize=512)
+def _escaping_problems(body: str) -> tuple[str, ...]:
+    """The check itself, remembered per page text: the walks fetch the same page again and
+    again (every hostile query string a page ignores), and parsing it is the slow part."""
+    return tuple(_find_escaping_problems(body))
+
+
+def _find_escaping_problems(body: str) -> list[str]:
     problems = []
     if SSTI_RENDERED in body:
         problems.append("a template expression in the input was evaluated")
@@ -318,28 +326,13 @@ class IsolatedClient(SharedIsolatedClient):
         return super().open(*args, **kwargs)
 
 
-def start_session(user: User) -> str:
-    """Open a server session for a user (two-step sign-in already passed); return its token."""
-    token = secrets.token_urlsafe(32)
-    db.session.add(UserSession(token_hash=hashlib.sha256(token.encode()).digest(),
-                               user_id=user.id, mfa_verified=True, ip="127.0.0.1",
-                               user_agent="security-tests"))
-    db.session.commit()
-    return token
-
-
 def signed_in_client(app: Flask, user: User | None) -> tuple[FlaskClient, str]:
     """Return a client signed in as `user` (or anonymous) and its CSRF token."""
-    client = app.test_client()
     if user is not None:
-        token = start_session(user)
-        with client.session_transaction() as session:
-            session.clear()
-            session["sid"] = token
-            session["_user_id"] = user.alt_id
-            session["_fresh"] = True
+        client = signed_in(app, user)
         page = client.get("/__no_such_page__")  # the 404 page carries the token in a meta tag
     else:
+        client = app.test_client()
         page = client.get("/sign-in")
     csrf = csrf_from(page.get_data(as_text=True))
     assert csrf, "no CSRF token for a new client"
@@ -347,26 +340,6 @@ def signed_in_client(app: Flask, user: User | None) -> tuple[FlaskClient, str]:
 
 
 # --- the world -----------------------------------------------------------------------------------
-
-def make_user(role: str, name: str, *, active: bool = True, mfa_on: bool | None = None,
-              password: str | None = PASSWORD) -> User:
-    """Save an account; staff get two-step sign-in (their key is on `user.totp`)."""
-    user = User(id=new_id(), role=role, mfa_prompt_dismissed=True, active=active)
-    email = f"{role}-{uuid.uuid4().hex[:8]}@example.org"
-    set_identity(user, name=name, email=email)
-    if password:
-        user.password_hash = passwords.hash_password(password)
-    seed = None
-    if mfa_on if mfa_on is not None else role != "client":
-        seed = pyotp.random_base32()
-        user.totp_seed_sealed = mfa.seal_seed(user, seed)
-        user.totp_enabled_at = utcnow()
-    db.session.add(user)
-    db.session.commit()
-    user.email_address = email
-    user.totp = pyotp.TOTP(seed) if seed else None
-    return user
-
 
 @dataclass
 class World:
@@ -570,6 +543,30 @@ def unexplained(found: list[Change], endpoint: str) -> list[Change]:
     return left
 
 
+def actor_for(world: "World", role: str) -> "Actor":
+    """Return this world's actor for a role, signed in once and reused by every test.
+
+    Signing in is a request and a write; thousands of requests do not need a new session
+    each. An actor that lost its session (a sign-out, a changed password) renews itself; an
+    anonymous visitor starts afresh for each caller, since forms put state in its session (a
+    pending code step, an invitation's token).
+    """
+    pool = world.__dict__.setdefault("_actors", {})
+    actor = pool.get(role)
+    if actor is None:
+        actor = pool[role] = Actor(world, role)
+    elif role == "anonymous" or not actor.session_alive():
+        actor.renew()
+    return actor
+
+
+def another_sessions_csrf(world: "World") -> str:
+    """Return the CSRF token of a session no actor uses (made once per world)."""
+    if "_other_csrf" not in world.__dict__:
+        world.__dict__["_other_csrf"] = signed_in_client(world.app, None)[1]
+    return world.__dict__["_other_csrf"]
+
+
 class Actor:
     """One role making requests: its client, CSRF token, and the database as last seen."""
 
@@ -592,6 +589,21 @@ class Actor:
             return False
         data = app.session_interface.get_signing_serializer(app).loads(cookie.value)
         return bool(data.get("sid")) and data.get("_user_id") == self.user.alt_id
+
+    def session_alive(self) -> bool:
+        """Say whether the cookie's server session still exists for this actor (a request
+        may have ended it without touching the cookie: sign out everywhere, a new alt id)."""
+        if not self.still_signed_in():
+            return False
+        app = self.world.app
+        cookie = self.client.get_cookie(app.config["SESSION_COOKIE_NAME"])
+        data = app.session_interface.get_signing_serializer(app).loads(cookie.value)
+        db.session.expire_all()
+        row = db.session.scalar(select(UserSession).where(
+            UserSession.token_hash == hashlib.sha256(data["sid"].encode()).digest()))
+        alive = row is not None and row.user.alt_id == self.user.alt_id and row.user.active
+        db.session.commit()
+        return alive
 
     def refresh_csrf(self, path: str) -> None:
         token = csrf_from(self.client.get(path).get_data(as_text=True))

@@ -44,6 +44,8 @@ from tests.security.support import (
     Field,
     Form,
     World,
+    actor_for,
+    another_sessions_csrf,
     benign_value,
     build_url,
     count_rows,
@@ -467,8 +469,8 @@ POST_CASES = [pytest.param(role, key, id=f"{role}-{RULES[key].endpoint}")
 def test_hostile_form_input_is_refused_or_stored_safely(world, role, rule_key):
     rule = RULES[rule_key]
     form, shown = form_for(world, role, rule)
-    other_csrf = Actor(world, "anonymous").csrf
-    actor = Actor(world, role)
+    other_csrf = another_sessions_csrf(world)
+    actor = actor_for(world, role)
     actor.prepare(rule.endpoint)
     run = Run(actor, rule.endpoint)
     _must_reject(run, form, other_csrf)
@@ -495,7 +497,7 @@ ID_CASES = [pytest.param(role, key, id=f"{role}-{RULES[key].endpoint}")
 @pytest.mark.parametrize(("role", "rule_key"), ID_CASES)
 def test_bogus_ids_are_not_found(world, role, rule_key):
     rule = RULES[rule_key]
-    actor = Actor(world, role)
+    actor = actor_for(world, role)
     run = Run(actor, rule.endpoint)
     method = "GET" if "GET" in rule.methods else "POST"
     real = {a: real_value(world, rule, a) for a in rule.arguments}
@@ -551,7 +553,7 @@ GET_CASES = [pytest.param(role, key, id=f"{role}-{RULES[key].endpoint}")
 @pytest.mark.parametrize(("role", "rule_key"), GET_CASES)
 def test_hostile_query_strings_are_harmless(world, role, rule_key):
     rule = RULES[rule_key]
-    actor = Actor(world, role)
+    actor = actor_for(world, role)
     run = Run(actor, rule.endpoint)
     url = build_url(rule, {a: real_value(world, rule, a) for a in rule.arguments})
     run.send("GET", url, "plain")
@@ -569,7 +571,7 @@ ESCAPED = ("&lt;script&gt;coeo_xss", "&#34;&gt;&lt;script&gt;", "&lt;img src=x o
 
 @pytest.mark.parametrize("role", ROLES)
 def test_every_page_shows_stored_payloads_escaped(world, role):
-    actor = Actor(world, role)
+    actor = actor_for(world, role)
     run = Run(actor, "walk")
     shown = 0
     for url in _crawl_urls(world):
@@ -595,7 +597,7 @@ def test_the_escaping_check_finds_payloads_that_became_markup():
 
 
 def test_a_valid_form_is_accepted_so_refusals_mean_something(world):
-    actor = Actor(world, "client")
+    actor = actor_for(world, "client")
     form, own = form_for(world, "client", RULES[next(k for k in POST_RULES
                                                      if k.startswith("messaging.compose "))])
     assert own, "the client was not shown the compose form"
