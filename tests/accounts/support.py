@@ -14,27 +14,19 @@ from dataclasses import dataclass
 import pyotp
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 
 from portal import create_app
-from portal.accounts import mfa, passwords
-from portal.accounts.identity import set_identity
+from portal.accounts import mfa
 from portal.accounts.models import User
 from portal.audit import AuditEvent
 from portal.crypto import Context, open_text
-from portal.db import utcnow
 from portal.extensions import db
 from portal.mail import OutboxMessage
+from tests.support import people
+from tests.support.people import PASSWORD, csrf_from, unique_email  # noqa: F401 - re-exported
 
-PASSWORD = "tidal porch cinnamon beetle"  # 27 characters, not on the blocklist
 NEW_PASSWORD = "copper kettle under moonlight"
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
-META_CSRF = re.compile(r'<meta name="csrf-token" content="([^"]+)"')
-
-
-def unique_email(prefix: str = "user") -> str:
-    """Return an email address no other test uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:8]}@example.org"
 
 
 @dataclass
@@ -52,36 +44,19 @@ class Person:
 def make_user(role: str = "client", *, password: str | None = PASSWORD, mfa_on: bool | None = None,
               name: str | None = None, email: str | None = None, active: bool = True,
               mfa_prompt_dismissed: bool = True) -> Person:
-    """Save an account directly (no invitation); staff get two-step sign-in unless told not to."""
-    email = email or unique_email(role)
+    """Save an account (tests/support's make_user) and keep what acting as it takes."""
     name = name or {"client": "Robin Client", "therapist": "Terry Therapist",
                     "admin": "Ada Admin"}[role]
-    user = User(role=role, active=active, mfa_prompt_dismissed=mfa_prompt_dismissed)
-    set_identity(user, name=name, email=email)
-    if password is not None:
-        user.password_hash = passwords.hash_password(password)
-    seed = None
-    if mfa_on if mfa_on is not None else role != "client":
-        seed = pyotp.random_base32()
-        user.totp_seed_sealed = mfa.seal_seed(user, seed)
-        user.totp_enabled_at = utcnow()
-    db.session.add(user)
-    user_id = user.id
-    db.session.commit()
-    return Person(user, user_id, email, name, password, seed)
+    user = people.make_user(role, name, email=email, password=password, mfa_on=mfa_on,
+                            active=active, mfa_prompt_dismissed=mfa_prompt_dismissed)
+    user_id = inspect(user).identity[0]  # not user.id: loading it would open a transaction
+    return Person(user, user_id, user.email_address, name, password, user.seed)
 
 
 def fresh(user: User) -> User:
     """Reload a user from the database (other requests changed it)."""
     db.session.expire_all()
     return db.session.get(User, user.id)
-
-
-def csrf_from(html: str) -> str:
-    """Return a CSRF token from a rendered page (form field or the signed-in meta tag)."""
-    found = CSRF.search(html) or META_CSRF.search(html)
-    assert found, "no CSRF token on the page"
-    return found.group(1)
 
 
 def post_form(client, url: str, data: dict | None = None, *, page: str | None = None, **kwargs):
