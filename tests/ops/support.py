@@ -7,7 +7,6 @@ import contextlib
 import http.client
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -29,11 +28,10 @@ from portal import create_app
 from portal.crypto import Context, open_bytes, open_text
 from portal.extensions import db
 from portal.messaging.models import Attachment, Message, Thread
+from tests.support.people import CSRF
 
 ROOT = Path(__file__).resolve().parents[2]
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
-CSRF = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"|'
-                  r'<meta name="csrf-token" content="([^"]+)"')
 
 
 def free_port() -> int:
