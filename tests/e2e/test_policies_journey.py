@@ -7,19 +7,16 @@ from flask import url_for
 from sqlalchemy import select
 
 from portal import practice
-from portal.accounts import passwords
-from portal.accounts.identity import set_identity
 from portal.accounts.models import User
-from portal.db import new_id
 from portal.extensions import db
 from portal.main.views import START
 from portal.policies import service
 from portal.policies.models import PolicyAcceptance
+from tests.support.people import PASSWORD, make_user
 
 pytestmark = pytest.mark.e2e
 
 EMAIL = "robin-journey@example.org"
-PASSWORD = "lanterns over a quiet field"
 SUMMARY = "Replies now come within 2 business days, and we explain the Quick exit button."
 NEW_TERMS = (
     "# Terms of Service\n\n"
@@ -33,11 +30,7 @@ NEW_TERMS = (
 
 def _client_who_accepted_the_first_versions() -> User:
     """Create a client who accepted version 1 of every policy that asked for it."""
-    user = User(id=new_id(), role="client", mfa_prompt_dismissed=True)
-    set_identity(user, name="Robin Journey", email=EMAIL)
-    user.password_hash = passwords.hash_password(PASSWORD)
-    db.session.add(user)
-    db.session.commit()
+    user = make_user("client", "Robin Journey", email=EMAIL)
     service.ensure_defaults()
     service.accept(user, [v.id for v in service.pending_for(user)])
     return user
