@@ -636,6 +636,16 @@ def test_a_change_made_by_a_refused_request_would_be_caught(world):
     assert written == []
 
 
+def test_the_walks_cover_every_feature():
+    """The cases come from the route map: a blueprint that vanished would take its cases with
+    it, and every test above would still pass."""
+    features = {"accounts", "admin", "estimates", "messaging", "policies"}
+    for name, keys in (("POST", POST_RULES), ("id", ID_RULES), ("GET", GET_RULES)):
+        covered = {RULES[key].endpoint.split(".")[0] for key in keys}
+        assert features <= covered, f"{name} routes of {sorted(features - covered)} missing"
+    assert len(POST_RULES) >= 40 and len(GET_RULES) >= 40, (len(POST_RULES), len(GET_RULES))
+
+
 def test_every_form_was_found_on_some_page(world):
     forms = discovered_forms(world)
     found = {endpoint for by_endpoint in forms.values() for endpoint in by_endpoint}
