@@ -10,13 +10,13 @@ import pytest
 import time_machine
 from sqlalchemy import delete, select, text, update
 
-from portal.accounts.identity import set_identity
 from portal.accounts.models import User
 from portal.db import utcnow
 from portal.mail import SUBJECTS, OutboxMessage, deliver_pending, enqueue, purge_delivered
 from portal.mail.cli import deliver_mail_command
 from portal.mail.service import backoff
 from portal.pages import public
+from tests.support.people import make_user
 
 LINK = "https://portal.example.org/invite/Zq3-secret-token-4711"
 
@@ -29,11 +29,7 @@ def _address() -> str:
 def person(db):
     """Return a saved client account and its (plain) email address."""
     address = _address()
-    user = User(role="client")
-    set_identity(user, name="Pat Example", email=address)
-    db.session.add(user)
-    db.session.commit()
-    return user, address
+    return make_user("client", "Pat Example", email=address, password=None), address
 
 
 def _invite(db, person, link: str = LINK, commit: bool = True) -> OutboxMessage:

@@ -3,7 +3,6 @@
 import datetime as dt
 import ipaddress
 import ssl
-import uuid
 
 import pytest
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -12,9 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from portal.accounts.identity import set_identity
-from portal.accounts.models import User
 from portal.mail import deliver_pending, enqueue
+from tests.support.people import make_user, unique_email
 from tests.support.smtp import SMTPServer
 
 LINK = "https://portal.example.org/reset/tls-token"
@@ -78,11 +76,7 @@ def tls_server(app, tmp_path, monkeypatch):
 @pytest.fixture
 def user(db):
     """Return a saved account."""
-    user = User(role="client")
-    set_identity(user, name="Pat Example", email=f"p-{uuid.uuid4().hex[:8]}@example.org")
-    db.session.add(user)
-    db.session.commit()
-    return user
+    return make_user("client", "Pat Example", email=unique_email("p"), password=None)
 
 
 def test_starttls_and_login_when_configured(app, db, tls_server, user):

@@ -1,16 +1,14 @@
 """Mail templates: every one renders, says nothing clinical, and is plain, safe HTML."""
 
 import re
-import uuid
 from pathlib import Path
 
 import pytest
 
-from portal.accounts.identity import set_identity
-from portal.accounts.models import User
 from portal.mail import SUBJECTS, OutboxMessage, enqueue
 from portal.mail.service import render
 from portal.mail.templates import TEMPLATES
+from tests.support.people import make_user, unique_email
 
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "mail"
 LINK = "https://portal.example.org/somewhere?a=1&b=2"
@@ -86,11 +84,7 @@ def test_new_message_mail_says_nothing_about_the_message(app):
 @pytest.fixture
 def user(db):
     """Return a saved client account."""
-    user = User(role="client")
-    set_identity(user, name="Pat Example", email=f"p-{uuid.uuid4().hex[:8]}@example.org")
-    db.session.add(user)
-    db.session.commit()
-    return user
+    return make_user("client", "Pat Example", email=unique_email("p"), password=None)
 
 
 def test_enqueue_refuses_an_unknown_template(db, user):
