@@ -251,6 +251,7 @@ class Change:
 
 
 _WRITE = re.compile(r'^\s*(INSERT\s+INTO|UPDATE|DELETE\s+FROM)\s+"?(\w+)"?', re.IGNORECASE)
+_READ = re.compile(r"^\s*(SELECT|PRAGMA)\b", re.IGNORECASE)
 _SET = re.compile(r"\bSET\s+(.*?)(?:\s+WHERE\s|\s+RETURNING\s|$)", re.IGNORECASE | re.DOTALL)
 _SET_COLUMN = re.compile(r'(?:^|,)\s*"?(\w+)"?\s*=')
 
@@ -267,11 +268,15 @@ class WriteLog:
         self.engine = engine
         self.recording = False
         self.committed: list[Change] = []
+        self.statements_that_may_write = 0
+        self._counts: tuple[int, dict[str, int]] | None = None
         event.listen(engine, "after_cursor_execute", self._executed)
         event.listen(engine, "commit", self._commit)
         event.listen(engine, "rollback", self._rollback)
 
     def _executed(self, conn, cursor, statement, parameters, context, executemany) -> None:
+        if not _READ.match(statement):
+            self.statements_that_may_write += 1
         if not self.recording:
             return
         found = _WRITE.match(statement)
@@ -295,6 +300,13 @@ class WriteLog:
 
     def _rollback(self, conn) -> None:
         conn.info.pop("security_writes", None)
+
+    def counts(self) -> dict[str, int]:
+        """Return count_rows(), counted again only if a statement other than a read has run
+        since the last count: a row count cannot change without one."""
+        if self._counts is None or self._counts[0] != self.statements_that_may_write:
+            self._counts = (self.statements_that_may_write, count_rows())
+        return self._counts[1]
 
     def __enter__(self) -> list[Change]:
         self.committed = []
@@ -578,6 +590,7 @@ class Actor:
     def renew(self) -> None:
         """Start over with a fresh session (after a sign-out, or after signing someone in)."""
         self.client, self.csrf = signed_in_client(self.world.app, self.user)
+        self._cookie_checked: tuple[str | None, bool] = (None, False)
 
     def still_signed_in(self) -> bool:
         """Say whether the client's cookie still carries this actor's server session."""
@@ -587,8 +600,11 @@ class Actor:
         cookie = self.client.get_cookie(app.config["SESSION_COOKIE_NAME"])
         if cookie is None:
             return False
-        data = app.session_interface.get_signing_serializer(app).loads(cookie.value)
-        return bool(data.get("sid")) and data.get("_user_id") == self.user.alt_id
+        if cookie.value != self._cookie_checked[0]:  # decoding it is slow; most requests keep it
+            data = app.session_interface.get_signing_serializer(app).loads(cookie.value)
+            self._cookie_checked = (cookie.value, bool(data.get("sid")) and
+                                    data.get("_user_id") == self.user.alt_id)
+        return self._cookie_checked[1]
 
     def session_alive(self) -> bool:
         """Say whether the cookie's server session still exists for this actor (a request

@@ -20,6 +20,7 @@ the failed attempt, the failure counters and the lockout email).
 The whole module shares one database (see support.py) and takes a few minutes: marked slow.
 """
 
+import functools
 import re
 import uuid
 from io import BytesIO
@@ -135,8 +136,9 @@ QUERY_ARGS = _query_args()
 
 # --- sending and checking ------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
 def _enc(value: str | bytes) -> str:
-    return quote_plus(value)
+    return quote_plus(value)  # remembered: the same payloads (600 KB of padding) recur
 
 
 def urlencoded(pairs: list[tuple[str | bytes, str | bytes]]) -> bytes:
@@ -201,7 +203,7 @@ class Run:
         `change_nothing`: whatever the answer, nothing may change (a request about nothing).
         """
         actor = self.actor
-        counts = count_rows()
+        counts = actor.world.writes.counts()
         kwargs = {"headers": headers or {}, "environ_overrides": environ or {}}
         with actor.world.writes as written:
             if method == "POST":
@@ -209,7 +211,7 @@ class Run:
                                              **kwargs)
             else:
                 response = actor.client.get(url, **kwargs)
-        grown = {t for t, n in count_rows().items() if n != counts[t]}
+        grown = {t for t, n in actor.world.writes.counts().items() if n != counts[t]}
         status = self.last_status = response.status_code
         where = f"{actor.role} {method} {url[:120]} [{label}]"
         self.problems += [f"{where}: {p}" for p in response_problems(response)]
