@@ -367,3 +367,13 @@ def test_whatever_next_is_followed_stays_on_this_site(target):
     parts = urlsplit(seen)
     assert parts.scheme == "" and parts.netloc == ""
     assert seen.startswith("/") and not seen.startswith("//")
+
+
+def test_the_auth_helper_signs_in_as_the_sign_in_page_does_and_out_again(client, auth):
+    """tests/support's injected session is a real one: the pages behind sign-in open, and
+    signing out ends it (a two-step account's session counts as verified)."""
+    therapist = make_user("therapist")
+    auth.login(therapist)
+    assert client.get("/account").status_code == 200
+    assert auth.logout().status_code == 302
+    assert client.get("/account").location.startswith("/sign-in")
