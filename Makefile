@@ -6,6 +6,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 FLASK := $(BIN)/flask --app wsgi
 STAMP := $(VENV)/.installed
+# Test files run in parallel, one whole file per worker (pytest-xdist); each worker has its
+# own SQLite files and, on PostgreSQL, its own database. TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
+PYTEST := $(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 .PHONY: run test lint install lock serve demo-code clean
 
@@ -40,10 +44,10 @@ serve: $(STAMP)
 
 test: $(STAMP)
 	@$(BIN)/python scripts/ensure_chromium.py
-	env -u TEST_DATABASE_URL $(BIN)/pytest
+	env -u TEST_DATABASE_URL $(PYTEST)
 	@if [ -n "$$TEST_DATABASE_URL" ]; then \
 		echo "== again on PostgreSQL ($$TEST_DATABASE_URL)"; \
-		$(BIN)/pytest; \
+		$(PYTEST); \
 	fi
 
 lint: $(STAMP)

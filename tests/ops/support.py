@@ -21,13 +21,13 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode
 
-from sqlalchemy import create_engine, select, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import select
 
 from portal import create_app
 from portal.crypto import Context, open_bytes, open_text
 from portal.extensions import db
 from portal.messaging.models import Attachment, Message, Thread
+from tests.support.databases import create_database, drop_database, sibling_database_url
 from tests.support.people import CSRF
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,32 +161,11 @@ class OwnPostgres:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def sibling_database_url(url: str, label: str) -> str:
-    """A new database name beside the one at `url`, on the same server (not created)."""
-    base = make_url(url)
-    name = f"{base.database}_{label}_{uuid.uuid4().hex[:8]}"
-    return base.set(database=name).render_as_string(hide_password=False)
-
-
-def _admin_sql(url: str, statement: str) -> None:
-    admin = create_engine(make_url(url).set(database="postgres"), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(statement))
-    finally:
-        admin.dispose()
-
-
-def drop_database(url: str) -> None:
-    """Drop the PostgreSQL database named in `url`, if it exists."""
-    _admin_sql(url, f'DROP DATABASE IF EXISTS "{make_url(url).database}" WITH (FORCE)')
-
-
 @contextlib.contextmanager
 def second_postgres_database(url: str) -> Iterator[str]:
     """Create an empty database beside the one at `url` on the same server; drop it after."""
     second = sibling_database_url(url, "restore")
-    _admin_sql(second, f'CREATE DATABASE "{make_url(second).database}"')
+    create_database(second)
     try:
         yield second
     finally:

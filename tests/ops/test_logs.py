@@ -8,6 +8,7 @@ import re
 import pytest
 
 from portal.accounts import service as accounts
+from portal.crypto import ensure_canaries
 from portal.extensions import db as _db
 from portal.ops.logs import JsonFormatter
 from tests.conftest import POSTGRES_URL, _database_url, _reset_postgres
@@ -30,7 +31,6 @@ def app(tmp_path):
             if POSTGRES_URL:
                 _reset_postgres()
             _db.create_all()
-            from portal.crypto import ensure_canaries
             ensure_canaries()
             yield app
             _db.session.remove()

@@ -11,7 +11,8 @@ import pytest
 import redis
 
 from portal.ops import serve
-from tests.ops.support import ROOT, Browser, drop_database, free_port, sibling_database_url
+from tests.ops.support import ROOT, Browser, free_port
+from tests.support.databases import drop_database, sibling_database_url
 
 POSTGRES_URL = os.environ.get("TEST_DATABASE_URL")
 

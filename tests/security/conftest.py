@@ -5,6 +5,7 @@ from collections.abc import Iterator
 import pytest
 
 from portal import create_app
+from portal.crypto import ensure_canaries
 from portal.extensions import db
 from tests.conftest import POSTGRES_URL, _reset_postgres
 from tests.security.support import IsolatedClient, World, build_world
@@ -25,7 +26,6 @@ def world(tmp_path_factory) -> Iterator[World]:
         if POSTGRES_URL:
             _reset_postgres()
         db.create_all()
-        from portal.crypto import ensure_canaries
         ensure_canaries()
         built = build_world(app)
         db.session.commit()  # on SQLite an open transaction holds the write lock
