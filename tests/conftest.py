@@ -19,18 +19,21 @@ from tests.support.databases import create_database, drop_database, sibling_data
 from tests.support.guards import server_errors_refused
 from tests.support.smtp import SMTPServer
 
+_WORKER_DATABASE = "COEO_TEST_WORKER_DATABASE"
+
 
 def _worker_database() -> str | None:
     """Under pytest-xdist each worker gets its own PostgreSQL database beside the one
     TEST_DATABASE_URL names (tests drop and recreate the schema, so they cannot share one).
-    Set before any test module reads the variable."""
+    Set before any test module reads the variable; this module may be imported twice (as
+    pytest's conftest and as `tests.conftest`), so it runs once per worker."""
     url = os.environ.get("TEST_DATABASE_URL")
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    if not url or not worker:
-        return url
+    if not url or not worker or os.environ.get(_WORKER_DATABASE) == url:
+        return url  # one process, or this worker's database is made already
     mine = sibling_database_url(url, worker, unique=False)
     create_database(mine)
-    os.environ["TEST_DATABASE_URL"] = mine
+    os.environ["TEST_DATABASE_URL"] = os.environ[_WORKER_DATABASE] = mine
     return mine
 
 
