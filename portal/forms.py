@@ -5,7 +5,7 @@ input failed validation or a service refused it with a `RuleError`. A form shown
 first time, or again after a GET, is 200.
 """
 
-from flask import request
+from flask import abort, request
 from flask_wtf import FlaskForm
 
 from portal.errors import RuleError
@@ -15,6 +15,12 @@ INVALID = 422
 
 class EmptyForm(FlaskForm):
     """No fields but the CSRF token: for button-only actions (templates: `button_form()`)."""
+
+
+def require_button() -> None:
+    """Check a button-only POST's CSRF token (an `EmptyForm`); 400 when it does not hold."""
+    if not EmptyForm().validate_on_submit():
+        abort(400)
 
 
 def refuse(form: FlaskForm, error: RuleError) -> None:

@@ -12,7 +12,7 @@ from portal.accounts.identity import email_of, names_of
 from portal.accounts.models import Role, User
 from portal.admin import service as admin_service
 from portal.errors import RuleError
-from portal.forms import EmptyForm, form_status, refuse
+from portal.forms import EmptyForm, form_status, refuse, require_button
 from portal.security import role_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -84,8 +84,7 @@ def _action(user_id: uuid.UUID, action, message: str, nothing_done: str | None =
     An action that returns False changed nothing; `nothing_done` then says so, so the admin
     is never told something happened when it did not.
     """
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+    require_button()
     person = _user_or_404(user_id)
     try:
         outcome = action(person)

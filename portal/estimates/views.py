@@ -43,7 +43,7 @@ from portal.estimates.forms import (
 )
 from portal.estimates.models import GoodFaithEstimate
 from portal.estimates.status import display_status
-from portal.forms import INVALID, EmptyForm, form_status, refuse
+from portal.forms import INVALID, form_status, refuse, require_button
 from portal.pages import read_only
 from portal.security import role_required
 
@@ -86,16 +86,11 @@ def _me() -> User:
     return current_user._get_current_object()
 
 
-def _button_form_or_400() -> None:
-    if not EmptyForm().validate_on_submit():
-        abort(400)
-
-
 def _button_post(load, estimate_id: uuid.UUID) -> tuple[User, GoodFaithEstimate]:
     """A button's POST on one estimate: `load` it as access allows (else 404), then CSRF (400)."""
     me = _me()
     estimate = load(me, estimate_id)
-    _button_form_or_400()
+    require_button()
     return me, estimate
 
 
@@ -134,7 +129,7 @@ def client_list():
 @role_required("client")
 def request_estimate():
     """Ask the practice for an estimate (starts the 3-business-day clock)."""
-    _button_form_or_400()
+    require_button()
     estimate, new = clients.request_estimate(_me())
     if new:
         flash("Thank you. We have let your therapist know; your estimate will be ready by "

@@ -18,7 +18,7 @@ from portal.accounts.identity import names_of
 from portal.audit.access_log import access_log as staff_access_to
 from portal.db import utcnow
 from portal.errors import RuleError
-from portal.forms import INVALID, EmptyForm, form_status, refuse
+from portal.forms import INVALID, form_status, refuse, require_button
 from portal.messaging import access, emergency, lists, reading, sending
 from portal.messaging.attachments import clean_name
 from portal.messaging.forms import ComposeForm, EmergencyForm, ReplyForm, chosen_files
@@ -188,8 +188,7 @@ def reopen(thread_id: uuid.UUID):
 def _set_closed(thread_id: uuid.UUID, closed: bool):
     me = _me()
     access.thread_for(me, thread_id)
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+    require_button()
     try:
         sending.set_closed(me, thread_id, closed)
     except RuleError:
@@ -284,8 +283,7 @@ def emergency_grant(grant_id: uuid.UUID):
 def emergency_end(grant_id: uuid.UUID):
     """End emergency access before the hour is up."""
     me = _emergency_admin()
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+    require_button()
     emergency.end(me, grant_id)
     flash("Emergency access has ended.", "success")
     return redirect(url_for("messaging.emergency_access"))

@@ -22,7 +22,7 @@ from portal.accounts import service as accounts_service
 from portal.accounts import sessions
 from portal.accounts.identity import names_of
 from portal.errors import RuleError
-from portal.forms import INVALID, EmptyForm, refuse
+from portal.forms import INVALID, EmptyForm, refuse, require_button
 from portal.pages import allowed_before_consent, cacheable, public, read_only
 from portal.paging import page_number
 from portal.policies import service
@@ -273,8 +273,7 @@ def admin_index():
 @role_required("admin")
 def admin_init():
     """Publish version 1 of every policy that has none, from the standard text."""
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+    require_button()
     published = service.ensure_defaults(current_user._get_current_object())
     if published:
         titles = ", ".join(service.title_of(v.slug) for v in published)
