@@ -74,6 +74,9 @@ def _http_error(error: HTTPException):
         limit = request.max_content_length
         if limit:
             context["limit_text"] = size_text(limit)
+    if code == 429 and getattr(error, "limit", None) is not None:  # Flask-Limiter's window
+        with contextlib.suppress(Exception):
+            context["wait_minutes"] = max(1, -(-error.limit.limit.get_expiry() // 60))
     response, status = _render(code, **context)
     if code == 405 and error.get_response().headers.get("Allow"):
         return response, status, {"Allow": error.get_response().headers["Allow"]}

@@ -167,7 +167,9 @@ def sign_in_invited(user: User) -> None:
 
 @dataclass
 class SignIn:
-    """The outcome of the password step: 'ok', 'mfa' (a code is next) or 'failed'."""
+    """The outcome of the password step: 'ok', 'mfa' (a code is next), 'failed', or 'paused'
+    (the right password for a deactivated account, which may be told so: only someone who
+    knows the password learns that the account exists)."""
 
     status: str
     user: User | None = None
@@ -218,11 +220,15 @@ def authenticate(email: str, password: str) -> SignIn:
             # Attempts during a pause cannot succeed, so they are not guesses: counting
             # them would let anyone push an account to the 100-failure ceiling quickly.
             _register_failure(user)
-        reason = "locked" if locked or user.password_disabled else "failure"
+        # A deactivated account with its right password (and no lock or disabled password,
+        # which must not confirm a guess) is told its access is paused, not to reset.
+        paused = (ok and not locked and not user.active and not user.password_disabled
+                  and user.password_hash is not None)
+        reason = "locked" if locked or user.password_disabled or paused else "failure"
         _attempt(user, reason)
         record("auth.signin.failure", actor=None, target=("user", user.id), outcome="failure")
         db.session.commit()
-        return SignIn("failed")
+        return SignIn("paused") if paused else SignIn("failed")
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
     if user.mfa_enabled:

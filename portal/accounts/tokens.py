@@ -13,7 +13,9 @@ from portal.extensions import db
 
 
 class TokenProblem(Exception):
-    """A link that cannot be used; `reason` is 'invalid', 'expired' or 'used'."""
+    """A link that cannot be used; `reason` is 'invalid', 'expired', 'used' (it was used),
+    'replaced' (a newer link of the same kind was sent since) or 'withdrawn' (revoked with
+    no newer link, as when an account is closed)."""
 
     def __init__(self, reason: str):
         super().__init__(reason)
@@ -47,11 +49,24 @@ def check(token: str, purpose: TokenPurpose) -> OneTimeToken:
                                                        OneTimeToken.purpose == purpose))
     if row is None:
         raise TokenProblem("invalid")
-    if row.used_at is not None or row.revoked_at is not None:
+    if row.used_at is not None:
         raise TokenProblem("used")
+    if row.revoked_at is not None:
+        raise TokenProblem("replaced" if _has_newer(row) else "withdrawn")
     if row.expires_at <= utcnow():
         raise TokenProblem("expired")
     return row
+
+
+def _has_newer(row: OneTimeToken) -> bool:
+    """Whether a later link of the same kind was issued to the same person (issue() revokes
+    the earlier ones), as opposed to a link withdrawn with nothing in its place."""
+    return db.session.scalar(
+        select(OneTimeToken.id).where(OneTimeToken.user_id == row.user_id,
+                                      OneTimeToken.purpose == row.purpose,
+                                      OneTimeToken.id != row.id,
+                                      OneTimeToken.created_at >= row.created_at).limit(1)
+    ) is not None
 
 
 def consume(token: str, purpose: TokenPurpose) -> OneTimeToken:

@@ -18,7 +18,7 @@ from flask import (
 )
 from flask_login import current_user, login_user
 
-from portal import hooks
+from portal import hooks, practice
 from portal.accounts import mfa, service, sessions
 from portal.accounts.forms import (
     ChangePasswordForm,
@@ -46,6 +46,9 @@ log = logging.getLogger("portal.accounts")
 
 SIGNIN_FAILED = ("That email and password did not work. Check them and try again, "
                  "or reset your password.")
+SIGNIN_PAUSED = ("Your password is right, but your portal access is paused at the moment, "
+                 "so a new password would not help. Please call the practice at {phone} and "
+                 "we will sort it out with you.")
 PENDING_SECONDS = 300
 
 
@@ -99,7 +102,8 @@ def sign_in():
             return redirect(url_for("accounts.mfa_challenge"))
         if result.status == "ok":
             return _after_signin(result.user, form.next.data)
-        form.password.errors = [SIGNIN_FAILED]
+        form.password.errors = [SIGNIN_PAUSED.format(phone=practice.profile()["phone"])
+                                if result.status == "paused" else SIGNIN_FAILED]
         form.password.data = ""
     reason = request.args.get("reason")
     return render_template("accounts/sign_in.html", form=form, reason=reason), form_status()
@@ -160,7 +164,7 @@ def keepalive():
 
 def _token_page(problem: TokenProblem, kind: str):
     return render_template("accounts/link_problem.html", reason=problem.reason, kind=kind), 410 \
-        if problem.reason in ("expired", "used") else 404
+        if problem.reason in ("expired", "used", "replaced", "withdrawn") else 404
 
 
 @bp.route("/invitation/<token>")

@@ -224,6 +224,9 @@ def test_resend_revokes_the_previous_link(admin_client, app, invited):
     assert len(outbox("invitation", user)) == 2
     old = app.test_client().get(old_path)
     assert old.status_code == 410
+    html = old.get_data(as_text=True)
+    assert "A newer link replaced this one" in html and "A newer invitation" in html
+    assert "already used" not in html and ASK_AGAIN in html
     assert _accept(app.test_client(), new_path).status_code == 302
 
 

@@ -269,3 +269,53 @@ def test_a_slow_mail_server_does_not_slow_the_answer_for_a_real_account(app, smt
             response.close()
     assert len(smtp_server.envelopes) == 3  # the mails did go, after the answers
     assert max(timings["known"]) < 0.3, timings
+
+
+def test_reset_sent_page_says_what_to_do_when_access_is_paused(app):
+    """A deactivated person gets no mail; the neutral page tells them to call instead."""
+    person = make_user(active=False)
+    client = app.test_client()
+    page = client.get(_request_reset(client, person.email).location)
+    html = _body(page)
+    assert outbox("password_reset") == []
+    assert "If your portal access has been paused, no email is sent" in html
+    assert app.config["PRACTICE"]["phone"] in html
+
+
+def test_a_link_replaced_by_a_newer_one_says_so_not_already_used(app, client):
+    person = make_user()
+    _request_reset(client, person.email)
+    older, _ = _reset_link(person)
+    _request_reset(app.test_client(), person.email)
+    response = app.test_client().get(older)
+    html = _body(response)
+    assert response.status_code == 410
+    assert "A newer link replaced this one" in html
+    assert "already used" not in html
+    newer, _ = _reset_link(person)
+    assert newer != older and app.test_client().get(newer).status_code == 302
+
+
+def test_a_link_withdrawn_without_a_newer_one_claims_neither_use_nor_replacement(app, client):
+    person = make_user()
+    _request_reset(client, person.email)
+    path, _ = _reset_link(person)
+    db.session.execute(update(OneTimeToken).where(OneTimeToken.user_id == person.id)
+                       .values(revoked_at=utcnow()))
+    db.session.commit()
+    response = app.test_client().get(path)
+    html = _body(response)
+    assert response.status_code == 410
+    assert "This link no longer works" in html
+    assert "already used" not in html and "newer" not in html
+
+
+def test_a_used_link_still_says_it_was_used(app, client):
+    person = make_user()
+    _request_reset(client, person.email)
+    _reset_link(person)
+    _request_reset(app.test_client(), person.email)  # a newer one exists, unused
+    newer, _ = _reset_link(person)
+    _choose(client, newer)
+    html = _body(app.test_client().get(newer))
+    assert "This link was already used" in html and "replaced" not in html

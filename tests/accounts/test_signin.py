@@ -69,7 +69,7 @@ def _refusals(app):
         "wrong password": (make_user().email, WRONG),
         "locked, right password": (locked.email, PASSWORD),
         "password disabled, right password": (disabled.email, PASSWORD),
-        "deactivated, right password": (deactivated.email, PASSWORD),
+        "deactivated, wrong password": (deactivated.email, WRONG),
         "invited, no password yet": (invited.email, PASSWORD),
     }
 
@@ -87,6 +87,37 @@ def test_every_refusal_looks_exactly_the_same(app):
     reference = bodies["unknown email"]
     for label, body in bodies.items():
         assert body == reference, f"{label} answers differently from an unknown email"
+
+
+def test_deactivated_account_with_its_right_password_is_told_access_is_paused(app):
+    """Only someone who knows the password learns the account exists and is paused."""
+    deactivated = make_user(active=False)
+    db.session.commit()
+    client = app.test_client()
+    response = _attempt(client, deactivated.email, PASSWORD)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 422
+    assert "your portal access is paused" in html
+    assert app.config["PRACTICE"]["phone"] in html
+    assert SIGNIN_FAILED not in html and "reset your password" not in html
+    assert client.get("/account").status_code == 302  # still not signed in
+    wrong = _attempt(app.test_client(), deactivated.email, WRONG).get_data(as_text=True)
+    assert SIGNIN_FAILED in wrong and "paused" not in wrong
+
+
+@pytest.mark.parametrize("kind", ["locked", "password disabled"])
+def test_a_deactivated_account_under_a_lock_does_not_confirm_its_password(app, kind):
+    """A lock or a disabled password keeps the generic refusal: a guess is never confirmed."""
+    person = make_user()
+    if kind == "locked":
+        _lock(person)
+    else:
+        db.session.execute(update(User).where(User.id == person.id)
+                           .values(password_disabled=True))
+    db.session.execute(update(User).where(User.id == person.id).values(active=False))
+    db.session.commit()
+    html = _attempt(app.test_client(), person.email, PASSWORD).get_data(as_text=True)
+    assert SIGNIN_FAILED in html and "paused" not in html
 
 
 def test_refused_sign_in_keeps_the_email_and_clears_the_password(client):
@@ -296,7 +327,7 @@ def test_per_account_limit_answers_with_the_friendly_429_page(limited_app):
     response = _post_sign_in(client, person_email.upper(), "198.51.100.50")
     html = response.get_data(as_text=True)
     assert response.status_code == 429
-    assert "Please wait a few minutes" in html
+    assert "Please wait 1 minute" in html and "a few minutes" not in html
     assert "Traceback" not in html
     assert response.headers["Content-Security-Policy"].startswith("default-src 'self'")
 
@@ -326,3 +357,16 @@ def test_reset_requests_are_limited_per_account_too(limited_app):
                                     environ_base={"REMOTE_ADDR": f"198.51.100.{i}"},
                                     buffered=True).status_code)
     assert statuses == [302, 302, 429]
+
+
+def test_the_429_page_names_the_real_wait_from_config(app):
+    with extra_app(app, RATELIMIT_ENABLED=True, SIGNIN_RATE_PER_IP="30 per 5 minutes",
+                   SIGNIN_RATE_PER_ACCOUNT="1 per 5 minutes") as limited:
+        client = limited.test_client()
+        email = unique_email()
+        _post_sign_in(client, email, "198.51.100.60")
+        response = _post_sign_in(client, email, "198.51.100.61")
+        html = response.get_data(as_text=True)
+        assert response.status_code == 429
+        assert "Please wait 5 minutes" in html and "a few minutes" not in html
+        assert limited.config["PRACTICE"]["phone"] in html
