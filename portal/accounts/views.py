@@ -160,6 +160,19 @@ def keepalive():
     return ("", 204)
 
 
+@bp.route("/quick-exit", methods=["POST"])
+@allowed_before_enrolment
+@allowed_before_consent
+def quick_exit():
+    """End this browser's session as Quick exit leaves (quick-exit.js sends a beacon).
+
+    The CSRF token comes in the beacon's form body (CSRFProtect checks it before this runs);
+    the answer is empty, as nobody reads it: the tab has already gone to the neutral site.
+    """
+    service.sign_out_this_browser(current_user._get_current_object())
+    return sessions.forget_site_data(current_app.response_class(status=204))
+
+
 # --- invitations and resets -------------------------------------------------------------
 
 def _token_page(problem: TokenProblem, kind: str):

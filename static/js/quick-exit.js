@@ -1,14 +1,36 @@
-/* Quick exit: leave for a neutral site at once, without leaving this page in Back.
-   Without JavaScript the #quick-exit link still works as a plain link. */
+/* Quick exit: end the session and leave for a neutral site at once, without leaving this
+   page in Back. Signed in, a beacon asks the server to sign this browser out (the page's
+   CSRF token in its body), so going Back, or reloading any earlier page, finds sign-in.
+   Without JavaScript the #quick-exit link still works as a plain link (it only leaves). */
 (function () {
   "use strict";
 
   var link = document.getElementById("quick-exit");
   if (!link) { return; }
   var lastEscape = 0;
+  var signOutUrl = link.getAttribute("data-sign-out-url");
+  var tokenMeta = document.querySelector('meta[name="csrf-token"]');
+
+  // The Escape shortcut works: say so, next to the button and in its description.
+  var hint = document.getElementById("quick-exit-hint");
+  if (hint) {
+    hint.hidden = false;
+    link.setAttribute("aria-describedby", hint.id);
+  }
+
+  function signOut() {
+    if (!signOutUrl || !tokenMeta || !navigator.sendBeacon) { return; }
+    try {
+      var body = new FormData();
+      body.append("csrf_token", tokenMeta.getAttribute("content") || "");
+      navigator.sendBeacon(signOutUrl, body);
+    } catch (e) { /* leave regardless */ }
+    signOutUrl = null; // once is enough
+  }
 
   function leave() {
     var target = link.href;
+    signOut();
     document.documentElement.classList.add("is-leaving");
     try { document.title = ""; } catch (e) { /* ignore */ }
     try {

@@ -6,8 +6,10 @@ import time
 import pyotp
 import pytest
 from playwright.sync_api import Page, expect
+from sqlalchemy import func, select
 
 from portal.accounts import mfa, service
+from portal.accounts.models import UserSession
 from portal.extensions import db
 from tests.accounts.support import PASSWORD, make_user
 
@@ -126,6 +128,63 @@ def test_quick_exit_leaves_the_site_and_the_back_button_does_not_return(app, pag
     expect(page.get_by_role("heading", name="Forecast")).to_be_visible()
     page.go_back()
     assert "Sign in" not in page.content()
+
+
+def _sessions_left(person) -> int:
+    count = db.session.scalar(select(func.count()).select_from(UserSession)
+                              .where(UserSession.user_id == person.id))
+    db.session.commit()
+    return count
+
+
+@pytest.mark.parametrize("how", ["button", "escape twice"])
+def test_quick_exit_signs_out_so_back_and_a_copied_cookie_find_only_sign_in(
+        app, browser, live_server, page: Page, how):
+    page.route("https://www.weather.gov/**", lambda route: route.fulfill(
+        status=200, content_type="text/html", body="<title>Weather</title><h1>Forecast</h1>"))
+    person = make_user()
+    _sign_in(page, person.email, person.password)
+    expect(page.get_by_role("heading", name="Messages")).to_be_visible()
+    _goto(page, "/account")
+    expect(page.get_by_role("heading", name="Your account")).to_be_visible()
+    _goto(page, "/messages")
+    expect(page.get_by_role("heading", name="Messages")).to_be_visible()
+    expect(page.get_by_text("Or press Esc twice")).to_be_visible()
+    expect(page.get_by_role("link", name="Quick exit")).to_have_accessible_description(
+        "Or press Esc twice")
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "coeo_session"]
+    assert _sessions_left(person) == 1
+    if how == "button":
+        page.get_by_role("link", name="Quick exit").click()
+    else:
+        page.locator("body").press("Escape")
+        page.locator("body").press("Escape")
+    expect(page).to_have_url("https://www.weather.gov/")
+    for _ in range(50):  # the beacon runs alongside the navigation
+        if _sessions_left(person) == 0:
+            break
+        time.sleep(0.1)
+    assert _sessions_left(person) == 0
+    # Back reloads the page before the inbox (signed-in pages are not stored): sign-in.
+    page.go_back()
+    page.wait_for_load_state("load")
+    expect(page).to_have_url(re.compile(r"/sign-in"))
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.get_by_role("heading", name="Your account")).to_have_count(0)
+    expect(page.get_by_role("heading", name="Messages")).to_have_count(0)
+    assert person.email not in page.content()
+    # A copy of the cookie taken before the exit opens nothing.
+    thief = browser.new_context(base_url=live_server)
+    try:
+        thief.add_cookies([cookie])
+        other = thief.new_page()
+        other.goto("/messages")
+        other.wait_for_load_state("load")
+        expect(other).to_have_url(re.compile(r"/sign-in"))
+        expect(other.get_by_role("heading", name="Messages")).to_have_count(0)
+    finally:
+        thief.close()
+    db.session.remove()
 
 
 def test_every_refusal_on_the_sign_in_page_reads_the_same(app, page: Page):
