@@ -58,11 +58,16 @@ def request_estimate(client: User) -> tuple[GoodFaithEstimate, bool]:
                                  requested_on=today)
         draft.updated_at = utcnow()
     record("estimate.requested", actor=client, target=(TABLE, draft.id), subject_id=client.id)
-    for therapist in _therapists_of(client.id):
-        if therapist.active:
-            notify(therapist, "estimate_requested", f"/estimates/{draft.id}/edit")
+    for therapist in told_of_requests(client):
+        notify(therapist, "estimate_requested", f"/estimates/{draft.id}/edit")
     db.session.commit()
     return draft, True
+
+
+def told_of_requests(client: User) -> list[User]:
+    """Who is told when this client asks for an estimate: their active therapists (none
+    when no therapist is assigned, and the page must then say so)."""
+    return [t for t in _therapists_of(client.id) if t.active]
 
 
 def _therapists_of(client_id: uuid.UUID) -> list[User]:

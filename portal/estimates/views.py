@@ -121,8 +121,19 @@ def _unavailable(estimate: GoodFaithEstimate, status: int = 200):
 def client_list():
     """List every estimate issued to the client, newest first, and offer to request one."""
     me = _me()
+    requests = clients.open_requests(me)
     return render_template("estimates/client_list.html", estimates=clients.client_estimates(me),
-                           requests=clients.open_requests(me), today=practice.today())
+                           requests=requests, today=practice.today(),
+                           nobody_told=bool(requests) and not clients.told_of_requests(me))
+
+
+def nobody_told_text(due: str) -> str:
+    """The honest answer to a request when no therapist is assigned, so nobody was emailed."""
+    profile = practice.profile()
+    return (f"Thank you, your request is saved and the practice owes you the estimate by {due}. "
+            "You do not have a therapist assigned yet, so nobody has been emailed about it: "
+            f"please call the practice at {profile['phone']} or write to {profile['email']} "
+            "so someone can start on it.")
 
 
 @bp.route("/request", methods=["POST"])
@@ -130,10 +141,18 @@ def client_list():
 def request_estimate():
     """Ask the practice for an estimate (starts the 3-business-day clock)."""
     require_button()
-    estimate, new = clients.request_estimate(_me())
+    me = _me()
+    estimate, new = clients.request_estimate(me)
     if new:
-        flash("Thank you. We have let your therapist know; your estimate will be ready by "
-              f"{estimate.due_date:%B} {estimate.due_date.day}.", "success")
+        due = f"{estimate.due_date:%B} {estimate.due_date.day}"
+        told = clients.told_of_requests(me)
+        if told:
+            names = list(names_of(told).values())
+            who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+            flash(f"Thank you. We have let {who} know; your estimate will be ready by {due}.",
+                  "success")
+        else:
+            flash(nobody_told_text(due), "info")
     else:
         flash("You have already asked for an estimate. We will have it ready soon.", "info")
     return redirect(url_for("estimates.client_list"))

@@ -13,7 +13,7 @@ from portal.estimates import follow_ups, issuing
 from portal.estimates.document import DISCLAIMERS, KEEP_A_COPY
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
-from tests.estimates.conftest import csrf, sign_in
+from tests.estimates.conftest import csrf, make_user, sign_in
 from tests.estimates.test_pdf import normalize, pdf_text
 
 
@@ -138,11 +138,36 @@ def test_a_client_can_ask_for_an_estimate(client, practice):
     response = client.post("/estimates/request", data={"csrf_token": token})
     assert response.status_code == 302
     page = client.get("/estimates/").get_data(as_text=True)
-    assert "We have let your therapist know" in page
+    assert "We have let Colleen Example know" in page
+    assert "your therapist know" not in page and "nobody has been emailed" not in page
     assert "You asked for an estimate on" in page
     assert "Ask for an estimate</button>" not in page
     client.post("/estimates/request", data={"csrf_token": token})
     assert len(actions("estimate.requested")) == 1
+
+
+def test_a_client_without_a_therapist_is_told_nobody_was_emailed(app, client, practice):
+    loner = make_user("client", "Ari Alone")
+    sign_in(client, loner)
+    response = client.post("/estimates/request", data={"csrf_token": csrf(client)})
+    assert response.status_code == 302
+    page = client.get("/estimates/").get_data(as_text=True)
+    assert "your therapist know" not in page and "We have let" not in page
+    assert "nobody has been emailed" in page
+    profile = app.config["PRACTICE"]
+    assert profile["phone"] in page and profile["email"] in page
+    again = client.get("/estimates/").get_data(as_text=True)  # the flash is gone, the fact stays
+    assert "You do not have a therapist assigned yet" in again and profile["phone"] in again
+    assert len(actions("estimate.requested")) == 1
+
+
+def test_an_inactive_therapist_is_not_named_as_told(client, practice):
+    practice.therapist.active = False
+    db.session.commit()
+    sign_in(client, practice.client)
+    client.post("/estimates/request", data={"csrf_token": csrf(client)})
+    page = client.get("/estimates/").get_data(as_text=True)
+    assert "Colleen Example know" not in page and "nobody has been emailed" in page
 
 
 def test_a_replaced_estimate_points_to_the_new_one(client, practice):
