@@ -37,7 +37,7 @@ from portal.after_response import after_response
 from portal.crypto import email_index
 from portal.errors import RuleError
 from portal.extensions import limiter
-from portal.forms import EmptyForm, form_status, refuse
+from portal.forms import EmptyForm, form_status, refuse, require_button
 from portal.pages import allowed_before_consent, allowed_before_enrolment, public
 from portal.security import role_required, safe_next
 
@@ -137,9 +137,7 @@ def mfa_challenge():
 @allowed_before_consent
 def sign_out():
     """Sign out: delete the server session and ask the browser to forget this site."""
-    form = EmptyForm()
-    if not form.validate_on_submit():
-        abort(400)
+    require_button()
     service.sign_out_this_browser(current_user._get_current_object())
     return sessions.forget_site_data(redirect(url_for("accounts.signed_out")))
 
@@ -411,8 +409,7 @@ def recovery_codes():
 @bp.route("/account/sessions/<uuid:session_id>/end", methods=["POST"])
 def end_session(session_id: uuid.UUID):
     """End one of your own sessions."""
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+    require_button()
     user = current_user._get_current_object()
     current = sessions.current()
     if not service.end_session(user, session_id):
@@ -427,8 +424,7 @@ def end_session(session_id: uuid.UUID):
 @bp.route("/account/sessions/end-all", methods=["POST"])
 def sign_out_everywhere():
     """End every session of this account, this one included."""
-    if not EmptyForm().validate_on_submit():
-        abort(400)
+    require_button()
     service.sign_out_everywhere(current_user._get_current_object())
     service.sign_out_this_browser()
     return sessions.forget_site_data(redirect(url_for("accounts.signed_out", everywhere=1)))
