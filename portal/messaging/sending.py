@@ -140,9 +140,18 @@ def reply(actor: User, thread_id: uuid.UUID, *, body: str,
     try:
         thread = access.thread_for(actor, thread_id, write=True)  # takes the row lock
         if actor.role == Role.CLIENT and not is_assigned(thread.client_id, thread.therapist_id):
+            has_therapist = db.session.scalar(
+                select(User.id).join(Assignment, Assignment.therapist_id == User.id)
+                .where(Assignment.client_id == thread.client_id, User.active.is_(True))
+                .limit(1)) is not None
+            profile = current_app.config["PRACTICE"]
             raise RuleError("This conversation is read-only now: this therapist is no "
-                            "longer assigned to you. You can start a new conversation "
-                            "with your current therapist.", "body")
+                            "longer assigned to you. " + (
+                                "You can start a new conversation with your current "
+                                "therapist." if has_therapist else
+                                "No other therapist is assigned to you yet, so please "
+                                f"reach the practice by phone at {profile['phone']} or "
+                                f"by email at {profile['email']}."), "body")
         other_id = thread.therapist_id if actor.id == thread.client_id else thread.client_id
         recipient = db.session.get(User, other_id)
         message = _append(thread, actor, text, checked, recipient=recipient, notify=notify)

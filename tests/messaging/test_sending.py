@@ -159,3 +159,45 @@ def test_two_therapists_writing_to_one_client_at_once(app, db, people):
         state = db.session.get(Thread, thread.id)
         assert state.message_count == 7 and state.client_unread == 6
     assert lists.unread_count(client) == 12
+
+
+def _unassign(db, client, therapist) -> None:
+    from portal.accounts.models import Assignment
+    db.session.execute(Assignment.__table__.delete().where(
+        Assignment.client_id == client.id, Assignment.therapist_id == therapist.id))
+    db.session.commit()
+
+
+def test_replying_after_unassignment_names_the_current_therapist_only_if_there_is_one(
+        app, db, people):
+    from portal.errors import RuleError
+    thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+                                     subject="Hello", body="hello")
+    _unassign(db, people.client_a, people.therapist_x)  # therapist_y still cares for A
+    with pytest.raises(RuleError) as refused:
+        sending.reply(people.client_a, thread.id, body="still there?")
+    assert "with your current therapist" in refused.value.message
+
+
+@pytest.mark.parametrize("state", ["no therapist at all", "only an inactive therapist"])
+def test_replying_with_no_therapist_left_points_to_the_practice(app, db, people, state):
+    from portal.errors import RuleError
+    thread, _ = sending.start_thread(people.client_b, counterpart_id=people.therapist_y.id,
+                                     subject="Hello", body="hello")
+    if state == "no therapist at all":
+        _unassign(db, people.client_b, people.therapist_y)
+    else:
+        _unassign(db, people.client_b, people.therapist_y)
+        from tests.messaging.conftest import assign
+        assign(people.client_b, people.therapist_x)
+        people.therapist_x.active = False
+        db.session.commit()
+    with pytest.raises(RuleError) as refused:
+        sending.reply(people.client_b, thread.id, body="anyone?")
+    message = refused.value.message
+    assert "current therapist" not in message
+    profile = app.config["PRACTICE"]
+    assert "No other therapist is assigned to you yet" in message
+    assert profile["phone"] in message and profile["email"] in message
+    assert db.session.scalar(select(func.count()).select_from(Message)
+                             .where(Message.thread_id == thread.id)) == 1
