@@ -319,3 +319,13 @@ def test_a_used_link_still_says_it_was_used(app, client):
     _choose(client, newer)
     html = _body(app.test_client().get(newer))
     assert "This link was already used" in html and "replaced" not in html
+
+
+def test_the_expired_page_names_the_configured_lifetime(app, client, monkeypatch):
+    monkeypatch.setitem(app.config, "RESET_MINUTES", 45)
+    person = make_user()
+    _request_reset(client, person.email)
+    path, _ = _reset_link(person)
+    with time_machine.travel(utcnow() + timedelta(minutes=45, seconds=1), tick=False):
+        html = _body(app.test_client().get(path))
+    assert "password reset links work for 45 minutes" in html and "30 minutes" not in html
