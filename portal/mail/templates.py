@@ -26,6 +26,7 @@ TEMPLATES: dict[str, MailTemplate] = {
                                    ("link",)),
     "password_disabled": MailTemplate("Please reset your coeo portal password", (), ("link",)),
     "new_message": MailTemplate("You have a new secure message", ("link",)),
+    "urgent_message": MailTemplate("Urgent: a message in the portal needs you now", ("link",)),
     "emergency_access_notice": MailTemplate("Emergency access was granted in the coeo portal",
                                             ("link",)),
     "estimate_requested": MailTemplate("A Good Faith Estimate was requested", ("link",)),

@@ -5,6 +5,10 @@ inside that window gets a single follow-up notice, due when the window ends; rea
 conversation first withdraws any notice still waiting, so nobody is emailed about a message
 they have already read. Notices go through the outbox in the sender's transaction: an SMTP
 outage delays a notice, never loses it.
+
+A crisis-flagged message is different: its therapist is emailed at once (the URGENT template,
+whose subject says only that it is urgent), whatever the throttle says, and that notice is
+never withdrawn, not even when the thread is opened before it goes.
 """
 
 from datetime import datetime, timedelta
@@ -19,6 +23,7 @@ from portal.mail.service import _AFTER_COMMIT_KEY  # a deferred notice must wait
 from portal.messaging.models import Thread
 
 TEMPLATE = "new_message"
+URGENT = "urgent_message"
 
 
 def _window() -> timedelta:
@@ -41,16 +46,22 @@ def _waiting(notice_id) -> bool:
     return row is not None and row.sent_at is None
 
 
-def notify(thread: Thread, recipient, *, now: datetime) -> OutboxMessage | None:
+def notify(thread: Thread, recipient, *, now: datetime,
+           urgent: bool = False) -> OutboxMessage | None:
     """Queue (or fold into a waiting notice) the new-message email for `recipient`.
 
-    Call inside the sending transaction, with the thread's row lock held.
+    `urgent` (a crisis-flagged message) sends the urgent notice at once instead, past the
+    throttle and past any waiting notice. Call inside the sending transaction, with the
+    thread's row lock held.
     """
     if recipient is None or not recipient.active:
         return None
     side = side_of(thread, recipient.id)
     notice_attr, notified_attr = f"{side}_notice_id", f"{side}_notified_at"
     waiting = getattr(thread, notice_attr)
+    if urgent:
+        return _notify_urgently(thread, recipient, now=now, notified_attr=notified_attr,
+                                waiting=waiting is not None and _waiting(waiting))
     if waiting is not None and _waiting(waiting):
         return None  # a notice is still waiting to go; it covers this message too
     address = email_of(recipient)
@@ -64,6 +75,20 @@ def notify(thread: Thread, recipient, *, now: datetime) -> OutboxMessage | None:
         _defer(row, due)
     setattr(thread, notified_attr, due)
     setattr(thread, notice_attr, row.id)
+    return row
+
+
+def _notify_urgently(thread: Thread, recipient, *, now: datetime, notified_attr: str,
+                     waiting: bool) -> OutboxMessage | None:
+    """Queue the urgent notice to go now. It is not the thread's waiting notice, so opening
+    the thread never withdraws it; it does start a new throttle window for ordinary notices
+    (unless a follow-up is already waiting, whose due time the window already records)."""
+    address = email_of(recipient)
+    if not address:
+        return None
+    row = enqueue(recipient, URGENT, to_address=address, link=sign_in_link())
+    if not waiting:
+        setattr(thread, notified_attr, now)
     return row
 
 

@@ -202,7 +202,7 @@ def _append(thread: Thread, sender: User, text: str, files: list[CheckedFile], *
         record("thread.reopened", actor=sender, target=("thread", thread.id),
                subject_id=owner)
     if notify:
-        notifications.notify(thread, recipient, now=now)
+        notifications.notify(thread, recipient, now=now, urgent=flagged)
     record("message.sent", actor=sender, target=("message", message.id), subject_id=owner)
     if flagged:
         record("message.crisis_flagged", actor=sender, target=("message", message.id),

@@ -175,3 +175,107 @@ def test_no_notice_to_a_deactivated_account(app, db, people):
         sending.reply(people.client_a, thread.id, body="are you there?")
     assert db.session.get(Thread, thread.id).message_count == 2
     assert not _notices(db, people.therapist_x)
+
+
+# --- crisis-flagged messages: an urgent notice at once, never withdrawn ----------------------
+
+URGENT_SUBJECT = "Urgent: a message in the portal needs you now"
+CRISIS_BODY = "some days I don't want to be here anymore"
+
+
+def _urgent(db, user):
+    db.session.expire_all()
+    return list(db.session.scalars(
+        select(OutboxMessage).where(OutboxMessage.user_id == user.id,
+                                    OutboxMessage.template == "urgent_message")))
+
+
+def test_flagged_message_inside_the_window_is_emailed_at_once_and_kept(
+        app, db, people, smtp_server):
+    app.config["MAIL_SEND_AFTER_COMMIT"] = True
+    client, therapist = people.client_a, people.therapist_x
+    with _at(0):
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
+                                         subject="Panic at night", body="Rough week")
+    assert [e.message["Subject"] for e in smtp_server.envelopes] == [
+        "You have a new secure message"]
+    with _at(7):  # inside the 15-minute window
+        message = sending.reply(client, thread.id, body=CRISIS_BODY)
+    assert message.crisis_flag
+    _, urgent = smtp_server.envelopes
+    assert urgent.message["Subject"] == URGENT_SUBJECT
+    assert app.config["PORTAL_BASE_URL"] + "/sign-in" in urgent.text
+    for part in (urgent.message["Subject"], urgent.text, urgent.html):
+        for secret in ("Alex", "Rivera", "Panic", "Rough week", "want to be here",
+                       str(thread.id), "therap", "crisis", "suicid"):
+            assert secret.lower() not in part.lower()
+    with _at(8):
+        _read(therapist, thread.id)
+    [row] = _urgent(db, therapist)
+    assert row.sent_at is not None  # opening the thread withdrew nothing
+    assert len(smtp_server.envelopes) == 2
+
+
+def test_urgent_notice_waiting_through_an_outage_is_not_withdrawn_by_reading(
+        app, db, people, smtp_server):
+    app.config["MAIL_SEND_AFTER_COMMIT"] = True
+    client, therapist = people.client_a, people.therapist_x
+    with _at(0):
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
+                                         subject="Hello", body="one")
+    smtp_server.stop()
+    with _at(7):
+        sending.reply(client, thread.id, body=CRISIS_BODY)
+    with _at(8):
+        _read(therapist, thread.id)
+    [row] = _urgent(db, therapist)
+    assert row.sent_at is None  # still waiting for the mail server, and still there
+    smtp_server.start()
+    with _at(30):
+        assert deliver_pending().sent == 1
+    assert [e.message["Subject"] for e in smtp_server.envelopes][-1] == URGENT_SUBJECT
+    assert _urgent(db, therapist)[0].sent_at is not None
+
+
+def test_unflagged_message_still_follows_the_throttle(app, db, people, smtp_server):
+    app.config["MAIL_SEND_AFTER_COMMIT"] = True
+    client, therapist = people.client_a, people.therapist_x
+    with _at(0):
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
+                                         subject="Hello", body="one")
+    with _at(7):
+        sending.reply(client, thread.id, body="just checking in about Thursday")
+    assert len(smtp_server.envelopes) == 1  # held until the window ends
+    assert not _urgent(db, therapist)
+    _, follow_up = _notices(db, therapist)
+    assert follow_up.next_attempt_at == START + timedelta(minutes=15)
+    with _at(8):
+        _read(therapist, thread.id)
+    assert len(_notices(db, therapist)) == 1  # and reading still withdraws it
+
+
+def test_urgent_notice_goes_even_with_a_follow_up_waiting(app, db, people):
+    client, therapist = people.client_a, people.therapist_x
+    with _at(0):
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
+                                         subject="Hello", body="one")
+        deliver_pending()
+    with _at(3):
+        sending.reply(client, thread.id, body="two")  # a follow-up, due at 15
+    with _at(5):
+        sending.reply(client, thread.id, body=CRISIS_BODY)
+        assert deliver_pending().sent == 1  # the urgent one, now
+    [urgent] = _urgent(db, therapist)
+    assert urgent.sent_at is not None and urgent.next_attempt_at == START + timedelta(minutes=5)
+    assert _notices(db, therapist)[-1].next_attempt_at == START + timedelta(minutes=15)
+
+
+def test_a_therapists_words_never_send_an_urgent_notice(app, db, people):
+    client, therapist = people.client_a, people.therapist_x
+    with _at(0):
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
+                                         subject="Hello", body="one", notify=False)
+    with _at(1):
+        sending.reply(therapist, thread.id, body="If you ever want to die, call 988.")
+    assert not _urgent(db, client)
+    assert len(_notices(db, client)) == 1
