@@ -9,7 +9,7 @@ call one service function and render. A form that fails keeps everything typed a
 import uuid
 from datetime import timedelta
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user
 
 from portal import downloads, hooks
@@ -29,9 +29,7 @@ from portal.security import role_required
 bp = Blueprint("messaging", __name__)
 
 SETTINGS_SECTION = "messaging/_settings_section.html"
-CRISIS_FOLLOW_UP = ("If you are thinking about harming yourself or ending your life, please "
-                    "call or text 988 now, or call 911. Your therapist will see your message, "
-                    "but may not read it right away.")
+CRISIS_FOLLOW_UP = "crisis_follow_up"  # session key: show the crisis follow-up on this thread
 
 
 @bp.app_template_filter("waiting_for")
@@ -132,7 +130,9 @@ def compose():
 def _sent(message) -> None:
     flash("Your message was sent.", "success")
     if message.crisis_flag:
-        flash(CRISIS_FOLLOW_UP, "warning")
+        # Not a flash: the follow-up carries tappable links, so the thread page renders it
+        # from messaging/_crisis_follow_up.html (once) when this marker names its thread.
+        session[CRISIS_FOLLOW_UP] = str(message.thread_id)
 
 
 @bp.route("/messages/<uuid:thread_id>")
@@ -149,8 +149,11 @@ def _thread_page(thread_id: uuid.UUID, form: ReplyForm, status: int = 200):
     recent_crisis = (me.id == page.client_id and page.messages and page.messages[-1].mine
                      and page.messages[-1].crisis_flag
                      and utcnow() - page.messages[-1].created_at < timedelta(hours=1))
+    crisis_follow_up = (me.id == page.client_id
+                        and session.pop(CRISIS_FOLLOW_UP, None) == str(thread_id))
     return render_template("messaging/thread.html", page=page, form=form,
-                           recent_crisis=recent_crisis, grant=thread_access.grant), status
+                           recent_crisis=recent_crisis, crisis_follow_up=crisis_follow_up,
+                           grant=thread_access.grant), status
 
 
 @bp.route("/messages/<uuid:thread_id>/reply", methods=["POST"])

@@ -94,3 +94,72 @@ def test_therapist_sees_the_flag_on_the_dashboard_and_the_message(app, db, peopl
     assert "Crisis language" in therapist.get("/dashboard").get_data(as_text=True)
     html = therapist.get(f"/messages/{thread.id}").get_data(as_text=True)
     assert "message--flagged" in html
+
+
+# --- tappable crisis links: the panel beside the text box and the after-send follow-up -------
+
+CRISIS_HREFS = ('href="tel:988"', 'href="sms:988"', 'href="tel:911"',
+                'href="tel:+12153603308"', 'href="tel:+18664887386"',
+                'href="sms:678678?&amp;body=START"', 'href="tel:+18775658860"')
+
+
+def _assert_links(html: str) -> None:
+    for href in CRISIS_HREFS:
+        assert href in html, href
+
+
+def test_client_compose_page_offers_every_crisis_link(app, db, people, login):
+    html = login(people.client_a).get("/messages/new").get_data(as_text=True)
+    _assert_links(html)
+    assert "Trans Lifeline" in html and "The Trevor Project" in html
+
+
+def test_client_thread_offers_every_crisis_link_right_above_the_reply_box(
+        app, db, people, login):
+    thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+                                     subject="Hello", body="Thursday works", notify=False)
+    html = login(people.client_a).get(f"/messages/{thread.id}").get_data(as_text=True)
+    _assert_links(html)
+    reply = html.index('id="reply-h"')
+    assert reply < html.index('href="tel:+18775658860"') < html.index("<textarea")
+    assert "crisis-follow-up" not in html  # nothing was flagged
+
+
+def test_therapist_thread_has_no_client_crisis_panel(app, db, people, login):
+    thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+                                     subject="Hello", body="Thursday works", notify=False)
+    html = login(people.therapist_x).get(f"/messages/{thread.id}").get_data(as_text=True)
+    assert 'href="sms:988"' not in html and "crisis-follow-up" not in html
+
+
+def test_follow_up_after_a_flagged_send_shows_the_links_once(app, db, people, login):
+    from tests.messaging.conftest import csrf_token
+
+    thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+                                     subject="Hello", body="one", notify=False)
+    client = login(people.client_a)
+    token = csrf_token(client, f"/messages/{thread.id}")
+    sent = client.post(f"/messages/{thread.id}/reply",
+                       data={"csrf_token": token, "body": "I don't want to be here anymore"})
+    assert sent.status_code == 302
+    html = client.get(sent.headers["Location"]).get_data(as_text=True)
+    assert "Your message was sent." in html
+    follow_up = html[html.index('class="safety-notice crisis-follow-up"'):]
+    follow_up = follow_up[:follow_up.index("</aside>")]
+    _assert_links(follow_up)
+    assert "&lt;a" not in html  # no escaped markup from a flash
+    again = client.get(f"/messages/{thread.id}").get_data(as_text=True)
+    assert "crisis-follow-up" not in again  # shown once, right after sending
+
+
+def test_follow_up_is_not_shown_after_an_ordinary_send(app, db, people, login):
+    from tests.messaging.conftest import csrf_token
+
+    thread, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+                                     subject="Hello", body="one", notify=False)
+    client = login(people.client_a)
+    token = csrf_token(client, f"/messages/{thread.id}")
+    sent = client.post(f"/messages/{thread.id}/reply",
+                       data={"csrf_token": token, "body": "See you Thursday"})
+    html = client.get(sent.headers["Location"]).get_data(as_text=True)
+    assert "Your message was sent." in html and "crisis-follow-up" not in html
