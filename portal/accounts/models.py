@@ -46,6 +46,9 @@ class User(db.Model):
     total_failed_signins: Mapped[int] = mapped_column(default=0)
     locked_until: Mapped[datetime | None]
     mfa_prompt_dismissed: Mapped[bool] = mapped_column(default=False)
+    # A therapist the practice names as a covering clinician (on call): reads messages written
+    # to the practice and receives crisis escalations.
+    covering: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_signin_at: Mapped[datetime | None]
 

@@ -10,7 +10,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, select, text
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.crypto import Context, context_for, sealed_column
@@ -43,6 +43,12 @@ class Thread(db.Model):
         Index("ix_message_threads_client_unread", "client_id", "client_unread",
               postgresql_where=text("client_unread > 0"),
               sqlite_where=text("client_unread > 0")),
+        # The escalation timer reads only the flags nobody has acknowledged yet.
+        Index("ix_message_threads_crisis_escalate", "crisis_escalate_at",
+              postgresql_where=text("crisis_escalate_at IS NOT NULL"),
+              sqlite_where=text("crisis_escalate_at IS NOT NULL")),
+        Index("ix_message_threads_to_practice", "to_practice", "last_message_at",
+              postgresql_where=text("to_practice"), sqlite_where=text("to_practice")),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
@@ -59,8 +65,25 @@ class Thread(db.Model):
     therapist_unread: Mapped[int] = mapped_column(default=0)
     # When the client's oldest message since the therapist's last reply was sent.
     awaiting_since: Mapped[datetime | None]
-    # Set when a client's message matched the crisis check; cleared by the therapist's reply.
+    # Set when a client's message matched the crisis check (the first such message since the
+    # flag was last acknowledged is `crisis_message_id`, the dashboard's jump target).
     crisis_flagged_at: Mapped[datetime | None]
+    crisis_message_id: Mapped[uuid.UUID | None]
+    # A clinician marked the flag "seen and acted on" (kept: the thread and dashboard say who).
+    crisis_acknowledged_at: Mapped[datetime | None]
+    crisis_acknowledged_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"))
+    # When the unacknowledged flag is next escalated to the covering clinicians, and how many
+    # times it has been; the deliver-mail loop advances this with a compare-and-set.
+    crisis_escalate_at: Mapped[datetime | None]
+    crisis_escalations: Mapped[int] = mapped_column(default=0)
+    # Written to the practice (a client with no therapist): every covering clinician reads it.
+    to_practice: Mapped[bool] = mapped_column(default=False)
+    # The conversation was handed over from another therapist and its new one has not opened
+    # it yet (the dashboard's handover marker); `handed_over_from_id` is who had it before.
+    handed_over_at: Mapped[datetime | None]
+    handed_over_from_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"))
     closed_at: Mapped[datetime | None]
     closed_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"))
@@ -143,6 +166,36 @@ def body_context(message_id: uuid.UUID) -> Context:
 
 def attachment_name_context(attachment_id: uuid.UUID) -> Context:
     return context_for(Attachment.name_sealed, attachment_id)
+
+
+class Draft(db.Model):
+    """Words being typed into a form, saved as they are typed so an idle sign-out loses none.
+
+    One per person and form (`form_key`, e.g. "compose", "reply:<thread id>"); the fields are
+    sealed (JSON) under `owner_id`'s data key: the client whose record the words will join.
+    Deleted when the form is sent or discarded, purged after DRAFT_DAYS.
+    """
+
+    __tablename__ = "drafts"
+    __table_args__ = (
+        UniqueConstraint("author_id", "form_key", name="uq_drafts_author_form"),
+        Index("ix_drafts_updated_at", "updated_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    author_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                                index=True)
+    form_key: Mapped[str] = mapped_column(String(80))
+    content_sealed: Mapped[bytes] = sealed_column(owner="owner_id")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    def content_context(self) -> Context:
+        return context_for(Draft.content_sealed, self.id)
+
+    def __repr__(self) -> str:  # never the words
+        return f"<Draft {self.id}>"
 
 
 class EmergencyGrant(db.Model):
