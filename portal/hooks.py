@@ -18,8 +18,15 @@ tests build many) shares one set.
 | `account_sections`    | many   | accounts   | a template included on the Account page   |
 | `dashboard_panels`    | many   | messaging  | a `Panel` on the therapist's dashboard    |
 | `demo_seeders`        | many   | cli        | a function(people) adding demo data       |
+| `care_checks`         | many   | accounts   | client ids (None: all) whose care changed |
+| `worker_tasks`        | many   | mail (cli) | a `WorkerTask` run every deliver-mail round|
 
-The last three let one feature show another's part without importing it.
+`account_sections`, `dashboard_panels` and `demo_seeders` let one feature show another's part
+without importing it. `care_checks` run after a therapist leaves a client's care (unassigned,
+deactivated, no longer covering), inside that transaction and before its commit: a check
+raises `RuleError` to refuse the change (messaging refuses to leave a conversation nobody can
+read). `worker_tasks` are the timers the `deliver-mail` loop runs before each round of
+delivery (crisis escalation, draft purging): each must be safe with several loops running.
 """
 
 from collections.abc import Callable, Iterator
@@ -118,6 +125,18 @@ class Panel:
 
 
 @dataclass(frozen=True)
+class WorkerTask:
+    """A timer the deliver-mail loop runs each round; `run()` returns a count to print.
+
+    It owns its transactions, and must be safe when several loops run it at once (claim the
+    work with a compare-and-set or a row lock, never "read, then act").
+    """
+
+    name: str
+    run: Callable[[], int]
+
+
+@dataclass(frozen=True)
 class FooterLink:
     label: str
     endpoint: str
@@ -138,3 +157,5 @@ key_event: ExtensionPoint[Callable[..., None]] = ExtensionPoint("key_event")
 account_sections: ExtensionPoint[str] = ExtensionPoint("account_sections")
 dashboard_panels: ExtensionPoint[Panel] = ExtensionPoint("dashboard_panels")
 demo_seeders: ExtensionPoint[Callable[..., None]] = ExtensionPoint("demo_seeders")
+care_checks: ExtensionPoint[Callable[[Any], None]] = ExtensionPoint("care_checks")
+worker_tasks: ExtensionPoint[WorkerTask] = ExtensionPoint("worker_tasks")

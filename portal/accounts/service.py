@@ -14,6 +14,7 @@ from flask import current_app, request, session
 from flask_login import logout_user
 from sqlalchemy import delete, select, update
 
+from portal import hooks
 from portal.accounts import mfa, passwords, sessions, tokens
 from portal.accounts.identity import email_of, find_by_email, name_of, set_identity
 from portal.accounts.models import (
@@ -452,16 +453,49 @@ def admin_reset_mfa(actor: User, user: User) -> None:
 
 
 def set_active(actor: User, user: User, active: bool) -> None:
-    """Deactivate (ending every session) or reactivate an account."""
-    if user.id == actor.id and not active:
-        raise RuleError("You cannot deactivate your own account.")
-    user.active = active
-    if not active:
-        user.alt_id = new_alt_id()
-        sessions.end_all(user.id)
-    record("account.deactivated" if not active else "account.reactivated", actor=actor,
-           target=("user", user.id))
+    """Deactivate (ending every session) or reactivate an account.
+
+    Deactivating a therapist who still has conversations is refused by the care checks
+    (messaging): their clients are handed over first (`messaging.handover`).
+    """
+    if active:
+        user.active = True
+        record("account.reactivated", actor=actor, target=("user", user.id))
+    else:
+        deactivate(actor, user)
     db.session.commit()
+
+
+def deactivate(actor: User, user: User) -> None:
+    """Deactivate without committing, so a handover can share the transaction."""
+    if user.id == actor.id:
+        raise RuleError("You cannot deactivate your own account.")
+    lock_users(user.id)
+    user.active = False
+    user.alt_id = new_alt_id()
+    sessions.end_all(user.id)
+    record("account.deactivated", actor=actor, target=("user", user.id))
+    if user.role == Role.THERAPIST:
+        db.session.flush()
+        run_care_checks(None if user.covering else set(clients_of_ids(user.id)))
+
+
+def lock_users(*user_ids: uuid.UUID) -> None:
+    """Take the people's rows' locks, in one order, before changing who cares for whom.
+
+    Two administrators changing one client's care at once then run one after the other, and
+    each check sees the other's change (SQLite's write lock already serializes them).
+    """
+    ids = sorted(set(user_ids), key=str)
+    if ids:
+        db.session.execute(select(User.id).where(User.id.in_(ids))
+                           .order_by(User.id).with_for_update())
+
+
+def run_care_checks(client_ids: set[uuid.UUID] | None) -> None:
+    """Let every feature refuse a change of care (None: any client may be affected)."""
+    for check in hooks.care_checks:
+        check(client_ids)
 
 
 def _therapist(therapist_id: uuid.UUID) -> User:
@@ -489,21 +523,63 @@ def assign(actor: User, client: User, therapist_id: uuid.UUID) -> None:
 
 
 def unassign(actor: User, client: User, therapist_id: uuid.UUID) -> bool:
-    """Remove a therapist from a client; return False (and audit nothing) if none was assigned."""
+    """Remove a therapist from a client; return False (and audit nothing) if none was assigned.
+
+    Refused while the therapist still has the client's conversations (hand them over first).
+    """
+    removed = remove_assignment(actor, client, therapist_id)
+    db.session.commit()
+    return removed
+
+
+def remove_assignment(actor: User, client: User, therapist_id: uuid.UUID) -> bool:
+    """Unassign without committing, so a handover can share the transaction."""
+    lock_users(client.id, therapist_id)
     result = db.session.execute(delete(Assignment).where(
         Assignment.client_id == client.id, Assignment.therapist_id == therapist_id))
     removed = bool(result.rowcount)
     if removed:
         record("assignment.removed", actor=actor, target=("user", client.id),
                subject_id=client.id)
-    db.session.commit()
+        run_care_checks({client.id})
     return removed
+
+
+def set_covering(actor: User, therapist: User, covering: bool) -> None:
+    """Name a therapist a covering clinician (on call), or stop; refused if that would leave a
+    conversation written to the practice with nobody to read it."""
+    if therapist.role != Role.THERAPIST:
+        raise RuleError("Only therapists can be covering clinicians.")
+    if covering and not therapist.active:
+        raise RuleError("This therapist's account is deactivated; reactivate it first.")
+    lock_users(therapist.id)
+    if therapist.covering == covering:
+        return
+    therapist.covering = covering
+    record("practice.covering_added" if covering else "practice.covering_removed",
+           actor=actor, target=("user", therapist.id))
+    if not covering:
+        db.session.flush()
+        run_care_checks(None)
+    db.session.commit()
 
 
 def therapists_of(client_id: uuid.UUID) -> list[User]:
     return list(db.session.scalars(
         select(User).join(Assignment, Assignment.therapist_id == User.id)
         .where(Assignment.client_id == client_id).order_by(User.created_at)))
+
+
+def covering_clinicians() -> list[User]:
+    """The active therapists the practice names as covering clinicians, oldest first."""
+    return list(db.session.scalars(
+        select(User).where(User.role == Role.THERAPIST, User.active, User.covering)
+        .order_by(User.created_at)))
+
+
+def clients_of_ids(therapist_id: uuid.UUID) -> list[uuid.UUID]:
+    return list(db.session.scalars(
+        select(Assignment.client_id).where(Assignment.therapist_id == therapist_id)))
 
 
 def clients_of(therapist_id: uuid.UUID) -> list[User]:

@@ -1,12 +1,22 @@
-"""`portal deliver-mail`: send what the outbox holds (a loop, or once for cron)."""
+"""`portal deliver-mail`: send what the outbox holds (a loop, or once for cron).
 
+Each round first runs the features' timers (`hooks.worker_tasks`: crisis escalation, draft
+purging), which may queue mail, then delivers. Several loops may run on several machines:
+the timers claim their work atomically and the outbox claims each message, so nothing goes
+twice.
+"""
+
+import logging
 import time
 
 import click
 from flask.cli import with_appcontext
 
+from portal import hooks
 from portal.extensions import db
 from portal.mail.service import deliver_pending, purge_delivered
+
+log = logging.getLogger("portal.mail")
 
 PURGE_EVERY_SECONDS = 3600
 _sleep = time.sleep  # a seam for tests
@@ -22,6 +32,7 @@ def deliver_mail_command(once: bool, interval: float) -> None:
     last_purge: float | None = None
     try:
         while True:
+            run_worker_tasks()
             report = deliver_pending()
             click.echo(f"mail: {report.sent} sent, {report.failed} failed, "
                        f"{report.pending} pending")
@@ -36,3 +47,18 @@ def deliver_mail_command(once: bool, interval: float) -> None:
             _sleep(interval)
     except KeyboardInterrupt:
         click.echo("mail: stopped")
+
+
+def run_worker_tasks() -> dict[str, int]:
+    """Run every feature's timer once; one that fails is logged and the others still run."""
+    done: dict[str, int] = {}
+    for task in hooks.worker_tasks:
+        try:
+            done[task.name] = count = task.run()
+        except Exception:  # a timer's failure must not stop mail delivery
+            db.session.rollback()
+            log.exception("worker task %s failed", task.name)
+            continue
+        if count:
+            click.echo(f"{task.name}: {count}")
+    return done

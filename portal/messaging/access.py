@@ -1,16 +1,17 @@
 """Who may see a conversation, a message, an attachment or an emergency grant.
 
 A thread is visible to its client, to its therapist while the client is still assigned to
-them, and to an administrator only under a live emergency grant for that client (read-only).
-Everything else, whatever the id, is a 404, so the answer does not even say that the object
-exists. Every messaging page and service loads these rows through this module only.
+them, to every covering clinician when it was written to the practice, and to an
+administrator only under a live emergency grant for that client (read-only). Everything
+else, whatever the id, is a 404, so the answer does not even say that the object exists.
+Every messaging page and service loads these rows through this module only.
 """
 
 import uuid
 from dataclasses import dataclass
 
 from flask import abort
-from sqlalchemy import Uuid, and_, bindparam, exists, false, select
+from sqlalchemy import Uuid, and_, bindparam, exists, false, or_, select
 from sqlalchemy.orm import undefer
 
 from portal.accounts.models import Assignment, Role
@@ -55,9 +56,11 @@ def _participant_clause(user):
     if user.role == Role.CLIENT:
         return Thread.client_id == user.id
     if user.role == Role.THERAPIST:
-        return and_(Thread.therapist_id == user.id,
-                    exists(select(Assignment.id).where(Assignment.client_id == Thread.client_id,
-                                                       Assignment.therapist_id == user.id)))
+        own = and_(Thread.therapist_id == user.id,
+                   exists(select(Assignment.id).where(Assignment.client_id == Thread.client_id,
+                                                      Assignment.therapist_id == user.id)))
+        # A covering clinician also reads what clients wrote to the practice.
+        return or_(own, Thread.to_practice) if user.covering else own
     return false()
 
 

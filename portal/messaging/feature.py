@@ -4,7 +4,7 @@ from flask import Flask
 
 from portal import hooks
 from portal.hooks import NavItem
-from portal.messaging import audited, demo
+from portal.messaging import audited, care, demo
 from portal.messaging.views import SETTINGS_SECTION, bp, unread_badge
 
 
@@ -16,4 +16,5 @@ def init_app(app: Flask) -> None:
                                      badge=unread_badge))
     hooks.account_sections.provide(SETTINGS_SECTION)
     hooks.demo_seeders.provide(demo.seed)
+    hooks.care_checks.provide(care.refuse_orphans)
     audited.declare_actions()

@@ -215,6 +215,9 @@ class EmergencyGrant(db.Model):
     admin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     reason_sealed: Mapped[bytes] = sealed_column(owner="client_id")
+    # A fixed category (a key of emergency.REASON_CATEGORIES), safe to show in the client's
+    # access log and in emails, unlike the written reason.
+    reason_category: Mapped[str] = mapped_column(String(32), default="other")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     ended_at: Mapped[datetime | None]
