@@ -27,13 +27,25 @@ TEMPLATES: dict[str, MailTemplate] = {
     "password_disabled": MailTemplate("Please reset your coeo portal password", (), ("link",)),
     "new_message": MailTemplate("You have a new secure message", ("link",)),
     "urgent_message": MailTemplate("Urgent: a message in the portal needs you now", ("link",)),
+    "crisis_escalation": MailTemplate("Urgent: please sign in to the portal now", ("link",)),
+    "crisis_escalation_admin": MailTemplate("Urgent: a portal message is waiting for a clinician",
+                                            ("link",)),
+    # One emergency-access notice, in one design, for each who is told (no name, no reason).
     "emergency_access_notice": MailTemplate("Emergency access was granted in the coeo portal",
                                             ("link",)),
+    "emergency_access_client": MailTemplate("Your coeo portal record was opened", ("link",)),
+    "emergency_access_therapist": MailTemplate(
+        "Emergency access was used for someone you care for", ("link",)),
     "estimate_requested": MailTemplate("A Good Faith Estimate was requested", ("link",)),
     "estimate_issued": MailTemplate("A new document is available in your portal", ("link",)),
     "password_changed": MailTemplate("Your coeo portal password was changed", (), ("link",)),
     "mfa_reset": MailTemplate("Two-step sign-in was reset on your coeo portal account", (),
                               ("link",)),
+    "handover_to_therapist": MailTemplate("Conversations were handed over to you",
+                                          ("link",)),
+    # `staff_name`: the practice staff member who answers now (not the client's): no PHI.
+    "handover_to_client": MailTemplate("Who answers your messages in the portal",
+                                       ("link", "staff_name")),
 }
 
 SUBJECTS: dict[str, str] = {name: template.subject for name, template in TEMPLATES.items()}

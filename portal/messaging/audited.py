@@ -8,7 +8,14 @@ from sqlalchemy import and_, select
 from portal.audit.catalogue import declare, name_targets
 from portal.crypto import context_for, open_text_safe, preload_keys
 from portal.extensions import db
-from portal.messaging.models import Attachment, Message, Thread, attachment_name_context
+from portal.messaging.emergency import REASON_FOR_CLIENT
+from portal.messaging.models import (
+    Attachment,
+    EmergencyGrant,
+    Message,
+    Thread,
+    attachment_name_context,
+)
 
 ACTIONS = (
     ("thread.viewed", "Read {target}", False),
@@ -17,9 +24,13 @@ ACTIONS = (
     ("thread.reopened", "Reopened {target}", False),
     ("message.sent", "Wrote to you in {target}", False),
     ("message.crisis_flagged", None, False),  # the send itself is listed
+    ("message.crisis_acknowledged", None, False),  # the clinician's view is listed
+    ("message.crisis_escalated", None, False),  # a timer: nobody opened anything
     ("attachment.downloaded", "Downloaded {target}", False),
+    ("care.handed_over", "Moved your conversations to another therapist", False),
+    ("thread.handed_over", None, False),  # care.handed_over says it once for all of them
     ("emergency.granted", "Opened emergency access to your conversations "
-                          "(read-only, for up to an hour)", True),
+                          "(read-only, for up to an hour). The reason: {target}", True),
     ("emergency.ended", "Ended emergency access to your conversations", True),
     ("emergency.threads_listed", "Looked at the list of your conversations", True),
     ("emergency.thread_viewed", "Read {target}", True),
@@ -32,6 +43,19 @@ def declare_actions() -> None:
         declare(name, words, emergency=emergency)
     name_targets(("thread", "message"), _subjects, otherwise="one of your conversations")
     name_targets(("attachment",), _file_names, otherwise="a file you shared")
+    name_targets(("emergency_grant",), _reason_categories,
+                 otherwise=REASON_FOR_CLIENT["other"])
+
+
+def _reason_categories(client_id: uuid.UUID, ids: dict[str, list[uuid.UUID]]) -> dict[str, str]:
+    """The kind of reason for each of this client's emergency grants, in the client's words
+    (the category only: the written reason is sealed and never shown to them)."""
+    rows = db.session.execute(
+        select(EmergencyGrant.id, EmergencyGrant.reason_category)
+        .where(EmergencyGrant.client_id == client_id,
+               EmergencyGrant.id.in_(ids.get("emergency_grant", []))))
+    return {str(grant_id): REASON_FOR_CLIENT.get(category, REASON_FOR_CLIENT["other"])
+            for grant_id, category in rows}
 
 
 def _subjects(client_id: uuid.UUID, ids: dict[str, list[uuid.UUID]]) -> dict[str, str]:

@@ -3,9 +3,11 @@ one client's conversations, read-only, for 60 minutes, after writing down why.
 
 The grant and every view under it are high-severity audit events (ids only); the written
 reason may hold health information, so it is sealed under the client's key and never put in
-the audit trail or an email. The practice's other administrators are emailed a notice that
-says only that emergency access was granted. The client sees all of it in "Who has seen my
-record".
+the audit trail or an email. Its category (a fixed list, `REASON_CATEGORIES`) is not sealed:
+the client's access log shows it. On a grant, the client, each of their active therapists and
+the practice's other active administrators are emailed one notice each (the same design, no
+name and no reason: `templates/mail/emergency_access_*`), and the administrator is told exactly
+who was emailed. The client sees all of it in "Who has seen my record".
 """
 
 import uuid
@@ -17,6 +19,7 @@ from sqlalchemy import select
 
 from portal.accounts.identity import email_of, names_of
 from portal.accounts.models import Role, User
+from portal.accounts.service import therapists_of
 from portal.audit import record
 from portal.crypto import open_text_safe, preload_keys, seal
 from portal.db import new_id, utcnow
@@ -32,6 +35,55 @@ REASON_MIN = 20
 REASON_MAX = 2000
 DEFAULT_MINUTES = 60
 
+# Why emergency access was opened, as the administrator chooses it (the form's choices) ...
+REASON_CATEGORIES = {
+    "safety": "Concern for the client's safety",
+    "unreachable_therapist": "Their therapist cannot be reached",
+    "legal": "A legal or regulatory request",
+    "other": "Another reason",
+}
+# ... and as the client's access log says it, to the client.
+REASON_FOR_CLIENT = {
+    "safety": "concern for your safety",
+    "unreachable_therapist": "your therapist could not be reached",
+    "legal": "a legal or regulatory request",
+    "other": "another reason (you are welcome to ask us about it)",
+}
+
+
+@dataclass(frozen=True)
+class Told:
+    """Who was emailed about a grant: the administrator's page says exactly this."""
+
+    client: bool  # False when the client's portal access is paused or has no address
+    therapists: tuple[str, ...]  # their names, as the administrator may see them
+    admins: int  # other administrators
+
+    def sentence(self, client_name: str) -> str:
+        """Say who was emailed: "We emailed Alex Rivera, their therapist Colleen Xu and ..."."""
+        told = []
+        if self.client:
+            told.append(client_name)
+        if self.therapists:
+            told.append(("their therapist " if len(self.therapists) == 1
+                         else "their therapists ") + _and(list(self.therapists)))
+        if self.admins:
+            told.append(f"{self.admins} other administrator{'s' if self.admins != 1 else ''}")
+        said = f"We emailed {_and(told)}." if told else "Nobody could be emailed."
+        if not self.client:
+            said += (f" {client_name} was not emailed: their portal access is paused or "
+                     "has no email address.")
+        if not self.therapists:
+            said += " No therapist was told: the client has no active therapist assigned."
+        if not self.admins:
+            said += " You are the practice's only administrator, so no other administrator "\
+                    "was told."
+        return said
+
+
+def _and(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
 
 @dataclass(frozen=True)
 class GrantView:
@@ -42,6 +94,7 @@ class GrantView:
     expires_at: datetime
     ended_at: datetime | None
     active: bool
+    category: str = ""  # the reason's kind, in the administrator's words
 
 
 def minutes() -> int:
@@ -61,8 +114,19 @@ def clients_to_choose() -> list[tuple[uuid.UUID, str]]:
     return sorted(((c.id, names[c.id]) for c in clients), key=lambda p: p[1].casefold())
 
 
-def grant(admin: User, *, client_id: uuid.UUID, reason: str) -> EmergencyGrant:
-    """Open a client's conversations to this administrator, read-only, for an hour."""
+def other_admins(admin: User) -> list[User]:
+    """The practice's other active administrators (those a grant's notice goes to)."""
+    return list(db.session.scalars(select(User).where(
+        User.role == Role.ADMIN, User.active.is_(True), User.id != admin.id)))
+
+
+def grant(admin: User, *, client_id: uuid.UUID, reason: str,
+          category: str = "other") -> EmergencyGrant:
+    """Open a client's conversations to this administrator, read-only, for an hour, and
+    email the client, their therapists and the other administrators (no PHI).
+
+    The returned grant carries `told` (a `Told`): who was emailed.
+    """
     if not may_use(admin):
         raise RuleError("Emergency access needs an administrator account with two-step "
                         "sign-in turned on.")
@@ -73,6 +137,8 @@ def grant(admin: User, *, client_id: uuid.UUID, reason: str) -> EmergencyGrant:
                         "reason")
     if len(reason) > REASON_MAX:
         raise RuleError(f"Keep the reason to {REASON_MAX:,} characters.", "reason")
+    if category not in REASON_CATEGORIES:
+        raise RuleError("Choose the kind of reason from the list.", "category")
     client = db.session.get(User, client_id) if isinstance(client_id, uuid.UUID) else None
     if client is None or client.role != Role.CLIENT:
         raise RuleError("Choose a client from the list.", "client")
@@ -85,32 +151,45 @@ def grant(admin: User, *, client_id: uuid.UUID, reason: str) -> EmergencyGrant:
                         "conversations.", "client")
     try:
         row = EmergencyGrant(id=new_id(), admin_id=admin.id, client_id=client.id,
-                             created_at=now, expires_at=now + timedelta(minutes=minutes()))
+                             reason_category=category, created_at=now,
+                             expires_at=now + timedelta(minutes=minutes()))
         row.reason_sealed = seal(client.id, row.reason_context(), reason)
         db.session.add(row)
         db.session.flush()
         record("emergency.granted", actor=admin, target=("emergency_grant", row.id),
                subject_id=client.id, severity="high")
-        _tell_other_admins(admin)
+        told = _tell(admin, client)
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
+    row.told = told  # not a column: what the administrator's page says next
     return row
 
 
-def _tell_other_admins(admin: User) -> None:
-    """Email every other active administrator that emergency access was granted (no PHI)."""
-    others = list(db.session.scalars(select(User).where(
-        User.role == Role.ADMIN, User.active.is_(True), User.id != admin.id)))
-    if not others:
-        return
-    preload_keys([o.id for o in others])
-    link = current_app.config["PORTAL_BASE_URL"].rstrip("/") + "/admin/audit"
-    for other in others:
-        address = email_of(other)
+def _tell(admin: User, client: User) -> Told:
+    """Email the client, their active therapists and the other active administrators that
+    emergency access was opened: one design, three audiences, no name and no reason."""
+    therapists = [t for t in therapists_of(client.id) if t.active]
+    admins = other_admins(admin)
+    preload_keys([client.id, *(t.id for t in therapists), *(a.id for a in admins)])
+    base = current_app.config["PORTAL_BASE_URL"].rstrip("/")
+
+    def send(user: User, template: str, path: str) -> bool:
+        address = email_of(user)
         if address:
-            enqueue(other, "emergency_access_notice", to_address=address, link=link)
+            enqueue(user, template, to_address=address, link=base + path)
+        return bool(address)
+
+    told_client = client.active and send(client, "emergency_access_client",
+                                         "/account/access-log")
+    told_therapists = [t for t in therapists if send(t, "emergency_access_therapist",
+                                                     "/dashboard")]
+    told_admins = [a for a in admins if send(a, "emergency_access_notice", "/admin/audit")]
+    names = names_of(told_therapists)
+    return Told(client=bool(told_client),
+                therapists=tuple(names[t.id] for t in told_therapists),
+                admins=len(told_admins))
 
 
 def end(admin: User, grant_id: uuid.UUID) -> None:
@@ -139,7 +218,8 @@ def _view(row: EmergencyGrant, names: dict[uuid.UUID, str], *, active: bool) -> 
     """A grant as pages show it, with the reason opened."""
     return GrantView(row.id, names.get(row.client_id, ""),
                      open_text_safe(row.client_id, row.reason_context(), row.reason_sealed),
-                     row.created_at, row.expires_at, row.ended_at, active)
+                     row.created_at, row.expires_at, row.ended_at, active,
+                     REASON_CATEGORIES.get(row.reason_category, REASON_CATEGORIES["other"]))
 
 
 def client_threads(admin: User, grant_id: uuid.UUID) -> tuple[GrantView, list[ThreadRow]]:

@@ -50,12 +50,17 @@ class ComposeForm(FlaskForm):
 
 class EmergencyForm(FlaskForm):
     client = SelectField("Client", validate_choice=False)
+    category = SelectField("What kind of reason is it?", validate_choice=False)
     reason = TextAreaField("Why is emergency access needed?", validators=[
         DataRequired("Write down why you need emergency access.")])
     confirm = BooleanField(
         "I understand that this access is read-only, ends after an hour, is recorded, is "
-        "shown to the client, and that the practice's other administrators are told.",
+        "shown to the client, and that the people listed above are emailed.",
         validators=[DataRequired("Please confirm that you understand.")])
+
+    def validate_category(self, field) -> None:
+        if field.data not in {value for value, _ in field.choices if value}:
+            raise ValidationError("Choose the kind of reason from the list.")
 
     def validate_client(self, field) -> None:
         if field.data not in {value for value, _ in field.choices if value}:

@@ -19,7 +19,7 @@ from portal.audit.access_log import access_log as staff_access_to
 from portal.db import utcnow
 from portal.errors import RuleError
 from portal.forms import INVALID, form_status, refuse, require_button
-from portal.messaging import access, emergency, lists, reading, sending
+from portal.messaging import access, drafts, emergency, escalation, lists, reading, sending
 from portal.messaging.attachments import clean_name
 from portal.messaging.forms import ComposeForm, EmergencyForm, ReplyForm, chosen_files
 from portal.pages import read_only
@@ -30,6 +30,7 @@ bp = Blueprint("messaging", __name__)
 
 SETTINGS_SECTION = "messaging/_settings_section.html"
 CRISIS_FOLLOW_UP = "crisis_follow_up"  # session key: show the crisis follow-up on this thread
+TO_PRACTICE = "practice"  # the compose form's recipient value for "the practice"
 
 
 @bp.app_template_filter("waiting_for")
@@ -84,7 +85,9 @@ def inbox():
     me = _me()
     listing = lists.inbox(me, page_number())
     can_write = bool(sending.counterparts(me))
-    return render_template("messaging/inbox.html", listing=listing, can_write=can_write)
+    practice = not can_write and sending.can_write_to_practice(me)
+    return render_template("messaging/inbox.html", listing=listing,
+                           can_write=can_write or practice, to_practice=practice)
 
 
 @bp.route("/account/access-log")
@@ -104,27 +107,35 @@ def compose():
     """Start a conversation: a subject, a first message and optional files."""
     me = _me()
     people = sending.counterparts(me)
+    practice = not people and sending.can_write_to_practice(me)  # a client with no therapist
     names = names_of(people)
     form = ComposeForm()
     form.recipient.choices = sorted(((str(p.id), names[p.id]) for p in people),
                                     key=lambda pair: pair[1].casefold())
+    if practice:
+        form.recipient.choices = [(TO_PRACTICE, "The practice (the clinicians on call)")]
     if request.method == "GET":
         wanted = request.args.get("to")
         if wanted in {value for value, _ in form.recipient.choices}:
             form.recipient.data = wanted
         elif len(form.recipient.choices) == 1:
             form.recipient.data = form.recipient.choices[0][0]
-    if people and form.validate_on_submit():
+    draft_restored = request.method == "GET" and drafts.restore(
+        me, drafts.COMPOSE, form, keep=frozenset({"recipient"} if request.args.get("to") else ()))
+    if (people or practice) and form.validate_on_submit():
         try:
             thread, message = sending.start_thread(
-                me, counterpart_id=uuid.UUID(form.recipient.data), subject=form.subject.data,
+                me, counterpart_id=None if practice else uuid.UUID(form.recipient.data),
+                to_practice=practice, subject=form.subject.data,
                 body=form.body.data, files=chosen_files(form.attachments))
         except RuleError as error:
             _refuse(form, error)
         else:
+            drafts.discard(me, drafts.COMPOSE)
             _sent(message)
             return redirect(url_for("messaging.thread", thread_id=thread.id, _anchor="latest"))
-    return render_template("messaging/compose.html", form=form, people=people), form_status()
+    return render_template("messaging/compose.html", form=form, people=people,
+                           to_practice=practice, draft_restored=draft_restored), form_status()
 
 
 def _sent(message) -> None:
@@ -139,10 +150,13 @@ def _sent(message) -> None:
 @read_only
 def thread(thread_id: uuid.UUID):
     """Show a conversation (the newest 50 messages, then older ones) with the reply form."""
-    return _thread_page(thread_id, ReplyForm())
+    form = ReplyForm()
+    restored = drafts.restore(_me(), drafts.form_key_for_reply(thread_id), form)
+    return _thread_page(thread_id, form, draft_restored=restored)
 
 
-def _thread_page(thread_id: uuid.UUID, form: ReplyForm, status: int = 200):
+def _thread_page(thread_id: uuid.UUID, form: ReplyForm, status: int = 200, *,
+                 draft_restored: bool = False):
     me = _me()
     thread_access = access.thread_access(me, thread_id)
     page = reading.view_thread(me, thread_access, before=cursor("before"))
@@ -153,7 +167,7 @@ def _thread_page(thread_id: uuid.UUID, form: ReplyForm, status: int = 200):
                         and session.pop(CRISIS_FOLLOW_UP, None) == str(thread_id))
     return render_template("messaging/thread.html", page=page, form=form,
                            recent_crisis=recent_crisis, crisis_follow_up=crisis_follow_up,
-                           grant=thread_access.grant), status
+                           grant=thread_access.grant, draft_restored=draft_restored), status
 
 
 @bp.route("/messages/<uuid:thread_id>/reply", methods=["POST"])
@@ -169,9 +183,24 @@ def reply(thread_id: uuid.UUID):
         except RuleError as error:
             _refuse(form, error)
         else:
+            drafts.discard(me, drafts.form_key_for_reply(thread_id))
             _sent(message)
             return redirect(url_for("messaging.thread", thread_id=thread_id, _anchor="latest"))
     return _thread_page(thread_id, form, INVALID)
+
+
+@bp.route("/messages/<uuid:thread_id>/crisis-seen", methods=["POST"])
+@role_required("therapist")
+def crisis_seen(thread_id: uuid.UUID):
+    """Mark a conversation's crisis flag "seen and acted on" (who and when are shown)."""
+    me = _me()
+    access.thread_for(me, thread_id)
+    require_button()
+    if escalation.acknowledge(me, thread_id):
+        flash("Marked as seen and acted on. Nobody else will be alerted about it.", "success")
+    else:
+        flash("Nothing here is waiting to be marked as seen.", "info")
+    return redirect(url_for("messaging.thread", thread_id=thread_id))
 
 
 @bp.route("/messages/<uuid:thread_id>/close", methods=["POST"])
@@ -255,21 +284,24 @@ def emergency_access():
     """Ask for emergency access to one client's conversations, with a written reason."""
     me = _emergency_admin()
     form = EmergencyForm()
+    choices = dict(emergency.clients_to_choose())
     form.client.choices = [("", "Choose a client")] + [
-        (str(client_id), name) for client_id, name in emergency.clients_to_choose()]
+        (str(client_id), name) for client_id, name in choices.items()]
+    form.category.choices = [("", "Choose one"), *emergency.REASON_CATEGORIES.items()]
     if form.validate_on_submit():
         try:
             grant = emergency.grant(me, client_id=uuid.UUID(form.client.data),
-                                    reason=form.reason.data)
+                                    reason=form.reason.data, category=form.category.data)
         except RuleError as error:
             refuse(form, error)
         else:
-            flash("Emergency access is open for the next hour, read-only. It has been "
-                  "recorded, and the other administrators have been told.", "warning")
+            told = grant.told.sentence(choices.get(grant.client_id, "The client"))
+            flash(f"Emergency access is open for the next {emergency.minutes()} minutes, "
+                  f"read-only, and it has been recorded. {told}", "warning")
             return redirect(url_for("messaging.emergency_grant", grant_id=grant.id))
     return render_template("messaging/emergency.html", form=form,
-                           grants=emergency.grants_of(me),
-                           minutes=emergency.minutes()), form_status()
+                           grants=emergency.grants_of(me), minutes=emergency.minutes(),
+                           other_admins=len(emergency.other_admins(me))), form_status()
 
 
 @bp.route("/emergency-access/<uuid:grant_id>")

@@ -31,7 +31,8 @@ def conversation(db, people):
 
 def _grant_by_form(client, people, reason=REASON, confirm="y"):
     token = csrf_token(client, "/emergency-access")
-    data = {"csrf_token": token, "client": str(people.client_a.id), "reason": reason}
+    data = {"csrf_token": token, "client": str(people.client_a.id), "category": "safety",
+            "reason": reason}
     if confirm:
         data["confirm"] = confirm
     return client.post("/emergency-access", data=data)
