@@ -88,6 +88,14 @@ class Config:
     ATTACHMENT_MAX_BYTES = 10 * 1024 * 1024
     ATTACHMENT_MAX_COUNT = 5
     NOTIFY_THROTTLE_MINUTES = 15
+    # Drafts (words saved as they are typed, sealed) not touched for this long are purged
+    # by the deliver-mail loop.
+    DRAFT_DAYS = 30
+    # A crisis-flagged message nobody has marked "seen and acted on" is escalated to the
+    # covering clinicians after CRISIS_ESCALATE_MINUTES, then again every CRISIS_REPEAT_MINUTES
+    # (the practice's escalation interval), by the deliver-mail loop.
+    CRISIS_ESCALATE_MINUTES = 30
+    CRISIS_REPEAT_MINUTES = 60
 
     # Estimates
     GFE_DISPUTE_THRESHOLD_CENTS = 40000
@@ -156,6 +164,8 @@ ENV_SETTINGS: dict[str, type] = {
     "MAIL_FROM": str,
     "PORTAL_BASE_URL": str,
     "SESSION_IDLE_MINUTES": int,
+    "CRISIS_ESCALATE_MINUTES": int,
+    "CRISIS_REPEAT_MINUTES": int,
     "SESSION_ABSOLUTE_HOURS": int,
     "REPLY_TIME_TEXT": str,
     "PRACTICE_TIMEZONE": str,

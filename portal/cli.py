@@ -39,6 +39,8 @@ DEMO_PEOPLE = (
 DEMO_ASSIGNMENTS = {"alex@example.org": ["colleen@coeo.example"],
                     "zoe@example.org": ["colleen@coeo.example", "kristen@coeo.example"],
                     "sam@example.org": ["kristen@coeo.example"]}
+# The practice's covering clinicians (on call): they read what clients write to the practice.
+DEMO_COVERING = {"kristen@coeo.example"}
 
 
 @portal_cli.command("create-user")
@@ -82,7 +84,8 @@ def seed_demo() -> None:
     """Create the demo accounts with passwords set and staff enrolled in two-step sign-in."""
     by_email = {}
     for role, name, email, password, key in DEMO_PEOPLE:
-        user = User(id=new_id(), role=role, mfa_prompt_dismissed=True)
+        user = User(id=new_id(), role=role, mfa_prompt_dismissed=True,
+                    covering=email in DEMO_COVERING)
         set_identity(user, name=name, email=email)
         user.password_hash = passwords.hash_password(password)
         if key:

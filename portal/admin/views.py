@@ -152,6 +152,34 @@ def unassign(user_id: uuid.UUID, therapist_id: uuid.UUID):
                    nothing_done="That therapist was not assigned to this client.")
 
 
+@bp.route("/covering")
+@role_required("admin")
+def covering():
+    """Name the therapists who are covering clinicians (on call) for the practice."""
+    therapists, names = admin_service.people("therapist")
+    return render_template("admin/covering.html", form=EmptyForm(), names=names,
+                           therapists=[t for t in therapists if t.active or t.covering])
+
+
+@bp.route("/covering/<uuid:user_id>", methods=["POST"])
+@role_required("admin")
+def set_covering(user_id: uuid.UUID):
+    """Make a therapist a covering clinician, or stop (audited; refused if it would leave a
+    conversation written to the practice with nobody to read it)."""
+    require_button()
+    person = _user_or_404(user_id)
+    wanted = request.form.get("covering") == "1"
+    try:
+        service.set_covering(current_user._get_current_object(), person, wanted)
+    except RuleError as error:
+        flash(error.message, "error")
+    else:
+        flash("They are now a covering clinician: they read and answer what clients write to "
+              "the practice." if wanted else "They are no longer a covering clinician.",
+              "success")
+    return redirect(url_for("admin.covering"))
+
+
 @bp.route("/audit", methods=["GET", "POST"])
 @role_required("admin")
 def audit():

@@ -4,7 +4,14 @@ from flask import Flask
 
 from portal import hooks
 from portal.hooks import NavItem
-from portal.messaging import audited, care, demo
+from portal.messaging import (
+    audited,
+    care,
+    demo,
+    draft_views,  # noqa: F401  (its routes join `bp` on import)
+    drafts,
+    escalation,
+)
 from portal.messaging.views import SETTINGS_SECTION, bp, unread_badge
 
 
@@ -17,4 +24,6 @@ def init_app(app: Flask) -> None:
     hooks.account_sections.provide(SETTINGS_SECTION)
     hooks.demo_seeders.provide(demo.seed)
     hooks.care_checks.provide(care.refuse_orphans)
+    hooks.worker_tasks.provide(hooks.WorkerTask("crisis escalation", escalation.escalate_due))
+    hooks.worker_tasks.provide(hooks.WorkerTask("draft purge", drafts.purge_old))
     audited.declare_actions()

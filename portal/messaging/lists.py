@@ -7,7 +7,7 @@ import math
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import Uuid, and_, bindparam, case, func, select
+from sqlalchemy import Uuid, and_, bindparam, case, exists, func, or_, select
 
 from portal.accounts.identity import names_by_id, names_of
 from portal.accounts.models import Assignment, Role, User
@@ -42,7 +42,14 @@ def _rows(threads: list[Thread], people: dict[uuid.UUID, str], person_of) -> lis
             person=people.get(person_of(t), ""), last_message_at=t.last_message_at,
             unread=t.therapist_unread if person_of(t) == t.client_id else t.client_unread,
             closed=t.status == ThreadStatus.CLOSED, awaiting_since=t.awaiting_since,
-            crisis=t.crisis_flagged_at is not None))
+            crisis=t.crisis_flagged_at is not None,
+            crisis_message_id=t.crisis_message_id,
+            crisis_acknowledged_at=t.crisis_acknowledged_at,
+            crisis_acknowledged_by=people.get(t.crisis_acknowledged_by_id, "a clinician")
+            if t.crisis_acknowledged_by_id else "", to_practice=t.to_practice,
+            handed_over_from=(people.get(t.handed_over_from_id, "another therapist")
+                              if t.handed_over_at is not None and person_of(t) == t.client_id
+                              else None)))
     return rows
 
 
@@ -71,7 +78,13 @@ def inbox(client: User, page: int = 1) -> ListPage:
 
 
 def _dashboard_from(stmt, therapist: User):
-    """Limit a statement to the therapist's threads with clients still assigned to them."""
+    """Limit a statement to the therapist's threads with clients still assigned to them (and,
+    for a covering clinician, every conversation written to the practice)."""
+    if therapist.covering:
+        own = and_(Thread.therapist_id == therapist.id, exists(
+            select(Assignment.id).where(Assignment.client_id == Thread.client_id,
+                                        Assignment.therapist_id == therapist.id)))
+        return stmt.where(or_(own, Thread.to_practice))
     return (stmt.join(Assignment, and_(Assignment.client_id == Thread.client_id,
                                        Assignment.therapist_id == Thread.therapist_id))
             .where(Thread.therapist_id == therapist.id))
@@ -80,9 +93,10 @@ def _dashboard_from(stmt, therapist: User):
 def matching_clients(therapist: User, query: str) -> list[uuid.UUID]:
     """Ids of the therapist's clients whose name contains the query (names open in the app)."""
     needle = " ".join(query.split()).casefold()
-    clients = list(db.session.scalars(
-        select(User).join(Assignment, Assignment.client_id == User.id)
-        .where(Assignment.therapist_id == therapist.id)))
+    mine = select(Assignment.client_id).where(Assignment.therapist_id == therapist.id)
+    if therapist.covering:  # and the clients who wrote to the practice
+        mine = mine.union(select(Thread.client_id).where(Thread.to_practice))
+    clients = list(db.session.scalars(select(User).where(User.id.in_(mine))))
     names = names_of(clients)
     return [c.id for c in clients if needle in " ".join(names[c.id].split()).casefold()]
 
@@ -117,6 +131,9 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
     order = (
         case((Thread.crisis_flagged_at.is_not(None), 0), else_=1),
         Thread.crisis_flagged_at,
+        # Handed over and not opened yet by its new therapist: next, newest handover first.
+        case((Thread.handed_over_at.is_not(None), 0), else_=1),
+        Thread.handed_over_at.desc(),
         case((awaiting, 0), else_=1),
         Thread.awaiting_since,
         Thread.last_message_at.desc(),
@@ -125,7 +142,11 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
     threads = list(db.session.scalars(
         _dashboard_from(select(Thread), therapist).where(*conditions)
         .order_by(*order).limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)))
-    names = _names_for([t.client_id for t in threads])
+    names = _names_for([*{t.client_id for t in threads},
+                        *{t.crisis_acknowledged_by_id for t in threads
+                          if t.crisis_acknowledged_by_id},
+                        *{t.handed_over_from_id for t in threads
+                          if t.handed_over_at is not None and t.handed_over_from_id}])
     listing = ListPage(_rows(threads, names, lambda t: t.client_id), page, pages, total,
                        counts, unread_messages)
     _end_read()
@@ -142,12 +163,21 @@ _UNREAD_OF_THERAPIST = (
            Thread.therapist_unread > 0))
 
 
+_UNREAD_OF_COVERING = select(func.coalesce(func.sum(Thread.therapist_unread), 0)).where(
+    Thread.therapist_unread > 0,
+    or_(and_(Thread.therapist_id == bindparam("user_id", type_=Uuid()),
+             exists(select(Assignment.id).where(
+                 Assignment.client_id == Thread.client_id,
+                 Assignment.therapist_id == bindparam("user_id", type_=Uuid())))),
+        Thread.to_practice))
+
+
 def unread_count(user: User) -> int:
     """Unread messages for the navigation badge (one query, on every page)."""
     if user.role == Role.CLIENT:
         stmt = _UNREAD_OF_CLIENT
     elif user.role == Role.THERAPIST:
-        stmt = _UNREAD_OF_THERAPIST
+        stmt = _UNREAD_OF_COVERING if user.covering else _UNREAD_OF_THERAPIST
     else:
         return 0
     return int(db.session.execute(stmt, {"user_id": user.id}).scalar() or 0)

@@ -17,6 +17,7 @@ from flask import current_app
 from sqlalchemy import delete, or_, select
 
 from portal.accounts.identity import email_of
+from portal.accounts.service import covering_clinicians
 from portal.extensions import db
 from portal.mail import OutboxMessage, enqueue
 from portal.mail.service import _AFTER_COMMIT_KEY  # a deferred notice must wait for its time
@@ -90,6 +91,37 @@ def _notify_urgently(thread: Thread, recipient, *, now: datetime, notified_attr:
     if not waiting:
         setattr(thread, notified_attr, now)
     return row
+
+
+def notify_practice(thread: Thread, *, now: datetime, urgent: bool = False) -> int:
+    """Tell every covering clinician about a client's message to the practice; return how many.
+
+    Urgent: each is emailed at once. Otherwise one notice each per throttle window (a later
+    message inside the window gets one follow-up each, due when it ends). Several people
+    share the conversation's clinician side, so these notices are not withdrawn by one of
+    them reading it. Call inside the sending transaction, with the thread's row lock held.
+    """
+    last = thread.therapist_notified_at
+    if urgent:
+        due = now
+    elif last is not None and last > now:
+        return 0  # follow-ups are already waiting; they cover this message too
+    else:
+        window = _window()
+        due = now if last is None or now - last >= window else last + window
+    queued = 0
+    for person in covering_clinicians():
+        address = email_of(person)
+        if not address:
+            continue
+        row = enqueue(person, URGENT if urgent else TEMPLATE, to_address=address,
+                      link=sign_in_link())
+        if due > now:
+            _defer(row, due)
+        queued += 1
+    if not urgent or last is None or last <= now:
+        thread.therapist_notified_at = due
+    return queued
 
 
 def _defer(row: OutboxMessage, due: datetime) -> None:

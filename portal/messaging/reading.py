@@ -11,7 +11,7 @@ from sqlalchemy import Uuid, bindparam, func, select, tuple_, update
 
 from portal.accounts.identity import names_by_id
 from portal.accounts.models import User
-from portal.audit import record
+from portal.audit import AuditEvent, record
 from portal.crypto import UNREADABLE, DecryptionError, open_bytes, open_text, open_text_safe
 from portal.crypto.hooks import report_decrypt_failure
 from portal.db import utcnow
@@ -96,6 +96,11 @@ def view_thread(viewer: User, thread_access: ThreadAccess, *,
         else:
             if should_mark:
                 mark_read(viewer, thread, utcnow(), seen_through=page.messages[-1].created_at)
+            if thread.handed_over_at is not None and viewer.id == thread.therapist_id:
+                # Its new therapist has opened it: the dashboard's handover marker goes.
+                db.session.execute(update(Thread).where(Thread.id == thread.id)
+                                   .values(handed_over_at=None)
+                                   .execution_options(synchronize_session=False))
             record("thread.viewed", actor=viewer, target=("thread", thread.id),
                    subject_id=thread.client_id)
     return page
@@ -127,10 +132,16 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
                 size_text=size_text(row.size)))
     found = list({row.id: row for row in found}.values())  # one row per message
 
-    names = names_by_id([thread.client_id, thread.therapist_id])
+    acknowledged_by = thread.crisis_acknowledged_by_id
+    names = names_by_id([thread.client_id, thread.therapist_id,
+                         *([acknowledged_by] if acknowledged_by else []),
+                         *([thread.handed_over_from_id] if thread.handed_over_from_id else [])])
     client_name = names.get(thread.client_id, "")
     therapist_name = names.get(thread.therapist_id, "")
     authors = {thread.client_id: client_name, thread.therapist_id: therapist_name}
+    others = {row.sender_id for row in found} - authors.keys()
+    if others:  # written to the practice: any covering clinician may have answered
+        authors.update(names_by_id(others))
 
     views = []
     viewer_id = viewer.id
@@ -147,8 +158,8 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
     can_reply, note = thread_access.can_write, None
     if thread_access.emergency:
         note = "You are reading under emergency access. Nothing here can be changed."
-    elif viewer.id == thread.client_id and not is_assigned(thread.client_id,
-                                                            thread.therapist_id):
+    elif (viewer.id == thread.client_id and not thread.to_practice
+          and not is_assigned(thread.client_id, thread.therapist_id)):
         can_reply = False
         note = ("This conversation is read-only now, because this therapist is no longer "
                 "assigned to you. You can start a new conversation with your current "
@@ -161,7 +172,28 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
         viewer_role=str(viewer.role), emergency=thread_access.emergency, messages=views,
         older_cursor=found[0].id if older and found else None, paged=cursor is not None,
         can_reply=can_reply, reply_note=note,
-        crisis_flagged=thread.crisis_flagged_at is not None)
+        crisis_flagged=thread.crisis_flagged_at is not None,
+        crisis_message_id=thread.crisis_message_id,
+        crisis_acknowledged_at=thread.crisis_acknowledged_at,
+        crisis_acknowledged_by=names.get(acknowledged_by, "") if acknowledged_by else "",
+        to_practice=thread.to_practice,
+        handed_over_from=(names.get(thread.handed_over_from_id, "another therapist")
+                          if thread.handed_over_from_id else None),
+        handed_over_on=_handed_over_on(thread) if thread.handed_over_from_id else None)
+
+
+# When a conversation was last handed over: the row's marker is cleared once the new
+# therapist opens it, the audit trail keeps the date (found by the client's indexed subject).
+_HANDED_OVER_ON = select(func.max(AuditEvent.at)).where(
+    AuditEvent.subject_id == bindparam("client_id", type_=Uuid()),
+    AuditEvent.action == "thread.handed_over",
+    AuditEvent.target_type == "thread",
+    AuditEvent.target_id == bindparam("thread_id", type_=AuditEvent.target_id.type))
+
+
+def _handed_over_on(thread: Thread) -> datetime | None:
+    return thread.handed_over_at or db.session.execute(
+        _HANDED_OVER_ON, {"client_id": thread.client_id, "thread_id": str(thread.id)}).scalar()
 
 
 def _page_statement(*, before: bool):

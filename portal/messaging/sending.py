@@ -14,12 +14,13 @@ from flask import current_app
 from sqlalchemy import select
 
 from portal.accounts.models import Assignment, Role, User
+from portal.accounts.service import covering_clinicians
 from portal.audit import record
 from portal.crypto import seal
 from portal.db import new_id, utcnow
 from portal.errors import RuleError
 from portal.extensions import db
-from portal.messaging import access, crisis, notifications
+from portal.messaging import access, crisis, escalation, notifications
 from portal.messaging.access import is_assigned
 from portal.messaging.attachments import CheckedFile, Refused, check_file, clean_name
 from portal.messaging.models import Attachment, Message, Thread, ThreadStatus
@@ -91,22 +92,47 @@ def counterparts(user: User) -> list[User]:
         .where(mine == user.id, User.active.is_(True)).order_by(User.created_at)))
 
 
-def start_thread(actor: User, *, counterpart_id: uuid.UUID, subject: str, body: str,
-                 files: Sequence[tuple[str | None, bytes]] = (), notify: bool = True
-                 ) -> tuple[Thread, Message]:
-    """Start a conversation with an assigned therapist (or client) and send its first message."""
+def practice_contact() -> str:
+    """How to reach the practice when nobody can be written to here."""
+    profile = current_app.config["PRACTICE"]
+    return f"call us at {profile['phone']} or email {profile['email']}"
+
+
+def can_write_to_practice(user: User) -> bool:
+    """A client with no therapist may write to the practice while someone is covering."""
+    return (user.role == Role.CLIENT and not counterparts(user)
+            and bool(covering_clinicians()))
+
+
+def start_thread(actor: User, *, counterpart_id: uuid.UUID | None = None, subject: str,
+                 body: str, files: Sequence[tuple[str | None, bytes]] = (),
+                 notify: bool = True, to_practice: bool = False) -> tuple[Thread, Message]:
+    """Start a conversation with an assigned therapist (or client) and send its first message.
+
+    `to_practice`: a client with no therapist writes to the practice; the first covering
+    clinician holds the conversation and every covering clinician reads it and is told.
+    """
     subject, text = clean_subject(subject), clean_body(body)
     if not text.strip():
         raise RuleError("Write your message.", "body")
     checked = check_files(files)
     counterpart = db.session.get(User, counterpart_id) if counterpart_id else None
-    if actor.role == Role.CLIENT:
+    if to_practice:
+        if actor.role != Role.CLIENT or counterparts(actor):
+            raise RuleError("Choose someone from the list.", "recipient")
+        covering = covering_clinicians()
+        if not covering:
+            raise RuleError("Nobody at the practice is reading messages here right now. "
+                            f"Please {practice_contact()}.", "recipient")
+        client, therapist = actor, covering[0]
+    elif actor.role == Role.CLIENT:
         client, therapist = actor, counterpart
     elif actor.role == Role.THERAPIST:
         client, therapist = counterpart, actor
     else:
         raise RuleError("Only clients and their therapists write messages.", "recipient")
-    if (client is None or therapist is None or client.role != Role.CLIENT
+    if not to_practice and (
+            client is None or therapist is None or client.role != Role.CLIENT
             or therapist.role != Role.THERAPIST or not counterpart.active
             or not is_assigned(client.id, therapist.id)):
         raise RuleError("Choose someone from the list.", "recipient")
@@ -115,7 +141,7 @@ def start_thread(actor: User, *, counterpart_id: uuid.UUID, subject: str, body: 
         thread = Thread(id=new_id(), client_id=client.id, therapist_id=therapist.id,
                         created_by_id=actor.id, status=ThreadStatus.OPEN, created_at=now,
                         last_message_at=now, message_count=0, client_unread=0,
-                        therapist_unread=0)
+                        therapist_unread=0, to_practice=to_practice)
         thread.subject_sealed = seal(client.id, thread.subject_context(), subject)
         db.session.add(thread)
         db.session.flush()
@@ -139,7 +165,8 @@ def reply(actor: User, thread_id: uuid.UUID, *, body: str,
         raise RuleError("Write your message, or attach a file.", "body")
     try:
         thread = access.thread_for(actor, thread_id, write=True)  # takes the row lock
-        if actor.role == Role.CLIENT and not is_assigned(thread.client_id, thread.therapist_id):
+        if (actor.role == Role.CLIENT and not thread.to_practice
+                and not is_assigned(thread.client_id, thread.therapist_id)):
             has_therapist = db.session.scalar(
                 select(User.id).join(Assignment, Assignment.therapist_id == User.id)
                 .where(Assignment.client_id == thread.client_id, User.active.is_(True))
@@ -191,17 +218,20 @@ def _append(thread: Thread, sender: User, text: str, files: list[CheckedFile], *
         thread.therapist_unread = (thread.therapist_unread or 0) + 1
         if thread.awaiting_since is None:
             thread.awaiting_since = now
-        if flagged and thread.crisis_flagged_at is None:
-            thread.crisis_flagged_at = now
+        if flagged:
+            escalation.flag(thread, message.id, now)
     else:
         thread.client_unread = (thread.client_unread or 0) + 1
         thread.awaiting_since = None
-        thread.crisis_flagged_at = None
+        # A reply stops the escalation timer; the flag stays until marked "seen and acted on".
+        thread.crisis_escalate_at = None
     if thread.status == ThreadStatus.CLOSED:
         thread.status, thread.closed_at, thread.closed_by_id = ThreadStatus.OPEN, None, None
         record("thread.reopened", actor=sender, target=("thread", thread.id),
                subject_id=owner)
-    if notify:
+    if notify and thread.to_practice and from_client:
+        notifications.notify_practice(thread, now=now, urgent=flagged)
+    elif notify:
         notifications.notify(thread, recipient, now=now, urgent=flagged)
     record("message.sent", actor=sender, target=("message", message.id), subject_id=owner)
     if flagged:
@@ -219,8 +249,7 @@ def set_closed(actor: User, thread_id: uuid.UUID, closed: bool) -> None:
         if closed and thread.status != ThreadStatus.CLOSED:
             thread.status, thread.closed_at, thread.closed_by_id = (
                 ThreadStatus.CLOSED, utcnow(), actor.id)
-            thread.awaiting_since = None
-            thread.crisis_flagged_at = None
+            thread.awaiting_since = None  # a crisis flag stays until marked seen and acted on
             record("thread.closed", actor=actor, target=("thread", thread.id),
                    subject_id=thread.client_id)
         elif not closed and thread.status == ThreadStatus.CLOSED:

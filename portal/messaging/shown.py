@@ -45,6 +45,15 @@ class ThreadPage:
     can_reply: bool
     reply_note: str | None
     crisis_flagged: bool
+    # Handed over from another therapist: who had it, and since when (None: never, or the
+    # date is not known).
+    handed_over_from: str | None = None
+    handed_over_on: datetime | None = None
+    # The flagged message to jump to, and who marked the flag "seen and acted on", and when.
+    crisis_message_id: uuid.UUID | None = None
+    crisis_acknowledged_at: datetime | None = None
+    crisis_acknowledged_by: str = ""
+    to_practice: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,12 @@ class ThreadRow:
     closed: bool
     awaiting_since: datetime | None = None
     crisis: bool = False
+    # Handed over to this therapist and not opened by them yet: from whom.
+    handed_over_from: str | None = None
+    crisis_message_id: uuid.UUID | None = None
+    crisis_acknowledged_at: datetime | None = None
+    crisis_acknowledged_by: str = ""
+    to_practice: bool = False
 
 
 @dataclass(frozen=True)

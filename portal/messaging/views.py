@@ -30,6 +30,7 @@ bp = Blueprint("messaging", __name__)
 
 SETTINGS_SECTION = "messaging/_settings_section.html"
 CRISIS_FOLLOW_UP = "crisis_follow_up"  # session key: show the crisis follow-up on this thread
+SENT_MESSAGE = "sent_message"  # session key: the message just sent ("Sent to ..." beside it)
 TO_PRACTICE = "practice"  # the compose form's recipient value for "the practice"
 
 
@@ -133,13 +134,16 @@ def compose():
         else:
             drafts.discard(me, drafts.COMPOSE)
             _sent(message)
-            return redirect(url_for("messaging.thread", thread_id=thread.id, _anchor="latest"))
+            return redirect(url_for("messaging.thread", thread_id=thread.id,
+                                    _anchor=f"m-{message.id}"))
     return render_template("messaging/compose.html", form=form, people=people,
                            to_practice=practice, draft_restored=draft_restored), form_status()
 
 
 def _sent(message) -> None:
     flash("Your message was sent.", "success")
+    # The thread opens scrolled to the sent message (its anchor), with "Sent to ..." beside it.
+    session[SENT_MESSAGE] = str(message.id)
     if message.crisis_flag:
         # Not a flash: the follow-up carries tappable links, so the thread page renders it
         # from messaging/_crisis_follow_up.html (once) when this marker names its thread.
@@ -165,8 +169,11 @@ def _thread_page(thread_id: uuid.UUID, form: ReplyForm, status: int = 200, *,
                      and utcnow() - page.messages[-1].created_at < timedelta(hours=1))
     crisis_follow_up = (me.id == page.client_id
                         and session.pop(CRISIS_FOLLOW_UP, None) == str(thread_id))
+    sent = session.pop(SENT_MESSAGE, None)
+    just_sent = next((m.id for m in page.messages if m.mine and str(m.id) == sent), None)
     return render_template("messaging/thread.html", page=page, form=form,
                            recent_crisis=recent_crisis, crisis_follow_up=crisis_follow_up,
+                           just_sent=just_sent,
                            grant=thread_access.grant, draft_restored=draft_restored), status
 
 
@@ -185,7 +192,8 @@ def reply(thread_id: uuid.UUID):
         else:
             drafts.discard(me, drafts.form_key_for_reply(thread_id))
             _sent(message)
-            return redirect(url_for("messaging.thread", thread_id=thread_id, _anchor="latest"))
+            return redirect(url_for("messaging.thread", thread_id=thread_id,
+                                    _anchor=f"m-{message.id}"))
     return _thread_page(thread_id, form, INVALID)
 
 

@@ -76,7 +76,11 @@ def test_server_flags_a_clients_message_and_never_blocks_it(app, db, people):
                           body="If you think about suicide, call 988.", notify=False)
     assert not reply.crisis_flag  # the therapist's own words are not flagged
     db.session.expire_all()
-    assert db.session.get(Thread, thread.id).crisis_flagged_at is None
+    row = db.session.get(Thread, thread.id)
+    # A reply stops the escalation timer, but only "seen and acted on" clears the flag
+    # (tests/messaging/test_crisis_ack.py).
+    assert row.crisis_flagged_at is not None and row.crisis_escalate_at is None
+    assert row.crisis_message_id == message.id
     assert db.session.get(Message, message.id).crisis_flag  # the message stays marked
 
 

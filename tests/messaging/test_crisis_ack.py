@@ -1,0 +1,123 @@
+"""A crisis flag stays until a clinician marks it "seen and acted on": who and when, audited,
+shown in the thread and on the dashboard, with a jump link to the flagged message."""
+
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from portal.audit.models import AuditEvent
+from portal.db import utcnow
+from portal.messaging import escalation, sending
+from portal.messaging.models import Thread
+from tests.messaging.conftest import csrf_token
+
+CRISIS = "Some days I don't want to be here anymore"
+
+
+def _flagged(people, body=CRISIS):
+    return sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+                                subject="Tonight", body=body, notify=False)
+
+
+def _row(db, thread_id) -> Thread:
+    db.session.expire_all()
+    return db.session.get(Thread, thread_id)
+
+
+def test_a_flagged_message_sets_the_flag_its_message_and_the_timer(app, db, people):
+    before = utcnow()
+    thread, message = _flagged(people)
+    row = _row(db, thread.id)
+    assert row.crisis_flagged_at is not None and row.crisis_message_id == message.id
+    assert row.crisis_acknowledged_at is None and row.crisis_acknowledged_by_id is None
+    minutes = app.config["CRISIS_ESCALATE_MINUTES"]
+    assert minutes == 30
+    assert (before + timedelta(minutes=minutes) <= row.crisis_escalate_at
+            <= utcnow() + timedelta(minutes=minutes))
+
+
+def test_a_later_flagged_message_keeps_the_first_as_the_jump_target(app, db, people):
+    thread, first = _flagged(people)
+    timer = _row(db, thread.id).crisis_escalate_at
+    sending.reply(people.client_a, thread.id, body="I want to die", notify=False)
+    row = _row(db, thread.id)
+    assert row.crisis_message_id == first.id
+    assert row.crisis_escalate_at == timer  # a running timer is not pushed back
+
+
+def test_a_reply_stops_the_timer_but_the_flag_stays(app, db, people):
+    thread, message = _flagged(people)
+    sending.reply(people.therapist_x, thread.id, body="I'm here. Calling you now.",
+                  notify=False)
+    row = _row(db, thread.id)
+    assert row.crisis_escalate_at is None
+    assert row.crisis_flagged_at is not None and row.crisis_message_id == message.id
+
+
+def test_acknowledging_clears_the_flag_and_says_who_and_when(app, db, people):
+    thread, message = _flagged(people)
+    assert escalation.acknowledge(people.therapist_x, thread.id) is True
+    row = _row(db, thread.id)
+    assert row.crisis_flagged_at is None and row.crisis_escalate_at is None
+    assert row.crisis_acknowledged_by_id == people.therapist_x.id
+    assert row.crisis_acknowledged_at is not None
+    event = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "message.crisis_acknowledged")).one()
+    assert event.actor_id == people.therapist_x.id
+    assert event.target_type == "message" and event.target_id == str(message.id)
+    assert event.subject_id == people.client_a.id
+    assert escalation.acknowledge(people.therapist_x, thread.id) is False  # nothing left
+
+
+def test_a_new_flag_after_acknowledgement_starts_again(app, db, people):
+    thread, _ = _flagged(people)
+    escalation.acknowledge(people.therapist_x, thread.id)
+    again = sending.reply(people.client_a, thread.id, body="I want to die", notify=False)
+    row = _row(db, thread.id)
+    assert row.crisis_message_id == again.id and row.crisis_escalate_at is not None
+    assert row.crisis_acknowledged_at is None and row.crisis_acknowledged_by_id is None
+
+
+def test_the_thread_page_jumps_to_the_flag_and_marks_it_seen(app, db, people, login):
+    thread, message = _flagged(people)
+    therapist = login(people.therapist_x)
+    html = therapist.get(f"/messages/{thread.id}").get_data(as_text=True)
+    assert f'href="#m-{message.id}"' in html and f'id="m-{message.id}"' in html
+    assert "Mark seen and acted on" in html
+    token = csrf_token(therapist, f"/messages/{thread.id}")
+    done = therapist.post(f"/messages/{thread.id}/crisis-seen", data={"csrf_token": token})
+    assert done.status_code == 302
+    html = therapist.get(done.headers["Location"]).get_data(as_text=True)
+    assert "Seen and acted on by Colleen Xu" in html
+    assert "Mark seen and acted on" not in html
+    dashboard = therapist.get("/dashboard").get_data(as_text=True)
+    assert "Seen and acted on by Colleen Xu" in dashboard
+    assert "Crisis language" not in dashboard
+
+
+def test_the_dashboard_links_straight_to_the_flagged_message(app, db, people, login):
+    thread, message = _flagged(people)
+    html = login(people.therapist_x).get("/dashboard").get_data(as_text=True)
+    assert f'/messages/{thread.id}#m-{message.id}' in html
+    assert "Crisis language" in html
+
+
+def test_the_client_never_sees_the_flag_or_the_button(app, db, people, login):
+    thread, _ = _flagged(people)
+    html = login(people.client_a).get(f"/messages/{thread.id}").get_data(as_text=True)
+    assert "Mark seen and acted on" not in html and "Crisis language" not in html
+
+
+def test_marking_needs_a_clinician_who_reads_the_thread(app, db, people, login):
+    thread, _ = _flagged(people)
+    other = login(people.therapist_y)  # client A's other therapist: not this thread's
+    token = csrf_token(other)
+    assert other.post(f"/messages/{thread.id}/crisis-seen",
+                      data={"csrf_token": token}).status_code == 404
+    client = login(people.client_a)
+    token = csrf_token(client)
+    assert client.post(f"/messages/{thread.id}/crisis-seen",
+                       data={"csrf_token": token}).status_code in (403, 404)
+    therapist = login(people.therapist_x)
+    assert therapist.post(f"/messages/{thread.id}/crisis-seen").status_code == 400  # no CSRF
+    assert _row(db, thread.id).crisis_flagged_at is not None
