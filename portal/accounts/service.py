@@ -452,18 +452,39 @@ def admin_reset_mfa(actor: User, user: User) -> None:
     db.session.commit()
 
 
-def set_active(actor: User, user: User, active: bool) -> None:
+# Why a client's account is deactivated: a fixed word, recorded in the audit action's name
+# (`account.deactivation_reason.<key>`), never free text.
+DEACTIVATION_REASONS = {
+    "client_asked": "The client asked",
+    "care_ended": "Care ended",
+    "safety_or_security": "Safety or security",
+    "other": "Other",
+}
+
+
+def set_active(actor: User, user: User, active: bool, *, reason: str | None = None) -> None:
     """Deactivate (ending every session) or reactivate an account.
 
-    Deactivating a therapist who still has conversations is refused by the care checks
-    (messaging): their clients are handed over first (`messaging.handover`).
+    Deactivating a client needs a reason (a key of DEACTIVATION_REASONS). Deactivating a
+    therapist who still has conversations is refused by the care checks (messaging): their
+    clients are handed over first (`messaging.handover.deactivate_therapist`).
     """
-    if active:
-        user.active = True
-        record("account.reactivated", actor=actor, target=("user", user.id))
-    else:
-        deactivate(actor, user)
-    db.session.commit()
+    try:
+        if active:
+            user.active = True
+            record("account.reactivated", actor=actor, target=("user", user.id))
+        else:
+            if user.role == Role.CLIENT and reason not in DEACTIVATION_REASONS:
+                raise RuleError("Choose why this account is being deactivated.", "reason")
+            deactivate(actor, user)
+            if user.role == Role.CLIENT:
+                # The audit row has no details column: the category is part of the action.
+                record(f"account.deactivation_reason.{reason}", actor=actor,
+                       target=("user", user.id))
+        db.session.commit()
+    except Exception:
+        db.session.rollback()  # a refused change must not be committed by a later write
+        raise
 
 
 def deactivate(actor: User, user: User) -> None:
@@ -505,13 +526,24 @@ def _therapist(therapist_id: uuid.UUID) -> User:
     return therapist
 
 
-def _assign(actor: User | None, client: User, therapist: User) -> None:
+def _assign(actor: User | None, client: User, therapist: User) -> bool:
     exists = db.session.scalar(select(Assignment.id).where(
         Assignment.client_id == client.id, Assignment.therapist_id == therapist.id))
     if exists is None:
         db.session.add(Assignment(client_id=client.id, therapist_id=therapist.id))
         record("assignment.added", actor=actor, target=("user", client.id),
                subject_id=client.id)
+    return exists is None
+
+
+def add_assignment(actor: User | None, client: User, therapist: User) -> bool:
+    """Assign without committing, so a handover can share the transaction; True when the
+    assignment is new (audited), False when it was there already."""
+    if client.role != Role.CLIENT:
+        raise RuleError("Only clients are assigned to therapists.")
+    if therapist.role != Role.THERAPIST:
+        raise RuleError("Choose a therapist.", "therapist")
+    return _assign(actor, client, therapist)
 
 
 def assign(actor: User, client: User, therapist_id: uuid.UUID) -> None:
@@ -527,8 +559,12 @@ def unassign(actor: User, client: User, therapist_id: uuid.UUID) -> bool:
 
     Refused while the therapist still has the client's conversations (hand them over first).
     """
-    removed = remove_assignment(actor, client, therapist_id)
-    db.session.commit()
+    try:
+        removed = remove_assignment(actor, client, therapist_id)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()  # a refused change must not be committed by a later write
+        raise
     return removed
 
 
@@ -555,13 +591,17 @@ def set_covering(actor: User, therapist: User, covering: bool) -> None:
     lock_users(therapist.id)
     if therapist.covering == covering:
         return
-    therapist.covering = covering
-    record("practice.covering_added" if covering else "practice.covering_removed",
-           actor=actor, target=("user", therapist.id))
-    if not covering:
-        db.session.flush()
-        run_care_checks(None)
-    db.session.commit()
+    try:
+        therapist.covering = covering
+        record("practice.covering_added" if covering else "practice.covering_removed",
+               actor=actor, target=("user", therapist.id))
+        if not covering:
+            db.session.flush()
+            run_care_checks(None)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()  # a refused change must not be committed by a later write
+        raise
 
 
 def therapists_of(client_id: uuid.UUID) -> list[User]:

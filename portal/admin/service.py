@@ -5,11 +5,12 @@ Names are sealed, so each read decrypts only the names its page shows.
 
 import uuid
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from portal.accounts.identity import names_of
 from portal.accounts.models import Role, User
 from portal.audit import AuditEvent, VerifyResult, verify
+from portal.estimates.models import GoodFaithEstimate, Status
 from portal.extensions import db
 
 RECENT_EVENTS = 100
@@ -47,3 +48,18 @@ def recent_events(limit: int = RECENT_EVENTS) -> list[AuditEvent]:
 def check_chain() -> VerifyResult:
     """Walk the whole audit chain (its cost grows with the trail: run on request only)."""
     return verify()
+
+
+def estimates_in_progress(client_ids: list[uuid.UUID], therapist_id: uuid.UUID
+                          ) -> dict[uuid.UUID, int]:
+    """Draft Good Faith Estimates this therapist has for these clients, by client (what a
+    handover shows at stake; messaging does not import estimates, so the admin counts)."""
+    if not client_ids:
+        return {}
+    rows = db.session.execute(
+        select(GoodFaithEstimate.client_id, func.count())
+        .where(GoodFaithEstimate.client_id.in_(client_ids),
+               GoodFaithEstimate.therapist_id == therapist_id,
+               GoodFaithEstimate.status == Status.DRAFT)
+        .group_by(GoodFaithEstimate.client_id))
+    return {client_id: int(count) for client_id, count in rows}

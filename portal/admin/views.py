@@ -12,7 +12,8 @@ from portal.accounts.identity import email_of, names_of
 from portal.accounts.models import Role, User
 from portal.admin import service as admin_service
 from portal.errors import RuleError
-from portal.forms import EmptyForm, form_status, refuse, require_button
+from portal.forms import INVALID, EmptyForm, form_status, refuse, require_button
+from portal.messaging import handover
 from portal.security import role_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -101,7 +102,11 @@ def _action(user_id: uuid.UUID, action, message: str, nothing_done: str | None =
 # The account page's plain buttons: endpoint, path, what it does (given the admin and the
 # account), what the admin is told, and the view's docstring. One view each, same endpoints.
 BUTTONS = (
-    ("deactivate", "deactivate", lambda actor, p: service.set_active(actor, p, False),
+    # The page's Deactivate link goes to `confirm_deactivate` (a client's reason, a therapist's
+    # handovers); this plain POST still works, with a reason for a client, and the care checks
+    # refuse it for a therapist who still has conversations.
+    ("deactivate", "deactivate",
+     lambda actor, p: service.set_active(actor, p, False, reason=request.form.get("reason")),
      "The account is deactivated and signed out everywhere.",
      "Deactivate an account and end its sessions."),
     ("reactivate", "reactivate", lambda actor, p: service.set_active(actor, p, True),
@@ -142,14 +147,130 @@ def assign(user_id: uuid.UUID):
                    "Therapist assigned.")
 
 
-@bp.route("/users/<uuid:user_id>/unassign/<uuid:therapist_id>", methods=["POST"])
+NOT_ASSIGNED = "That therapist was not assigned to this client."
+
+
+def _chosen(value: str | None) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value or "")
+    except ValueError:
+        return None
+
+
+def _posted() -> bool:
+    """A POST with a good CSRF token (400 otherwise); False for a GET."""
+    if request.method != "POST":
+        return False
+    require_button()
+    return True
+
+
+@bp.route("/users/<uuid:user_id>/unassign/<uuid:therapist_id>", methods=["GET", "POST"])
 @role_required("admin")
 def unassign(user_id: uuid.UUID, therapist_id: uuid.UUID):
-    """Remove a therapist from a client."""
+    """Remove a therapist from a client: first what is at stake, and who takes the client's
+    conversations over (a plain confirmation when there are none)."""
+    person, leaving = _user_or_404(user_id), _user_or_404(therapist_id)
+    if person.role != Role.CLIENT or leaving.role != Role.THERAPIST:
+        abort(404)
+    posted = _posted()
+    at_stake = handover.stakes(person, leaving.id)
+    if not at_stake.conversations and leaving not in service.therapists_of(person.id):
+        flash(NOT_ASSIGNED, "info")
+        return redirect(url_for("admin.user", user_id=person.id))
+    choices = handover.candidates(person, leaving.id) if at_stake.conversations else []
+    chosen, error = request.form.get("therapist", ""), None
+    if posted:
+        target = _chosen(chosen)
+        if at_stake.conversations and target not in {c.id for c in choices}:
+            error = ("Choose who takes over these conversations; nothing was changed."
+                     if not chosen else "Choose a therapist from the list; nothing was changed.")
+        else:
+            try:
+                done = handover.hand_over(current_user._get_current_object(), person,
+                                          leaving.id, target)
+            except RuleError as refused:
+                error = refused.message
+            else:
+                if not done.moved and not done.unassigned:
+                    flash(NOT_ASSIGNED, "info")
+                elif done.moved:
+                    names = names_of([admin_service.account(target)])
+                    flash(f"Assignment removed. {done.moved} conversation"
+                          f"{'s are' if done.moved != 1 else ' is'} now with "
+                          f"{names[target]}, who has been told by email.", "success")
+                else:
+                    flash("Assignment removed.", "success")
+                return redirect(url_for("admin.user", user_id=person.id))
+    names = names_of([person, leaving])
+    estimates = admin_service.estimates_in_progress([person.id], leaving.id).get(person.id, 0)
+    return render_template("admin/handover.html", person=person, leaving=leaving, names=names,
+                           stakes=at_stake, estimates=estimates, choices=choices,
+                           groups=handover.GROUP_LABELS, chosen=chosen, error=error,
+                           form=EmptyForm()), INVALID if error else 200
+
+
+@bp.route("/users/<uuid:user_id>/deactivate/confirm", methods=["GET", "POST"])
+@role_required("admin")
+def confirm_deactivate(user_id: uuid.UUID):
+    """Deactivate an account after confirming: a client's with a reason, a therapist's after
+    choosing who takes over each client's conversations."""
+    person = _user_or_404(user_id)
+    if not person.active:
+        flash("This account is already deactivated.", "info")
+        return redirect(url_for("admin.user", user_id=person.id))
+    posted = _posted()
     actor = current_user._get_current_object()
-    return _action(user_id, lambda p: service.unassign(actor, p, therapist_id),
-                   "Assignment removed.",
-                   nothing_done="That therapist was not assigned to this client.")
+    errors: dict[str, str] = {}
+    error = None
+    at_stake: dict = {}
+    clients, choices, chosen, estimates = [], {}, {}, {}
+    if person.role == Role.THERAPIST:
+        at_stake = handover.therapist_stakes(person)
+        clients = [admin_service.account(client_id) for client_id in at_stake]
+        choices = {c.id: handover.candidates(c, person.id) for c in clients}
+        chosen = {c.id: request.form.get(f"target-{c.id}", "") for c in clients}
+        estimates = admin_service.estimates_in_progress(list(at_stake), person.id)
+    reason = request.form.get("reason", "")
+    if posted:
+        try:
+            if person.role == Role.THERAPIST:
+                targets = {}
+                for c in clients:
+                    target = _chosen(chosen[c.id])
+                    if target in {option.id for option in choices[c.id]}:
+                        targets[c.id] = target
+                    else:
+                        errors[str(c.id)] = "Choose who takes over these conversations."
+                if errors:
+                    raise RuleError("Choose who takes over each client's conversations; "
+                                    "nothing was changed.")
+                handover.deactivate_therapist(actor, person, targets)
+            else:
+                service.set_active(actor, person, False, reason=reason or None)
+        except handover.MissingTargets as refused:
+            for client_id in refused.client_ids:
+                errors[str(client_id)] = "Choose who takes over these conversations."
+            error = refused.message
+        except RuleError as refused:
+            if refused.field == "reason":
+                errors["reason"] = refused.message
+            else:
+                error = refused.message
+        else:
+            flash("The account is deactivated and signed out everywhere."
+                  + (" Each client's conversations were handed over." if clients else ""),
+                  "success")
+            return redirect(url_for("admin.user", user_id=person.id))
+    names = names_of([person, *clients])
+    unassisted = ([c for c in service.clients_of(person.id) if c.id not in at_stake]
+                  if person.role == Role.THERAPIST else [])
+    return render_template("admin/deactivate.html", person=person, names=names,
+                           clients=clients, stakes=at_stake, choices=choices, chosen=chosen,
+                           estimates=estimates, groups=handover.GROUP_LABELS,
+                           reasons=service.DEACTIVATION_REASONS, reason=reason,
+                           without_conversations=len(unassisted), errors=errors, error=error,
+                           form=EmptyForm()), INVALID if (error or errors) else 200
 
 
 @bp.route("/covering")

@@ -76,7 +76,7 @@ def _journey(app) -> None:
     post_form(client, "/account/two-factor/setup", {"code": pyotp.TOTP(key).now()})
     post_form(client, "/account/two-factor/disable", {"current_password": PASSWORD})
     post_form(admin_client, f"{page}/unassign/{therapist.id}", page=page)
-    post_form(admin_client, f"{page}/deactivate", page=page)
+    post_form(admin_client, f"{page}/deactivate", {"reason": "care_ended"}, page=page)
     post_form(admin_client, f"{page}/reactivate", page=page)
 
 

@@ -232,7 +232,8 @@ def test_resend_revokes_the_previous_link(admin_client, app, invited):
 
 def test_deactivated_persons_link_no_longer_works(admin_client, client, invited):
     user, path, _ = invited
-    post_form(admin_client, f"/admin/users/{user.id}/deactivate", page=f"/admin/users/{user.id}")
+    post_form(admin_client, f"/admin/users/{user.id}/deactivate", {"reason": "other"},
+              page=f"/admin/users/{user.id}")
     response = client.get(path)
     assert response.status_code == 404
     assert ASK_AGAIN in response.get_data(as_text=True)

@@ -94,7 +94,7 @@ def test_deactivation_ends_sessions_and_is_audited(app, admin):
     person = make_user()
     their_browser = app.test_client()
     sign_in(their_browser, person)
-    response = post_form(client, f"/admin/users/{person.id}/deactivate",
+    response = post_form(client, f"/admin/users/{person.id}/deactivate", {"reason": "other"},
                          page=f"/admin/users/{person.id}")
     assert response.location == f"/admin/users/{person.id}"
     assert not fresh(person.user).active
@@ -214,7 +214,8 @@ def test_audit_page_shows_the_events_and_ids_only(admin, monkeypatch):
     _, client = admin
     person = make_user(name="Carla Client")
     client.get(f"/admin/users/{person.id}")
-    post_form(client, f"/admin/users/{person.id}/deactivate", page=f"/admin/users/{person.id}")
+    post_form(client, f"/admin/users/{person.id}/deactivate", {"reason": "other"},
+              page=f"/admin/users/{person.id}")
     monkeypatch.setattr(admin_service, "verify", _must_not_walk)
     html = client.get("/admin/audit").get_data(as_text=True)
     assert "Check the chain now" in html and "The chain is intact" not in html
