@@ -7,6 +7,7 @@ from dataclasses import replace
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from markupsafe import Markup, escape
+from werkzeug.datastructures import MultiDict
 
 from portal import downloads, paging, practice
 from portal.accounts.identity import names_of
@@ -44,6 +45,7 @@ from portal.estimates.forms import (
 from portal.estimates.models import GoodFaithEstimate
 from portal.estimates.status import display_status
 from portal.forms import INVALID, form_status, refuse, require_button
+from portal.messaging import drafts as typed_drafts  # words typed, not yet saved (sealed)
 from portal.pages import read_only
 from portal.security import role_required
 
@@ -320,9 +322,11 @@ def _format_errors(form: BuilderForm) -> list[tuple[str, str, str]]:
     return found
 
 
-def _builder(estimate, form: BuilderForm, *, problems=None, status: int = 200):
+def _builder(estimate, form: BuilderForm, *, problems=None, status: int = 200,
+             draft_restored: bool = False):
     return render_template(
-        "estimates/edit.html", estimate=estimate, form=form,
+        "estimates/edit.html", estimate=estimate, form=form, draft_restored=draft_restored,
+        draft_key=typed_drafts.form_key_for_estimate(estimate.id),
         client_name=staff_lists.client_name(estimate),
         problems=problems, format_errors=_format_errors(form) if problems is None else [],
         max_providers=MAX_PROVIDERS, max_lines=MAX_LINES,
@@ -347,6 +351,7 @@ def edit(estimate_id: uuid.UUID):
                            scheduled_on=form.scheduled_on.data,
                            service_date=form.service_date.data,
                            requested_on=form.requested_on.data)
+        typed_drafts.discard(me, typed_drafts.form_key_for_estimate(estimate.id))
         action = request.form.get("action", "save")
         saved = content.open_draft(estimate)
         if action == "check":
@@ -370,10 +375,15 @@ def edit(estimate_id: uuid.UUID):
         scheduled_on=estimate.scheduled_on, service_date=estimate.service_date,
         requested_on=estimate.requested_on))
     set_provider_choices(form, [p.name for p in draft.providers])
+    # What was typed and not saved yet (an idle sign-out, a closed tab) comes back as typed.
+    typed = typed_drafts.load(me, typed_drafts.form_key_for_estimate(estimate.id))
+    if typed:
+        form = BuilderForm(formdata=MultiDict(typed))
+        set_provider_choices(form, [entry.form.name.data or "" for entry in form.providers])
     problems = None
     if request.args.get("check") == "1":
         problems = _attach(form, drafting.review(estimate).problems)
-    return _builder(estimate, form, problems=problems)
+    return _builder(estimate, form, problems=problems, draft_restored=bool(typed))
 
 
 def _practice_contact(draft: Draft) -> Draft:
