@@ -244,7 +244,7 @@ def set_closed(actor: User, thread_id: uuid.UUID, closed: bool) -> None:
     """Mark a conversation closed (therapists) or open again (therapists; clients by replying)."""
     try:
         thread = access.thread_for(actor, thread_id, write=True)
-        if actor.id != thread.therapist_id:
+        if actor.id != thread.therapist_id and not (thread.to_practice and actor.covering):
             raise RuleError("Only the therapist can close or reopen a conversation.")
         if closed and thread.status != ThreadStatus.CLOSED:
             thread.status, thread.closed_at, thread.closed_by_id = (

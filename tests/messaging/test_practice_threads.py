@@ -159,3 +159,12 @@ def test_practice_pages_do_not_grow_with_the_data(app, db, people, login):
                 assert browser.get(path).status_code == 200
             counts[size][name] = counter.count
     assert counts[3] == counts[12], counts
+
+
+def test_any_covering_clinician_may_close_a_practice_conversation(app, db, people):
+    _covering(people, people.therapist_x, people.therapist_y)
+    thread, _ = _write(make_user("client", "Nova Lee"))
+    assert thread.therapist_id == people.therapist_x.id
+    sending.set_closed(people.therapist_y, thread.id, True)
+    db.session.expire_all()
+    assert db.session.get(Thread, thread.id).is_closed
