@@ -68,7 +68,7 @@ def test_client_writes_therapist_replies_client_sees_receipt(browser, live_serve
     expect(page.locator(".message__body")).to_have_text(
         "Hi Colleen,\nCould we move Thursday to Friday?")
     expect(page.get_by_role("link", name="intake-form.pdf")).to_be_visible()
-    expect(page.locator(".message__receipt")).to_have_text("Sent · not read yet")
+    expect(page.locator(".message__receipt")).to_have_text("Sent to Colleen · not read yet")
 
     # The therapist signs in with a code and finds it at the top of the dashboard.
     therapist_context = browser.new_context(base_url=live_server,

@@ -39,7 +39,7 @@ def test_client_writes_and_the_therapist_replies(app, db, people, login):
     assert "Your message was sent." in page
     assert "Could we move our session?" in page
     assert "notes.pdf" in page
-    assert "Sent · not read yet" in page
+    assert "<strong>Sent to Colleen</strong> · not read yet" in page  # beside the message
 
     colleen = login(people.therapist_x)
     dashboard = colleen.get("/dashboard").get_data(as_text=True)
