@@ -9,8 +9,10 @@ from datetime import datetime
 
 from sqlalchemy import Uuid, bindparam, func, select, tuple_, update
 
+from portal import practice
 from portal.accounts.identity import names_by_id
 from portal.accounts.models import User
+from portal.accounts.service import therapists_of
 from portal.audit import AuditEvent, record
 from portal.crypto import UNREADABLE, DecryptionError, open_bytes, open_text, open_text_safe
 from portal.crypto.hooks import report_decrypt_failure
@@ -162,8 +164,7 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
           and not is_assigned(thread.client_id, thread.therapist_id)):
         can_reply = False
         note = ("This conversation is read-only now, because this therapist is no longer "
-                "assigned to you. You can start a new conversation with your current "
-                "therapist.")
+                "assigned to you. " + _where_to_write_now(thread.client_id))
     return ThreadPage(
         id=thread.id,
         subject=open_text_safe(owner, thread.subject_context(), thread.subject_sealed),
@@ -260,3 +261,12 @@ def download(user: User, attachment_id: uuid.UUID) -> Download:
         db.session.rollback()
         raise
     return Download(name=name, content_type=kind.content_type, data=data)
+
+
+def _where_to_write_now(client_id: uuid.UUID) -> str:
+    """Point a client to a current therapist only when they have one (honest words)."""
+    if any(t.active for t in therapists_of(client_id)):
+        return "You can start a new conversation with your current therapist."
+    profile = practice.profile()
+    return ("No other therapist is assigned to you yet, so please reach the practice by "
+            f"phone at {profile['phone']} or by email at {profile['email']}.")
