@@ -50,7 +50,8 @@ class ComposeForm(FlaskForm):
 
 class EmergencyForm(FlaskForm):
     client = SelectField("Client", validate_choice=False)
-    category = SelectField("What kind of reason is it?", validate_choice=False)
+    category = SelectField("What kind of reason is it?", validate_choice=False, validators=[
+        DataRequired("Choose the kind of reason from the list.")])
     reason = TextAreaField("Why is emergency access needed?", validators=[
         DataRequired("Write down why you need emergency access.")])
     confirm = BooleanField(
