@@ -88,8 +88,8 @@ def _after_signin(user: User, next_url: str | None):
 @limiter.limit(_account_limit, key_func=_account_key, methods=["POST"])
 def sign_in():
     """Sign in with email and password (then a code, when two-step sign-in is on)."""
-    if current_user.is_authenticated:
-        return redirect(url_for("main.home"))
+    if current_user.is_authenticated:  # e.g. an idle tab whose session another tab kept
+        return redirect(safe_next(request.args.get("next")) or url_for("main.home"))
     form = SignInForm()
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next"))

@@ -265,3 +265,20 @@ def test_a_refused_send_keeps_the_draft(app, db, people, login):
     assert alex.post(f"/messages/{thread.id}/reply", data=data,
                      content_type="multipart/form-data").status_code == 422
     assert drafts.load(people.client_a, f"reply:{thread.id}") == {"body": "half written"}
+
+
+def test_sign_in_returns_to_the_form_and_only_to_a_local_path(app, db, people, login, client):
+    thread = _thread(people)
+    alex = login(people.client_a)
+    # An idle tab whose session another tab kept alive goes straight back to its page.
+    response = alex.get(f"/sign-in?reason=idle&next=/messages/{thread.id}")
+    assert response.status_code == 302
+    assert response.headers["Location"] == f"/messages/{thread.id}"
+    for elsewhere in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+        response = alex.get("/sign-in", query_string={"reason": "idle", "next": elsewhere})
+        assert response.headers["Location"] == "/"
+    # Signed out, the sign-in form carries the way back (and only a local one).
+    page = client.get(f"/sign-in?reason=idle&next=/messages/{thread.id}").get_data(as_text=True)
+    assert f'value="/messages/{thread.id}"' in page
+    page = client.get("/sign-in?reason=idle&next=//evil.example/").get_data(as_text=True)
+    assert "evil.example" not in page
