@@ -475,6 +475,8 @@ def real_value(world: World, rule: Rule, arg: str) -> str:
         return "css/portal.css"
     if arg == "session_id":
         return str(uuid.uuid4())  # filled per client by the tests (a session of one's own)
+    if arg == "form_key":  # a draft's form (portal/messaging/drafts.py): a reply in the thread
+        return f"reply:{world.ids['thread_id']}"
     if arg not in world.ids:
         raise AssertionError(f"{rule.endpoint}: no real value for <{arg}>; add one to the "
                              "world in tests/security/support.py")
