@@ -413,8 +413,10 @@ def build_world(app: Flask) -> World:
         client, counterpart_id=therapist.id, subject=f"Subject {XSS_ATTR}",
         body=f"Body {XSS_TAGS} {SSTI}", files=[(f"{XSS_TAGS}.pdf", PDF)], notify=False)
     messaging.reply(therapist, thread.id, body=f"Reply {XSS_ATTR}", notify=False)
+    # Crisis-flagged, so its thread page shows the "Mark seen and acted on" form.
     closed_thread, _ = messaging.start_thread(client, counterpart_id=therapist.id,
-                                              subject="Closed", body="Done", notify=False)
+                                              subject="Closed", body="Done. I want to die",
+                                              notify=False)
     messaging.set_closed(therapist, closed_thread.id, True)
     other_thread, _ = messaging.start_thread(other_client, counterpart_id=other_therapist.id,
                                              subject="Other", body="Other body", notify=False)
