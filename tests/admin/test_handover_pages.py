@@ -7,6 +7,7 @@ from sqlalchemy import select
 from portal.accounts.models import Assignment, User
 from portal.accounts.service import set_covering
 from portal.audit import AuditEvent
+from portal.estimates.drafting import start_draft
 from portal.extensions import db
 from portal.messaging import care, sending
 from portal.messaging.models import Thread
@@ -182,3 +183,15 @@ def test_deactivating_a_client_needs_a_reason_from_the_list(practice):
         AuditEvent.target_id == str(p["carla"].id))))
     assert "account.deactivation_reason.client_asked" in actions
     assert not db.session.get(User, p["carla"].id).active
+
+
+def test_estimates_in_progress_are_shown_at_stake(practice):
+    p = practice
+    start_draft(p["colleen"], db.session.get(User, p["carla"].id))
+    db.session.commit()
+    path = f"/admin/users/{p['carla'].id}/unassign/{p['colleen'].id}"
+    html = p["browser"].get(path).get_data(as_text=True)
+    assert "<strong>1</strong> Good Faith Estimate in progress" in html
+    html = p["browser"].get(f"/admin/users/{p['carla'].id}/unassign/{p['zoe'].id}").get_data(
+        as_text=True)
+    assert "in progress (drafts)" not in html  # Zoe has none
