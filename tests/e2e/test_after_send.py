@@ -130,3 +130,21 @@ def test_a_long_crisis_worded_message_still_leaves_the_follow_up_in_view(phone,
     _in_view(phone, follow_up.locator("h2"))
     _in_view(phone, follow_up.locator('a[href="tel:988"]'))
     _in_view(phone, follow_up.locator('a[href="sms:988"]'))
+
+
+def test_a_new_crisis_worded_message_opens_at_it_with_the_follow_up(phone, conversation):
+    email, thread_id = conversation
+    _sign_in_and_open(phone, email, thread_id)
+    phone.goto("/messages/new")
+    phone.get_by_label("Subject").fill("Tonight")
+    phone.get_by_label("Your message").fill("Feeling suicidal tonight")
+    phone.get_by_role("button", name="Send message").click()
+    phone.wait_for_url(re.compile(r"/messages/[0-9a-f-]+#m-[0-9a-f-]+$"))
+
+    sent = phone.locator(".message--just-sent")
+    assert sent.get_attribute("id") == phone.url.rsplit("#", 1)[1]
+    expect(sent.locator(".message__sent")).to_have_text("Sent to Colleen · not read yet")
+    _in_view(phone, sent.locator(".message__sent"))
+    follow_up = phone.locator(".crisis-follow-up")
+    _in_view(phone, follow_up.locator('a[href="tel:988"]'))
+    _in_view(phone, follow_up.locator('a[href="sms:988"]'))
