@@ -14,7 +14,7 @@ from flask import current_app
 from sqlalchemy import select
 
 from portal.accounts.models import Assignment, Role, User
-from portal.accounts.service import covering_clinicians
+from portal.accounts.service import covering_clinicians, lock_users
 from portal.audit import record
 from portal.crypto import seal
 from portal.db import new_id, utcnow
@@ -120,7 +120,8 @@ def start_thread(actor: User, *, counterpart_id: uuid.UUID | None = None, subjec
     if to_practice:
         if actor.role != Role.CLIENT or counterparts(actor):
             raise RuleError("Choose someone from the list.", "recipient")
-        covering = covering_clinicians()
+        lock_users(actor.id, *(c.id for c in covering_clinicians()))
+        covering = covering_clinicians()  # again, under the locks
         if not covering:
             raise RuleError("Nobody at the practice is reading messages here right now. "
                             f"Please {practice_contact()}.", "recipient")
@@ -131,6 +132,10 @@ def start_thread(actor: User, *, counterpart_id: uuid.UUID | None = None, subjec
         client, therapist = counterpart, actor
     else:
         raise RuleError("Only clients and their therapists write messages.", "recipient")
+    if not to_practice and client is not None and therapist is not None:
+        # Under the people's locks, so an unassignment running now either sees this new
+        # conversation (and refuses or hands it over) or finishes before it is checked.
+        lock_users(client.id, therapist.id)
     if not to_practice and (
             client is None or therapist is None or client.role != Role.CLIENT
             or therapist.role != Role.THERAPIST or not counterpart.active
