@@ -2,9 +2,12 @@
 
 import os
 import threading
+import time
 
 import pytest
 from werkzeug.serving import make_server
+
+from portal.extensions import db
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -23,6 +26,16 @@ def live_server(app):
     yield f"http://127.0.0.1:{port}"
     server.shutdown()
     thread.join(timeout=5)
+    _wait_for_requests_to_finish()
+
+
+def _wait_for_requests_to_finish(timeout: float = 5.0) -> None:
+    """Let request threads Chromium left behind (a download, a dropped fetch) hand their
+    connection back before the app fixture disposes the pool: a connection returned after
+    that is never closed, and PostgreSQL's driver warns when it is collected later."""
+    deadline = time.monotonic() + timeout
+    while db.engine.pool.checkedout() and time.monotonic() < deadline:
+        time.sleep(0.01)
 
 
 @pytest.fixture(scope="session")
