@@ -6,9 +6,17 @@ Names, emails and TOTP seeds are sealed (portal.crypto); look-up by email uses a
 import enum
 import secrets
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
+from sqlalchemy import (
+    CheckConstraint,
+    Date,
+    ForeignKey,
+    Index,
+    LargeBinary,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.crypto.fields import sealed_column
@@ -51,6 +59,9 @@ class User(db.Model):
     covering: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_signin_at: Mapped[datetime | None]
+    # A client's last date of service as staff record it (discharge or last session): the
+    # retention clock runs from the later of this and the last portal activity.
+    last_service_on: Mapped[date | None] = mapped_column(Date)
 
     # Flask-Login protocol, written out so nothing hides in a mixin.
     @property
@@ -156,3 +167,29 @@ class Assignment(db.Model):
     therapist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
                                                     index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+HOLD_REASONS = ("dispute", "litigation", "investigation")
+
+
+class LegalHold(db.Model):
+    """A hold on a client's record (a dispute, litigation): while one is open, no purge.
+
+    Holds are released, never deleted, so the history of holds stays with the record.
+    """
+
+    __tablename__ = "legal_holds"
+    __table_args__ = (
+        CheckConstraint("reason IN ('dispute', 'litigation', 'investigation')", name="reason"),
+        Index("ix_legal_holds_client_released", "client_id", "released_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    reason: Mapped[str] = mapped_column(String(24))
+    placed_at: Mapped[datetime] = mapped_column(default=utcnow)
+    placed_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"))
+    released_at: Mapped[datetime | None]
+    released_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"))

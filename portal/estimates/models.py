@@ -177,6 +177,53 @@ class DeliveryEvent(db.Model):
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
+CORRECTION_REASONS = ("typed_wrong_date", "client_corrected", "rescheduled", "withdrawn")
+
+
+class DeadlineCorrection(db.Model):
+    """A correction to a date that started a deadline (requested_on, scheduled_on,
+    service_date): the recorded dates are read-only, so each change is a row here, with the
+    due date before and after, and the first row's old due date is the original deadline."""
+
+    __tablename__ = "gfe_deadline_corrections"
+    __table_args__ = (
+        CheckConstraint("field IN ('requested_on', 'scheduled_on', 'service_date')",
+                        name="field"),
+        CheckConstraint(
+            "reason IN ('typed_wrong_date', 'client_corrected', 'rescheduled', 'withdrawn')",
+            name="reason"),
+        Index("ix_gfe_deadline_corrections_estimate_at", "estimate_id", "corrected_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    estimate_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey(f"{TABLE}.id", ondelete="RESTRICT"))
+    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    field: Mapped[str] = mapped_column(String(16))
+    old_value: Mapped[date | None] = mapped_column(Date)
+    new_value: Mapped[date | None] = mapped_column(Date)
+    old_due_date: Mapped[date | None] = mapped_column(Date)
+    new_due_date: Mapped[date | None] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(24))
+    note_sealed: Mapped[bytes | None] = sealed_column(owner="client_id")  # optional words
+    corrected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    corrected_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"))
+
+
+@event.listens_for(DeadlineCorrection, "before_update")
+def _refuse_rewriting_history(mapper, connection, target) -> None:
+    state = inspect(target)
+    changed = {attr.key for attr in state.attrs if attr.history.has_changes()}
+    if changed - {"note_sealed"}:  # key rotation re-seals the note; nothing else moves
+        raise FrozenEstimateError("a deadline correction is history: it is never changed")
+
+
+@event.listens_for(DeadlineCorrection, "before_delete")
+def _refuse_delete_of_correction(mapper, connection, target) -> None:
+    raise FrozenEstimateError("a deadline correction is history: it is never deleted")
+
+
 # ------------------------------------------------------------------------ the freeze guard
 
 # Columns that may change after issue: delivery evidence, billing level, and the one-way
@@ -252,7 +299,8 @@ def _refuse_delete_of_bill(mapper, connection, target: BilledAmount) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _refuse_bulk_changes(orm_execute_state) -> None:
     """Bulk statements skip the mapper guard, so allow only safe ones on the estimates table."""
-    model = bulk_target(orm_execute_state, (GoodFaithEstimate, BilledAmount, DeliveryEvent))
+    model = bulk_target(orm_execute_state,
+                        (GoodFaithEstimate, BilledAmount, DeliveryEvent, DeadlineCorrection))
     if model is None:
         return
     if orm_execute_state.is_delete:
