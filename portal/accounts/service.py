@@ -8,13 +8,13 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import date, timedelta
 
 from flask import current_app, request, session
 from flask_login import logout_user
 from sqlalchemy import delete, select, update
 
-from portal import hooks
+from portal import hooks, practice
 from portal.accounts import mfa, passwords, sessions, tokens
 from portal.accounts.identity import email_of, find_by_email, name_of, set_identity
 from portal.accounts.models import (
@@ -642,3 +642,40 @@ def recent_attempts(user: User, limit: int = 20) -> list[SignInAttempt]:
 
 def active_sessions(user: User) -> list[UserSession]:
     return sessions.list_for(user.id)
+
+
+# --- the retention clock ------------------------------------------------------------
+
+def set_last_service_on(actor: User, client: User, day: date | None) -> None:
+    """Record a client's last date of service (a discharge or their last session).
+
+    The retention clock runs from the later of this day and the client's last portal
+    activity (portal.ops.retention). An administrator, or a therapist assigned to the client,
+    records it; the day is not in the future and not before the account existed. Audited
+    `account.last_service_recorded` (ids only).
+    """
+    try:
+        if client.role != Role.CLIENT:
+            raise RuleError("A last date of service is recorded for a client.")
+        assigned = actor.role == Role.THERAPIST and db.session.scalar(
+            select(Assignment.id).where(Assignment.client_id == client.id,
+                                        Assignment.therapist_id == actor.id)) is not None
+        if not actor.active or not (actor.role == Role.ADMIN or assigned):
+            raise RuleError("Only an administrator or the client's therapist can record this.")
+        if day is None:
+            raise RuleError("Enter the last date of service.", "last_service_on")
+        if day > practice.today():
+            raise RuleError("The last date of service cannot be in the future.",
+                            "last_service_on")
+        opened = client.created_at.astimezone(practice.zone()).date()
+        if day < opened:
+            raise RuleError(f"The account was made on {opened:%B} {opened.day}, {opened.year}: "
+                            "the last date of service cannot be before that.",
+                            "last_service_on")
+        client.last_service_on = day
+        record("account.last_service_recorded", actor=actor, target=("user", client.id),
+               subject_id=client.id)
+        db.session.commit()
+    except Exception:
+        db.session.rollback()
+        raise

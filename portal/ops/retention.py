@@ -1,8 +1,27 @@
 """Record retention: find clients past the retention period, and purge their conversations.
 
-A client's last activity is the newest of: a message in any of their conversations, a
-sign-in, a change to one of their Good Faith Estimates (created, saved, issued, downloaded,
-acknowledged) and, for someone who never did anything, the day their account was made.
+The retention clock (practice policy under 45 CFR 164.316(b)(2): keep records six years, the
+practice keeps RETENTION_YEARS, 7 by default) starts on the later of two days:
+
+- the client's last portal activity, as a day at the practice: the newest of a message in any
+  of their conversations, a sign-in, a change to one of their Good Faith Estimates (created,
+  saved, issued, downloaded, acknowledged) and, for someone who never did anything, the day
+  their account was made;
+- their last date of service as staff record it (`User.last_service_on`: a discharge or the
+  last session; `portal.accounts.service.set_last_service_on`).
+
+A client becomes eligible the day after the clock start plus the retention period
+(`ClientRecord.eligible_on`), and the report names which fact started the clock.
+
+A legal hold (`portal.ops.holds`: a dispute, litigation, an investigation) blocks the purge:
+the report shows a held client as "held (dispute, since <date>)", and `purge` checks for an
+open hold again inside each client's transaction, under the client's row lock, so a client
+held since the report, or passed to `purge` directly, is skipped (`PurgeResult.on_hold`,
+audited `retention.purge_blocked.legal_hold`).
+
+`report_named` is the administrator's report with names: it records one
+`retention.reported` event per client named (ids only), which their access log words as
+"Your name appeared in the practice's retention report".
 
 `purge` removes a client's conversations (threads, messages, attachments), their queued mail
 and the notices still waiting to tell their therapist about those conversations, ends their
@@ -20,14 +39,15 @@ youngest one turns six; a later purge then shreds it. Audit events carry ids onl
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from flask import current_app
 from sqlalchemy import delete, func, inspect, select, update
 
 from portal import practice
 from portal.accounts import sessions
-from portal.accounts.models import OneTimeToken, Role, User, new_alt_id
+from portal.accounts.identity import names_by_id
+from portal.accounts.models import Assignment, OneTimeToken, Role, User, new_alt_id
 from portal.audit import record
 from portal.crypto.models import DataKey
 from portal.crypto.rotation import shred
@@ -36,9 +56,11 @@ from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
 from portal.mail.models import OutboxMessage
 from portal.messaging.models import Attachment, Message, Thread
+from portal.ops import holds
 
 DEFAULT_YEARS = 7
 GFE_KEEP_YEARS = 6
+SERVICE_KIND = "last date of service"
 
 
 class RetentionError(Exception):
@@ -52,6 +74,11 @@ class ClientRecord:
     client_id: uuid.UUID
     last_activity: datetime
     last_activity_kind: str  # message, sign-in, estimate, account created
+    clock_start: date | None = None  # the later of the activity's day and the service date
+    clock_kind: str = ""  # the activity's kind, or "last date of service"
+    eligible_on: date | None = None  # the first day the purge may take them
+    hold_reason: str | None = None  # an open legal hold's reason (its oldest)
+    hold_since: date | None = None
     threads: int = 0
     messages: int = 0
     attachments: int = 0
@@ -63,12 +90,25 @@ class ClientRecord:
         """True when an issued estimate younger than six years needs the data key."""
         return self.keep_estimates_until is not None
 
+    @property
+    def on_hold(self) -> bool:
+        """True when a legal hold is open on the record: never purged while it is."""
+        return self.hold_reason is not None
+
+    @property
+    def hold_status(self) -> str:
+        """'held (dispute, since 2026-11-30)' or 'no hold'."""
+        if not self.on_hold:
+            return "no hold"
+        return f"held ({self.hold_reason}, since {self.hold_since.isoformat()})"
+
 
 @dataclass
 class PurgeResult:
     before: date
     shredded: list[uuid.UUID] = field(default_factory=list)
     held: list[ClientRecord] = field(default_factory=list)  # conversations gone, key kept
+    on_hold: list[ClientRecord] = field(default_factory=list)  # a legal hold: left alone
     threads: int = 0
     messages: int = 0
     attachments: int = 0
@@ -94,8 +134,22 @@ def years_before(day: date, years: int) -> date:
 
 
 def retention_cutoff(today: date | None = None) -> date:
-    """Activity before this day is past the retention period."""
+    """A clock that started before this day is past the retention period."""
     return years_before(today or practice.today(), retention_years())
+
+
+def eligible_on(clock_start: date) -> date:
+    """The first day a clock that started on `clock_start` is past the retention period."""
+    return _add_years(clock_start, retention_years()) + timedelta(days=1)
+
+
+def clock_start(last_activity: datetime, last_service_on: date | None) -> tuple[date, str]:
+    """The day the clock started, and whether the activity or the service date started it
+    (the service date when both fall on one day)."""
+    active_on = last_activity.astimezone(practice.zone()).date()
+    if last_service_on is not None and last_service_on >= active_on:
+        return last_service_on, SERVICE_KIND
+    return active_on, ""
 
 
 # ----------------------------------------------------------------------------- report
@@ -122,7 +176,8 @@ def _latest(into: dict[uuid.UUID, tuple[datetime, str]], rows, kind: str) -> Non
 
 def client_records(before: date, today: date | None = None, *,
                    only: uuid.UUID | None = None) -> list[ClientRecord]:
-    """Clients whose last activity is before `before` (and not yet shredded), oldest first.
+    """Clients whose clock started before `before` (and not yet shredded), oldest first,
+    with any open legal hold.
 
     `only` limits the answer to one client (a purge checks each again in its transaction).
     """
@@ -131,8 +186,14 @@ def client_records(before: date, today: date | None = None, *,
     clients = select(User.id).where(User.role == Role.CLIENT)
     if only is not None:
         clients = clients.where(User.id == only)
-    _latest(latest, db.session.execute(
-        select(User.id, User.created_at).where(User.id.in_(clients))), "account created")
+    served: dict[uuid.UUID, date] = {}
+    created = []
+    for client_id, at, service_on in db.session.execute(
+            select(User.id, User.created_at, User.last_service_on).where(User.id.in_(clients))):
+        created.append((client_id, at))
+        if service_on is not None:
+            served[client_id] = service_on
+    _latest(latest, created, "account created")
     _latest(latest, db.session.execute(
         select(User.id, User.last_signin_at).where(User.id.in_(clients))), "sign-in")
     _latest(latest, db.session.execute(
@@ -147,17 +208,24 @@ def client_records(before: date, today: date | None = None, *,
                 .where(estimate.client_id.in_(clients)).group_by(estimate.client_id)),
                 "estimate")
 
-    cutoff = practice.start_of(before)
     purged = _purged_clients()
-    records = {client_id: ClientRecord(client_id, at, kind)
-               for client_id, (at, kind) in latest.items()
-               if at < cutoff and client_id not in purged}
+    records: dict[uuid.UUID, ClientRecord] = {}
+    for client_id, (at, kind) in latest.items():
+        start, started_by = clock_start(at, served.get(client_id))
+        if start < before and client_id not in purged:
+            records[client_id] = ClientRecord(client_id, at, kind, clock_start=start,
+                                              clock_kind=started_by or kind,
+                                              eligible_on=eligible_on(start))
     if not records:
         return []
     ids = list(records)
     for start in range(0, len(ids), 500):
         _count_into(records, ids[start:start + 500], estimate, today)
-    return sorted(records.values(), key=lambda r: (r.last_activity, str(r.client_id)))
+    for client_id, hold in holds.open_holds(ids).items():
+        records[client_id].hold_reason = hold.reason
+        records[client_id].hold_since = hold.placed_at.astimezone(practice.zone()).date()
+    return sorted(records.values(),
+                  key=lambda r: (r.clock_start, r.last_activity, str(r.client_id)))
 
 
 def _count_into(records: dict[uuid.UUID, ClientRecord], ids: list[uuid.UUID], estimate,
@@ -200,6 +268,47 @@ def report(today: date | None = None) -> tuple[date, list[ClientRecord]]:
     return cutoff, client_records(cutoff, today)
 
 
+@dataclass
+class NamedReport:
+    """The administrator's report: the records, and who each client and therapist is."""
+
+    cutoff: date
+    records: list[ClientRecord]
+    names: dict[uuid.UUID, str]  # clients and therapists
+    therapists: dict[uuid.UUID, list[uuid.UUID]]  # client id -> their therapists' ids
+
+
+def report_named(actor: User, today: date | None = None) -> NamedReport:
+    """The report with each client's name and therapists, for an administrator to read.
+
+    Names are opened in one call for everyone listed. One `retention.reported` event per
+    client named (ids only; the client's access log shows it) is committed before the names
+    are handed back, so nobody is named without the trail saying so.
+    """
+    if actor is None or actor.role != Role.ADMIN or not actor.active:
+        raise RetentionError("the report names clients: run it as an active administrator")
+    cutoff, records = report(today)
+    ids = [r.client_id for r in records]
+    therapists: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
+    for start in range(0, len(ids), 500):
+        for client_id, therapist_id in db.session.execute(
+                select(Assignment.client_id, Assignment.therapist_id)
+                .where(Assignment.client_id.in_(ids[start:start + 500]))
+                .order_by(Assignment.created_at, Assignment.id)):
+            therapists[client_id].append(therapist_id)
+    try:
+        for client_id in ids:
+            record("retention.reported", actor=actor, target=("user", client_id),
+                   subject_id=client_id)
+        db.session.commit()
+    except BaseException:
+        db.session.rollback()
+        raise
+    people = [*ids, *(t for listed in therapists.values() for t in listed)]
+    names = names_by_id(people) if people else {}
+    return NamedReport(cutoff, records, names, dict(therapists))
+
+
 # ----------------------------------------------------------------------------- purge
 
 
@@ -219,10 +328,11 @@ def check_before(before: date, today: date | None = None) -> None:
 
 def purge(before: date, *, today: date | None = None,
           records: list[ClientRecord] | None = None) -> PurgeResult:
-    """Purge every client whose last activity is before `before`; one commit per client.
+    """Purge every client whose clock started before `before`; one commit per client.
 
     `records` is what the operator confirmed (from `client_records`); each is checked again
-    inside its transaction, so a client who became active since is left alone.
+    inside its transaction, so a client who became active since, or is under a legal hold
+    (even one passed here directly), is left alone; held ones are in `on_hold`.
     """
     today = today or practice.today()
     check_before(before, today)
@@ -244,6 +354,12 @@ def _purge_one(client_id: uuid.UUID, before: date, today: date, result: PurgeRes
             db.session.rollback()
             return
         client = found[0]
+        if client.on_hold:  # a legal hold: nothing of theirs goes, and the trail says so
+            record("retention.purge_blocked.legal_hold", target=("user", client_id),
+                   subject_id=client_id, outcome="denied")
+            db.session.commit()
+            result.on_hold.append(client)
+            return
         threads = select(Thread.id).where(Thread.client_id == client_id)
         messages = select(Message.id).where(Message.thread_id.in_(threads))
         notices = list(db.session.scalars(select(Thread.therapist_notice_id).where(
