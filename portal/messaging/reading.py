@@ -74,7 +74,7 @@ def _has_unread(reader: User, thread: Thread) -> bool:
 
 
 def view_thread(viewer: User, thread_access: ThreadAccess, *,
-                before: uuid.UUID | None = None) -> ThreadPage:
+                before: uuid.UUID | None = None, at: uuid.UUID | None = None) -> ThreadPage:
     """Open a conversation page, then mark it read (participants) and audit the view.
 
     The page is built from a read transaction; the writes follow in a short transaction of
@@ -83,10 +83,12 @@ def view_thread(viewer: User, thread_access: ThreadAccess, *,
     for the disk (see `portal.db.transactions`).
     """
     thread = thread_access.thread
-    cursor = None
+    cursor, inclusive = None, False
     if before is not None:
         cursor = access.message_for(viewer, before, thread_id=thread.id)
-    page = _thread_page(viewer, thread_access, cursor)
+    elif at is not None:  # the page that ends with this message (the flagged one, say)
+        cursor, inclusive = access.message_for(viewer, at, thread_id=thread.id), True
+    page = _thread_page(viewer, thread_access, cursor, inclusive=inclusive)
     should_mark = (not thread_access.emergency and cursor is None and page.messages
                    and _has_unread(viewer, thread))
     # A participant's view only records a read; a view under emergency access is a
@@ -119,11 +121,11 @@ def _open_body(owner: uuid.UUID, message_id: uuid.UUID, blob: bytes) -> tuple[st
 
 
 def _thread_page(viewer: User, thread_access: ThreadAccess,
-                 cursor: Message | None) -> ThreadPage:
+                 cursor: Message | None, *, inclusive: bool = False) -> ThreadPage:
     """Build the page from plain rows: a page of 50 messages should not cost 50 models."""
     thread = thread_access.thread
     owner = thread.client_id
-    found, older = _page_of_messages(thread.id, cursor)
+    found, older = _page_of_messages(thread.id, cursor, inclusive=inclusive)
     files: dict[uuid.UUID, list[AttachmentView]] = {}
     for row in found:
         if row.file_id is not None:
@@ -197,16 +199,18 @@ def _handed_over_on(thread: Thread) -> datetime | None:
         _HANDED_OVER_ON, {"client_id": thread.client_id, "thread_id": str(thread.id)}).scalar()
 
 
-def _page_statement(*, before: bool):
-    """The newest page of a thread's messages (before a cursor), oldest first, each with its
-    attachments: a row per file, file columns None when it has none."""
+def _page_statement(*, before: bool, inclusive: bool = False):
+    """The newest page of a thread's messages (before a cursor, or up to and including it),
+    oldest first, each with its attachments: a row per file, file columns None when it has
+    none."""
     page = select(Message.id, Message.sender_id, Message.sender_role, Message.body_sealed,
                   Message.created_at, Message.read_at, Message.crisis_flag
                   ).where(Message.thread_id == bindparam("thread_id", type_=Uuid()))
     if before:
-        page = page.where(tuple_(Message.created_at, Message.id)
-                          < tuple_(bindparam("before_at", type_=Message.created_at.type),
-                                   bindparam("before_id", type_=Uuid())))
+        bound = tuple_(bindparam("before_at", type_=Message.created_at.type),
+                       bindparam("before_id", type_=Uuid()))
+        position = tuple_(Message.created_at, Message.id)
+        page = page.where(position <= bound if inclusive else position < bound)
     page = page.order_by(Message.created_at.desc(), Message.id.desc()
                          ).limit(THREAD_PAGE + 1).subquery()
     return (select(page, Attachment.id.label("file_id"), Attachment.kind, Attachment.size,
@@ -219,15 +223,18 @@ def _page_statement(*, before: bool):
 # than the page's decryption.
 _NEWEST_PAGE = _page_statement(before=False)
 _OLDER_PAGE = _page_statement(before=True)
+_PAGE_ENDING_AT = _page_statement(before=True, inclusive=True)
 
 
-def _page_of_messages(thread_id: uuid.UUID, cursor: Message | None) -> tuple[list, bool]:
+def _page_of_messages(thread_id: uuid.UUID, cursor: Message | None, *,
+                      inclusive: bool = False) -> tuple[list, bool]:
     """The rows of a page (see `_page_statement`) and whether older messages exist."""
     if cursor is None:
         stmt, params = _NEWEST_PAGE, {"thread_id": thread_id}
     else:
-        stmt, params = _OLDER_PAGE, {"thread_id": thread_id, "before_at": cursor.created_at,
-                                     "before_id": cursor.id}
+        stmt = _PAGE_ENDING_AT if inclusive else _OLDER_PAGE
+        params = {"thread_id": thread_id, "before_at": cursor.created_at,
+                  "before_id": cursor.id}
     rows = db.session.execute(stmt, params).all()
     older = len({row.id for row in rows}) > THREAD_PAGE
     if older:  # the extra (oldest) message only said that there are more

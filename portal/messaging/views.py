@@ -163,7 +163,7 @@ def _thread_page(thread_id: uuid.UUID, form: ReplyForm, status: int = 200, *,
                  draft_restored: bool = False):
     me = _me()
     thread_access = access.thread_access(me, thread_id)
-    page = reading.view_thread(me, thread_access, before=cursor("before"))
+    page = reading.view_thread(me, thread_access, before=cursor("before"), at=cursor("at"))
     recent_crisis = (me.id == page.client_id and page.messages and page.messages[-1].mine
                      and page.messages[-1].crisis_flag
                      and utcnow() - page.messages[-1].created_at < timedelta(hours=1))

@@ -121,3 +121,38 @@ def test_marking_needs_a_clinician_who_reads_the_thread(app, db, people, login):
     therapist = login(people.therapist_x)
     assert therapist.post(f"/messages/{thread.id}/crisis-seen").status_code == 400  # no CSRF
     assert _row(db, thread.id).crisis_flagged_at is not None
+
+
+def test_the_jump_link_reaches_a_flagged_message_older_than_the_newest_page(
+        app, db, people, login):
+    """The flagged message is the first of 60: the newest page (50) does not hold it, so the
+    callout links to the page that ends with it, and that page shows it."""
+    thread, flagged = _flagged(people)
+    for number in range(59):
+        sending.reply(people.client_a if number % 2 else people.therapist_x, thread.id,
+                      body=f"Message {number}", notify=False)
+    therapist = login(people.therapist_x)
+    newest = therapist.get(f"/messages/{thread.id}").get_data(as_text=True)
+    assert f'id="m-{flagged.id}"' not in newest
+    link = f'/messages/{thread.id}?at={flagged.id}#m-{flagged.id}'
+    assert f'class="crisis-callout__jump" href="{link}"' in newest
+    page = therapist.get(link.split("#")[0])
+    html = page.get_data(as_text=True)
+    assert page.status_code == 200 and f'id="m-{flagged.id}"' in html
+    assert "Back to the newest messages" in html
+    assert f'class="crisis-callout__jump" href="#m-{flagged.id}"' in html
+
+
+def test_a_flagged_message_on_the_newest_page_is_linked_in_place(app, db, people, login):
+    thread, flagged = _flagged(people)
+    html = login(people.therapist_x).get(f"/messages/{thread.id}").get_data(as_text=True)
+    assert f'class="crisis-callout__jump" href="#m-{flagged.id}"' in html
+
+
+def test_a_page_ending_at_someone_elses_message_is_a_404(app, db, people, login):
+    thread, _ = _flagged(people)
+    _, stranger = sending.start_thread(people.client_b, counterpart_id=people.therapist_y.id,
+                                       subject="Hello", body="Hi", notify=False)
+    therapist = login(people.therapist_x)
+    assert therapist.get(f"/messages/{thread.id}?at={stranger.id}").status_code == 404
+    assert therapist.get(f"/messages/{thread.id}?at=not-an-id").status_code == 404
