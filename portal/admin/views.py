@@ -8,12 +8,14 @@ from wtforms import SelectChoice
 
 from portal.accounts import service
 from portal.accounts.forms import InviteForm
-from portal.accounts.identity import email_of, names_of
+from portal.accounts.identity import email_of, names_by_id, names_of
 from portal.accounts.models import Role, User
 from portal.admin import service as admin_service
 from portal.errors import RuleError
 from portal.forms import INVALID, EmptyForm, form_status, refuse, require_button
 from portal.messaging import handover
+from portal.ops import holds, retention
+from portal.ops.forms import HoldForm, LastServiceForm
 from portal.security import role_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
@@ -65,8 +67,9 @@ def invite():
 
 @bp.route("/users/<uuid:user_id>")
 @role_required("admin")
-def user(user_id: uuid.UUID):
-    """Show one account: state, assignments and actions."""
+def user(user_id: uuid.UUID, service_form=None, hold_form=None):
+    """Show one account: state, assignments and actions (a client's record keeping, with a
+    refused record-keeping form when one is given)."""
     person = _user_or_404(user_id)
     therapists = service.therapists_of(person.id) if person.role == Role.CLIENT else []
     clients = service.clients_of(person.id) if person.role == Role.THERAPIST else []
@@ -76,7 +79,85 @@ def user(user_id: uuid.UUID):
                if value not in assigned]
     return render_template("admin/user.html", person=person, names=names,
                            email=email_of(person), therapists=therapists, clients=clients,
-                           therapist_choices=choices, form=EmptyForm())
+                           therapist_choices=choices, form=EmptyForm(),
+                           **_record_keeping(person, names, service_form, hold_form))
+
+
+def _record_keeping(person: User, names: dict, service_form: LastServiceForm | None,
+                    hold_form: HoldForm | None) -> dict:
+    """A client's record keeping on their page: the last date of service, legal holds and
+    their history (who placed and released each, named in `names`)."""
+    if person.role != Role.CLIENT:
+        return {}
+    hold_history = holds.history(person.id)
+    staff = {i for h in hold_history for i in (h.placed_by_id, h.released_by_id) if i}
+    names.update(names_by_id(staff - set(names)))
+    return {"service_form": service_form or LastServiceForm(
+                formdata=None, last_service_on=person.last_service_on),
+            "hold_form": hold_form or HoldForm(formdata=None),
+            "holds": hold_history, "hold_reasons": holds.REASON_LABELS,
+            "retention_years": retention.retention_years()}
+
+
+def _client_or_404(user_id: uuid.UUID) -> User:
+    person = _user_or_404(user_id)
+    if person.role != Role.CLIENT:
+        abort(404)
+    return person
+
+
+@bp.route("/users/<uuid:user_id>/last-service", methods=["POST"])
+@role_required("admin")
+def last_service(user_id: uuid.UUID):
+    """Record a client's last date of service: the retention clock may start from it."""
+    person = _client_or_404(user_id)
+    form = LastServiceForm()
+    if form.validate_on_submit():
+        try:
+            service.set_last_service_on(current_user._get_current_object(), person,
+                                        form.last_service_on.data)
+        except RuleError as error:
+            refuse(form, error)
+        else:
+            flash("The last date of service is recorded.", "success")
+            return redirect(url_for("admin.user", user_id=person.id))
+    return user(person.id, service_form=form), INVALID
+
+
+@bp.route("/users/<uuid:user_id>/holds", methods=["POST"])
+@role_required("admin")
+def place_hold(user_id: uuid.UUID):
+    """Place a legal hold on a client's record: no retention purge while it is open."""
+    person = _client_or_404(user_id)
+    form = HoldForm()
+    if form.validate_on_submit():
+        try:
+            holds.place(current_user._get_current_object(), person, form.reason.data)
+        except RuleError as error:
+            refuse(form, error)
+        else:
+            flash("The record is on legal hold: the retention purge leaves it alone until "
+                  "the hold is released.", "success")
+            return redirect(url_for("admin.user", user_id=person.id))
+    return user(person.id, hold_form=form), INVALID
+
+
+@bp.route("/users/<uuid:user_id>/holds/<uuid:hold_id>/release", methods=["POST"])
+@role_required("admin")
+def release_hold(user_id: uuid.UUID, hold_id: uuid.UUID):
+    """Release a legal hold (it stays in the record's history of holds)."""
+    require_button()
+    person = _client_or_404(user_id)
+    if hold_id not in {h.id for h in holds.history(person.id)}:
+        abort(404)
+    try:
+        holds.release(current_user._get_current_object(), person, hold_id)
+    except RuleError as error:
+        flash(error.message, "info")
+    else:
+        flash("The hold is released. The record follows the retention period again.",
+              "success")
+    return redirect(url_for("admin.user", user_id=person.id))
 
 
 def _action(user_id: uuid.UUID, action, message: str, nothing_done: str | None = None):

@@ -5,8 +5,8 @@ Which dates and reasons are allowed is the services' rule
 """
 
 from flask_wtf import FlaskForm
-from wtforms import DateField, SelectField
-from wtforms.validators import DataRequired, InputRequired
+from wtforms import DateField, RadioField, SelectChoice
+from wtforms.validators import InputRequired
 
 from portal.ops.holds import REASON_LABELS
 
@@ -21,8 +21,8 @@ class LastServiceForm(FlaskForm):
 
 
 class HoldForm(FlaskForm):
-    reason = SelectField(
+    reason = RadioField(
         "Why the record is held",
-        choices=[("", "Choose…"), *REASON_LABELS.items()], validate_choice=True,
-        validators=[DataRequired("Choose why the record is held.")],
+        choices=[SelectChoice(key, label) for key, label in REASON_LABELS.items()],
+        validators=[InputRequired("Choose why the record is held.")],
         description="While a hold is open, the retention purge never deletes this record.")
