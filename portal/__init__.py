@@ -25,10 +25,11 @@ from portal.messaging import feature as messaging
 from portal.ops import feature as ops
 from portal.ops import logs
 from portal.policies import feature as policies
+from portal.records import feature as records
 
 # Every feature, registered explicitly: one that fails to import stops the app. In this
 # order, the accounts gate (two-step enrolment) runs before the policy gate.
-FEATURES = (main, accounts, admin, messaging, estimates, policies, ops)
+FEATURES = (main, accounts, admin, messaging, estimates, policies, records, ops)
 
 ROOT = Path(__file__).resolve().parent.parent
 
