@@ -72,10 +72,16 @@ def publish_command(slug: str, source: Path, effective, summary: str, requires_a
 
 @policies_cli.command("init")
 def init_command() -> None:
-    """Publish version 1 of every policy that has none, from the standard text (idempotent)."""
+    """Publish the standard versions the database lacks (version 1, then each update)."""
     published = service.ensure_defaults()
     for version in published:
-        click.echo(f"Published {service.title_of(version.slug)} version 1, effective "
-                   f"{version.effective_date.isoformat()}.")
+        click.echo(f"Published {service.title_of(version.slug)} version {version.number}, "
+                   f"effective {version.effective_date.isoformat()}"
+                   f"{', clients must accept it' if version.requires_acceptance else ''}.")
+    for version in service.customized_behind():
+        click.echo(f"{service.title_of(version.slug)}: version {version.number} is the "
+                   "practice's own text, so the newer standard text was not published. "
+                   f"Compare it with portal/policies/content/{version.slug}.md and publish it "
+                   "with `portal policies publish` if it fits.")
     if not published:
-        click.echo("Every policy already has a published version; nothing to do.")
+        click.echo("Every policy already has the standard versions; nothing to do.")

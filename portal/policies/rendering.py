@@ -110,7 +110,16 @@ def text_hash(text: str) -> str:
 
 
 def load_default(slug: str) -> str:
-    """Return the default Markdown text for a policy slug."""
+    """Return the newest standard Markdown text for a policy slug."""
     if slug not in POLICY_TITLES:
         raise KeyError(f"unknown policy: {slug!r}")
-    return (CONTENT_DIR / f"{slug}.md").read_text(encoding="utf-8")
+    return load_content(f"{slug}.md")
+
+
+@lru_cache(maxsize=32)
+def load_content(name: str) -> str:
+    """Return a standard text by its path under content/ (earlier versions live in history/)."""
+    path = (CONTENT_DIR / name).resolve()
+    if CONTENT_DIR.resolve() not in path.parents:
+        raise KeyError(f"not a standard text: {name!r}")
+    return path.read_text(encoding="utf-8")

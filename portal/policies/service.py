@@ -8,6 +8,15 @@ Who must accept what: Terms of Service and the Privacy Policy always need a clie
 acceptance (at first sign-in they accept whatever version is current); any policy also needs it
 once a version marked `requires_acceptance` has taken effect and the client has not accepted
 that version or a later one. A version published without the mark does not ask anyone again.
+"Accepting" is worded per policy (`AGREED`): a client agrees to the Terms of Service; for every
+other policy, the Notice of Privacy Practices first, they acknowledge receipt
+(45 CFR 164.520(c)(2)(ii) asks for a written acknowledgment of receipt, not agreement).
+
+The standard texts (`STANDARD`) are a history: each policy's versions as the portal ships
+them. `ensure_defaults` (`portal policies init`, run by `make run`, `make serve` and after
+each upgrade) publishes the ones a database lacks, in order, effective today: a fresh database
+gets the same numbered versions as one that has run for years. A policy whose newest version
+is not a standard text (the practice wrote its own) is left alone and reported instead.
 """
 
 import uuid
@@ -34,7 +43,7 @@ from portal.policies.models import (
 )
 from portal.policies.rendering import (
     POLICY_TITLES,
-    load_default,
+    load_content,
     normalize_newlines,
     render_markdown,
     text_hash,
@@ -58,6 +67,53 @@ DESCRIPTIONS = {
 }
 
 FIRST_SUMMARY = "The first version of this policy in the portal."
+
+# Policies a client agrees to; for the others they acknowledge that they received them.
+AGREED = frozenset({"terms"})
+
+
+@dataclass(frozen=True)
+class Standard:
+    """One version of a policy's standard text, as the portal ships it."""
+
+    slug: str
+    number: int
+    source: str  # under portal/policies/content
+    summary: str
+    requires_acceptance: bool
+
+    @property
+    def text(self) -> str:
+        return load_content(self.source)
+
+
+PRIVACY_V2_SUMMARY = (
+    "We added when we may share information with family, friends or others involved in your "
+    "care, in a disaster, with funeral directors, and for organ and tissue donation. We explain "
+    "Pennsylvania's stricter rules in plain terms: most sharing of mental health, drug and "
+    "alcohol, or HIV information needs your written consent or a court order. We say how long "
+    "we keep records, and that confirming you received this notice does not mean you agree "
+    "with it.")
+GFE_V2_SUMMARY = (
+    "A correction: the $400 that lets you dispute a bill is counted for each provider or "
+    "facility (everything billed compared with the total on your estimate), not for each "
+    "service. Nothing else changed.")
+
+STANDARD: dict[str, tuple[Standard, ...]] = {
+    "terms": (Standard("terms", 1, "terms.md", FIRST_SUMMARY, True),),
+    "privacy": (
+        Standard("privacy", 1, "history/privacy-1.md", FIRST_SUMMARY, True),
+        # 45 CFR 164.520(b): a revised notice; clients are asked to acknowledge it again.
+        Standard("privacy", 2, "privacy.md", PRIVACY_V2_SUMMARY, True),
+    ),
+    "good-faith-estimate": (
+        Standard("good-faith-estimate", 1, "history/good-faith-estimate-1.md", FIRST_SUMMARY,
+                 False),
+        # A wording correction (45 CFR 149.620): nobody is asked to accept it again.
+        Standard("good-faith-estimate", 2, "good-faith-estimate.md", GFE_V2_SUMMARY, False),
+    ),
+    "accessibility": (Standard("accessibility", 1, "accessibility.md", FIRST_SUMMARY, False),),
+}
 
 
 # --- reading ------------------------------------------------------------------------------
@@ -210,19 +266,63 @@ def missing_defaults() -> list[str]:
     return [slug for slug in POLICY_SLUGS if slug not in have]
 
 
-def ensure_defaults(actor: User | None = None) -> list[PolicyVersion]:
-    """Publish version 1 of every policy that has none, from the standard text (idempotent).
+@dataclass(frozen=True)
+class StandardState:
+    """Where a policy stands against its standard texts."""
 
-    Version 1 takes effect today. Terms and privacy are marked as needing acceptance.
+    slug: str
+    to_publish: tuple[Standard, ...]  # the standard versions this database lacks, in order
+    customized: PolicyVersion | None  # the newest version, when it is not a standard text
+
+
+def standard_states() -> list[StandardState]:
+    """Compare each policy's versions with its standard history (one query per policy)."""
+    states = []
+    for slug in POLICY_SLUGS:
+        standards = STANDARD.get(slug, ())
+        versions = versions_of(slug)  # newest first
+        if not versions:
+            states.append(StandardState(slug, standards, None))
+            continue
+        hashes = [text_hash(standard.text) for standard in standards]
+        published = {v.text_hash for v in versions}
+        newest_standard = max((i for i, h in enumerate(hashes) if h in published), default=-1)
+        behind = standards[newest_standard + 1:]
+        if versions[0].text_hash in hashes:
+            states.append(StandardState(slug, behind, None))
+        else:  # the practice's own text is newest: never replaced, reported when behind
+            states.append(StandardState(slug, (), versions[0] if behind else None))
+    return states
+
+
+def standard_updates() -> list[Standard]:
+    """Return the standard versions this database has not published yet, in order."""
+    return [standard for state in standard_states() for standard in state.to_publish]
+
+
+def customized_behind() -> list[PolicyVersion]:
+    """Return the newest versions the practice wrote itself (no standard update applies)."""
+    return [state.customized for state in standard_states() if state.customized is not None]
+
+
+def ensure_defaults(actor: User | None = None) -> list[PolicyVersion]:
+    """Publish the standard versions a database lacks, in order, effective today (idempotent).
+
+    A fresh database gets version 1 and every later standard version at once (the newest is
+    current); one that already has version 1 of the standard text gets version 2, and so
+    on. Each carries its summary and acceptance mark (terms and privacy are always asked).
+    A policy whose newest version is the practice's own text is never replaced.
     """
     published = []
-    for slug in missing_defaults():
+    for standard in standard_updates():
         try:
-            published.append(publish(actor, slug=slug, text=load_default(slug),
-                                     effective_date=practice.today(), summary=FIRST_SUMMARY,
-                                     requires_acceptance=slug in ALWAYS_ACCEPT))
+            published.append(publish(actor, slug=standard.slug, text=standard.text,
+                                     effective_date=practice.today(),
+                                     summary=standard.summary,
+                                     requires_acceptance=standard.requires_acceptance))
         except RuleError:
-            if latest_version(slug) is None:  # not a lost race: a real problem
+            latest = latest_version(standard.slug)
+            if latest is None or latest.number < standard.number:  # not a lost race
                 raise
     return published
 
@@ -241,6 +341,63 @@ class _Light:
     slug: str
     number: int
     requires_acceptance: bool
+
+
+# The name a client acknowledges receiving, where it differs from the policy's title.
+RECEIPT_NAMES = {"privacy": "Notice of Privacy Practices (our Privacy Policy)"}
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The words of the acceptance page for the versions it asks about, true for each mix.
+
+    A client agrees to the Terms of Service; for the Notice of Privacy Practices, and any
+    other policy, they acknowledge that they received it (45 CFR 164.520(c)(2)(ii): "a written
+    acknowledgment of receipt of the notice"), which is not agreement.
+    """
+
+    asks: str  # "agree to the Terms of Service and confirm that you have received ..."
+    statement: str  # the sentence above the buttons
+    button: str
+    decline: str
+    thanks: str
+
+
+def _joined(names: list[str]) -> str:
+    if len(names) <= 2:
+        return " and ".join(names)
+    return ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def confirmation(versions: Iterable[PolicyVersion]) -> Confirmation:
+    """Word what choosing the button means for these versions (agreement or receipt)."""
+    slugs = sorted({v.slug for v in versions}, key=_order)
+    agreed = [f"the {title_of(s)}" for s in slugs if s in AGREED]
+    received = [f"the {RECEIPT_NAMES.get(s, title_of(s))}" for s in slugs if s not in AGREED]
+    received_short = [f"the {title_of(s)}" for s in slugs if s not in AGREED]
+    parts, done = [], []
+    if agreed:
+        parts.append(f"agree to {_joined(agreed)}")
+        done.append(f"You agreed to {_joined(agreed)}")
+    if received:
+        parts.append(f"confirm that you have received {_joined(received)}")
+        done.append(("and confirmed" if agreed else "You confirmed")
+                    + f" that you received {_joined(received_short)}")
+    asks = " and ".join(parts)
+    if agreed and received:
+        button = "Agree and confirm receipt"
+    elif agreed:
+        button = "Accept and continue"
+    else:
+        button = "Acknowledge receipt and continue"
+    statement = f"By choosing {button}, you {asks} shown above."
+    if received:
+        statement += (" Confirming that you received a notice does not mean you agree with it, "
+                      "and it does not change your rights.")
+    return Confirmation(
+        asks=asks, statement=statement, button=button,
+        decline="Decline and sign out" if agreed else "Not now, sign me out",
+        thanks=" ".join(done) + ".")
 
 
 def _order(slug: str) -> int:

@@ -45,6 +45,17 @@ def policy_acceptances(user) -> list[dict]:
             for row in service.acceptances_of(user)]
 
 
+@bp.app_template_filter("policy_title")
+def policy_title(slug: str) -> str:
+    return service.title_of(slug) if service.is_known(slug) else slug
+
+
+@bp.app_template_filter("policy_agreed")
+def policy_agreed(slug: str) -> bool:
+    """True when a client agrees to this policy; for the others they acknowledge receipt."""
+    return slug in service.AGREED
+
+
 # --- helpers ----------------------------------------------------------------------------
 
 def _document(text: str) -> tuple[Markup | None, Markup]:
@@ -211,8 +222,7 @@ def accept():
             except RuleError as error:
                 refuse(form, error)
             else:
-                names = " and ".join(service.title_of(v.slug) for v in pending)
-                flash(f"Thank you. You accepted the {names}.", "success")
+                flash(f"Thank you. {service.confirmation(pending).thanks}", "success")
                 return redirect(onward)
     elif request.method == "POST" and form.decision.errors:
         form.form_errors.append(form.decision.errors[0])
@@ -230,6 +240,7 @@ def accept():
     updating = any(item["previous"] for item in items)
     # No main navigation here: every item would only lead back to this page.
     return render_template("policies/accept.html", form=form, items=items, updating=updating,
+                           words=service.confirmation(pending),
                            nav_links=[]), INVALID if form.errors else 200
 
 
@@ -266,20 +277,21 @@ def admin_index():
         "policies/admin_index.html", policies=policies, counts=service.acceptance_counts(),
         accepted_current=service.accepted_current_counts(current_by_slug),
         clients=service.active_client_count(), missing=service.missing_defaults(),
-        form=EmptyForm())
+        updates=[u for u in service.standard_updates() if u.number > 1],
+        customized=service.customized_behind(), form=EmptyForm())
 
 
 @bp.route("/admin/policies/standard-texts", methods=["POST"])
 @role_required("admin")
 def admin_init():
-    """Publish version 1 of every policy that has none, from the standard text."""
+    """Publish the standard versions the database lacks (version 1, then each update)."""
     require_button()
     published = service.ensure_defaults(current_user._get_current_object())
     if published:
-        titles = ", ".join(service.title_of(v.slug) for v in published)
-        flash(f"Published the standard text as version 1: {titles}.", "success")
+        titles = ", ".join(f"{service.title_of(v.slug)} version {v.number}" for v in published)
+        flash(f"Published the standard texts: {titles}.", "success")
     else:
-        flash("Every policy already has a published version.", "info")
+        flash("Every policy already has the standard versions.", "info")
     return redirect(url_for("policies.admin_index"))
 
 

@@ -187,7 +187,9 @@ def test_accepting_records_one_row_per_version_and_an_audit_event(client, defaul
                for e in events)
     page = client.get("/account")
     assert page.status_code == 200
-    assert b"Thank you. You accepted the Terms of Service and Privacy Policy." in page.data
+    # Terms are agreed to; the privacy notice is received (45 CFR 164.520(c)(2)(ii)).
+    assert (b"Thank you. You agreed to the Terms of Service and confirmed that you received "
+            b"the Privacy Policy.") in page.data
 
 
 def test_accepting_twice_creates_no_duplicates(client, defaults, client_user):
@@ -394,8 +396,8 @@ def test_the_gate_shows_what_changed_after_a_marked_version_takes_effect(client,
         html = _accept_page(client)
         assert "We have updated a policy" in html
         assert "We now describe the emergency-access log." in html
-        assert "What changed since you last accepted it" in html
-        assert 'href="/policies/privacy/v/2"' in html
+        assert "What changed since the version you received" in html
+        assert 'href="/policies/privacy/v/3"' in html
         assert "Terms of Service" not in html.split("<main", 1)[1].split("</main>")[0]
         _post_decision(client, "accept")
         assert client.get("/account").status_code == 200
@@ -406,7 +408,7 @@ def test_a_later_unmarked_version_is_what_a_new_client_accepts(app, client_user)
         service.ensure_defaults()
         two = publish("terms", effective=date(2026, 11, 1))
         pending = service.pending_for(client_user)
-    assert {v.slug: v.number for v in pending} == {"terms": 2, "privacy": 1}
+    assert {v.slug: v.number for v in pending} == {"terms": 2, "privacy": 2}
     assert two.id in {v.id for v in pending}
 
 
@@ -430,9 +432,10 @@ def test_the_account_page_lists_what_the_client_accepted_and_when(client, client
         service.accept(client_user, [v.id for v in service.pending_for(client_user)])
     sign_in(client, client_user)
     html = client.get("/account").get_data(as_text=True)
-    assert "What you accepted" in html
+    assert "What you agreed to or received" in html
     assert 'href="/policies/terms/v/1">Terms of Service</a>' in html
-    assert 'href="/policies/privacy/v/1">Privacy Policy</a>' in html
+    assert 'href="/policies/privacy/v/2">Privacy Policy</a>' in html
+    assert "You agreed to it" in html and "You received it" in html
     assert "Sun Nov 1, 2026, 10:30 am" in html  # shown in New York time
 
 
@@ -440,4 +443,4 @@ def test_the_account_page_of_staff_leaves_the_section_out(client, defaults):
     therapist = make_user("therapist")
     sign_in(client, therapist)
     html = client.get("/account").get_data(as_text=True)
-    assert "What you accepted" not in html
+    assert "What you agreed to or received" not in html

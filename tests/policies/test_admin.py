@@ -74,7 +74,8 @@ def test_the_admin_list_offers_to_publish_the_standard_texts(admin_client, admin
     assert service.current_version("terms").published_by_id == admin_user.id
     html = admin_client.get("/admin/policies").get_data(as_text=True)
     assert "no published version yet" not in html
-    assert "Published the standard text as version 1" in html
+    assert ("Published the standard texts: Terms of Service version 1, Privacy Policy version 1, "
+            "Privacy Policy version 2") in html
 
 
 def test_the_publish_form_starts_from_the_latest_text(admin_client, defaults):

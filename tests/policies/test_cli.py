@@ -36,15 +36,15 @@ def test_publish_from_a_file(runner, tmp_path):
     source.write_text(TEXT, encoding="utf-8")
     result = runner.invoke(args=_publish_args(source, "--requires-acceptance"))
     assert result.exit_code == 0, result.output
-    assert "Published Privacy Policy version 2" in result.output
+    assert "Published Privacy Policy version 3" in result.output  # after the standard 1 and 2
     assert "clients must accept it" in result.output
     assert text_hash(TEXT) in result.output
-    version = service.get_version("privacy", 2)
+    version = service.get_version("privacy", 3)
     assert version.text == TEXT
     assert version.requires_acceptance is True
     assert version.published_by_id is None
     assert db.session.scalar(select(func.count()).select_from(AuditEvent)
-                             .where(AuditEvent.action == "policy.published")) == 5
+                             .where(AuditEvent.action == "policy.published")) == 7
 
 
 def test_publish_can_name_the_admin_who_publishes(runner, tmp_path, app):
@@ -78,7 +78,7 @@ def test_publish_explains_what_is_wrong(runner, tmp_path):
     binary = tmp_path / "binary.md"
     binary.write_bytes(b"\xff\xfe\x00bad")
     assert runner.invoke(args=_publish_args(binary)).exit_code == 1
-    assert service.latest_version("privacy").number == 1
+    assert service.latest_version("privacy").number == 2
 
 
 def test_list_shows_versions_states_and_counts(runner, tmp_path):

@@ -186,21 +186,24 @@ def test_status_of_versions(app):
 
 def test_ensure_defaults_publishes_every_standard_text_once(app):
     published = service.ensure_defaults()
-    assert [v.slug for v in published] == list(service.POLICY_SLUGS)
+    assert [(v.slug, v.number) for v in published] == [
+        ("terms", 1), ("privacy", 1), ("privacy", 2), ("good-faith-estimate", 1),
+        ("good-faith-estimate", 2), ("accessibility", 1)]
     for version in published:
-        assert version.number == 1
-        assert version.text == load_default(version.slug)
         assert version.effective_date == practice.today()
         assert version.requires_acceptance is (version.slug in {"terms", "privacy"})
+    for slug in service.POLICY_SLUGS:  # the newest standard text is the current version
+        assert service.current_version(slug).text == load_default(slug)
     assert service.ensure_defaults() == []
-    assert db.session.scalar(select(func.count()).select_from(PolicyVersion)) == 4
+    assert db.session.scalar(select(func.count()).select_from(PolicyVersion)) == 6
 
 
 def test_ensure_defaults_fills_in_only_what_is_missing(app):
     publish("terms")
     published = service.ensure_defaults()
-    assert [v.slug for v in published] == ["privacy", "good-faith-estimate", "accessibility"]
-    assert len(service.versions_of("terms")) == 1
+    assert [v.slug for v in published] == ["privacy", "privacy", "good-faith-estimate",
+                                            "good-faith-estimate", "accessibility"]
+    assert len(service.versions_of("terms")) == 1  # the practice's own text stays
 
 
 def test_demo_seeder_is_registered_and_publishes_the_standard_texts(app):
