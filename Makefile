@@ -34,6 +34,7 @@ install: $(STAMP)
 run: $(STAMP)
 	$(FLASK) db upgrade
 	$(FLASK) portal seed-demo
+	$(FLASK) portal policies init
 	@echo "Serving the portal on http://127.0.0.1:5000 (Ctrl-C to stop)"
 	$(FLASK) run --host 127.0.0.1 --port 5000
 
