@@ -304,7 +304,7 @@ def report_named(actor: User, today: date | None = None) -> NamedReport:
     except BaseException:
         db.session.rollback()
         raise
-    people = [*ids, *(t for listed in therapists.values() for t in listed)]
+    people = list(dict.fromkeys([*ids, *(t for listed in therapists.values() for t in listed)]))
     names = names_by_id(people) if people else {}
     return NamedReport(cutoff, records, names, dict(therapists))
 
