@@ -5,8 +5,14 @@ at least $400 more than that provider's expected charges. The test is per provid
 line, so overages on several lines of one provider add up. The practice also wants an earlier
 warning so it can look again before a bill goes out.
 
+The window to start it is 120 calendar days from the first (original) bill with those items
+(45 CFR 149.620(c)), never from a later one: for each provider, the earliest bill that is not
+voided. A later bill, a reminder or a corrected total does not start the window again.
+
 The rule itself (`compare`, `level_for`, `dispute_deadline`) is plain arithmetic; below it,
-recording and voiding billed amounts apply it to an issued estimate and keep its level.
+recording and voiding billed amounts apply it to an issued estimate and keep its level. A bill
+dated before the estimate was issued, before its period starts, or in the future cannot be
+a bill for what this estimate covers, and is refused.
 """
 
 import uuid
@@ -18,6 +24,7 @@ from typing import Literal
 from flask import current_app
 from sqlalchemy import select
 
+from portal import practice
 from portal.accounts.models import User
 from portal.audit import record
 from portal.db import utcnow
@@ -26,6 +33,7 @@ from portal.estimates.content import open_document
 from portal.estimates.document import GfeDocument, Provider
 from portal.estimates.models import TABLE, BilledAmount, GoodFaithEstimate
 from portal.extensions import db
+from portal.templating import local_date
 
 Level = Literal["ok", "warning", "dispute_eligible"]
 
@@ -86,9 +94,18 @@ def worst_level(results: list[ProviderOverage]) -> Level:
     return max((r.level for r in results), key=_SEVERITY.__getitem__, default="ok")
 
 
-def dispute_deadline(bill_date: date) -> date:
-    """Return the last day to start a dispute: 120 calendar days after the date on the bill."""
-    return bill_date + timedelta(days=DISPUTE_WINDOW_DAYS)
+def dispute_deadline(first_bill_date: date) -> date:
+    """Return the last day to start a dispute: 120 calendar days after the first bill.
+
+    45 CFR 149.620(c) counts from the initial bill with the items, so pass the date of the
+    provider's first (original) bill, never of a later one.
+    """
+    return first_bill_date + timedelta(days=DISPUTE_WINDOW_DAYS)
+
+
+def window_passed(deadline: date, today: date) -> bool:
+    """Whether the window has closed: the deadline itself is still a day to start it."""
+    return today > deadline
 
 
 # ------------------------------------------------------------------- an estimate's bills
@@ -96,7 +113,11 @@ def dispute_deadline(bill_date: date) -> date:
 
 @dataclass(frozen=True)
 class ProviderBilling:
-    """One provider's estimate against what was billed, with the dispute window if it applies."""
+    """One provider's estimate against what was billed, with the dispute window if it applies.
+
+    first_bill_date is the provider's original bill (voided ones do not count); the window
+    (45 CFR 149.620(c)) runs from it, and window_passed says whether it has closed.
+    """
 
     position: int
     provider: Provider
@@ -104,8 +125,9 @@ class ProviderBilling:
     billed_cents: int
     overage_cents: int
     level: str
-    last_bill_date: date | None
+    first_bill_date: date | None
     dispute_deadline: date | None
+    window_passed: bool = False
 
 
 @dataclass(frozen=True)
@@ -116,7 +138,12 @@ class BillingSummary:
 
     @property
     def disputable(self) -> list[ProviderBilling]:
+        """Providers billed $400 or more over, whether their window is open or has passed."""
         return [p for p in self.providers if p.level == "dispute_eligible"]
+
+    @property
+    def window_open(self) -> list[ProviderBilling]:
+        return [p for p in self.disputable if not p.window_passed]
 
     @property
     def has_bills(self) -> bool:
@@ -130,8 +157,14 @@ def thresholds() -> dict[str, int]:
             "dispute_cents": int(cfg.get("GFE_DISPUTE_THRESHOLD_CENTS", DISPUTE_CENTS))}
 
 
-def summary_of(estimate: GoodFaithEstimate, document: GfeDocument) -> BillingSummary:
-    """Compare billed with estimated per provider (never per line) under the configured levels."""
+def summary_of(estimate: GoodFaithEstimate, document: GfeDocument, *,
+               today: date | None = None) -> BillingSummary:
+    """Compare billed with estimated per provider (never per line) under the configured levels.
+
+    The dispute window of a provider $400 or more over runs from its first bill that is not
+    voided (45 CFR 149.620(c)); whether it has passed is judged on `today` (the practice's).
+    """
+    today = today or practice.today()
     bills = list(db.session.scalars(
         select(BilledAmount).where(BilledAmount.estimate_id == estimate.id)
         .order_by(BilledAmount.bill_date, BilledAmount.recorded_at)))
@@ -141,29 +174,34 @@ def summary_of(estimate: GoodFaithEstimate, document: GfeDocument) -> BillingSum
     estimated = {key: totals.get(p.npi, 0) for key, p in zip(keys, document.providers,
                                                               strict=True)}
     billed: dict[str, int] = {}
-    last: dict[str, date] = {}
+    first: dict[str, date] = {}
     for bill in live:
         key = str(bill.provider_position)
         billed[key] = billed.get(key, 0) + bill.amount_cents
-        last[key] = max(last.get(key, bill.bill_date), bill.bill_date)
+        first[key] = min(first.get(key, bill.bill_date), bill.bill_date)
     results = compare(estimated, billed, **thresholds())
     providers = []
     for result in results:
         position = int(result.provider)
         if not 0 <= position < len(document.providers):
             continue
-        bill_date = last.get(result.provider)
-        deadline = (dispute_deadline(bill_date)
-                    if result.level == "dispute_eligible" and bill_date else None)
+        first_date = first.get(result.provider)
+        deadline = (dispute_deadline(first_date)
+                    if result.level == "dispute_eligible" and first_date else None)
         providers.append(ProviderBilling(
             position, document.providers[position], result.estimated_cents,
-            result.billed_cents, result.overage_cents, result.level, bill_date, deadline))
+            result.billed_cents, result.overage_cents, result.level, first_date, deadline,
+            deadline is not None and window_passed(deadline, today)))
     return BillingSummary(providers, bills, worst_level(results))
 
 
 def record_bill(actor: User, estimate: GoodFaithEstimate, *, provider_position: int,
                 amount_cents: int, bill_date: date) -> BillingSummary:
-    """Record an amount billed by one provider of an issued estimate and re-check the levels."""
+    """Record an amount billed by one provider of an issued estimate and re-check the levels.
+
+    Refused (nothing written): a bill dated in the future, before the estimate was issued or
+    before its period starts (`check_bill_date`).
+    """
     if not estimate.is_issued:
         raise RuleError("Bills are recorded against an issued estimate.")
     if not isinstance(amount_cents, int) or amount_cents < 0:
@@ -171,6 +209,7 @@ def record_bill(actor: User, estimate: GoodFaithEstimate, *, provider_position: 
     document = open_document(estimate)
     if not 0 <= provider_position < len(document.providers):
         raise RuleError("Choose a provider listed on the estimate.", field="provider")
+    check_bill_date(estimate, bill_date)
     db.session.add(BilledAmount(estimate_id=estimate.id, provider_position=provider_position,
                                 amount_cents=amount_cents, bill_date=bill_date,
                                 recorded_by_id=actor.id))
@@ -178,6 +217,32 @@ def record_bill(actor: User, estimate: GoodFaithEstimate, *, provider_position: 
     record("estimate.bill.recorded", actor=actor, target=(TABLE, estimate.id),
            subject_id=estimate.client_id)
     return _update_level(actor, estimate, document)
+
+
+def earliest_bill_date(estimate: GoodFaithEstimate) -> date | None:
+    """The first date a bill against this estimate may carry (its issue date or period start)."""
+    days = [d for d in (estimate.issue_date, estimate.period_start) if d is not None]
+    return max(days, default=None)
+
+
+def check_bill_date(estimate: GoodFaithEstimate, bill_date: date) -> None:
+    """Refuse a date that cannot be on a bill for what this estimate covers.
+
+    A bill comes after the care it charges for, and this estimate covers care from its period
+    start, given on its issue date: a bill dated earlier belongs to another estimate (or to
+    none), and a bill dated after today has not been sent.
+    """
+    if bill_date > practice.today():
+        raise RuleError("The bill date cannot be in the future.", field="bill_date")
+    if estimate.issue_date and bill_date < estimate.issue_date:
+        raise RuleError(f"This bill is dated before the estimate was issued "
+                        f"({local_date(estimate.issue_date)}), so it cannot be compared with it. "
+                        "Record it against the estimate the client had then, or check the "
+                        "date.", field="bill_date")
+    if estimate.period_start and bill_date < estimate.period_start:
+        raise RuleError(f"This bill is dated before the care this estimate covers begins "
+                        f"({local_date(estimate.period_start)}), so it cannot be compared with it. "
+                        "Check the date on the bill.", field="bill_date")
 
 
 def void_bill(actor: User, estimate: GoodFaithEstimate, bill_id: uuid.UUID) -> BillingSummary:

@@ -358,9 +358,6 @@ class BillForm(FlaskForm):
     provider = SelectField("Provider", choices=[], validate_choice=True,
                            validators=[DataRequired("Choose the provider who billed.")])
     amount = CentsField("Amount billed ($)", validators=[Needed("Enter the amount billed.")])
+    # Which dates a bill may carry (not in the future, not before the estimate was issued or
+    # its period starts) is the service's rule: billing.check_bill_date.
     bill_date = DayField("Date on the bill", validators=[Needed("Enter the date on the bill.")])
-
-    def validate_bill_date(self, field):
-        """A bill is not dated in the future."""
-        if field.data is not None and field.data > practice.today():
-            raise ValidationError("The bill date cannot be in the future.")

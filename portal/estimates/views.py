@@ -191,7 +191,8 @@ def _staff_show(estimate, document, summary, links, bill_form, status: int = 200
     return render_template(
         "estimates/staff_show.html", estimate=estimate, doc=document, summary=summary,
         links=links, bill_form=bill_form, client_name=staff_lists.client_name(estimate),
-        events=delivery.delivery_events(estimate), **billing.thresholds()), status
+        events=delivery.delivery_events(estimate),
+        earliest_bill_date=billing.earliest_bill_date(estimate), **billing.thresholds()), status
 
 
 @bp.route("/<uuid:estimate_id>/pdf")
@@ -501,9 +502,13 @@ def record_bill(estimate_id: uuid.UUID):
     except RuleError as error:
         refuse(form, error)
         return _bill_form_again(estimate, document, form)
-    if summary.level == "dispute_eligible":
+    if summary.window_open:
         flash("Recorded. A provider's bill is now $400 or more over the estimate: the client "
               "can see their right to dispute it.", "warning")
+    elif summary.level == "dispute_eligible":
+        flash("Recorded. A provider's bill is $400 or more over the estimate, but the 120 days "
+              "from its first bill have passed: the client sees that the window has closed and "
+              "how to reach you.", "warning")
     elif summary.level == "warning":
         flash("Recorded. A provider's bill is close to the $400 dispute level.", "warning")
     else:

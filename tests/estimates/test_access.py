@@ -43,8 +43,10 @@ def world(app, practice, fast_pdf):
     from portal.estimates import billing
     from portal.practice import today as practice_today
 
-    mine = practice.issued()
-    theirs = practice.issued(client=practice.other_client, therapist=practice.other_therapist)
+    # Periods that have begun, so a bill dated today is for what they cover.
+    mine = practice.issued(period_start=practice_today())
+    theirs = practice.issued(client=practice.other_client, therapist=practice.other_therapist,
+                             period_start=practice_today())
     my_draft = practice.draft()
     their_draft = practice.draft(client=practice.other_client,
                                  therapist=practice.other_therapist)

@@ -36,7 +36,7 @@ def fingerprint(estimate_id) -> dict:
 
 
 def test_no_route_edits_or_deletes_an_issued_estimate(app, practice):
-    estimate = practice.issued()
+    estimate = practice.issued(period_start=practice_today())  # a bill today is for its care
     billing.record_bill(practice.therapist, estimate, provider_position=0, amount_cents=100,
                         bill_date=practice_today())
     bill_id = billing.summary_of(estimate, content.open_document(estimate)).bills[0].id

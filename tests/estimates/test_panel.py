@@ -140,7 +140,7 @@ def test_an_ended_estimate_leaves_the_renewal_list_after_a_while(practice):
 
 
 def test_billing_flags_show_in_the_panel(practice):
-    estimate = practice.issued()
+    estimate = practice.issued(period_start=practice_today())  # a bill today is for its care
     billing.record_bill(practice.therapist, estimate, provider_position=0,
                         amount_cents=4600_00, bill_date=practice_today())
     assert [e.id for e in panel(practice.therapist)["flagged"]] == [estimate.id]

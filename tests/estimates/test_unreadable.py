@@ -87,7 +87,7 @@ def test_issuing_an_unreadable_draft_changes_nothing_and_is_audited(staff, pract
 
 def test_voiding_a_bill_on_an_unreadable_estimate_shows_the_calm_page(staff, practice):
     client, token = staff
-    estimate = practice.issued()
+    estimate = practice.issued(period_start=practice_today())  # a bill today is for its care
     billing.record_bill(practice.therapist, estimate, provider_position=0, amount_cents=100,
                         bill_date=practice_today())
     bill_id = db.session.scalar(select(BilledAmount.id))

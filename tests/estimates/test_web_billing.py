@@ -3,12 +3,14 @@
 from datetime import timedelta
 
 import pytest
+import time_machine
 from sqlalchemy import select
 
 from portal.errors import RuleError
 from portal.estimates import billing as bills
 from portal.estimates.models import BilledAmount, GoodFaithEstimate
 from portal.extensions import db
+from portal.practice import start_of
 from portal.practice import today as practice_today
 from tests.estimates.conftest import csrf, sign_in
 
@@ -19,8 +21,11 @@ DISPUTE_NOTICE = "You can ask for a review of a bill"
 
 @pytest.fixture
 def billing(app, practice):
-    """An issued estimate, a therapist client and a client client, both signed in."""
-    estimate = practice.issued()
+    """An estimate issued 30 days ago for a period that began then (so bills of the last 30
+    days are for what it covers), a therapist client and a client client, both signed in."""
+    issued_on = practice_today() - timedelta(days=30)
+    with time_machine.travel(start_of(issued_on) + timedelta(hours=12), tick=False):
+        estimate = practice.issued(period_start=issued_on)
     staff = sign_in(app.test_client(), practice.therapist)
     person = sign_in(app.test_client(), practice.client)
     return estimate, staff, csrf(staff), person

@@ -427,7 +427,8 @@ def build_world(app: Flask) -> World:
     issued_draft = drafting.create_draft(therapist, client)
     drafting.save_draft(therapist, issued_draft, complete_draft(
         today, client_address=f"12 Walnut Street {XSS_TAGS}\nTrappe, PA 19426",
-        separately_scheduled=f"None anticipated {XSS_ATTR}"))
+        separately_scheduled=f"None anticipated {XSS_ATTR}",
+        period_start=today))  # begun, so the bill dated today below is for its care
     issued = issuing.issue(therapist, issued_draft.id)
     billing.record_bill(therapist, issued, provider_position=0, amount_cents=120_00,
                         bill_date=today)
