@@ -11,6 +11,7 @@ from portal.accounts.forms import InviteForm
 from portal.accounts.identity import email_of, names_by_id, names_of
 from portal.accounts.models import Role, User
 from portal.admin import service as admin_service
+from portal.audit.looks import ACCOUNT_VIEWED, clients_listed, record_look
 from portal.errors import RuleError
 from portal.forms import INVALID, EmptyForm, form_status, refuse, require_button
 from portal.messaging import handover
@@ -34,7 +35,25 @@ def users():
     """List every account with its role and state."""
     role = request.args.get("role")
     people, names = admin_service.people(role)
+    clients_listed(_me(), _client_ids(people))  # each client named here, on their log
     return render_template("admin/users.html", people=people, names=names, role=role)
+
+
+def _me() -> User:
+    return current_user._get_current_object()
+
+
+def _client_ids(people) -> list[uuid.UUID]:
+    return [p.id for p in people if p.role == Role.CLIENT]
+
+
+def _looked_at(person: User, others=()) -> None:
+    """An admin page about one account: a client's is a look at their account; a therapist's
+    names their clients, each a look in a list (see `portal.audit.looks`)."""
+    if person.role == Role.CLIENT:
+        record_look(_me(), ACCOUNT_VIEWED, person.id, target=("user", person.id))
+    else:
+        clients_listed(_me(), _client_ids(others))
 
 
 @bp.route("/users/invite", methods=["GET", "POST"])
@@ -77,6 +96,7 @@ def user(user_id: uuid.UUID, service_form=None, hold_form=None):
     assigned = {str(t.id) for t in therapists}
     choices = [(value, label) for value, label in admin_service.therapist_choices()
                if value not in assigned]
+    _looked_at(person, clients)
     return render_template("admin/user.html", person=person, names=names,
                            email=email_of(person), therapists=therapists, clients=clients,
                            therapist_choices=choices, form=EmptyForm(),
@@ -285,6 +305,7 @@ def unassign(user_id: uuid.UUID, therapist_id: uuid.UUID):
                 return redirect(url_for("admin.user", user_id=person.id))
     names = names_of([person, leaving])
     estimates = admin_service.estimates_in_progress([person.id], leaving.id).get(person.id, 0)
+    _looked_at(person)
     return render_template("admin/handover.html", person=person, leaving=leaving, names=names,
                            stakes=at_stake, estimates=estimates, choices=choices,
                            groups=handover.GROUP_LABELS, chosen=chosen, error=error,
@@ -346,6 +367,7 @@ def confirm_deactivate(user_id: uuid.UUID):
     names = names_of([person, *clients])
     unassisted = ([c for c in service.clients_of(person.id) if c.id not in at_stake]
                   if person.role == Role.THERAPIST else [])
+    _looked_at(person, clients)
     return render_template("admin/deactivate.html", person=person, names=names,
                            clients=clients, stakes=at_stake, choices=choices, chosen=chosen,
                            estimates=estimates, groups=handover.GROUP_LABELS,

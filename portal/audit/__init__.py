@@ -4,7 +4,13 @@ from flask import Flask
 
 from portal.audit import hooks
 from portal.audit.models import AppendOnlyError, AuditEvent, AuditHead
-from portal.audit.service import VerifyResult, events_for_subject, record, verify
+from portal.audit.service import (
+    VerifyResult,
+    events_for_subject,
+    record,
+    record_many,
+    verify,
+)
 
 
 def init_app(app: Flask) -> None:
@@ -19,5 +25,6 @@ __all__ = [
     "events_for_subject",
     "init_app",
     "record",
+    "record_many",
     "verify",
 ]
