@@ -22,6 +22,7 @@ from portal.estimates import (
     drafting,
     follow_ups,
     issuing,
+    looks,
     panel,
     staff_lists,
 )
@@ -188,8 +189,14 @@ def _provider_choices(document):
 
 
 def _staff_show(estimate, document, summary, links, bill_form, status: int = 200):
+    me = _me()
+    codes = looks.shows_codes(me)
+    looks.opened(me, estimate)  # on the client's access log before the page goes out
     return render_template(
-        "estimates/staff_show.html", estimate=estimate, doc=document, summary=summary,
+        "estimates/staff_show.html", estimate=estimate,
+        doc=document if codes else looks.without_codes(document),
+        diagnosis_hidden=not codes, look_reason=looks.reason_given(me),
+        reasons=looks.reason_choices(), reason_endpoint="estimates.show", summary=summary,
         links=links, bill_form=bill_form, client_name=staff_lists.client_name(estimate),
         events=delivery.delivery_events(estimate),
         earliest_bill_date=billing.earliest_bill_date(estimate), **billing.thresholds()), status
@@ -199,11 +206,19 @@ def _staff_show(estimate, document, summary, links, bill_form, status: int = 200
 def download(estimate_id: uuid.UUID):
     """Download the frozen PDF (an attachment with a neutral name); every download recorded."""
     me, estimate = _issued_or_404(estimate_id)
+    action = looks.download_action(me)
+    if action is None:  # an admin: the PDF carries the diagnosis codes, so say why first
+        flash("The PDF includes the diagnosis codes. Choose why you need them, then "
+              "download it.", "info")
+        return redirect(url_for("estimates.show", estimate_id=estimate.id, _anchor="reason"))
     try:
         pdf = content.open_pdf(estimate)
     except EstimateUnavailable:
         return _unavailable(estimate)
-    delivery.record_download(me, estimate)
+    if looks.needs_reason(me):
+        looks.downloaded(me, estimate, action)
+    else:
+        delivery.record_download(me, estimate)
     return downloads.download(pdf, filename=content.pdf_filename(estimate),
                               content_type="application/pdf")
 
@@ -241,11 +256,16 @@ def staff_list():
         me, client_id=client.id if client else None, limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE)
     mine = staff_lists.clients_for(me)
+    shown_panel = panel.dashboard_panel(me)
+    # Every client this page names, once each, on their access log (the chooser lists
+    # clients only when there is more than one).
+    looks.listed(me, [*estimates, *looks.panel_estimates(shown_panel)],
+                 mine if len(mine) > 1 else [])
     return render_template(
         "estimates/staff_list.html", estimates=estimates,
         names=staff_lists.client_names(estimates), client=client, clients=mine,
         client_names=names_of(mine), page=page, more=more, today=practice.today(),
-        **panel.dashboard_panel(me))
+        **shown_panel)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -266,6 +286,7 @@ def new():
         estimate = drafting.create_draft(me, client)
         flash("Draft started. Nothing is sent until you issue it.", "success")
         return redirect(url_for("estimates.edit", estimate_id=estimate.id))
+    looks.listed(me, [], mine)  # the chooser names every client this person writes for
     return render_template("estimates/new.html", form=form,
                            has_clients=bool(mine)), form_status()
 
@@ -325,8 +346,11 @@ def _format_errors(form: BuilderForm) -> list[tuple[str, str, str]]:
 
 def _builder(estimate, form: BuilderForm, *, problems=None, status: int = 200,
              draft_restored: bool = False):
+    me = _me()
+    looks.opened(me, estimate)  # on the client's access log before the page goes out
     return render_template(
         "estimates/edit.html", estimate=estimate, form=form, draft_restored=draft_restored,
+        look_reason=looks.reason_given(me),
         draft_key=typed_drafts.form_key_for_estimate(estimate.id),
         client_name=staff_lists.client_name(estimate),
         problems=problems, format_errors=_format_errors(form) if problems is None else [],
@@ -355,16 +379,22 @@ def edit(estimate_id: uuid.UUID):
         typed_drafts.discard(me, typed_drafts.form_key_for_estimate(estimate.id))
         action = request.form.get("action", "save")
         saved = content.open_draft(estimate)
+        reason = looks.reason_given(me)  # an admin's reason goes on with them
         if action == "check":
-            return redirect(url_for("estimates.review", estimate_id=estimate.id))
+            return redirect(url_for("estimates.review", estimate_id=estimate.id, reason=reason))
         if action == "add_provider":
-            return redirect(url_for("estimates.edit", estimate_id=estimate.id,
+            return redirect(url_for("estimates.edit", estimate_id=estimate.id, reason=reason,
                                     providers=len(saved.providers) + 1, _anchor="providers"))
         if action == "add_lines":
-            return redirect(url_for("estimates.edit", estimate_id=estimate.id,
+            return redirect(url_for("estimates.edit", estimate_id=estimate.id, reason=reason,
                                     lines=len(saved.lines) + LINE_ROWS_ADDED, _anchor="lines"))
         flash("Draft saved. Nothing has been sent to the client.", "success")
-        return redirect(url_for("estimates.edit", estimate_id=estimate.id))
+        return redirect(url_for("estimates.edit", estimate_id=estimate.id, reason=reason))
+    if not looks.shows_codes(me):
+        # The builder shows (and saves) every diagnosis code: an admin says why first.
+        flash("This draft's diagnosis codes are part of the builder. Choose why you need "
+              "them to edit it.", "info")
+        return redirect(url_for("estimates.review", estimate_id=estimate.id, _anchor="reason"))
     try:
         draft = content.open_draft(estimate)
     except EstimateUnavailable:
@@ -408,7 +438,14 @@ def review(estimate_id: uuid.UUID):
     form = BuilderForm(formdata=None, data=form_data(checked.draft, provider_rows=0,
                                                      line_rows=0))
     summary = _attach(form, checked.problems)
+    codes = looks.shows_codes(me)
+    if not codes:
+        checked = replace(checked, document=looks.without_codes(checked.document))
+        summary = looks.without_code_problems(summary)
+    looks.opened(me, estimate)  # on the client's access log before the page goes out
     return render_template("estimates/review.html", estimate=estimate, checked=checked,
+                           diagnosis_hidden=not codes, look_reason=looks.reason_given(me),
+                           reasons=looks.reason_choices(), reason_endpoint="estimates.review",
                            problems=summary, client_name=staff_lists.client_name(estimate),
                            links=follow_ups.linked(estimate))
 
