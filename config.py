@@ -1,5 +1,6 @@
 """Configuration classes; environment variables are read by `from_environment()` at factory time."""
 
+import ipaddress
 import os
 from datetime import timedelta
 
@@ -71,7 +72,11 @@ class Config:
     MAIL_PORT = 25
     MAIL_USERNAME: str | None = None
     MAIL_PASSWORD: str | None = None
-    MAIL_USE_TLS = False
+    MAIL_USE_TLS = False  # STARTTLS on a plain connection (usually port 587)
+    MAIL_USE_SSL = False  # implicit TLS from the first byte (usually port 465)
+    # Production refuses mail without TLS unless this names, in one line, why plain text to a
+    # relay on this machine (127.0.0.1, ::1, localhost) is safe; see mail_transport_problems.
+    MAIL_ALLOW_PLAINTEXT_LOOPBACK: str | None = None
     MAIL_FROM = "coeo portal <no-reply@coeocommunity.com>"
     MAIL_TIMEOUT = 10
     MAIL_SEND_AFTER_COMMIT = True
@@ -161,6 +166,8 @@ ENV_SETTINGS: dict[str, type] = {
     "MAIL_USERNAME": str,
     "MAIL_PASSWORD": str,
     "MAIL_USE_TLS": bool,
+    "MAIL_USE_SSL": bool,
+    "MAIL_ALLOW_PLAINTEXT_LOOPBACK": str,
     "MAIL_FROM": str,
     "PORTAL_BASE_URL": str,
     "SESSION_IDLE_MINUTES": int,
@@ -207,6 +214,60 @@ def from_environment() -> dict:
     if os.environ.get("DATABASE_URL"):
         values["SQLALCHEMY_DATABASE_URI"] = normalize_database_url(os.environ["DATABASE_URL"])
     return values
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+_MIN_REASON = 10  # a reason, not "1" or "yes"
+
+
+def is_loopback(host: str | None) -> bool:
+    """True for a mail server on this machine: 127.0.0.0/8, ::1 or localhost."""
+    name = (host or "").strip().strip("[]").lower()
+    if name in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def plaintext_mail_reason(settings) -> str | None:
+    """The operator's reason for plain-text mail to a loopback relay, when that applies."""
+    if settings.get("MAIL_USE_TLS") or settings.get("MAIL_USE_SSL"):
+        return None
+    reason = " ".join((settings.get("MAIL_ALLOW_PLAINTEXT_LOOPBACK") or "").split())
+    return reason or None
+
+
+def mail_transport_problems(settings) -> list[str]:
+    """Why production must not start with these mail settings (one short clause each).
+
+    Mail leaves over TLS (MAIL_USE_TLS: STARTTLS, or MAIL_USE_SSL: implicit TLS), unless
+    MAIL_ALLOW_PLAINTEXT_LOOPBACK gives a one-line reason and MAIL_SERVER is this machine.
+    """
+    server = settings.get("MAIL_SERVER")
+    if not server:
+        return []  # reported as missing on its own
+    if settings.get("MAIL_USE_TLS") and settings.get("MAIL_USE_SSL"):
+        return ["MAIL_USE_TLS (STARTTLS) and MAIL_USE_SSL (implicit TLS) are both on: "
+                "choose one"]
+    if settings.get("MAIL_USE_TLS") or settings.get("MAIL_USE_SSL"):
+        return []
+    raw = settings.get("MAIL_ALLOW_PLAINTEXT_LOOPBACK") or ""
+    if not raw.strip():
+        return [f"mail to {server} would travel without TLS: set MAIL_USE_TLS=true "
+                "(STARTTLS, port 587) or MAIL_USE_SSL=true (implicit TLS, port 465), or for "
+                "a relay on this machine MAIL_ALLOW_PLAINTEXT_LOOPBACK to a one-line reason"]
+    if "\n" in raw.strip() or "\r" in raw or len(raw.strip()) < _MIN_REASON \
+            or raw.strip().lower() in _BOOL:
+        return ["MAIL_ALLOW_PLAINTEXT_LOOPBACK must be a one-line reason why plain text to "
+                "this relay is safe (e.g. \"Postfix on this host relays over TLS\"), not a "
+                "flag"]
+    if not is_loopback(server):
+        return [f"MAIL_ALLOW_PLAINTEXT_LOOPBACK allows plain text only to a relay on this "
+                f"machine (127.0.0.1, ::1 or localhost), not {server}: set MAIL_USE_TLS=true "
+                "or MAIL_USE_SSL=true"]
+    return []
 
 
 def normalize_database_url(url: str) -> str:

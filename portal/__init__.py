@@ -115,6 +115,7 @@ def _check_production(app: Flask) -> None:
         problems.append("DATABASE_URL is not set")
     if not app.config.get("MAIL_SERVER"):
         problems.append("MAIL_SERVER is not set")
+    problems.extend(config_module.mail_transport_problems(app.config))
     if app.config.get("DEBUG"):
         problems.append("DEBUG must be off")
     if problems:

@@ -24,7 +24,8 @@ def clean_environment(monkeypatch):
 def _production(tmp_path, **overrides):
     settings = {"ENV_NAME": "production", "SECRET_KEY": GOOD_SECRET,
                 "SQLALCHEMY_DATABASE_URI": f"sqlite:///{tmp_path / 'prod.db'}",
-                "MAIL_SERVER": "smtp.example.org", "INSTANCE_PATH": str(tmp_path),
+                "MAIL_SERVER": "smtp.example.org", "MAIL_USE_TLS": True,
+                "INSTANCE_PATH": str(tmp_path),
                 "PORTAL_MASTER_KEYS": config_module.TestingConfig.PORTAL_MASTER_KEYS,
                 "PORTAL_INDEX_KEY": config_module.TestingConfig.PORTAL_INDEX_KEY}
     settings.update(overrides)
@@ -59,6 +60,7 @@ def test_production_reads_its_settings_from_the_environment(clean_environment, m
     monkeypatch.setenv("SECRET_KEY", GOOD_SECRET)
     monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'prod.db'}")
     monkeypatch.setenv("MAIL_SERVER", "smtp.example.org")
+    monkeypatch.setenv("MAIL_USE_TLS", "true")
     monkeypatch.setenv("DEBUG", "true")
     with pytest.raises(SystemExit) as stopped:
         create_app({"ENV_NAME": "production", "INSTANCE_PATH": str(tmp_path)})

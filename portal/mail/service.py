@@ -27,6 +27,7 @@ from flask import Flask, Response, current_app, g, has_app_context, has_request_
 from sqlalchemy import delete, event, func, or_, select, update
 from sqlalchemy.orm import Session
 
+import config as config_module
 from portal import hooks
 from portal.after_response import after_response
 from portal.crypto import Context, DecryptionError, context_for, open_text, seal
@@ -316,6 +317,19 @@ def purge_delivered(older_than_days: int = 7) -> int:
 
 # --- the wire -------------------------------------------------------------------------------
 
+_plaintext_noted: set[tuple[str, int]] = set()
+
+
+def _note_plaintext(cfg, host: str, port: int) -> None:
+    """Log once per process and relay that mail goes without TLS, with the operator's reason."""
+    reason = config_module.plaintext_mail_reason(cfg)
+    if reason is None or (host, port) in _plaintext_noted:
+        return
+    _plaintext_noted.add((host, port))
+    log.warning("mail: sending without TLS to the relay at %s:%s "
+                "(MAIL_ALLOW_PLAINTEXT_LOOPBACK: %s)", host, port, reason[:200])
+
+
 class Transport:
     """One SMTP connection for a batch, or the console when MAIL_SERVER is not set.
 
@@ -372,14 +386,24 @@ class Transport:
                 self._smtp = None
 
     def _connect(self) -> smtplib.SMTP:
+        """Open the connection: implicit TLS (MAIL_USE_SSL), STARTTLS (MAIL_USE_TLS, refused
+        with SMTPNotSupportedError when the server does not offer it), or plain text (which
+        production allows only to a loopback relay with a reason; see config.py)."""
         cfg = self.config
-        smtp = smtplib.SMTP(cfg["MAIL_SERVER"], int(cfg.get("MAIL_PORT") or 25),
-                            timeout=cfg.get("MAIL_TIMEOUT") or 10)
+        host, port = cfg["MAIL_SERVER"], int(cfg.get("MAIL_PORT") or 25)
+        timeout = cfg.get("MAIL_TIMEOUT") or 10
+        if cfg.get("MAIL_USE_SSL"):
+            smtp = smtplib.SMTP_SSL(host, port, timeout=timeout,
+                                    context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=timeout)
         try:
             smtp.ehlo()
-            if cfg.get("MAIL_USE_TLS"):
+            if cfg.get("MAIL_USE_TLS") and not cfg.get("MAIL_USE_SSL"):
                 smtp.starttls(context=ssl.create_default_context())
                 smtp.ehlo()
+            elif not cfg.get("MAIL_USE_SSL"):
+                _note_plaintext(cfg, host, port)
             if cfg.get("MAIL_USERNAME"):
                 smtp.login(cfg["MAIL_USERNAME"], cfg.get("MAIL_PASSWORD") or "")
         except Exception:

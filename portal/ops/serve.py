@@ -134,6 +134,9 @@ def prepare(environ: dict[str, str]) -> dict[str, str]:
         print(f"coeo portal: created the database in {env['DATABASE_URL']}", file=sys.stderr)
     check_redis(env["RATELIMIT_STORAGE_URI"])
     if env["MAIL_SERVER"] == DEFAULTS["MAIL_SERVER"] and env["MAIL_PORT"] == DEFAULTS["MAIL_PORT"]:
+        # Production refuses plain-text mail unless a loopback relay is named with a reason.
+        env.setdefault("MAIL_ALLOW_PLAINTEXT_LOOPBACK",
+                       "make serve: a test mail catcher on this machine")
         print("coeo portal: mail goes to 127.0.0.1:1025 (MAIL_SERVER, MAIL_PORT). Run "
               "`.venv/bin/aiosmtpd -n -l 127.0.0.1:1025` to accept it, or it waits in the "
               "outbox.", file=sys.stderr)

@@ -103,7 +103,7 @@ def test_production_refuses_to_start_without_keys(tmp_path, config, message):
 def test_production_init_app_exits_with_one_line(make_app):
     with pytest.raises(SystemExit) as exc:
         make_app(ENV_NAME="production", PORTAL_MASTER_KEYS=None, PORTAL_INDEX_KEY=None,
-                 SECRET_KEY="s" * 40, MAIL_SERVER="localhost")
+                 SECRET_KEY="s" * 40, MAIL_SERVER="localhost", MAIL_USE_TLS=True)
     assert exc.value.code == "PORTAL_MASTER_KEYS: no master key configured (production needs one)"
 
 

@@ -22,7 +22,8 @@ def production_env(tmp_path: Path, **changes) -> dict:
     env = {"PATH": os.environ["PATH"], "PORTAL_ENV": "production", "SECRET_KEY": "s" * 48,
            "DATABASE_URL": f"sqlite:///{tmp_path / 'portal.db'}",
            "PORTAL_MASTER_KEYS": "k1:" + _key(7), "PORTAL_INDEX_KEY": _key(9),
-           "MAIL_SERVER": "127.0.0.1", "PORTAL_INSTANCE_PATH": str(tmp_path)}
+           "MAIL_SERVER": "127.0.0.1", "PORTAL_INSTANCE_PATH": str(tmp_path),
+           "MAIL_ALLOW_PLAINTEXT_LOOPBACK": "tests: nothing sends mail from this server"}
     env.update(changes)
     return {k: v for k, v in env.items() if v is not None}
 

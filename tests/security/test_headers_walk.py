@@ -210,6 +210,7 @@ def production(world, monkeypatch):
     db.session.commit()
     app = create_app({
         "ENV_NAME": "production", "SECRET_KEY": "p" * 48, "MAIL_SERVER": "smtp.example.org",
+        "MAIL_USE_TLS": True,
         "SQLALCHEMY_DATABASE_URI": world.app.config["SQLALCHEMY_DATABASE_URI"],
         "INSTANCE_PATH": world.app.instance_path, "LOG_JSON": False,
         "PORTAL_MASTER_KEYS": config_module.TestingConfig.PORTAL_MASTER_KEYS,
