@@ -46,6 +46,12 @@ TEMPLATES: dict[str, MailTemplate] = {
     # `staff_name`: the practice staff member who answers now (not the client's): no PHI.
     "handover_to_client": MailTemplate("Who answers your messages in the portal",
                                        ("link", "staff_name")),
+    # A request for a copy or an amendment was extended, done or declined: the link only.
+    "record_request_update": MailTemplate("An update on your request in the portal",
+                                          ("link",)),
+    # A copy of the record was downloaded: the day and time only, never the copy or a link to it.
+    "record_exported": MailTemplate("A copy of your coeo portal record was made", ("when",),
+                                    ("link",)),
 }
 
 SUBJECTS: dict[str, str] = {name: template.subject for name, template in TEMPLATES.items()}
