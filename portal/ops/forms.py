@@ -13,7 +13,7 @@ from portal.ops.holds import REASON_LABELS
 
 class LastServiceForm(FlaskForm):
     last_service_on = DateField(
-        "Last date of service",
+        "Date",
         validators=[InputRequired("Enter the last date of service.")],
         invalid_value_message="Enter a real date, such as 2026-03-01.",
         description="A discharge or the last session. The record is kept for the retention "
