@@ -117,6 +117,8 @@ class ProviderBilling:
 
     first_bill_date is the provider's original bill (voided ones do not count); the window
     (45 CFR 149.620(c)) runs from it, and window_passed says whether it has closed.
+    latest_bill_date never moves the window: it only tells whether later bills exist (they
+    may charge for care that was not on the first one, which has a window of its own).
     """
 
     position: int
@@ -128,6 +130,7 @@ class ProviderBilling:
     first_bill_date: date | None
     dispute_deadline: date | None
     window_passed: bool = False
+    latest_bill_date: date | None = None
 
 
 @dataclass(frozen=True)
@@ -175,10 +178,12 @@ def summary_of(estimate: GoodFaithEstimate, document: GfeDocument, *,
                                                               strict=True)}
     billed: dict[str, int] = {}
     first: dict[str, date] = {}
+    latest: dict[str, date] = {}
     for bill in live:
         key = str(bill.provider_position)
         billed[key] = billed.get(key, 0) + bill.amount_cents
         first[key] = min(first.get(key, bill.bill_date), bill.bill_date)
+        latest[key] = max(latest.get(key, bill.bill_date), bill.bill_date)
     results = compare(estimated, billed, **thresholds())
     providers = []
     for result in results:
@@ -191,7 +196,8 @@ def summary_of(estimate: GoodFaithEstimate, document: GfeDocument, *,
         providers.append(ProviderBilling(
             position, document.providers[position], result.estimated_cents,
             result.billed_cents, result.overage_cents, result.level, first_date, deadline,
-            deadline is not None and window_passed(deadline, today)))
+            deadline is not None and window_passed(deadline, today),
+            latest.get(result.provider)))
     return BillingSummary(providers, bills, worst_level(results))
 
 
