@@ -2,6 +2,7 @@
 
 import re
 import unicodedata
+from collections.abc import Iterable
 from urllib.parse import quote
 
 from flask import Response
@@ -18,9 +19,11 @@ def content_disposition(name: str) -> str:
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
-def download(data: bytes, *, filename: str, content_type: str, sandbox: bool = False
-             ) -> Response:
+def download(data: bytes | Iterable[bytes], *, filename: str, content_type: str,
+             sandbox: bool = False) -> Response:
     """Answer with a file to save: attachment disposition, nosniff, no-store.
+
+    `data` may be an iterable of chunks (a streamed ZIP): the body is sent as it comes.
 
     `sandbox` adds the CSP sandbox for content people uploaded, so a file opened anyway
     cannot run script in the portal's origin.

@@ -1,0 +1,136 @@
+"""A conversation as a readable PDF, in the estimates' typography (fpdf2, DejaVu Sans).
+
+The fonts, margins and colours are the estimates' own (`portal.estimates.pdf`), imported, not
+copied. Each message shows who sent it, when, and whether it was read; its attachments are
+named with the path of their copy in the export. A character the cut-down print font has no
+glyph for (an emoji, a right-to-left script) prints as "?" rather than blank: the HTML copy
+beside the PDF keeps the exact text.
+
+A very long conversation is split into parts of PART_SIZE messages, so a PDF being built
+never holds more than that many messages in memory.
+"""
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from fpdf import FPDF
+
+from portal.estimates.pdf import (
+    FONT,
+    FONT_DIR,
+    FONT_FILES,
+    INK,
+    MARGIN_MM,
+    MUTED,
+    RULE,
+    _covered_codepoints,
+)
+from portal.records.export_data import ConversationInfo, MessageItem
+from portal.templating import local_time
+from portal.text import size_text
+
+PART_SIZE = 500
+ROLE_WORDS = {"client": "", "therapist": "Therapist", "admin": "Practice staff"}
+
+
+class _ConversationPdf(FPDF):
+    footer_text = ""
+
+    def footer(self) -> None:
+        self.set_y(-12)
+        self.set_font(FONT, "", 8)
+        self.set_text_color(*MUTED)
+        self.cell(0, 5, f"{self.footer_text} · page {self.page_no()} of {{nb}}", align="C")
+
+
+def printable(text: str) -> str:
+    """The text with every character the print font cannot show replaced by "?"."""
+    covered = _covered_codepoints()
+    return "".join(ch if ch in "\n\t" or ord(ch) in covered else "?" for ch in text)
+
+
+def read_state(message: MessageItem) -> str:
+    """"Read <time>" or "Not read yet", from the other side's point of view."""
+    if message.read_at is None:
+        return "Not read yet"
+    return f"Read {local_time(message.read_at)}"
+
+
+class ConversationDocument:
+    """Build one PDF (or one part of a long conversation) message by message."""
+
+    def __init__(self, conversation: ConversationInfo, *, client_name: str, made_at: datetime,
+                 part: int = 1) -> None:
+        self.conversation = conversation
+        self.count = 0
+        pdf = _ConversationPdf(orientation="portrait", unit="mm", format="letter")
+        pdf.set_creation_date(made_at)
+        pdf.set_title(printable(f"Conversation: {conversation.subject}"))
+        pdf.set_lang("en-US")
+        pdf.footer_text = f"Conversation {conversation.number}" + (
+            f", part {part}" if part > 1 else "")
+        for style, (_, name) in FONT_FILES.items():
+            pdf.add_font(FONT, style, str(FONT_DIR / name))
+        pdf.set_margins(MARGIN_MM, MARGIN_MM, MARGIN_MM)
+        pdf.set_auto_page_break(auto=True, margin=MARGIN_MM)
+        pdf.add_page()
+        pdf.set_text_color(*INK)
+        self.pdf = pdf
+        self._title(client_name, part)
+
+    def _text(self, text: str, *, size: float = 10, bold: bool = False, height: float = 5,
+              muted: bool = False) -> None:
+        pdf = self.pdf
+        pdf.set_font(FONT, "B" if bold else "", size)
+        pdf.set_text_color(*(MUTED if muted else INK))
+        pdf.multi_cell(0, height, printable(text), align="L", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_text_color(*INK)
+
+    def _title(self, client_name: str, part: int) -> None:
+        c = self.conversation
+        self._text(c.subject, size=16, bold=True, height=8)
+        with_whom = "the practice" if c.to_practice else (c.therapist_name or "a therapist")
+        self._text(f"A conversation between {client_name} and {with_whom}", muted=True)
+        self._text(f"Started {local_time(c.started_at)}"
+                   + (f" · closed {local_time(c.closed_at)}" if c.closed_at else "")
+                   + (f" · part {part}" if part > 1 else ""), muted=True)
+        self.pdf.ln(3)
+
+    def add(self, message: MessageItem, file_paths: dict | None = None) -> None:
+        pdf = self.pdf
+        if pdf.will_page_break(18):
+            pdf.add_page()
+        pdf.set_draw_color(*RULE)
+        pdf.line(pdf.l_margin, pdf.get_y(), pdf.w - pdf.r_margin, pdf.get_y())
+        pdf.ln(2)
+        role = ROLE_WORDS.get(message.sender_role, "")
+        self._text(message.sender + (f" ({role})" if role else ""), bold=True)
+        self._text(f"Sent {local_time(message.created_at)} · {read_state(message)}",
+                   size=8.5, height=4.5, muted=True)
+        pdf.ln(1)
+        if message.unavailable:
+            self._text("This message could not be decrypted, so it is not in this copy.",
+                       muted=True)
+        else:
+            self._text(message.body)
+        for item in message.attachments:
+            where = (file_paths or {}).get(item.id)
+            saved = f" (saved as {where})" if where else " (could not be included)"
+            self._text(f"Attached: {item.name}, {item.kind_label}, {size_text(item.size)}"
+                       + saved, size=8.5, height=4.5, muted=True)
+        pdf.ln(3)
+        self.count += 1
+
+    def output(self) -> bytes:
+        if not self.count:
+            self._text("There are no messages in this conversation.", muted=True)
+        return bytes(self.pdf.output())
+
+
+def render_conversation(conversation: ConversationInfo, messages: Iterable[MessageItem], *,
+                        client_name: str, made_at: datetime) -> bytes:
+    """A whole conversation as one PDF (the staff's single-conversation export)."""
+    document = ConversationDocument(conversation, client_name=client_name, made_at=made_at)
+    for message in messages:
+        document.add(message)
+    return document.output()
