@@ -72,7 +72,7 @@ def test_client_accepts_updated_terms_at_sign_in(app, page, live_server):
     page.get_by_role("button", name="Accept and continue").click()
     page.wait_for_url(lambda url: "/policies/accept" not in url)
     assert urlsplit(page.url).path == _home_path(app)
-    assert page.get_by_text("Thank you. You accepted the Terms of Service.").is_visible()
+    assert page.get_by_text("Thank you. You agreed to the Terms of Service.").is_visible()
 
     rows = list(db.session.scalars(select(PolicyAcceptance)
                                    .where(PolicyAcceptance.user_id == user.id,
@@ -85,5 +85,48 @@ def test_client_accepts_updated_terms_at_sign_in(app, page, live_server):
     # Nothing asks again: the account page lists what was accepted.
     page.goto("/account")
     assert urlsplit(page.url).path == "/account"
-    section = page.locator("section", has=page.get_by_role("heading", name="What you accepted"))
+    section = page.locator("section", has=page.get_by_role("heading",
+                                                           name="What you agreed to or received"))
     assert section.get_by_role("link", name="Terms of Service").count() == 2
+
+
+def test_client_acknowledges_receipt_of_the_updated_privacy_notice(app, page, live_server):
+    """45 CFR 164.520(c)(2)(ii): after Privacy Policy version 2 reaches a database that had
+    version 1 (`portal policies init`), the client is asked to acknowledge receipt, on a
+    phone-sized screen, and nothing asks them to agree to it."""
+    user = make_user("client", "Robin Journey", email=EMAIL)
+    for slug in ("terms", "privacy"):
+        first = service.STANDARD[slug][0]
+        version = service.publish(None, slug=slug, text=first.text,
+                                  effective_date=practice.today(), summary=first.summary,
+                                  requires_acceptance=True)
+        service.accept(user, [version.id])
+    published = service.ensure_defaults()
+    assert ("privacy", 2) in {(v.slug, v.number) for v in published}
+    db.session.commit()
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.goto("/sign-in")
+    page.get_by_label("Email address").fill(EMAIL)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+
+    page.wait_for_url("**/policies/accept**")
+    assert page.get_by_role("heading", name="Privacy Policy").is_visible()
+    assert page.get_by_text("What changed since the version you received").is_visible()
+    button = page.get_by_role("button", name="Acknowledge receipt and continue")
+    assert page.get_by_role("button", name="Accept and continue").count() == 0
+    assert page.get_by_role("button", name="Not now, sign me out").count() == 1
+    statement = page.locator(".acceptance__statement").inner_text()
+    assert "confirm that you have received the Notice of Privacy Practices" in statement
+    assert "does not mean you agree with it" in statement
+    button.click()
+    page.wait_for_url(lambda url: "/policies/accept" not in url)
+    assert page.get_by_text("Thank you. You confirmed that you received the Privacy "
+                            "Policy.").is_visible()
+    rows = db.session.scalars(select(PolicyAcceptance.number)
+                              .where(PolicyAcceptance.user_id == user.id,
+                                     PolicyAcceptance.slug == "privacy")
+                              .order_by(PolicyAcceptance.number)).all()
+    assert rows == [1, 2]
+    db.session.commit()
