@@ -12,6 +12,10 @@ from portal.records.disclosures import RECIPIENT_MAX, TEXT_MAX
 from portal.records.requests import DETAILS_MAX, KIND_LABELS, REASON_MAX
 
 
+def _at_most(limit: int) -> Length:
+    return Length(max=limit, message=f"Please keep this under {limit} characters.")
+
+
 class RequestForm(FlaskForm):
     """The client asks for a copy or an amendment of what the portal does not hold."""
 
@@ -22,7 +26,7 @@ class RequestForm(FlaskForm):
     details = TextAreaField(
         "Tell us what you would like",
         validators=[InputRequired("Please say what you are asking for."),
-                    Length(max=DETAILS_MAX, message=f"Please keep this under {DETAILS_MAX} characters.")],
+                    _at_most(DETAILS_MAX)],
         description="For a copy: which records, or which dates, and how you would like to "
                     "receive it (on paper, by email or another way). For a change: what you "
                     "think is wrong or missing, and why.")
@@ -39,7 +43,7 @@ class StaffRequestForm(RequestForm):
     details = TextAreaField(
         "What they asked for, in their words",
         validators=[InputRequired("Write down what the client asked for."),
-                    Length(max=DETAILS_MAX, message=f"Please keep this under {DETAILS_MAX} characters.")],
+                    _at_most(DETAILS_MAX)],
         description="The client reads this in the portal.")
     received_on = DateField(
         "Day the request arrived",
@@ -54,13 +58,13 @@ class ReasonForm(FlaskForm):
     reason = TextAreaField(
         "Reason",
         validators=[InputRequired("Write the reason; the client reads it."),
-                    Length(max=REASON_MAX, message=f"Please keep this under {REASON_MAX} characters.")])
+                    _at_most(REASON_MAX)])
 
 
 class FulfilForm(FlaskForm):
     note = TextAreaField(
         "A note for the client (optional)",
-        validators=[Length(max=REASON_MAX, message=f"Please keep this under {REASON_MAX} characters.")],
+        validators=[_at_most(REASON_MAX)],
         description="For example how the copy was sent, or what was changed.")
 
 
@@ -71,15 +75,15 @@ class DisclosureForm(FlaskForm):
         invalid_value_message="Enter a real date, such as 2026-03-01.")
     recipient = StringField(
         "Who received it",
-        validators=[InputRequired("Enter who received it."), Length(max=RECIPIENT_MAX, message=f"Please keep this under {RECIPIENT_MAX} characters.")],
+        validators=[InputRequired("Enter who received it."), _at_most(RECIPIENT_MAX)],
         description="A person or an organization, with their address if known.")
     content = TextAreaField(
         "What was disclosed",
-        validators=[InputRequired("Describe what was disclosed."), Length(max=TEXT_MAX, message=f"Please keep this under {TEXT_MAX} characters.")],
+        validators=[InputRequired("Describe what was disclosed."), _at_most(TEXT_MAX)],
         description="A short description, such as “attendance dates, March to May 2026”.")
     purpose = TextAreaField(
         "Purpose or legal basis",
         validators=[InputRequired("Enter the purpose or the legal basis."),
-                    Length(max=TEXT_MAX, message=f"Please keep this under {TEXT_MAX} characters.")],
+                    _at_most(TEXT_MAX)],
         description="For example “court order”, “required report to the health "
                     "department” or a copy of the request.")
