@@ -35,8 +35,8 @@ DISCLAIMERS: tuple[str, ...] = (
     "If you are billed at least $400 more than the expected charges for any provider listed in "
     "this estimate, you have the right to start a dispute through the patient-provider dispute "
     "resolution process. You must start it within 120 calendar days (about 4 months) of the "
-    f"date on the bill. To learn how, visit {CMS_URL} or call {CMS_PHONE}. Starting a dispute "
-    "will not affect the quality of the care you receive.",
+    f"date on the original bill. To learn how, visit {CMS_URL} or call {CMS_PHONE}. Starting "
+    "a dispute will not affect the quality of the care you receive.",
     "This Good Faith Estimate is not a contract. It does not require you to receive any of the "
     "items or services listed.",
 )

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from portal.audit.models import AuditEvent
 from portal.errors import RuleError
 from portal.estimates import billing, content
+from portal.estimates.document import DISCLAIMERS
 from portal.estimates.models import BilledAmount, GoodFaithEstimate
 from portal.extensions import db
 from tests.estimates.conftest import csrf, sign_in
@@ -162,7 +163,7 @@ def test_a_passed_window_is_not_shown_as_open(practice, app):
     assert "www.cms.gov/nosurprises" in client_page
     assert "later bill" not in client_page  # there is none
     assert "dispute window passed on Sep 29, 2026 (first bill Jun 1, 2026)" in staff_page
-    assert "client may dispute until" not in staff_page
+    assert "may dispute" not in staff_page  # neither the cell nor the level says so
 
 
 def test_a_passed_window_with_later_bills_says_their_charges_may_have_time(practice):
@@ -259,3 +260,28 @@ def test_the_service_refuses_an_early_bill_at_its_field(practice):
     assert refused.value.field == "bill_date"
     db.session.rollback()
     assert db.session.scalars(select(BilledAmount)).all() == []
+
+
+# ------------------------------------------------------------ everywhere else it is worded
+
+
+def test_the_practice_list_and_panel_promise_no_window(practice):
+    """45 CFR 149.620(c): the level pill and the dashboard panel only say a provider is $400
+    over; whether the client may still dispute is said where its date is (the estimate page)."""
+    estimate = issued_on(practice, date(2026, 5, 15))
+    record(practice, estimate, date(2026, 6, 1))
+    with at(date(2026, 12, 1)):
+        staff = sign_in(practice.app.test_client(), practice.therapist)
+        page = staff.get("/estimates/practice").get_data(as_text=True)
+    assert "$400+ over the estimate" in page
+    assert "$400 or more over the estimate" in page  # the panel's flag
+    assert "may dispute" not in page and "can dispute" not in page
+
+
+def test_the_disclaimer_counts_from_the_original_bill(practice):
+    """45 CFR 149.620(c), as the CMS model notice words it: 120 days from the original bill."""
+    [dispute] = [text for text in DISCLAIMERS if "120 calendar days" in text]
+    assert "of the date on the original bill" in dispute
+    estimate = issued_on(practice, date(2026, 9, 1))
+    client_page, _ = pages(practice, estimate, date(2026, 9, 2))
+    assert "of the date on the original bill" in client_page
