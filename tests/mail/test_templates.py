@@ -13,7 +13,7 @@ from tests.support.people import make_user, unique_email
 TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "templates" / "mail"
 LINK = "https://portal.example.org/somewhere?a=1&b=2"
 SAMPLE = {"link": LINK, "hours_valid": 72, "minutes_valid": 30, "minutes": 15,
-          "staff_name": "Colleen Demo"}
+          "staff_name": "Colleen Demo", "when": "Wed Dec 2, 2026, 9:14 am"}
 FORBIDDEN = re.compile(r"therap|counsel", re.IGNORECASE)
 
 
