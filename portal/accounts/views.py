@@ -37,7 +37,8 @@ from portal.after_response import after_response
 from portal.crypto import email_index
 from portal.errors import RuleError
 from portal.extensions import limiter
-from portal.forms import EmptyForm, form_status, refuse, require_button
+from portal.forms import INVALID, EmptyForm, form_status, refuse, require_button
+from portal.ops.forms import LastServiceForm
 from portal.pages import allowed_before_consent, allowed_before_enrolment, public
 from portal.security import role_required, safe_next
 
@@ -434,11 +435,37 @@ def sign_out_everywhere():
 
 @bp.route("/clients")
 @role_required("therapist")
-def my_clients():
-    """List the therapist's clients and let them invite a new one."""
+def my_clients(refused: tuple[uuid.UUID, LastServiceForm] | None = None):
+    """List the therapist's clients and let them invite a new one, and record each client's
+    last date of service (`refused`: the client whose date was refused, and its form)."""
     clients = service.clients_of(current_user.id)
     names = names_of(clients)
-    return render_template("accounts/my_clients.html", clients=clients, names=names)
+    forms = {c.id: LastServiceForm(formdata=None, last_service_on=c.last_service_on)
+             for c in clients}
+    if refused is not None:
+        forms[refused[0]] = refused[1]
+    return render_template("accounts/my_clients.html", clients=clients, names=names,
+                           service_forms=forms)
+
+
+@bp.route("/clients/<uuid:client_id>/last-service", methods=["POST"])
+@role_required("therapist")
+def record_last_service(client_id: uuid.UUID):
+    """Record the last date of service of one of the therapist's clients (else 404)."""
+    client = next((c for c in service.clients_of(current_user.id) if c.id == client_id), None)
+    if client is None:
+        abort(404)
+    form = LastServiceForm()
+    if form.validate_on_submit():
+        try:
+            service.set_last_service_on(current_user._get_current_object(), client,
+                                        form.last_service_on.data)
+        except RuleError as error:
+            refuse(form, error)
+        else:
+            flash("The last date of service is recorded.", "success")
+            return redirect(url_for("accounts.my_clients"))
+    return my_clients(refused=(client.id, form)), INVALID
 
 
 @bp.route("/clients/invite", methods=["GET", "POST"])

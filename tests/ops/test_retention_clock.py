@@ -274,3 +274,28 @@ def test_the_report_opens_every_name_in_one_call_and_its_reads_stay_flat(app, th
     large = reads(6)
     assert small == large
     assert len(calls) == 2 and len(calls[1]) == 9  # 8 clients and their therapist, at once
+
+
+def test_a_therapist_records_the_date_from_their_clients_page(app, therapist):
+    colleen = make_person("therapist", name="Colleen Page")
+    browser = app.test_client()
+    sign_in(browser, colleen)
+    mine = person_at(years_ago(1), "client", "Mi Ne", colleen.user)
+    theirs = person_at(years_ago(1), "client", "Not Mine", therapist)
+    day = practice_today() - timedelta(days=3)
+
+    refused = post_form(browser, f"/clients/{mine.id}/last-service",
+                        {"last_service_on": (day + timedelta(days=9)).isoformat()},
+                        page="/clients")
+    assert refused.status_code == 422
+    html = refused.get_data(as_text=True)
+    assert f'id="last-service-{mine.id}-error"' in html and "cannot be in the future" in html
+    assert post_form(browser, f"/clients/{theirs.id}/last-service",
+                     {"last_service_on": day.isoformat()}, page="/clients").status_code == 404
+    saved = post_form(browser, f"/clients/{mine.id}/last-service",
+                      {"last_service_on": day.isoformat()}, page="/clients")
+    assert saved.status_code == 302
+    assert f'value="{day.isoformat()}"' in browser.get("/clients").get_data(as_text=True)
+    db.session.expire_all()
+    assert db.session.get(type(mine), mine.id).last_service_on == day
+    assert db.session.get(type(theirs), theirs.id).last_service_on is None
