@@ -12,7 +12,7 @@ from portal.audit import catalogue
 ROOT = Path(__file__).resolve().parents[2]
 # Families of actions recorded about a client's record by staff (the log lists staff only).
 CLIENT_RECORD = ("thread.", "message.", "attachment.", "emergency.", "estimate.",
-                 "assignment.", "crypto.decrypt_failure")
+                 "assignment.", "client.", "crypto.decrypt_failure")
 
 
 def _recorded_actions() -> set[str]:

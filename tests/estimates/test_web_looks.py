@@ -19,6 +19,7 @@ from portal.estimates import looks
 from portal.extensions import db
 from tests.estimates.conftest import complete_draft, sign_in
 from tests.messaging.conftest import StatementCounter
+from tests.support.auth import signed_in
 from tests.support.people import make_user
 
 CODE = "Z63.0"  # on the complete draft's family therapy line, shown nowhere as an example
@@ -190,3 +191,24 @@ def test_every_look_action_is_declared_in_plain_words(app):
     for action in actions:
         words = catalogue.declared()[action].words
         assert words and words != catalogue.UNDECLARED, action
+
+
+def _page_statements(app, admin, path: str) -> int:
+    browser = signed_in(app, admin)
+    assert browser.get(path).status_code == 200  # warm: first-request work is not counted
+    with StatementCounter(db.engine) as counter:
+        assert browser.get(path).status_code == 200
+    return counter.count
+
+
+@pytest.mark.parametrize("path", ["/admin/users", "/estimates/practice", "/estimates/new"])
+def test_list_pages_record_their_looks_without_growing_their_statements(app, path):
+    """5 or 50 clients on the page: the same statement count (one bulk append of looks)."""
+    admin = make_user("admin", "Morgan Admin")
+    counts, made = {}, 0
+    for size in (5, 50):
+        while made < size:
+            make_user("client", f"Client {made}")
+            made += 1
+        counts[size] = _page_statements(app, admin, path)
+    assert counts[5] == counts[50], counts
