@@ -20,9 +20,12 @@ from portal.errors import RuleError
 from portal.extensions import db
 from portal.ops import holds, retention
 from portal.practice import today as practice_today
-from tests.accounts.support import guarded_requests  # noqa: F401 - fixture (500 guard)
+from tests.accounts.support import (
+    guarded_requests,  # noqa: F401 - fixture (500 guard)
+    post_form,
+    sign_in,
+)
 from tests.accounts.support import make_user as make_person
-from tests.accounts.support import post_form, sign_in
 from tests.messaging.conftest import make_user
 from tests.ops.test_retention import conversation_at, counts, person_at, years_ago
 
@@ -203,7 +206,7 @@ def signed_in_admin(app):
 
 def test_an_administrator_places_and_releases_a_hold_from_the_clients_page(app,
                                                                           signed_in_admin):
-    admin, browser = signed_in_admin
+    _admin, browser = signed_in_admin
     client = make_person("client", name="Robin Client")
     page = f"/admin/users/{client.id}"
     assert "No legal hold." in browser.get(page).get_data(as_text=True)
