@@ -225,10 +225,23 @@ def record_bill(actor: User, estimate: GoodFaithEstimate, *, provider_position: 
     return _update_level(actor, estimate, document)
 
 
-def earliest_bill_date(estimate: GoodFaithEstimate) -> date | None:
-    """The first date a bill against this estimate may carry (its issue date or period start)."""
-    days = [d for d in (estimate.issue_date, estimate.period_start) if d is not None]
-    return max(days, default=None)
+@dataclass(frozen=True)
+class BillDates:
+    """Which dates a bill against an estimate may carry, for the bill form's words."""
+
+    earliest: date  # the issue date or the period start, whichever is later
+    from_period_start: bool  # the period starts after the issue date
+    started: bool  # today is on or after `earliest`, so some date is taken
+
+
+def bill_dates(estimate: GoodFaithEstimate) -> BillDates | None:
+    """The dates `check_bill_date` takes for this estimate (None before it is issued)."""
+    if estimate.issue_date is None:
+        return None
+    start = estimate.period_start
+    earliest = max(estimate.issue_date, start) if start else estimate.issue_date
+    return BillDates(earliest, earliest != estimate.issue_date,
+                     earliest <= practice.today())
 
 
 def check_bill_date(estimate: GoodFaithEstimate, bill_date: date) -> None:

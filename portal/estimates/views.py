@@ -199,7 +199,7 @@ def _staff_show(estimate, document, summary, links, bill_form, status: int = 200
         reasons=looks.reason_choices(), reason_endpoint="estimates.show", summary=summary,
         links=links, bill_form=bill_form, client_name=staff_lists.client_name(estimate),
         events=delivery.delivery_events(estimate),
-        earliest_bill_date=billing.earliest_bill_date(estimate), **billing.thresholds()), status
+        bill_dates=billing.bill_dates(estimate), **billing.thresholds()), status
 
 
 @bp.route("/<uuid:estimate_id>/pdf")

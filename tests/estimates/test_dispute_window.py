@@ -157,9 +157,9 @@ def test_a_passed_window_is_not_shown_as_open(practice, app):
             "ended on <strong>September 29, 2026</strong>, 120 days after the first bill for "
             "this care, dated June 1, 2026.") in client_page
     profile = app.config["PRACTICE"]
-    assert f"call {profile['phone']}" in client_page
+    assert f"call <span class=\"nowrap\">{profile['phone']}</span>" in client_page
     assert f'href="mailto:{profile["email"]}"' in client_page
-    assert "No Surprises Help Desk at 1-800-985-3059" in client_page
+    assert 'No Surprises Help Desk at <span class="nowrap">1-800-985-3059</span>' in client_page
     assert "www.cms.gov/nosurprises" in client_page
     assert "later bill" not in client_page  # there is none
     assert "dispute window passed on Sep 29, 2026 (first bill Jun 1, 2026)" in staff_page
@@ -235,7 +235,7 @@ def test_an_early_or_future_bill_is_refused_and_nothing_is_written(practice, bil
     assert message in page
     assert 'id="bill_date-error"' in page  # next to the date field
     assert f'value="{bill_date.isoformat()}"' in page  # as typed
-    assert "On or after Sep 15, 2026" in page  # the hint names the first date it takes
+    assert "Bills dated from Sep 15, 2026" in page  # the form says which dates it takes
     assert db.session.scalars(select(BilledAmount)).all() == []
     assert db.session.scalars(select(AuditEvent).where(
         AuditEvent.action == "estimate.bill.recorded")).all() == []
@@ -285,3 +285,17 @@ def test_the_disclaimer_counts_from_the_original_bill(practice):
     estimate = issued_on(practice, date(2026, 9, 1))
     client_page, _ = pages(practice, estimate, date(2026, 9, 2))
     assert "of the date on the original bill" in client_page
+
+
+def test_the_bill_form_says_which_dates_it_takes(practice):
+    """Before the care begins no date is taken yet, and the form says from when."""
+    not_begun = issued_on(practice, date(2026, 9, 1), period_start=date(2026, 9, 15))
+    begun = issued_on(practice, date(2026, 9, 1))
+    with at(date(2026, 9, 10)):
+        staff = sign_in(practice.app.test_client(), practice.therapist)
+        waiting = staff.get(f"/estimates/{not_begun.id}").get_data(as_text=True)
+        taking = staff.get(f"/estimates/{begun.id}").get_data(as_text=True)
+    assert ("Bills can be recorded from Sep 15, 2026, when the care this estimate covers "
+            "begins.") in waiting
+    assert ("Bills dated from Sep 1, 2026 (the day this estimate was issued) up to today are "
+            "compared with this estimate.") in taking
