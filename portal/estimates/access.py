@@ -10,6 +10,7 @@ from flask import abort
 from sqlalchemy import select
 
 from portal.accounts.models import Assignment, Role, User
+from portal.estimates.clients import covers_for
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
 
@@ -23,7 +24,9 @@ def _estimate_visible(user, estimate: GoodFaithEstimate) -> bool:
     if user.role == Role.CLIENT:
         return estimate.client_id == user.id and not estimate.is_draft
     if user.role == Role.THERAPIST:
-        return _assigned(estimate.client_id, user.id)
+        # A covering clinician also looks after a client with no therapist (their requests
+        # are routed there: clients.request_routing).
+        return _assigned(estimate.client_id, user.id) or covers_for(user, estimate.client_id)
     # Admins see every estimate: estimates are billing documents the practice must issue,
     # correct and keep (unlike message content, which admins never read).
     return user.role == Role.ADMIN

@@ -87,3 +87,19 @@ def due_date(
 def renewal_due(period_end: date, today: date, days: int = 30) -> bool:
     """Return whether the estimate's period ends within `days` calendar days (or has ended)."""
     return (period_end - today).days <= days
+
+
+def correction_due(next_service: date) -> date:
+    """Return when a correction of an issued estimate is due (45 CFR 149.610(b)(1)(vii)):
+    no later than one business day before the next scheduled service."""
+    return add_business_days(next_service, -1)
+
+
+def deadline_kept(due: date | None, issued_on: date | None, today: date) -> str | None:
+    """Whether a deadline was kept: "met" (issued on or before it), "missed" (issued after it,
+    or not issued and the day has passed), "open" (not issued, still time); None: no deadline."""
+    if due is None:
+        return None
+    if issued_on is not None:
+        return "met" if issued_on <= due else "missed"
+    return "missed" if today > due else "open"

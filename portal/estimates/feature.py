@@ -4,7 +4,7 @@ from flask import Flask
 
 from portal import hooks
 from portal.audit.catalogue import declare
-from portal.estimates import demo, panel
+from portal.estimates import corrections, demo, panel
 from portal.estimates.views import bp
 from portal.hooks import NavItem, Panel
 
@@ -31,3 +31,4 @@ def init_app(app: Flask) -> None:
     hooks.demo_seeders.provide(demo.seed)
     for action, words in AUDITED.items():
         declare(action, words)
+    corrections.declare_actions()

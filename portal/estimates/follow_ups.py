@@ -5,13 +5,15 @@ a colleague) returns the draft already under way instead of starting a rival cop
 """
 
 from dataclasses import replace
-from datetime import timedelta
+from datetime import date, timedelta
 
 from sqlalchemy import select
 
+from portal import practice
 from portal.accounts.models import User
 from portal.errors import RuleError
 from portal.estimates.content import open_document
+from portal.estimates.corrections import set_next_service
 from portal.estimates.document import GfeDocument
 from portal.estimates.drafting import start_draft
 from portal.estimates.drafts import Draft
@@ -38,11 +40,22 @@ def may_renew(estimate: GoodFaithEstimate) -> bool:
     return estimate.status == Status.ISSUED and estimate.recurring
 
 
-def start_correction(actor: User, estimate: GoodFaithEstimate) -> GoodFaithEstimate:
-    """Start the draft that will replace an issued estimate (or return the one under way)."""
+def start_correction(actor: User, estimate: GoodFaithEstimate, *,
+                     next_service: date | None = None) -> GoodFaithEstimate:
+    """Start the draft that will replace an issued estimate (or return the one under way).
+
+    A correction is due no later than one business day before the next scheduled service
+    (45 CFR 149.610(b)(1)(vii)): `next_service` when given, else the issued estimate's service
+    date when it is still ahead; with neither, it has no date yet and is due before the next
+    session is booked (the builder says so and asks for the date).
+    """
     if not may_correct(estimate):
         raise RuleError("Only the current estimate can be corrected.")
-    return _start_follow_up(actor, estimate, "correction", Draft.from_document)
+    if next_service is None and estimate.service_date is not None \
+            and estimate.service_date >= practice.today():
+        next_service = estimate.service_date
+    return _start_follow_up(actor, estimate, "correction", Draft.from_document,
+                            next_service=next_service)
 
 
 def start_renewal(actor: User, estimate: GoodFaithEstimate) -> GoodFaithEstimate:
@@ -61,7 +74,7 @@ def _next_period(document: GfeDocument) -> Draft:
 
 
 def _start_follow_up(actor: User, estimate: GoodFaithEstimate, kind: str,
-                     draft_from) -> GoodFaithEstimate:
+                     draft_from, next_service: date | None = None) -> GoodFaithEstimate:
     """Start a correction or renewal draft, linked to `estimate`, from its frozen document."""
     existing = open_follow_up(estimate, kind=kind)
     if existing is not None:
@@ -70,6 +83,12 @@ def _start_follow_up(actor: User, estimate: GoodFaithEstimate, kind: str,
     draft = draft_from(open_document(estimate))
     link = {"supersedes": estimate} if kind == "correction" else {"renews": estimate}
     follow = start_draft(actor, client, draft=draft, **link)
+    if next_service is not None:
+        try:
+            set_next_service(follow, next_service)
+        except RuleError:
+            db.session.rollback()  # the draft just flushed goes too
+            raise
     db.session.commit()
     return follow
 

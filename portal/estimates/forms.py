@@ -339,6 +339,21 @@ class NewEstimateForm(FlaskForm):
                          validators=[DataRequired("Choose a client.")])
 
 
+class CorrectionForm(FlaskForm):
+    """Correct a recorded deadline date: a new date (none when withdrawn), why, and a note.
+
+    Which dates may be given is the service's rule (corrections.correct_date); the reasons'
+    keys are fixed by the database, their words live in corrections.REASON_LABELS.
+    """
+
+    new_date = DayField("Corrected date", description="Leave empty when the reason is "
+                                                      "“withdrawn”: the date is cleared.")
+    reason = SelectField("Why it is being corrected", choices=[], validate_choice=True,
+                         validators=[DataRequired("Choose why the date is being corrected.")])
+    note = TextAreaField("Note (optional)", validators=[Length(max=500)], filters=MULTI,
+                         description="Kept with the correction and seen by the practice only.")
+
+
 class Needed:
     """A value is required; unlike DataRequired, zero counts as a value (a $0.00 bill)."""
 
@@ -350,6 +365,13 @@ class Needed:
     def __call__(self, form, field):
         if field.data is None and not field.errors:
             raise ValidationError(self.message)
+
+
+class NextServiceForm(FlaskForm):
+    """When the client's next session is, for a correction's due date."""
+
+    next_service = DayField("Next scheduled session",
+                            validators=[Needed("Enter the date of the next session.")])
 
 
 class BillForm(FlaskForm):

@@ -24,6 +24,10 @@ ID_ROUTES = [
     ("POST", "/estimates/{id}/renew"),
     ("POST", "/estimates/{id}/bills"),
     ("POST", "/estimates/{id}/bills/{bill}/void"),
+    ("GET", "/estimates/{id}/correct-date"),
+    ("POST", "/estimates/{id}/correct-date"),
+    ("GET", "/estimates/{id}/next-service"),
+    ("POST", "/estimates/{id}/next-service"),
 ]
 
 
