@@ -18,6 +18,7 @@ from portal.estimates import (
     billing,
     clients,
     content,
+    corrections,
     delivery,
     drafting,
     follow_ups,
@@ -37,7 +38,9 @@ from portal.estimates.forms import (
     MIN_PROVIDER_ROWS,
     BillForm,
     BuilderForm,
+    CorrectionForm,
     NewEstimateForm,
+    NextServiceForm,
     choices,
     draft_from_form,
     form_data,
@@ -125,9 +128,11 @@ def client_list():
     """List every estimate issued to the client, newest first, and offer to request one."""
     me = _me()
     requests = clients.open_requests(me)
+    routing = clients.request_routing(me)
     return render_template("estimates/client_list.html", estimates=clients.client_estimates(me),
-                           requests=requests, today=practice.today(),
-                           nobody_told=bool(requests) and not clients.told_of_requests(me))
+                           requests=requests, today=practice.today(), routing=routing,
+                           nobody_told=bool(requests) and not routing.people,
+                           withdrawn=None if requests else corrections.withdrawn_request(me))
 
 
 def nobody_told_text(due: str) -> str:
@@ -139,6 +144,19 @@ def nobody_told_text(due: str) -> str:
             "so someone can start on it.")
 
 
+def told_text(routing: clients.Routing, due: str) -> str:
+    """The answer to a request: who was told and will prepare it (never a therapist the
+    client does not have)."""
+    who = routing.names_text()
+    if routing.kind == "therapist":
+        return f"Thank you. We have let {who} know; your estimate will be ready by {due}."
+    if routing.kind == "covering":
+        return (f"Thank you. You do not have a therapist assigned yet, so we have let {who}, "
+                f"covering for the practice, know. {who} will prepare your estimate by {due}.")
+    return (f"Thank you. You do not have a therapist assigned yet, so we have let {who} at the "
+            f"practice know; they will see that your estimate is ready by {due}.")
+
+
 @bp.route("/request", methods=["POST"])
 @role_required("client")
 def request_estimate():
@@ -148,12 +166,9 @@ def request_estimate():
     estimate, new = clients.request_estimate(me)
     if new:
         due = f"{estimate.due_date:%B} {estimate.due_date.day}"
-        told = clients.told_of_requests(me)
-        if told:
-            names = list(names_of(told).values())
-            who = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
-            flash(f"Thank you. We have let {who} know; your estimate will be ready by {due}.",
-                  "success")
+        routing = clients.request_routing(me)
+        if routing.people:
+            flash(told_text(routing, due), "success")
         else:
             flash(nobody_told_text(due), "info")
     else:
@@ -198,7 +213,8 @@ def _staff_show(estimate, document, summary, links, bill_form, status: int = 200
         diagnosis_hidden=not codes, look_reason=looks.reason_given(me),
         reasons=looks.reason_choices(), reason_endpoint="estimates.show", summary=summary,
         links=links, bill_form=bill_form, client_name=staff_lists.client_name(estimate),
-        events=delivery.delivery_events(estimate),
+        events=delivery.delivery_events(estimate), history=corrections.history(estimate),
+        today=practice.today(),
         bill_dates=billing.bill_dates(estimate), **billing.thresholds()), status
 
 
@@ -355,7 +371,8 @@ def _builder(estimate, form: BuilderForm, *, problems=None, status: int = 200,
         client_name=staff_lists.client_name(estimate),
         problems=problems, format_errors=_format_errors(form) if problems is None else [],
         max_providers=MAX_PROVIDERS, max_lines=MAX_LINES,
-        links=follow_ups.linked(estimate)), status
+        links=follow_ups.linked(estimate), locked_dates=corrections.correctable(estimate),
+        history=corrections.history(estimate)), status
 
 
 @bp.route("/<uuid:estimate_id>/edit", methods=["GET", "POST"])
@@ -475,7 +492,11 @@ def issue(estimate_id: uuid.UUID):
 def discard(estimate_id: uuid.UUID):
     """Delete a draft that will not be issued."""
     me, estimate = _button_post(access.draft_estimate_for, estimate_id)
-    drafting.discard_draft(me, estimate)
+    try:
+        drafting.discard_draft(me, estimate)
+    except RuleError as error:
+        flash(error.message, "error")
+        return redirect(url_for("estimates.edit", estimate_id=estimate.id, _anchor="deadline"))
     flash("Draft deleted.", "success")
     return redirect(url_for("estimates.staff_list"))
 
@@ -483,11 +504,77 @@ def discard(estimate_id: uuid.UUID):
 @bp.route("/<uuid:estimate_id>/correct", methods=["POST"])
 @role_required(*STAFF)
 def correct(estimate_id: uuid.UUID):
-    """Start a replacement for an issued estimate (the original stays, linked)."""
+    """Start a replacement for an issued estimate (the original stays, linked), due one
+    business day before the next scheduled session when one is given (45 CFR
+    149.610(b)(1)(vii))."""
     return _start_follow_up(
-        estimate_id, follow_ups.may_correct, follow_ups.start_correction,
+        estimate_id, follow_ups.may_correct,
+        lambda me, estimate: follow_ups.start_correction(me, estimate, **_posted_next_service()),
         "A corrected copy is ready to edit. The current estimate stays in force until you "
         "issue the correction.")
+
+
+def _posted_next_service() -> dict:
+    """The next session's date the "Correct it" button may carry (optional), as keywords."""
+    field = NextServiceForm().next_service
+    if field.process_errors:
+        raise RuleError(f"Not started. The date of the next session: {field.process_errors[0]}")
+    return {"next_service": field.data} if field.data else {}
+
+
+@bp.route("/<uuid:estimate_id>/correct-date", methods=["GET", "POST"])
+@role_required(*STAFF)
+@read_only
+def correct_date(estimate_id: uuid.UUID):
+    """Correct a recorded date (?date=requested_on, scheduled_on or service_date) that started
+    a deadline: a reason, the history kept."""
+    me = _me()
+    estimate = access.draft_estimate_for(me, estimate_id)
+    field = request.args.get("date", "")
+    if field not in corrections.correctable(estimate):
+        abort(404)
+    form = CorrectionForm()
+    form.reason.choices = choices([("", "Choose…"), *corrections.REASON_LABELS.items()])
+    if form.validate_on_submit():
+        try:
+            corrections.correct_date(me, estimate, field=field, new_value=form.new_date.data,
+                                     reason=form.reason.data, note=form.note.data or "")
+        except RuleError as error:
+            refuse(form, error)
+        else:
+            flash("Date corrected. The original deadline and this correction are kept in the "
+                  "history.", "success")
+            return redirect(url_for("estimates.edit", estimate_id=estimate.id,
+                                    _anchor="deadline"))
+    return render_template(
+        "estimates/correct_date.html", estimate=estimate, form=form, field=field,
+        label=corrections.field_label(estimate, field), current=getattr(estimate, field),
+        client_name=staff_lists.client_name(estimate),
+        history=corrections.history(estimate)), form_status()
+
+
+@bp.route("/<uuid:estimate_id>/next-service", methods=["GET", "POST"])
+@role_required(*STAFF)
+@read_only
+def next_service(estimate_id: uuid.UUID):
+    """Record a correction's next scheduled session, which sets its due date."""
+    me = _me()
+    estimate = access.draft_estimate_for(me, estimate_id)
+    if estimate.supersedes_id is None or estimate.service_date is not None:
+        abort(404)
+    form = NextServiceForm()
+    if form.validate_on_submit():
+        try:
+            corrections.record_next_service(me, estimate, form.next_service.data)
+        except RuleError as error:
+            refuse(form, error)
+        else:
+            flash("Next session recorded. The correction is due one business day before it.",
+                  "success")
+            return redirect(url_for("estimates.edit", estimate_id=estimate.id,
+                                    _anchor="deadline"))
+    return render_template("estimates/next_service.html", estimate=estimate, form=form,
+                           client_name=staff_lists.client_name(estimate)), form_status()
 
 
 @bp.route("/<uuid:estimate_id>/renew", methods=["POST"])
