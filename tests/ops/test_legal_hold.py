@@ -6,7 +6,10 @@ the hold is released, whatever calls the purge. Holds are released, never delete
 changes are audited with ids and fixed words only.
 """
 
+import os
 import re
+import threading
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -264,3 +267,70 @@ def test_hold_forms_need_csrf_and_an_administrator_and_the_clients_own_hold(app,
                      page="/account").status_code == 404
     assert holds.open_hold(client.id) is None
     db.session.commit()
+
+
+# A hold and a purge at once, on two connections: PostgreSQL only (SQLite has one writer).
+
+@pytest.mark.skipif(not os.environ.get("TEST_DATABASE_URL"),
+                    reason="needs PostgreSQL: set TEST_DATABASE_URL (CI does). SQLite takes "
+                           "one writer at a time, so there is no race to prove.")
+def test_a_hold_placed_while_a_purge_runs_is_never_missed(app):
+    """Both take the client's row lock first: a purge either finished before the hold was
+    placed, or it sees the hold and leaves the record alone."""
+    therapist = person_at(years_ago(9), "therapist", "Colleen Xu")
+    admin = make_user("admin")
+    outcomes = []
+    for n in range(6):
+        client = person_at(years_ago(8.2), "client", f"Race {n}", therapist)
+        conversation_at(years_ago(8), client, therapist)
+        ids = dict(client=client.id, admin=admin.id)
+        db.session.commit()
+        barrier = threading.Barrier(2)
+        errors: list[str] = []
+
+        def hold(ids=ids, barrier=barrier, errors=errors) -> None:
+            with app.app_context():
+                try:
+                    people = (db.session.get(User, ids["admin"]),
+                              db.session.get(User, ids["client"]))
+                    db.session.commit()
+                    barrier.wait(timeout=10)
+                    holds.place(*people, "litigation")
+                except Exception as error:  # reported by the assertion
+                    errors.append(f"{type(error).__name__}: {error}")
+                finally:
+                    db.session.remove()
+
+        def purge(ids=ids, barrier=barrier, errors=errors, late=n % 2) -> None:
+            with app.app_context():
+                try:
+                    cutoff = retention.retention_cutoff()
+                    records = retention.client_records(cutoff, only=ids["client"])
+                    db.session.commit()
+                    barrier.wait(timeout=10)
+                    if late:  # every other round the hold usually gets the lock first
+                        time.sleep(0.2)
+                    retention.purge(cutoff, records=records)
+                except Exception as error:
+                    errors.append(f"{type(error).__name__}: {error}")
+                finally:
+                    db.session.remove()
+
+        workers = [threading.Thread(target=hold), threading.Thread(target=purge)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(timeout=60)
+        assert not any(w.is_alive() for w in workers) and errors == []
+        seq = {e.action: e.seq for e in db.session.scalars(select(AuditEvent).where(
+            AuditEvent.subject_id == client.id))}
+        db.session.commit()
+        placed = seq["legal_hold.placed.litigation"]
+        if "retention.purged" in seq:
+            assert seq["retention.purged"] < placed  # purged first, then held
+            outcomes.append("purged first")
+        else:
+            assert seq["retention.purge_blocked.legal_hold"] > placed
+            assert counts(client.id) == (1, 3, 0)
+            outcomes.append("held first")
+    assert len(outcomes) == 6 and set(outcomes) == {"purged first", "held first"}, outcomes
