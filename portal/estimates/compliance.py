@@ -8,7 +8,15 @@ import re
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from portal.estimates.document import CONTACT_KEYS, DIAGNOSIS_TBD, GfeDocument, LineItem, Provider
+from portal.estimates.document import (
+    CONTACT_KEYS,
+    DIAGNOSIS_TBD,
+    NO_CHARGE_REASONS,
+    GfeDocument,
+    LineItem,
+    Provider,
+    format_cents,
+)
 
 NPI_RE = re.compile(r"\d{10}")
 # CPT Category I (5 digits), Category II/III and PLA (4 digits + F/T/U), HCPCS Level II.
@@ -27,6 +35,15 @@ VALID_EIN_PREFIXES = frozenset(
         *range(71, 78), *range(80, 89), *range(90, 96), 98, 99,
     )
 )
+# Codes billed once per session (one visit), by kind of session. Add-on codes (90785, 90833,
+# 90836, 90838, 90840) and crisis psychotherapy (unplanned) are not sessions of planned care.
+EVALUATION_CODES = frozenset({"90791", "90792"})
+SESSION_KINDS: dict[str, frozenset[str]] = {
+    "individual psychotherapy": frozenset({"90832", "90834", "90837"}),
+    "family psychotherapy": frozenset({"90846", "90847"}),
+    "group psychotherapy": frozenset({"90849", "90853"}),
+}
+_CODE_IN_TEXT = re.compile(r"\b\d{5}\b")
 US_STATES = frozenset({
     "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "DC", "FL", "GA", "HI", "ID", "IL", "IN",
     "IA", "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV", "NH",
@@ -96,7 +113,80 @@ def check(doc: GfeDocument) -> list[Problem]:
     problems += _check_providers(doc)
     for index, item in enumerate(doc.line_items):
         problems += _check_line(doc, index, item)
+    problems += check_sessions(doc)
     return problems
+
+
+def _kind_of(code: str) -> str | None:
+    return next((kind for kind, codes in SESSION_KINDS.items() if code in codes), None)
+
+
+def _primary_kind(doc: GfeDocument) -> str | None:
+    """The kind of session the primary service is: the one its description names by code
+    ("... (CPT 90837) ...") or by word ("Individual psychotherapy"), or else the kind with the
+    most sessions on the lines."""
+    named = {_kind_of(code) for code in _CODE_IN_TEXT.findall(doc.primary_service)} - {None}
+    if not named:
+        words = set(re.findall(r"[a-z]+", doc.primary_service.lower()))
+        named = {kind for kind in SESSION_KINDS if kind.split()[0] in words}
+    if len(named) == 1:
+        return named.pop()
+    counts: dict[str, int] = {}
+    for item in doc.line_items:
+        kind = _kind_of(item.cpt_code)
+        if kind is not None and (not named or kind in named):
+            counts[kind] = counts.get(kind, 0) + item.quantity
+    return max(counts, key=counts.__getitem__) if counts else None
+
+
+def check_sessions(doc: GfeDocument) -> list[Problem]:
+    """Recurring care: the lines price exactly the number of sessions the estimate says it prices.
+
+    The estimate states the expected number of sessions as a range (sessions_min to sessions_max)
+    and says in print that it prices the higher number, because it must cover the expected
+    number of sessions (45 CFR 149.610(c)(1)(iii); for recurring care, the total number of
+    recurring items within the period). So for recurring care (sessions_max > 1) the sessions
+    of the primary service on the lines must add up to sessions_max exactly: fewer would leave
+    expected sessions unpriced (and the printed statement false), more would price sessions
+    the estimate says are not expected. Anything between min and max is not enough: a bill for
+    sessions_max sessions must be within the estimate.
+
+    The sessions of the primary service are the lines of its kind (individual, family or group
+    psychotherapy: the kind its description names by code or by word, or else the kind with
+    the most sessions), plus a diagnostic evaluation (90791, 90792), which is the first of
+    them. Other lines, such as family sessions alongside individual therapy or crisis
+    psychotherapy, are items furnished in conjunction with the primary service and are priced
+    on their own.
+    """
+    expected = doc.sessions_max
+    if expected <= 1 or doc.sessions_min > expected:
+        return []
+    kind = _primary_kind(doc)
+    sessions = [(index, item) for index, item in enumerate(doc.line_items)
+                if kind is not None and _kind_of(item.cpt_code) == kind]
+    if not sessions:
+        what = f"a line of {kind}" if kind else "a session (a psychotherapy code such as 90837)"
+        return [Problem(
+            "line_items",
+            f"The estimate says it prices {expected} sessions, but no line is {what}. Add a "
+            "line for the sessions, with the number of sessions as its quantity.")]
+    counted = [(index, item) for index, item in enumerate(doc.line_items)
+               if item.cpt_code in EVALUATION_CODES] + sessions
+    priced = sum(item.quantity for _, item in counted)
+    if priced == expected:
+        return []
+    codes = sorted({item.cpt_code for _, item in counted})
+    index, main = max(sessions, key=lambda pair: pair[1].quantity)
+    fixed = main.quantity + expected - priced
+    evaluation = (" (the evaluation counts as the first session)"
+                  if any(item.cpt_code in EVALUATION_CODES for _, item in counted) else "")
+    how = (f"make line {index + 1}'s quantity {fixed}, or change the most sessions expected "
+           f"to {priced}" if fixed >= 1 else f"change the most sessions expected to {priced}")
+    return [Problem(
+        f"line_items[{index}].quantity",
+        f"The estimate says it prices {expected} sessions of {kind}, but the lines for them "
+        f"({' and '.join(codes)}) add up to {priced}{evaluation}: {how}.")]
+
 
 
 def _missing(value: object) -> bool:
@@ -238,6 +328,8 @@ def _check_line(doc: GfeDocument, index: int, item: LineItem) -> list[Problem]:
         problems.append(
             Problem(f"{path}.unit_cents", f"{line}: the charge cannot be less than $0.00.")
         )
+    else:
+        problems += _check_no_charge(path, line, item)
     if item.line_total_cents != item.expected_total_cents:
         problems.append(
             Problem(
@@ -246,6 +338,24 @@ def _check_line(doc: GfeDocument, index: int, item: LineItem) -> list[Problem]:
             )
         )
     return problems
+
+
+def _check_no_charge(path: str, line: str, item: LineItem) -> list[Problem]:
+    """A $0.00 line says so on purpose: "No charge" with a reason, never a forgotten price."""
+    reason = item.no_charge_reason
+    if reason is not None and reason not in NO_CHARGE_REASONS:
+        return [Problem(f"{path}.no_charge_reason", f"{line}: choose why there is no charge.")]
+    if item.unit_cents == 0 and reason is None:
+        return [Problem(
+            f"{path}.unit_cents",
+            f"{line}: the charge is $0.00. If there is really no charge, tick “No charge” "
+            "and choose why; otherwise enter the charge.")]
+    if item.unit_cents > 0 and reason is not None:
+        return [Problem(
+            f"{path}.no_charge_reason",
+            f"{line} is marked “No charge” but charges {format_cents(item.unit_cents)} "
+            "each: untick “No charge”, or make the charge 0.")]
+    return []
 
 
 def _check_diagnoses(path: str, line: str, codes: tuple[str, ...] | str) -> list[Problem]:

@@ -5,7 +5,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any, Literal, Self
 
-SCHEMA_VERSION = 1
+# Version 2 states the date the primary service is scheduled (45 CFR 149.610(c)(1)(ii)) and why
+# a line costs nothing. Version 1 documents (issued before) still open and keep their shape.
+SCHEMA_VERSION = 2
+KNOWN_SCHEMA_VERSIONS = (1, 2)
 DIAGNOSIS_TBD: Literal["TBD pending evaluation"] = "TBD pending evaluation"
 TELEHEALTH = "Telehealth"
 NONE_ANTICIPATED = "None anticipated"
@@ -39,6 +42,31 @@ DISCLAIMERS: tuple[str, ...] = (
     "a dispute will not affect the quality of the care you receive.",
     "This Good Faith Estimate is not a contract. It does not require you to receive any of the "
     "items or services listed.",
+)
+# Why a line may cost $0.00: the key is stored on the line, the words are printed on it.
+NO_CHARGE_REASONS: Mapping[str, str] = {
+    "included": "included in another service",
+    "courtesy": "a courtesy from the practice",
+    "sliding_scale": "sliding scale",
+}
+NOT_YET_SCHEDULED = "Not yet scheduled"
+
+# What the CMS model notice adds about a bill higher than the estimate (45 CFR 149.620): talk to
+# the provider first, the $25 fee, and what the independent reviewer's decision means. Printed
+# after the disclaimers on the PDF and on every estimate page.
+IF_BILLED_MORE_TITLE = "If your bill is higher than this estimate"
+IF_BILLED_MORE: tuple[str, ...] = (
+    "Talk with the provider first. You can ask them to update the bill to match this Good "
+    "Faith Estimate, to talk the amount over with you, or whether financial help or a payment "
+    "plan is available.",
+    "If you start the patient-provider dispute resolution process, there is a $25 fee to use "
+    "it. An independent reviewer (a selected dispute resolution entity) then decides how much "
+    "you have to pay.",
+    "If the reviewer finds the extra charges are not justified, you pay the amount on this "
+    "Good Faith Estimate. If the reviewer finds they are justified, you pay the amount the "
+    "reviewer sets, which can be higher than this estimate but not higher than the bill. "
+    "Whenever the amount the reviewer sets is lower than the bill, the $25 fee is taken off "
+    "what you pay.",
 )
 KEEP_A_COPY = (
     "Keep a copy of this Good Faith Estimate. Please print it or save it somewhere safe; you "
@@ -89,6 +117,7 @@ class LineItem:
     unit_cents: int
     diagnosis_codes: tuple[str, ...] | Literal["TBD pending evaluation"]
     line_total_cents: int
+    no_charge_reason: str | None = None  # a key of NO_CHARGE_REASONS, for a $0.00 line
 
     @classmethod
     def priced(
@@ -99,11 +128,12 @@ class LineItem:
         quantity: int,
         unit_cents: int,
         diagnosis_codes: tuple[str, ...] | Literal["TBD pending evaluation"],
+        no_charge_reason: str | None = None,
     ) -> Self:
         """Build a line whose declared total is quantity times unit charge."""
         return cls(
             provider_npi, cpt_code, description, quantity, unit_cents, diagnosis_codes,
-            quantity * unit_cents,
+            quantity * unit_cents, no_charge_reason,
         )
 
     @property
@@ -117,6 +147,14 @@ class LineItem:
         if isinstance(self.diagnosis_codes, str):
             return self.diagnosis_codes
         return ", ".join(self.diagnosis_codes)
+
+    @property
+    def no_charge_text(self) -> str:
+        """What prints on a $0.00 line, e.g. "No charge: courtesy"; "" for a priced line."""
+        if not self.no_charge_reason:
+            return ""
+        words = NO_CHARGE_REASONS.get(self.no_charge_reason, self.no_charge_reason)
+        return f"No charge: {words}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +176,25 @@ class GfeDocument:
     line_items: tuple[LineItem, ...]
     separately_scheduled: str = NONE_ANTICIPATED
     practice: Mapping[str, str] = field(default_factory=lambda: dict(COEO_CONTACT))
+    # The date the primary service is scheduled (the first session of recurring care), or None.
+    service_date: date | None = None
+    # 1 for documents issued before the scheduled date and no-charge reasons were stated; such a
+    # document is shown as it was issued (no scheduled date) and serialises as it was stored.
+    schema_version: int = SCHEMA_VERSION
+
+    @property
+    def states_service_date(self) -> bool:
+        """Whether this document says when the primary service is scheduled (or that it is not)."""
+        return self.schema_version >= 2
+
+    @property
+    def service_date_text(self) -> str:
+        """The scheduled date as printed: "June 1, 2026 (the first session)" or "Not yet ..."."""
+        if self.service_date is None:
+            return NOT_YET_SCHEDULED
+        day = self.service_date
+        text = f"{day:%B} {day.day}, {day.year}"
+        return f"{text} (the first session)" if self.sessions_max > 1 else text
 
     def provider(self, npi: str) -> Provider | None:
         """Return the provider with this NPI, if listed."""
@@ -161,8 +218,8 @@ class GfeDocument:
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict (dates as ISO strings) for sealed storage."""
-        return {
-            "version": SCHEMA_VERSION,
+        data = {
+            "version": self.schema_version,
             "gfe_number": self.gfe_number,
             "issue_date": self.issue_date.isoformat(),
             "client_legal_name": self.client_legal_name,
@@ -187,20 +244,26 @@ class GfeDocument:
                         else list(i.diagnosis_codes)
                     ),
                     "line_total_cents": i.line_total_cents,
+                    **({"no_charge_reason": i.no_charge_reason}
+                       if self.schema_version >= 2 else {}),
                 }
                 for i in self.line_items
             ],
             "separately_scheduled": self.separately_scheduled,
             "practice": dict(self.practice),
         }
+        if self.schema_version >= 2:
+            data["service_date"] = self.service_date.isoformat() if self.service_date else None
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Self:
         """Rebuild a document from to_dict() output; refuses a schema version it does not know."""
-        version = data.get("version", SCHEMA_VERSION)
-        if version != SCHEMA_VERSION:
+        version = data.get("version", 1)
+        if version not in KNOWN_SCHEMA_VERSIONS:
             raise ValueError(f"unsupported Good Faith Estimate schema version {version!r}")
         dob = data.get("client_dob")
+        scheduled = data.get("service_date") if version >= 2 else None
         return cls(
             gfe_number=data["gfe_number"],
             issue_date=date.fromisoformat(data["issue_date"]),
@@ -217,6 +280,8 @@ class GfeDocument:
             line_items=tuple(_line_from_dict(i) for i in data["line_items"]),
             separately_scheduled=data.get("separately_scheduled", NONE_ANTICIPATED),
             practice=dict(data.get("practice") or COEO_CONTACT),
+            service_date=date.fromisoformat(scheduled) if scheduled else None,
+            schema_version=version,
         )
 
 
@@ -230,4 +295,5 @@ def _line_from_dict(data: Mapping[str, Any]) -> LineItem:
         unit_cents=int(data["unit_cents"]),
         diagnosis_codes=codes if isinstance(codes, str) else tuple(codes),
         line_total_cents=int(data["line_total_cents"]),
+        no_charge_reason=data.get("no_charge_reason") or None,
     )

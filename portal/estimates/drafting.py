@@ -178,7 +178,8 @@ def review(estimate: GoodFaithEstimate, *, number: str = NUMBER_PREVIEW,
     """
     draft = open_draft(estimate)
     document, problems = assemble(draft, gfe_number=number,
-                                  issue_date=issue_date or practice.today())
+                                  issue_date=issue_date or practice.today(),
+                                  service_date=estimate.service_date)
     return Review(draft, document, problems)
 
 

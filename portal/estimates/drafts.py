@@ -57,12 +57,15 @@ class DraftLine:
     unit_cents: int | None = None
     diagnosis_codes: tuple[str, ...] = ()
     diagnosis_tbd: bool = False
+    no_charge: bool = False  # ticked: the $0.00 is on purpose, for no_charge_reason
+    no_charge_reason: str = ""  # a key of NO_CHARGE_REASONS, or "" when none is chosen
 
     def is_blank(self) -> bool:
         """Return whether nothing was entered in this row (the provider choice alone is not)."""
         return (not self.cpt_code.strip() and not self.description.strip()
                 and self.quantity is None and self.unit_cents is None
-                and not self.diagnosis_codes and not self.diagnosis_tbd)
+                and not self.diagnosis_codes and not self.diagnosis_tbd
+                and not self.no_charge)
 
     @property
     def total_cents(self) -> int | None:
@@ -113,7 +116,8 @@ class Draft:
                 {"provider": line.provider, "cpt_code": line.cpt_code,
                  "description": line.description, "quantity": line.quantity,
                  "unit_cents": line.unit_cents, "diagnosis_codes": list(line.diagnosis_codes),
-                 "diagnosis_tbd": line.diagnosis_tbd}
+                 "diagnosis_tbd": line.diagnosis_tbd, "no_charge": line.no_charge,
+                 "no_charge_reason": line.no_charge_reason}
                 for line in self.lines
             ],
             "separately_scheduled": self.separately_scheduled,
@@ -145,6 +149,8 @@ class Draft:
                     unit_cents=line.get("unit_cents"),
                     diagnosis_codes=tuple(line.get("diagnosis_codes") or ()),
                     diagnosis_tbd=bool(line.get("diagnosis_tbd")),
+                    no_charge=bool(line.get("no_charge")),
+                    no_charge_reason=line.get("no_charge_reason") or "",
                 )
                 for line in data.get("lines") or ()
             ),
@@ -178,6 +184,8 @@ class Draft:
                     diagnosis_codes=(() if isinstance(item.diagnosis_codes, str)
                                      else tuple(item.diagnosis_codes)),
                     diagnosis_tbd=isinstance(item.diagnosis_codes, str),
+                    no_charge=item.no_charge_reason is not None,
+                    no_charge_reason=item.no_charge_reason or "",
                 )
                 for item in doc.line_items
             ),
@@ -204,11 +212,13 @@ MISSING = {
 }
 
 
-def assemble(draft: Draft, *, gfe_number: str, issue_date: date
-             ) -> tuple[GfeDocument | None, list[Problem]]:
+def assemble(draft: Draft, *, gfe_number: str, issue_date: date,
+             service_date: date | None = None) -> tuple[GfeDocument | None, list[Problem]]:
     """Return the document a draft would issue as, and every problem; None when it cannot exist.
 
-    With no problems the document is exactly what will be frozen and printed.
+    `service_date` is the date the primary service is scheduled (the estimate's plain column),
+    printed as 45 CFR 149.610(c)(1)(ii) asks; None prints "Not yet scheduled". With no problems
+    the document is exactly what will be frozen and printed.
     """
     problems: list[Problem] = []
     for name, message in MISSING.items():
@@ -238,6 +248,7 @@ def assemble(draft: Draft, *, gfe_number: str, issue_date: date
         line_items=lines,
         separately_scheduled=draft.separately_scheduled.strip(),
         practice=dict(draft.practice),
+        service_date=service_date,
     )
     known = {problem.field for problem in problems}
     problems += [p for p in check(doc) if p.field not in known]
@@ -256,7 +267,8 @@ _SECTIONS = ("gfe_number", "client_legal_name", "client_dob", "client_address",
              "primary_service", "period_start", "period_end", "frequency", "sessions_min",
              "sessions_max", "providers", "line_items", "separately_scheduled", "practice")
 _ROW_FIELDS = ("name", "npi", "tin", "location", "state", "provider_npi", "cpt_code",
-               "description", "diagnosis_codes", "quantity", "unit_cents", "line_total_cents")
+               "description", "diagnosis_codes", "quantity", "unit_cents", "no_charge_reason",
+               "line_total_cents")
 _PATH = re.compile(r"(\w+)(?:\[(\d+)\])?(?:\.(\w+))?")
 
 
@@ -306,6 +318,8 @@ def _lines(draft: Draft) -> tuple[list[Problem], tuple[LineItem, ...]]:
             quantity,
             unit,
             DIAGNOSIS_TBD if line.diagnosis_tbd else tuple(line.diagnosis_codes),
+            # Ticked without a reason gives "" here, which the check asks to choose.
+            no_charge_reason=line.no_charge_reason if line.no_charge else None,
         ))
     return problems, tuple(items)
 

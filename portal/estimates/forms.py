@@ -22,7 +22,7 @@ from wtforms.validators import DataRequired, Length, ValidationError
 
 from portal import practice
 from portal.estimates.compliance import US_STATES
-from portal.estimates.document import DIAGNOSIS_TBD, TELEHEALTH
+from portal.estimates.document import DIAGNOSIS_TBD, NO_CHARGE_REASONS, TELEHEALTH
 from portal.estimates.drafts import Draft, DraftLine, DraftProvider
 from portal.estimates.money import AmountError, cents_input, parse_cents, parse_count
 
@@ -62,6 +62,9 @@ def choices(pairs) -> list[SelectChoice]:
 
 
 STATE_CHOICES = choices([("", "Choose…")] + [(s, s) for s in sorted(US_STATES)])
+NO_CHARGE_CHOICES = choices([("", "Choose…")]
+                            + [(key, words[0].upper() + words[1:])
+                               for key, words in NO_CHARGE_REASONS.items()])
 
 
 # ------------------------------------------------------------------ fields that parse text
@@ -166,6 +169,9 @@ class LineForm(Form):
     diagnosis_tbd = BooleanField(DIAGNOSIS_TBD)
     quantity = CountField("Quantity", what="quantity")
     unit_charge = CentsField("Unit charge")
+    no_charge = BooleanField("No charge")
+    no_charge_reason = SelectField("Why no charge", choices=NO_CHARGE_CHOICES,
+                                   validate_choice=True, default="")
 
     def validate_provider(self, field):
         """Accept only a provider row of this form (or nothing yet)."""
@@ -271,9 +277,13 @@ def draft_from_form(form: BuilderForm, practice: dict) -> Draft:
         lines.append(DraftLine(
             provider=provider, cpt_code=(sub.cpt_code.data or "").strip().upper(),
             description=sub.description.data or "", quantity=sub.quantity.data,
-            unit_cents=sub.unit_charge.data,
+            # "No charge" with the charge left blank means $0.00.
+            unit_cents=(0 if sub.no_charge.data and sub.unit_charge.data is None
+                        else sub.unit_charge.data),
             diagnosis_codes=parse_diagnoses(sub.diagnosis.data or ""),
-            diagnosis_tbd=bool(sub.diagnosis_tbd.data)))
+            diagnosis_tbd=bool(sub.diagnosis_tbd.data),
+            no_charge=bool(sub.no_charge.data),
+            no_charge_reason=sub.no_charge_reason.data or ""))
     return Draft(
         client_legal_name=form.client_legal_name.data or "",
         client_dob=form.client_dob.data,
@@ -305,7 +315,8 @@ def form_data(draft: Draft, *, provider_rows: int, line_rows: int,
         {"provider": "" if line.provider is None else str(line.provider),
          "cpt_code": line.cpt_code, "description": line.description,
          "diagnosis": ", ".join(line.diagnosis_codes), "diagnosis_tbd": line.diagnosis_tbd,
-         "quantity": line.quantity, "unit_charge": line.unit_cents}
+         "quantity": line.quantity, "unit_charge": line.unit_cents,
+         "no_charge": line.no_charge, "no_charge_reason": line.no_charge_reason}
         for line in draft.lines
     ]
     while len(lines) < min(line_rows, MAX_LINES):

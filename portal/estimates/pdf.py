@@ -22,6 +22,8 @@ from fpdf import FPDF, FontFace
 
 from portal.estimates.document import (
     DISCLAIMERS,
+    IF_BILLED_MORE,
+    IF_BILLED_MORE_TITLE,
     KEEP_A_COPY,
     GfeDocument,
     LineItem,
@@ -151,6 +153,7 @@ def render_pdf(doc: GfeDocument) -> bytes:
     _itemized(pdf, doc)
     _separately_scheduled(pdf, doc)
     _disclaimers(pdf)
+    _keep_a_copy(pdf)
     return bytes(pdf.output())
 
 
@@ -230,7 +233,9 @@ def _client_and_care(pdf: FPDF, doc: GfeDocument) -> None:
                     f"{doc.sessions_max}, the higher number)")
     _pairs(pdf, [
         ("Primary service", doc.primary_service),
-        ("Scheduled dates", f"{long_date(doc.period_start)} to {long_date(doc.period_end)}"),
+        # 45 CFR 149.610(c)(1)(ii): the date the primary service is scheduled, when it is.
+        ("Scheduled for", doc.service_date_text),
+        ("Period of care", f"{long_date(doc.period_start)} to {long_date(doc.period_end)}"),
         ("How often", doc.frequency),
         ("Number of sessions", sessions),
     ])
@@ -293,7 +298,7 @@ def _line_table(pdf: FPDF, items: tuple[LineItem, ...]) -> None:
         for item in items:
             table.row((
                 item.cpt_code,
-                item.description,
+                "\n".join(filter(None, (item.description, item.no_charge_text))),
                 item.diagnosis_text,
                 str(item.quantity),
                 format_cents(item.unit_cents),
@@ -319,6 +324,18 @@ def _disclaimers(pdf: FPDF) -> None:
         pdf.cell(7, 5, f"{number}.")
         pdf.multi_cell(0, 5, text, align="L", new_x="LMARGIN", new_y="NEXT")
         pdf.ln(1.5)
+    _heading(pdf, IF_BILLED_MORE_TITLE, keep_mm=40)
+    pdf.set_font(FONT, "", 10)
+    for text in IF_BILLED_MORE:
+        lines = math.ceil(1.1 * pdf.get_string_width(text) / (pdf.epw - 7)) + 1
+        if pdf.will_page_break(5 * lines):
+            pdf.add_page()
+        pdf.cell(7, 5, "•")
+        pdf.multi_cell(0, 5, text, align="L", new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(1.5)
+
+
+def _keep_a_copy(pdf: FPDF) -> None:
     pdf.ln(2)
     if pdf.will_page_break(16):
         pdf.add_page()

@@ -28,7 +28,14 @@ from portal.estimates import (
     staff_lists,
 )
 from portal.estimates.content import EstimateUnavailable
-from portal.estimates.document import CMS_PHONE, CMS_URL, DISCLAIMERS, KEEP_A_COPY
+from portal.estimates.document import (
+    CMS_PHONE,
+    CMS_URL,
+    DISCLAIMERS,
+    IF_BILLED_MORE,
+    IF_BILLED_MORE_TITLE,
+    KEEP_A_COPY,
+)
 from portal.estimates.document import separately_scheduled_note as _scheduled_note
 from portal.estimates.drafts import Draft
 from portal.estimates.forms import (
@@ -61,7 +68,8 @@ LINE_ROWS_ADDED = 3
 _PATH = re.compile(r"(providers|line_items)\[(\d+)\](?:\.(\w+))?")
 LINE_FIELDS = {"provider_npi": "provider", "cpt_code": "cpt_code", "description": "description",
                "quantity": "quantity", "unit_cents": "unit_charge",
-               "line_total_cents": "unit_charge", "diagnosis_codes": "diagnosis"}
+               "line_total_cents": "unit_charge", "diagnosis_codes": "diagnosis",
+               "no_charge_reason": "no_charge_reason"}
 PROVIDER_FIELDS = {"name", "npi", "tin", "location", "state"}
 HEADER_FIELDS = {"client_legal_name", "client_dob", "client_address", "primary_service",
                  "period_start", "period_end", "frequency", "sessions_min", "sessions_max",
@@ -85,7 +93,8 @@ def _document_text() -> dict:
     """The fixed wording every estimate page shares with the PDF."""
     return {"gfe_disclaimers": LINKED_DISCLAIMERS, "gfe_keep_a_copy": KEEP_A_COPY,
             "gfe_scheduled_note": _scheduled_note, "gfe_cms_url": CMS_URL,
-            "gfe_cms_phone": CMS_PHONE, "gfe_status": display_status}
+            "gfe_cms_phone": CMS_PHONE, "gfe_status": display_status,
+            "gfe_if_billed_more": IF_BILLED_MORE, "gfe_if_billed_more_title": IF_BILLED_MORE_TITLE}
 
 
 def _me() -> User:

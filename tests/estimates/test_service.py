@@ -378,7 +378,8 @@ def test_names_diagnoses_and_lines_are_not_stored_in_plaintext(app, practice):
 
     from portal.estimates.drafts import DraftLine
 
-    lines = (replace(complete_draft().lines[1], diagnosis_codes=(MARKER_CODE,),
+    # 26 sessions, as the draft says it prices (there is no evaluation line here).
+    lines = (replace(complete_draft().lines[1], quantity=26, diagnosis_codes=(MARKER_CODE,),
                      description=MARKER_TEXT), DraftLine(1, "90847", "Family", 2, 175_00,
                                                          (MARKER_CODE,)))
     estimate = practice.issued(client_legal_name=MARKER_NAME, lines=lines,
