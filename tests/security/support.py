@@ -448,6 +448,17 @@ def build_world(app: Flask) -> World:
     reset_token = tokens.issue(other_client.id, TokenPurpose.RESET, timedelta(minutes=30))
     db.session.commit()
 
+    # A request for a copy (open: its page shows the administrator's forms) and a disclosure.
+    from portal.ops import holds
+    from portal.records import disclosures as record_disclosures
+    from portal.records import requests as record_requests
+
+    hold = holds.place(admin, target, "dispute")  # the release route's <hold_id>
+    record_request = record_requests.make(client, client, "copy", f"My notes {XSS_TAGS}")
+    disclosure = record_disclosures.record_disclosure(
+        therapist, client, disclosed_on=today, recipient=f"A court {XSS_ATTR}",
+        content=f"Dates {XSS_TAGS}", purpose=f"Subpoena {SSTI}")
+
     ids = {
         "thread_id": thread.id, "other_thread_id": other_thread.id,
         "closed_thread_id": closed_thread.id,
@@ -456,6 +467,8 @@ def build_world(app: Flask) -> World:
         "grant_id": grant.id, "user_id": target.id, "therapist_id": therapist.id,
         "inactive_id": inactive.id, "invited_id": invited.id,
         "slug": "accessibility", "number": 1,
+        "request_id": record_request.id, "disclosure_id": disclosure.id,
+        "client_id": client.id, "hold_id": hold.id,
     }
     users = {"client": client, "therapist": therapist, "admin": admin,
              "other_client": other_client, "target": target, "inactive": inactive,
