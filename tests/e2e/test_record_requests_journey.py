@@ -1,0 +1,119 @@
+"""Browser journey: a client asks for a copy of their record (45 CFR 164.524); an
+administrator extends the deadline once with a reason, then marks it done; the client sees
+each status."""
+
+import re
+import time
+import uuid
+
+import pyotp
+import pytest
+from playwright.sync_api import expect
+
+from portal.accounts import mfa, passwords
+from portal.accounts.identity import set_identity
+from portal.accounts.models import User
+from portal.db import new_id, utcnow
+from portal.extensions import db
+
+pytestmark = pytest.mark.e2e
+
+TOTP_KEY = pyotp.random_base32()
+ADMIN_PASSWORD = "quiet harbor lantern morning"
+CLIENT_PASSWORD = "paper boats on a slow river"
+
+
+def make_person(role: str, name: str, password: str, *, totp_key: str | None = None) -> str:
+    email = f"{role}-{uuid.uuid4().hex[:8]}@example.org"
+    user = User(id=new_id(), role=role, mfa_prompt_dismissed=True)
+    set_identity(user, name=name, email=email)
+    user.password_hash = passwords.hash_password(password)
+    if totp_key:
+        user.totp_seed_sealed = mfa.seal_seed(user, totp_key)
+        user.totp_enabled_at = utcnow()
+    db.session.add(user)
+    db.session.commit()
+    return email
+
+
+USED_STEPS: set[int] = set()
+
+
+def fresh_code(totp_key: str) -> str:
+    """A code for a TOTP step not used yet (the server refuses a replayed step); waits for
+    the next step when this one and the one after are both used."""
+    while True:
+        step = int(time.time() // 30)
+        for candidate in (step, step + 1):
+            if candidate not in USED_STEPS and (not USED_STEPS or candidate > max(USED_STEPS)):
+                USED_STEPS.add(candidate)
+                return pyotp.TOTP(totp_key).at(candidate * 30)
+        time.sleep(1)
+
+
+def sign_in(page, email: str, password: str, totp_key: str | None = None) -> None:
+    page.goto("/sign-in")
+    page.get_by_label("Email address").fill(email)
+    page.get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+    if totp_key:
+        page.get_by_label(re.compile("6-digit code")).fill(fresh_code(totp_key))
+        page.get_by_role("button", name="Continue").click()
+
+
+def sign_out(page) -> None:
+    page.get_by_role("button", name="Sign out").first.click()
+
+
+def test_a_client_asks_for_a_copy_the_admin_extends_then_fulfils_it(page, app):
+    client = make_person("client", "Zoë Nguyễn-Ōtsuka", CLIENT_PASSWORD)
+    admin = make_person("admin", "Ada Admin", ADMIN_PASSWORD, totp_key=TOTP_KEY)
+    db.session.remove()
+
+    # The client asks from their Account page.
+    sign_in(page, client, CLIENT_PASSWORD)
+    page.goto("/account")
+    page.get_by_role("link", name="Ask for a copy or a change").click()
+    page.get_by_role("button", name="Send my request").click()  # nothing chosen: inline
+    expect(page.locator("#details-error")).to_be_visible()
+    page.get_by_label("A copy of my record").check()
+    page.get_by_label("Tell us what you would like").fill("My notes from 2025, on paper.")
+    page.get_by_role("button", name="Send my request").click()
+    expect(page.get_by_text("Your request is recorded")).to_be_visible()
+    expect(page.locator(".pill")).to_have_text("Open")
+    request_url = page.url
+    sign_out(page)
+
+    # The administrator sees it in the list, extends it once, then marks it done.
+    sign_in(page, admin, ADMIN_PASSWORD, TOTP_KEY)
+    page.get_by_role("navigation", name="Main").get_by_role(
+        "link", name=re.compile("Record requests")).click()
+    page.get_by_role("link", name="Zoë Nguyễn-Ōtsuka").click()
+    expect(page.get_by_text("My notes from 2025, on paper.")).to_be_visible()
+    page.get_by_role("button", name="Extend by 30 days").click()
+    expect(page.locator("#reason-error")).to_be_visible()
+    page.locator("#reason").fill("The archive is offsite; we will post it next month.")
+    page.get_by_role("button", name="Extend by 30 days").click()
+    expect(page.get_by_text("The deadline is extended")).to_be_visible()
+    expect(page.get_by_role("heading", name="Extend the deadline once")).to_have_count(0)
+    sign_out(page)
+
+    sign_in(page, client, CLIENT_PASSWORD)
+    page.goto(request_url)
+    expect(page.get_by_role("heading", name="Why we need more time")).to_be_visible()
+    expect(page.get_by_text("The archive is offsite")).to_be_visible()
+    expect(page.locator(".pill")).to_have_text("Open")
+    sign_out(page)
+
+    sign_in(page, admin, ADMIN_PASSWORD, TOTP_KEY)
+    page.goto(request_url)
+    page.get_by_label("A note for the client (optional)").fill("Posted to you today.")
+    page.get_by_role("button", name="Mark as done").click()
+    expect(page.get_by_text("Marked as done. The client was told.")).to_be_visible()
+    sign_out(page)
+
+    sign_in(page, client, CLIENT_PASSWORD)
+    page.goto(request_url)
+    expect(page.locator(".pill")).to_have_text("Done")
+    expect(page.get_by_text("Posted to you today.")).to_be_visible()
+    expect(page.get_by_role("button", name="Withdraw my request")).to_have_count(0)
