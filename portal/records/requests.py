@@ -155,7 +155,8 @@ def requests_of(client_id: uuid.UUID) -> list[RequestView]:
     """Every request of this client, newest first, opened."""
     return _views(list(db.session.scalars(
         select(RecordRequest).where(RecordRequest.client_id == client_id)
-        .order_by(RecordRequest.requested_at.desc(), RecordRequest.id))))
+        .order_by(RecordRequest.received_on.desc(), RecordRequest.requested_at.desc(),
+                  RecordRequest.id))))
 
 
 def _scope(user: User):

@@ -282,6 +282,9 @@ def test_the_client_asks_for_a_copy_and_sees_its_status(app, people, clock):
     made = db.session.scalar(select(RecordRequest))
     db.session.commit()
     assert response.location.endswith(f"/record/requests/{made.id}")
+    listing = browser.get("/record/requests").get_data(as_text=True)
+    assert "a request for a copy within 30 days, and a request for a change within 60" in listing
+    assert "we will answer by April 1, 2026" in listing
     html = browser.get(f"/record/requests/{made.id}").get_data(as_text=True)
     assert "The practice will answer by <strong>April 1, 2026</strong>" in html
     assert "My notes, on paper please." in html and "Withdraw my request" in html
