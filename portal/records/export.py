@@ -398,7 +398,11 @@ def _manifest(run: _Run) -> str:
 
 def _render(template: str, **context) -> str:
     return current_app.jinja_env.get_template(template).render(
-        local_time=local_time, practice=practice.profile(), **context)
+        local_time=local_time, practice=practice.profile(), when=_local_iso, **context)
+
+
+def _local_iso(value: str | None) -> str:
+    return local_time(datetime.fromisoformat(value)) if value else ""
 
 
 def sha256(data: bytes) -> str:

@@ -469,3 +469,22 @@ def test_the_export_reads_messages_in_batches(app, monkeypatch):
     assert len(data["conversations"][0]["pdf"]) == 3  # 4 + 4 + 2
     assert [m["body"] for m in data["conversations"][0]["messages"]][1] == (
         "Message 2: thank you 🌱")
+
+
+def test_the_conversation_pdf_shows_each_message_with_sender_time_and_read_state(app, rec):
+    """Readable PDF in the estimates' typography: DejaVu Sans embedded, Unicode names."""
+    from pypdf import PdfReader
+
+    archive = _zip(_download(_signed_in(app, rec.client)))
+    data = json.loads(_read(archive, "/record.json"))
+    top = archive.namelist()[0].split("/")[0]
+    reader = PdfReader(io.BytesIO(archive.read(f"{top}/{data['conversations'][0]['pdf'][0]}")))
+    text = "\n".join(page.extract_text() for page in reader.pages)
+    assert "Zoë Nguyễn-Ōtsuka" in text and "Colleen Øvergaard (Therapist)" in text
+    assert "Здравствуйте" in text
+    assert text.count("Sent ") == 6 and "Read " in text
+    assert "saved as" in text and "passwd.png" in text
+    fonts = {str(font.get("/BaseFont", "")) for page in reader.pages
+             for font in page["/Resources"]["/Font"].get_object().values()
+             for font in [font.get_object()]}
+    assert any("DejaVuSans" in f for f in fonts), fonts
