@@ -520,7 +520,8 @@ def correct(estimate_id: uuid.UUID):
         estimate_id, follow_ups.may_correct,
         lambda me, estimate: follow_ups.start_correction(me, estimate, **_posted_next_service()),
         "A corrected copy is ready to edit. The current estimate stays in force until you "
-        "issue the correction.")
+        "issue the correction, which is due one business day before the client's next session: "
+        "if none is shown under “When it is due”, record it there.")
 
 
 def _posted_next_service() -> dict:

@@ -365,7 +365,7 @@ def test_starting_a_correction_from_the_staff_page_takes_the_next_session(app, p
         client = sign_in(app.test_client(), practice.therapist)
         token = csrf(client)
         page = client.get(f"/estimates/{issued.id}").get_data(as_text=True)
-        assert 'name="next_service"' in page
+        assert 'name="next_service"' not in page  # its service date is not ahead
         bad = client.post(f"/estimates/{issued.id}/correct",
                           data={"csrf_token": token, "next_service": "2026-13-01"})
         assert bad.status_code == 302 and bad.headers["Location"].endswith(
@@ -423,3 +423,20 @@ def test_a_correction_shows_on_the_dashboard_with_its_due_date_45_cfr_149_610_b_
         with app.test_request_context("/"):
             html = render_template("estimates/_dashboard_panel.html", estimates_panel=view)
     assert f"due today · correction of {issued.number}" in html
+
+
+def test_a_correction_takes_the_issued_estimates_service_date_when_still_ahead(practice,
+                                                                               fast_pdf):
+    """45 CFR 149.610(b)(1)(vii): the issued estimate's scheduled service, still ahead, is the
+    next scheduled service; the staff page's button carries it."""
+    from portal.estimates import content
+
+    with at(date(2026, 6, 29)):
+        estimate = drafting.create_draft(practice.therapist, practice.client)
+        drafting.save_draft(practice.therapist, estimate, complete_draft(date(2026, 6, 29)),
+                            scheduled_on=date(2026, 6, 29), service_date=date(2026, 7, 20))
+        issued = issuing.issue(practice.therapist, estimate.id)
+        assert content.open_document(issued) is not None
+        correction = follow_ups.start_correction(practice.therapist, issued)
+    assert correction.service_date == date(2026, 7, 20)
+    assert correction.due_date == date(2026, 7, 17)
