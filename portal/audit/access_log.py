@@ -30,14 +30,29 @@ class AccessEntry:
     times: int = 1
 
 
+@dataclass
+class AccessLogPage:
+    entries: list[AccessEntry]
+    page: int
+    has_older: bool
+
+
 def access_log(client, limit: int = 200) -> list[AccessEntry]:
-    """What practice staff did with this client's record, newest first.
+    """The newest page of `access_log_page`, as a list of entries."""
+    return access_log_page(client, limit=limit).entries
+
+
+def access_log_page(client, *, limit: int = 200, page: int = 1) -> AccessLogPage:
+    """What practice staff did with this client's record, newest first, `limit` events a
+    page (the oldest page is as readable as the newest: nothing falls off the end).
 
     Repeats of the same thing by the same person within half an hour are one entry, with a
     count. The read transaction ends before the page renders (on SQLite it holds the write
     lock).
     """
-    events = events_for_subject(client.id, staff_only=True, limit=limit)
+    found = events_for_subject(client.id, staff_only=True, limit=limit + 1,
+                               offset=(page - 1) * limit)
+    events, has_older = found[:limit], len(found) > limit
     actor_ids = list(dict.fromkeys(e.actor_id for e in events if e.actor_id))
     ids: dict[str, list[uuid.UUID]] = {}
     for event in events:
@@ -63,7 +78,7 @@ def access_log(client, limit: int = 200) -> list[AccessEntry]:
             at=event.at, who=who, role=ROLE_LABELS.get(event.actor_role or "", "Staff"),
             what=what, emergency=catalogue.action(event.action).emergency))
     db.session.commit()
-    return entries
+    return AccessLogPage(entries=entries, page=page, has_older=has_older)
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:

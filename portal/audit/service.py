@@ -306,12 +306,13 @@ def verify(batch_size: int = VERIFY_BATCH) -> VerifyResult:
 # --- reading --------------------------------------------------------------------------------
 
 def events_for_subject(subject_id: uuid.UUID, staff_only: bool = True,
-                       limit: int = 200) -> list[AuditEvent]:
-    """Return the newest events touching one client's record (staff actions by default)."""
+                       limit: int = 200, offset: int = 0) -> list[AuditEvent]:
+    """Return the newest events touching one client's record (staff actions by default),
+    skipping the `offset` newest."""
     stmt = select(AuditEvent).where(AuditEvent.subject_id == _uuid(subject_id, "subject_id"))
     if staff_only:
         stmt = stmt.where(AuditEvent.actor_role.in_(STAFF_ROLES))
-    stmt = stmt.order_by(AuditEvent.seq.desc()).limit(limit)
+    stmt = stmt.order_by(AuditEvent.seq.desc()).limit(limit).offset(offset)
     return list(db.session.scalars(stmt))
 
 

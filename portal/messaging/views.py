@@ -15,7 +15,7 @@ from flask_login import current_user
 from portal import downloads, hooks
 from portal.accounts import sessions
 from portal.accounts.identity import names_of
-from portal.audit.access_log import access_log as staff_access_to
+from portal.audit.access_log import access_log_page
 from portal.db import utcnow
 from portal.errors import RuleError
 from portal.forms import INVALID, form_status, refuse, require_button
@@ -96,8 +96,8 @@ def inbox():
 @read_only
 def access_log():
     """Show the client every time practice staff opened their record."""
-    entries = staff_access_to(_me())
-    return render_template("messaging/access_log.html", entries=entries)
+    log = access_log_page(_me(), page=page_number())
+    return render_template("messaging/access_log.html", entries=log.entries, log=log)
 
 
 # --- writing -------------------------------------------------------------------------------
