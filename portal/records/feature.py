@@ -39,6 +39,7 @@ def init_app(app: Flask) -> None:
                                      badge=record_requests.due_soon_count))
     hooks.account_sections.provide(ACCOUNT_SECTION)
     hooks.dashboard_panels.provide(REQUESTS_DASHBOARD_PANEL)
+    hooks.demo_seeders.provide(record_requests.seed_demo)
     for action, words in REQUEST_ACTIONS.items():
         declare(action, words)
     # --- the record export

@@ -32,6 +32,7 @@ from portal.db import new_id, utcnow
 from portal.errors import RuleError
 from portal.extensions import db
 from portal.mail import enqueue
+from portal.records import disclosures
 from portal.records.models import REQUEST_KINDS, RecordRequest
 
 # Days to act, and the one extension, per kind (see the module docstring for the rules).
@@ -390,3 +391,22 @@ def clients_to_choose(user: User) -> list[uuid.UUID]:
         query = query.where(User.id.in_(
             select(Assignment.client_id).where(Assignment.therapist_id == user.id)))
     return list(db.session.scalars(query.order_by(User.created_at, User.id)))
+
+
+def seed_demo(by_email: dict) -> None:
+    """Demo data: Alex asked for a copy (open) and a change written down at the front desk,
+    extended once; one disclosure to a court is on their accounting."""
+    client = by_email.get("alex@example.org")
+    therapist, admin = by_email.get("colleen@coeo.example"), by_email.get("admin@coeo.example")
+    if client is None or therapist is None or admin is None:
+        return
+    today = practice.today()
+    make(client, client, "copy", "My session notes from last year, on paper please.")
+    change = make(therapist, client, "amendment", "Asked at the front desk: the intake form "
+                  "lists an old emergency contact.", received_on=today - timedelta(days=50))
+    extend(admin, change, "We are checking the intake form with the billing office; you "
+                          "will hear from us within the month.")
+    disclosures.record_disclosure(
+        therapist, client, disclosed_on=today - timedelta(days=90),
+        recipient="Montgomery County Court of Common Pleas",
+        content="Dates of attendance, January to March", purpose="Subpoena signed by a judge")
