@@ -29,7 +29,7 @@ read). `worker_tasks` are the timers the `deliver-mail` loop runs before each ro
 delivery (crisis escalation, draft purging): each must be safe with several loops running.
 """
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -122,6 +122,9 @@ class Panel:
     template: str
     context: Callable[[Any], dict]
     stylesheet: str | None = None
+    # The looks at clients the panel shows (`portal.audit.looks.Look`s, from what `context`
+    # returned), which the page puts on their access logs along with its own.
+    looks: Callable[[dict], Iterable[Any]] | None = None
 
 
 @dataclass(frozen=True)

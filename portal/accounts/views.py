@@ -34,6 +34,7 @@ from portal.accounts.identity import email_of, name_of, names_of
 from portal.accounts.models import Role, User
 from portal.accounts.tokens import TokenProblem
 from portal.after_response import after_response
+from portal.audit.looks import clients_listed
 from portal.crypto import email_index
 from portal.errors import RuleError
 from portal.extensions import limiter
@@ -440,6 +441,7 @@ def my_clients(refused: tuple[uuid.UUID, LastServiceForm] | None = None):
     last date of service (`refused`: the client whose date was refused, and its form)."""
     clients = service.clients_of(current_user.id)
     names = names_of(clients)
+    clients_listed(current_user._get_current_object(), [c.id for c in clients])
     forms = {c.id: LastServiceForm(formdata=None, last_service_on=c.last_service_on)
              for c in clients}
     if refused is not None:

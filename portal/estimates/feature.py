@@ -4,12 +4,12 @@ from flask import Flask
 
 from portal import hooks
 from portal.audit.catalogue import declare
-from portal.estimates import corrections, demo, panel
+from portal.estimates import corrections, demo, looks, panel
 from portal.estimates.views import bp
 from portal.hooks import NavItem, Panel
 
 DASHBOARD_PANEL = Panel("estimates/_dashboard_panel.html", panel.dashboard_panel,
-                        stylesheet="css/estimates.css")
+                        stylesheet="css/estimates.css", looks=looks.panel_looks)
 
 # How the client's access log words what staff did with their estimates.
 OPENED = "Opened one of your Good Faith Estimates"

@@ -32,6 +32,7 @@ HIDDEN = "Not shown"
 OPENED = "estimate.opened"  # an issued (or superseded) estimate, without the codes for admins
 DRAFT_OPENED = "estimate.draft.opened"  # a draft, on the review page or in the builder
 LISTED = "estimate.listed"  # a client's estimates in the practice's list of estimates
+PANEL_LISTED = "estimate.panel_listed"  # named in the estimates panel of the dashboard
 CLINICAL = "estimate.clinical_viewed"  # + "." + reason: an admin saw the diagnosis codes
 DOWNLOADED_FOR = "estimate.downloaded"  # + "." + reason: an admin downloaded the PDF
 
@@ -39,6 +40,7 @@ declare(OPENED, "Opened {target}")
 declare(DRAFT_OPENED, "Opened {target}")
 declare(LISTED, "Saw your name and your estimates in the practice's list of Good Faith "
                 "Estimates")
+declare(PANEL_LISTED, "Saw your name and your estimates' deadlines on their dashboard")
 for _key, (_label, _words) in REASONS.items():
     declare(f"{CLINICAL}.{_key}", "Looked at the diagnosis codes on {target}, " + _words)
     declare(f"{DOWNLOADED_FOR}.{_key}",
@@ -133,6 +135,12 @@ def panel_estimates(shown: dict) -> list[GoodFaithEstimate]:
     found = shown.get("estimates_panel") or {}
     return [e for key in ("overdue", "due_today", "renewals", "flagged")
             for e in found.get(key, ())]
+
+
+def panel_looks(shown: dict) -> list[Look]:
+    """The clients the estimates panel names (its `names`), for the dashboard's looks."""
+    names = (shown.get("estimates_panel") or {}).get("names") or {}
+    return [Look(PANEL_LISTED, None, client_id) for client_id in names]
 
 
 def listed(viewer: User, estimates, clients=()) -> int:

@@ -17,7 +17,12 @@ from portal.messaging.models import (
     attachment_name_context,
 )
 
+# The therapist's inbox names each client and the subjects of their conversations.
+INBOX_LISTED = "client.inbox_listed"
+
 ACTIONS = (
+    (INBOX_LISTED, "Saw your name and the subjects of your conversations in their inbox",
+     False),
     ("thread.viewed", "Read {target}", False),
     ("thread.created", "Started {target}", False),
     ("thread.closed", "Marked {target} as closed", False),

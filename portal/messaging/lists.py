@@ -39,6 +39,7 @@ def _rows(threads: list[Thread], people: dict[uuid.UUID, str], person_of) -> lis
     for t in threads:
         rows.append(ThreadRow(
             id=t.id, subject=open_text_safe(t.client_id, t.subject_context(), t.subject_sealed),
+            client_id=t.client_id,
             person=people.get(person_of(t), ""), last_message_at=t.last_message_at,
             unread=t.therapist_unread if person_of(t) == t.client_id else t.client_unread,
             closed=t.status == ThreadStatus.CLOSED, awaiting_since=t.awaiting_since,

@@ -60,6 +60,7 @@ class ThreadPage:
 class ThreadRow:
     id: uuid.UUID
     subject: str
+    client_id: uuid.UUID | None
     person: str  # the therapist (client's inbox) or the client (therapist's dashboard)
     last_message_at: datetime
     unread: int

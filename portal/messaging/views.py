@@ -16,11 +16,13 @@ from portal import downloads, hooks
 from portal.accounts import sessions
 from portal.accounts.identity import names_of
 from portal.audit.access_log import access_log_page
+from portal.audit.looks import Look, clients_listed, record_looks
 from portal.db import utcnow
 from portal.errors import RuleError
 from portal.forms import INVALID, form_status, refuse, require_button
 from portal.messaging import access, drafts, emergency, escalation, lists, reading, sending
 from portal.messaging.attachments import clean_name
+from portal.messaging.audited import INBOX_LISTED
 from portal.messaging.forms import ComposeForm, EmergencyForm, ReplyForm, chosen_files
 from portal.pages import read_only
 from portal.paging import cursor, page_number
@@ -123,6 +125,8 @@ def compose():
             form.recipient.data = form.recipient.choices[0][0]
     draft_restored = request.method == "GET" and drafts.restore(
         me, drafts.COMPOSE, form, keep=frozenset({"recipient"} if request.args.get("to") else ()))
+    if request.method == "GET":
+        clients_listed(me, [p.id for p in people])  # staff: the clients the chooser names
     if (people or practice) and form.validate_on_submit():
         try:
             thread, message = sending.start_thread(
@@ -267,8 +271,13 @@ def dashboard():
     # context keys are namespaced by the feature (e.g. `estimates_panel`), and ours win.
     # They load after our commit, so any ORM objects they pass stay loaded for the render.
     panels, panel_context = list(hooks.dashboard_panels), {}
+    shown = [Look(INBOX_LISTED, None, row.client_id) for row in listing.rows]
     for panel in panels:
-        panel_context.update(panel.context(me))
+        context = panel.context(me)
+        panel_context.update(context)
+        if panel.looks is not None:
+            shown += panel.looks(context)
+    record_looks(me, shown)  # every client named on the page, on their access log
     return render_template("messaging/dashboard.html", **{
         **panel_context, "listing": listing, "query": query,
         "panels": [panel.template for panel in panels],
@@ -296,6 +305,8 @@ def emergency_access():
     form.client.choices = [("", "Choose a client")] + [
         (str(client_id), name) for client_id, name in choices.items()]
     form.category.choices = [("", "Choose one"), *emergency.REASON_CATEGORIES.items()]
+    if request.method == "GET":
+        clients_listed(me, choices)  # the chooser names every active client
     if form.validate_on_submit():
         try:
             grant = emergency.grant(me, client_id=uuid.UUID(form.client.data),

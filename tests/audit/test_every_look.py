@@ -39,10 +39,6 @@ SHOWN = (NAME, f"{DOB:%B} {DOB.day}, {DOB.year}", DOB.isoformat(), f"{DOB:%m/%d/
 # issue #14 report). The walk fails if any other page is missing its event, and also if one of
 # these starts recording (then take it off the list).
 NOT_YET_LOGGED = {
-    ("therapist", "messaging.dashboard"),  # the inbox: client names, subjects, the panel
-    ("therapist", "messaging.compose"),  # the "write to" chooser names the therapist's clients
-    ("therapist", "accounts.my_clients"),  # the therapist's own client list
-    ("admin", "messaging.emergency_access"),  # the chooser names every active client
     # The export's confirmation names the client; the export itself is audited
     # (record.exported_by_staff).
     ("therapist", "records.staff_export_confirm"),
