@@ -1,8 +1,16 @@
 """Account forms; field names match the `field` of the service's RuleErrors."""
 
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, SelectChoice, SelectField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms import (
+    DateField,
+    EmailField,
+    HiddenField,
+    PasswordField,
+    SelectChoice,
+    SelectField,
+    StringField,
+)
+from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional
 
 from portal.accounts.passwords import MAX_LENGTH
 
@@ -79,3 +87,15 @@ class InviteForm(FlaskForm):
                        default="client")
     therapist = SelectField("Therapist (for clients)", choices=[], validate_choice=False,
                             validators=[Optional()])
+
+
+class LastServiceForm(FlaskForm):
+    """A client's last date of service (which dates are allowed is
+    `service.set_last_service_on`'s rule; this only parses)."""
+
+    last_service_on = DateField(
+        "Date",
+        validators=[InputRequired("Enter the last date of service.")],
+        invalid_value_message="Enter a real date, such as 2026-03-01.",
+        description="A discharge or the last session. The record is kept for the retention "
+                    "period from this day or the last portal activity, whichever is later.")

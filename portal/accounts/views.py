@@ -26,6 +26,7 @@ from portal.accounts.forms import (
     ConfirmPasswordForm,
     ForgotPasswordForm,
     InviteForm,
+    LastServiceForm,
     MfaSetupForm,
     NewPasswordForm,
     SignInForm,
@@ -39,7 +40,6 @@ from portal.crypto import email_index
 from portal.errors import RuleError
 from portal.extensions import limiter
 from portal.forms import INVALID, EmptyForm, form_status, refuse, require_button
-from portal.ops.forms import LastServiceForm
 from portal.pages import allowed_before_consent, allowed_before_enrolment, public
 from portal.security import role_required, safe_next
 

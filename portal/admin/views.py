@@ -7,7 +7,7 @@ from flask_login import current_user
 from wtforms import SelectChoice
 
 from portal.accounts import service
-from portal.accounts.forms import InviteForm
+from portal.accounts.forms import InviteForm, LastServiceForm
 from portal.accounts.identity import email_of, names_by_id, names_of
 from portal.accounts.models import Role, User
 from portal.admin import service as admin_service
@@ -16,7 +16,7 @@ from portal.errors import RuleError
 from portal.forms import INVALID, EmptyForm, form_status, refuse, require_button
 from portal.messaging import handover
 from portal.ops import holds, retention
-from portal.ops.forms import HoldForm, LastServiceForm
+from portal.ops.forms import HoldForm
 from portal.security import role_required
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
