@@ -49,6 +49,7 @@ from portal.accounts import sessions
 from portal.accounts.identity import names_by_id
 from portal.accounts.models import Assignment, OneTimeToken, Role, User, new_alt_id
 from portal.audit import record
+from portal.audit.service import record_many
 from portal.crypto.models import DataKey
 from portal.crypto.rotation import shred
 from portal.db import utcnow
@@ -297,9 +298,8 @@ def report_named(actor: User, today: date | None = None) -> NamedReport:
                 .order_by(Assignment.created_at, Assignment.id)):
             therapists[client_id].append(therapist_id)
     try:
-        for client_id in ids:
-            record("retention.reported", actor=actor, target=("user", client_id),
-                   subject_id=client_id)
+        record_many([("retention.reported", ("user", client_id), client_id)
+                     for client_id in ids], actor=actor)
         db.session.commit()
     except BaseException:
         db.session.rollback()
