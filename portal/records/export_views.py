@@ -55,7 +55,7 @@ def _confirm(client, *, staff: bool):
             endpoint = "records.staff_export_download" if staff else "records.export_download"
             values = {"client_id": client.id} if staff else {}
             return render_template(
-                "records/export_ready.html", staff=staff,
+                "records/export_ready.html", staff=staff, back=_back(client, staff),
                 link=url_for(endpoint, token=token["token"], **values),
                 minutes=export.TOKEN_MINUTES)
     elif request.method == "GET" and export.exports_left(actor, client) <= 0:
@@ -65,8 +65,13 @@ def _confirm(client, *, staff: bool):
     return render_template(
         "records/export_confirm.html", form=form, staff=staff, left=left,
         per_day=export.EXPORTS_PER_DAY, client_name=_name(client) if staff else None,
-        back=url_for("records.client_record", client_id=client.id) if staff
-        else url_for("accounts.settings")), status or form_status()
+        back=_back(client, staff)), status or form_status()
+
+
+def _back(client, staff: bool) -> str:
+    if staff:
+        return url_for("records.client_record", client_id=client.id)
+    return url_for("accounts.settings")
 
 
 def _name(client) -> str:
