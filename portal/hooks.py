@@ -20,6 +20,7 @@ tests build many) shares one set.
 | `demo_seeders`        | many   | cli        | a function(people) adding demo data       |
 | `care_checks`         | many   | accounts   | client ids (None: all) whose care changed |
 | `worker_tasks`        | many   | mail (cli) | a `WorkerTask` run every deliver-mail round|
+| `shred_guards`        | many   | crypto     | owner id -> why not to shred it, or None  |
 
 `account_sections`, `dashboard_panels` and `demo_seeders` let one feature show another's part
 without importing it. `care_checks` run after a therapist leaves a client's care (unassigned,
@@ -27,6 +28,7 @@ deactivated, no longer covering), inside that transaction and before its commit:
 raises `RuleError` to refuse the change (messaging refuses to leave a conversation nobody can
 read). `worker_tasks` are the timers the `deliver-mail` loop runs before each round of
 delivery (crisis escalation, draft purging): each must be safe with several loops running.
+`shred_guards` can refuse a crypto-shred before any key goes (a legal hold on the record).
 """
 
 from collections.abc import Callable, Iterable, Iterator
@@ -162,3 +164,4 @@ dashboard_panels: ExtensionPoint[Panel] = ExtensionPoint("dashboard_panels")
 demo_seeders: ExtensionPoint[Callable[..., None]] = ExtensionPoint("demo_seeders")
 care_checks: ExtensionPoint[Callable[[Any], None]] = ExtensionPoint("care_checks")
 worker_tasks: ExtensionPoint[WorkerTask] = ExtensionPoint("worker_tasks")
+shred_guards: ExtensionPoint[Callable[[Any], str | None]] = ExtensionPoint("shred_guards")

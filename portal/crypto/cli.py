@@ -83,7 +83,10 @@ def shred_command(client_id: uuid.UUID) -> None:
     if answer.strip() not in ("SHRED", str(client_id)):
         click.echo("Not confirmed; nothing shredded.")
         raise click.exceptions.Exit(1)
-    result = _run(lambda: rotation.shred(client_id))
+    try:
+        result = _run(lambda: rotation.shred(client_id))
+    except rotation.ShredRefused as refused:
+        raise click.ClickException(f"not shredded: {refused}") from None
     click.echo(f"Shredded {result.data_keys} data keys; {result.sealed_values} sealed values "
                "are now unreadable.")
 

@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, func, literal_column, select, update
 
+from portal import hooks
 from portal.crypto import envelope
 from portal.crypto.envelope import as_uuid, forget_keys, preload_keys, provider, wrap_aad
 from portal.crypto.errors import DecryptionError
@@ -438,11 +439,22 @@ class ShredResult:
     sealed_values: int = 0  # now unreadable
 
 
+class ShredRefused(Exception):
+    """A `hooks.shred_guards` check refused the shred; the message says why in one line."""
+
+
 def shred(client_id: uuid.UUID | str, *, actor: Any = None) -> ShredResult:
-    """Crypto-shred: drop the owner's wrapped data keys, so their sealed values never open."""
+    """Crypto-shred: drop the owner's wrapped data keys, so their sealed values never open.
+
+    Every `hooks.shred_guards` check runs first, inside the operation; one that gives a
+    reason refuses the shred (`ShredRefused`) and no key changes."""
     owner = as_uuid(client_id)
     result = ShredResult(owner)
     with _key_operation():
+        for guard in hooks.shred_guards:
+            reason = guard(owner)
+            if reason:
+                raise ShredRefused(reason)
         result.sealed_values = count_sealed_values(owner)
         outcome = db.session.execute(
             update(DataKey).where(DataKey.owner_id == owner, DataKey.shredded_at.is_(None))

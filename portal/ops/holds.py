@@ -66,6 +66,15 @@ def history(client_id: uuid.UUID) -> list[LegalHold]:
         .order_by(LegalHold.placed_at.desc(), LegalHold.id)))
 
 
+def shred_refusal(owner_id: uuid.UUID) -> str | None:
+    """A `hooks.shred_guards` check: a held record's keys are never shredded."""
+    hold = open_hold(owner_id)
+    if hold is None:
+        return None
+    return (f"the record is under a legal hold ({REASON_LABELS[hold.reason].lower()}, "
+            f"since {hold.placed_at:%Y-%m-%d}); release the hold first")
+
+
 # ----------------------------------------------------------------------------- changing
 
 

@@ -19,6 +19,8 @@ from sqlalchemy import delete, func, select, update
 from portal.accounts.models import LegalHold, User
 from portal.audit import AuditEvent, verify
 from portal.audit.access_log import access_log
+from portal.crypto.cli import keys_cli
+from portal.crypto.models import DataKey
 from portal.errors import RuleError
 from portal.extensions import db
 from portal.ops import holds, retention
@@ -334,3 +336,24 @@ def test_a_hold_placed_while_a_purge_runs_is_never_missed(app):
             assert counts(client.id) == (1, 3, 0)
             outcomes.append("held first")
     assert len(outcomes) == 6 and set(outcomes) == {"purged first", "held first"}, outcomes
+
+
+def test_a_held_record_is_never_crypto_shredded_by_hand_either(app, old_client):
+    """`portal keys shred` asks the shred guards first: a legal hold refuses it, no key goes;
+    once the hold is released, the same command shreds."""
+    admin = make_user("admin")
+    hold = holds.place(admin, old_client, "litigation")
+    runner = app.test_cli_runner()
+    out = runner.invoke(keys_cli, ["shred", "--client", str(old_client.id)], input="SHRED\n")
+    assert out.exit_code == 1
+    assert "not shredded: the record is under a legal hold (litigation" in out.output
+    db.session.expire_all()
+    assert all(key.wrapped is not None for key in db.session.scalars(
+        select(DataKey).where(DataKey.owner_id == old_client.id)))
+
+    holds.release(admin, old_client, hold.id)
+    out = runner.invoke(keys_cli, ["shred", "--client", str(old_client.id)], input="SHRED\n")
+    assert out.exit_code == 0, out.output
+    db.session.expire_all()
+    assert all(key.wrapped is None for key in db.session.scalars(
+        select(DataKey).where(DataKey.owner_id == old_client.id)))
