@@ -26,7 +26,8 @@ REQUEST_ACTIONS = {
     "disclosure.voided": "Voided a disclosure that was recorded by mistake",
 }
 REQUESTS_DASHBOARD_PANEL = Panel(REQUESTS_PANEL, record_requests.dashboard_panel,
-                                 stylesheet="css/records_requests.css")
+                                 stylesheet="css/records_requests.css",
+                                 looks=record_requests.panel_looks)
 
 
 def init_app(app: Flask) -> None:

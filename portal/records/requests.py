@@ -27,6 +27,7 @@ from portal import practice
 from portal.accounts.identity import email_of, names_by_id
 from portal.accounts.models import Assignment, Role, User
 from portal.audit import record
+from portal.audit.looks import CLIENT_LISTED, Look
 from portal.crypto import context_for, open_text_safe, preload_keys, seal
 from portal.db import new_id, utcnow
 from portal.errors import RuleError
@@ -207,6 +208,12 @@ def dashboard_panel(user) -> dict:
     names = names_by_id({r.client_id for r in soon}) if soon else {}
     return {"record_requests_panel": {"requests": soon, "names": names,
                                       "warn_days": WARN_DAYS}}
+
+
+def panel_looks(shown: dict) -> list[Look]:
+    """The clients the dashboard warning names, for the dashboard's looks."""
+    names = (shown.get("record_requests_panel") or {}).get("names") or {}
+    return [Look(CLIENT_LISTED, None, client_id) for client_id in names]
 
 
 # ----------------------------------------------------------------------------- changing

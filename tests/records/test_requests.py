@@ -180,6 +180,8 @@ def test_the_days_left_and_the_warning_window(app, people, clock):
     panel = requests.dashboard_panel(therapist)["record_requests_panel"]
     assert [r.id for r in panel["requests"]] == [soon.id]
     assert panel["names"] == {client.id: "Robin Client"}
+    assert [(look.action, look.client_id) for look in requests.panel_looks(
+        {"record_requests_panel": panel})] == [("client.listed", client.id)]
     # Everything open, nearest deadline first, for an administrator.
     assert [r.id for r in requests.open_requests(admin)] == [soon.id, later.id]
     assert [r.id for r in requests.open_requests(therapist)] == [soon.id]
