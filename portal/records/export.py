@@ -442,7 +442,9 @@ border-bottom:1px solid #e4e4e4;vertical-align:top}
 """
 
 
+EXPORT_PAGE_VIEWED = "record.export_page_viewed"
 ACTION_WORDS = {
+    EXPORT_PAGE_VIEWED: "Opened the page for making a copy of your record",
     "record.exported": None,  # the client's own download: not a member of staff's access
     "record.exported_by_staff": "Downloaded a copy of your whole record",
     "conversation.exported": "Saved {target} as a PDF",

@@ -15,6 +15,7 @@ from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, Length, Optional
 
 from portal.accounts.identity import name_of
+from portal.audit.looks import record_look
 from portal.db import utcnow
 from portal.downloads import download
 from portal.errors import RuleError
@@ -62,6 +63,8 @@ def _confirm(client, *, staff: bool):
         status = TOO_MANY
     left = export.exports_left(actor, client)
     db.session.rollback()
+    if staff:  # the page names the client: a look on their access log
+        record_look(actor, export.EXPORT_PAGE_VIEWED, client.id, target=("user", client.id))
     return render_template(
         "records/export_confirm.html", form=form, staff=staff, left=left,
         per_day=export.EXPORTS_PER_DAY, client_name=_name(client) if staff else None,

@@ -403,6 +403,7 @@ def test_a_therapist_exports_an_assigned_clients_record_and_the_client_sees_it(a
         OutboxMessage.template == "record_exported")).all()
     log = _signed_in(app, rec.client).get("/account/access-log").get_data(as_text=True)
     assert "Downloaded a copy of your whole record" in log
+    assert "Opened the page for making a copy of your record" in log  # the confirmation page
 
 
 def test_a_therapist_exports_one_conversation_as_a_pdf(app, rec):
