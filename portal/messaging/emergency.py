@@ -235,6 +235,7 @@ def client_threads(admin: User, grant_id: uuid.UUID) -> tuple[GrantView, list[Th
         view = _view(row, names, active=True)
         rows = [ThreadRow(
             id=t.id, subject=open_text_safe(t.client_id, t.subject_context(), t.subject_sealed),
+            client_id=t.client_id,
             person=names.get(t.therapist_id, ""), last_message_at=t.last_message_at,
             unread=0, closed=t.status == ThreadStatus.CLOSED) for t in threads]
         record("emergency.threads_listed", actor=admin, target=("emergency_grant", row.id),
