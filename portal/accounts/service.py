@@ -319,7 +319,7 @@ def end_session(user: User, session_id: uuid.UUID) -> bool:
 
 # --- passwords ------------------------------------------------------------------------
 
-def _check_current_password(user: User, current: str) -> None:
+def check_current_password(user: User, current: str) -> None:
     """Ask for the password before a sensitive change; wrong guesses count like sign-ins.
 
     Someone holding a stolen session must not be able to guess the password here without
@@ -337,7 +337,7 @@ def _check_current_password(user: User, current: str) -> None:
 
 def change_password(user: User, current: str, new: str) -> None:
     """Change the password after checking the current one; other sessions end."""
-    _check_current_password(user, current)
+    check_current_password(user, current)
     _check_new_password(user, new, "new_password")
     user.password_hash = passwords.hash_password(new)
     keep = sessions.current()
@@ -408,7 +408,7 @@ def enable_mfa(user: User, seed: str, code: str) -> list[str]:
 
 def disable_mfa(user: User, current_password: str) -> None:
     """Turn off TOTP (clients only; staff must keep it)."""
-    _check_current_password(user, current_password)
+    check_current_password(user, current_password)
     if user.role != Role.CLIENT:
         raise RuleError("Two-step sign-in is required for practice staff.")
     _clear_mfa(user)
@@ -426,7 +426,7 @@ def _clear_mfa(user: User) -> None:
 
 
 def regenerate_recovery_codes(user: User, current_password: str) -> list[str]:
-    _check_current_password(user, current_password)
+    check_current_password(user, current_password)
     if not user.mfa_enabled:
         raise RuleError("Turn on two-step sign-in first.")
     codes = mfa.new_recovery_codes(user)

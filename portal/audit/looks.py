@@ -9,6 +9,7 @@ transaction of a fixed number of statements (`audit.record_many`), whatever the 
 - Only staff looks are recorded here: a client looking at their own record is not a look
   by the practice (their first view of an estimate is delivery evidence, recorded apart).
 - One event per client per page: a client shown twice on one page is one look.
+- Looks are recorded on GET: a refused form shown again (422) repeats a page its GET logged.
 - Durability (docs/ARCHITECTURE.md, "Durability"): a therapist's look is a participant's
   read, so its commit need not wait for the disk (`durable=False`); an administrator is not
   in the client's care, so their looks are fsynced like any change, as are looks under
@@ -18,6 +19,8 @@ transaction of a fixed number of statements (`audit.record_many`), whatever the 
 import uuid
 from collections.abc import Iterable
 from typing import Any, NamedTuple
+
+from flask import has_request_context, request
 
 from portal.audit.catalogue import declare
 from portal.audit.service import STAFF_ROLES, record_many
@@ -50,6 +53,10 @@ def record_looks(viewer, looks: Iterable[Look], *, emergency: bool = False) -> i
     """Put these looks by `viewer` on the trail in a short transaction of their own (see the
     module docstring); return how many events were written (0 for a non-staff viewer)."""
     if not is_staff(viewer):
+        return 0
+    if has_request_context() and request.method not in ("GET", "HEAD"):
+        # A refused form shown again is the page already opened (and logged) by its GET: a
+        # POST that changes nothing leaves nothing behind, not even a look.
         return 0
     seen: set[uuid.UUID] = set()
     events = []

@@ -125,8 +125,7 @@ def compose():
             form.recipient.data = form.recipient.choices[0][0]
     draft_restored = request.method == "GET" and drafts.restore(
         me, drafts.COMPOSE, form, keep=frozenset({"recipient"} if request.args.get("to") else ()))
-    if request.method == "GET":
-        clients_listed(me, [p.id for p in people])  # staff: the clients the chooser names
+    clients_listed(me, [p.id for p in people])  # staff: the clients the chooser names
     if (people or practice) and form.validate_on_submit():
         try:
             thread, message = sending.start_thread(
@@ -305,8 +304,7 @@ def emergency_access():
     form.client.choices = [("", "Choose a client")] + [
         (str(client_id), name) for client_id, name in choices.items()]
     form.category.choices = [("", "Choose one"), *emergency.REASON_CATEGORIES.items()]
-    if request.method == "GET":
-        clients_listed(me, choices)  # the chooser names every active client
+    clients_listed(me, choices)  # the chooser names every active client
     if form.validate_on_submit():
         try:
             grant = emergency.grant(me, client_id=uuid.UUID(form.client.data),

@@ -101,10 +101,10 @@ def confirm(actor: User, client: User, password: str, code: str | None) -> dict:
     limit; return a one-time download token for the session.
 
     A wrong password counts like a wrong sign-in (the lockout applies): this is the
-    account's own re-check (`accounts.service._check_current_password`).
+    account's own re-check (`accounts.service.check_current_password`).
     """
     _refuse_if_limited(actor, client)
-    accounts._check_current_password(actor, password)
+    accounts.check_current_password(actor, password)
     if actor.mfa_enabled:
         if not (code or "").strip():
             raise RuleError("Enter the 6-digit code from your app.", "code")

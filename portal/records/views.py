@@ -78,8 +78,7 @@ def _request_page(found, *, extend_form=None, fulfil_form=None, deny_form=None):
     shown = requests.view_of(found)
     names = names_by_id({i for i in (shown.client_id, shown.recorded_by_id,
                                      shown.extended_by_id, shown.closed_by_id) if i})
-    if me.is_staff and request.method == "GET":  # a refused form changes nothing
-        record_look(me, REQUEST_VIEWED, found.client_id, ("record_request", found.id))
+    record_look(me, REQUEST_VIEWED, found.client_id, ("record_request", found.id))
     return render_template(
         "records/requests_show.html", found=shown, names=names,
         extend_form=extend_form or ReasonForm(formdata=None),
@@ -182,8 +181,7 @@ def _client_page(client, *, request_form=None, disclosure_form=None):
     shown = disclosures.disclosures_for(client.id, include_voided=True)
     people = {client.id, *(d.recorded_by_id for d in shown), *(d.voided_by_id for d in shown)}
     names = names_by_id({i for i in people if i})
-    if request.method == "GET":  # the page shown again with a refused form changes nothing
-        record_look(me, RECORD_VIEWED, client.id)
+    record_look(me, RECORD_VIEWED, client.id)
     return render_template(
         "records/disclosures_client.html", client=client, names=names, found=found,
         shown=shown, since=disclosures.shown_since(),

@@ -14,8 +14,9 @@ from portal.extensions import db
 from tests.estimates.conftest import csrf, sign_in
 
 READY = {
+    # 45 CFR 149.610(b)(1)(vii): the flash says when the correction is due.
     "correct": "A corrected copy is ready to edit. The current estimate stays in force until "
-               "you issue the correction.",
+               "you issue the correction, which is due one business day before the",
     "renew": "A renewal for the next period is ready to edit.",
 }
 LINK = {"correct": "supersedes_id", "renew": "renews_id"}
