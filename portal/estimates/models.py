@@ -30,7 +30,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from portal.crypto import DecryptionError, context_for, open_bytes, sealed_column
 from portal.db import new_id, utcnow
-from portal.db.guards import bulk_target
+from portal.db.guards import HistoryWords, bulk_target, keep_as_history
 from portal.extensions import db
 
 
@@ -211,17 +211,12 @@ class DeadlineCorrection(db.Model):
         ForeignKey("users.id", ondelete="RESTRICT"))
 
 
-@event.listens_for(DeadlineCorrection, "before_update")
-def _refuse_rewriting_history(mapper, connection, target) -> None:
-    state = inspect(target)
-    changed = {attr.key for attr in state.attrs if attr.history.has_changes()}
-    if changed - {"note_sealed"}:  # key rotation re-seals the note; nothing else moves
-        raise FrozenEstimateError("a deadline correction is history: it is never changed")
-
-
-@event.listens_for(DeadlineCorrection, "before_delete")
-def _refuse_delete_of_correction(mapper, connection, target) -> None:
-    raise FrozenEstimateError("a deadline correction is history: it is never deleted")
+# Key rotation re-seals the note (the same words); nothing else ever moves.
+keep_as_history(DeadlineCorrection, FrozenEstimateError, HistoryWords(
+    changed="a deadline correction is history: it is never changed",
+    deleted="a deadline correction is history: it is never deleted",
+    bulk="a deadline correction is history: it is never deleted"),
+    may_change=frozenset({"note_sealed"}), bulk_updates=True)
 
 
 # ------------------------------------------------------------------------ the freeze guard
@@ -299,8 +294,7 @@ def _refuse_delete_of_bill(mapper, connection, target: BilledAmount) -> None:
 @event.listens_for(Session, "do_orm_execute")
 def _refuse_bulk_changes(orm_execute_state) -> None:
     """Bulk statements skip the mapper guard, so allow only safe ones on the estimates table."""
-    model = bulk_target(orm_execute_state,
-                        (GoodFaithEstimate, BilledAmount, DeliveryEvent, DeadlineCorrection))
+    model = bulk_target(orm_execute_state, (GoodFaithEstimate, BilledAmount, DeliveryEvent))
     if model is None:
         return
     if orm_execute_state.is_delete:

@@ -14,14 +14,13 @@ the same moment either finishes before the hold or sees it.
 import uuid
 from collections.abc import Iterable
 
-from sqlalchemy import event, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from portal.accounts.models import HOLD_REASONS, LegalHold, Role, User
 from portal.accounts.service import lock_users
 from portal.audit import record
 from portal.db import utcnow
-from portal.db.guards import bulk_target
+from portal.db.guards import HistoryWords, keep_as_history
 from portal.errors import RuleError
 from portal.extensions import db
 
@@ -135,27 +134,9 @@ def release(actor: User, client: User, hold_id: uuid.UUID | None) -> LegalHold:
 # ----------------------------------------------------------------------------- guards
 
 # Only a release moves: released_at (from empty to a time) and who released it.
-RELEASE_COLUMNS = frozenset({"released_at", "released_by_id"})
-
-
-@event.listens_for(LegalHold, "before_update")
-def _refuse_rewriting_holds(mapper, connection, target: LegalHold) -> None:
-    state = inspect(target)
-    changed = {attr.key for attr in state.attrs if attr.history.has_changes()}
-    if changed - RELEASE_COLUMNS:
-        raise HoldHistoryError("a legal hold is history: only its release is recorded")
-    released = state.attrs.released_at.history
-    if released.deleted and released.deleted[0] is not None:
-        raise HoldHistoryError("a released legal hold stays released")
-
-
-@event.listens_for(LegalHold, "before_delete")
-def _refuse_delete_of_hold(mapper, connection, target: LegalHold) -> None:
-    raise HoldHistoryError("a legal hold is released, never deleted")
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk_changes(orm_execute_state) -> None:
-    """Bulk statements skip the mapper guard: refuse a bulk delete or update of holds."""
-    if bulk_target(orm_execute_state, (LegalHold,)) is not None:
-        raise HoldHistoryError("bulk changes to legal holds are refused; release one at a time")
+keep_as_history(LegalHold, HoldHistoryError, HistoryWords(
+    changed="a legal hold is history: only its release is recorded",
+    undone="a released legal hold stays released",
+    deleted="a legal hold is released, never deleted",
+    bulk="bulk changes to legal holds are refused; release one at a time"),
+    may_change=frozenset({"released_at", "released_by_id"}), set_once="released_at")

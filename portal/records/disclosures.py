@@ -15,15 +15,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import event, inspect, select
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from portal import practice
 from portal.accounts.models import Role, User
 from portal.audit import record
 from portal.crypto import context_for, open_text_safe, preload_keys, seal
 from portal.db import new_id, utcnow
-from portal.db.guards import bulk_target
+from portal.db.guards import HistoryWords, keep_as_history
 from portal.errors import RuleError
 from portal.extensions import db
 from portal.records.access import may_see
@@ -184,31 +183,13 @@ def void(actor: User, row: Disclosure) -> Disclosure:
 
 # ----------------------------------------------------------------------------- guards
 
-# A void sets these once; key rotation re-seals the sealed columns (same text, new key).
-VOID_COLUMNS = frozenset({"voided_at", "voided_by_id"})
-SEALED_COLUMNS = frozenset({"recipient_sealed", "content_sealed", "purpose_sealed"})
-
-
-@event.listens_for(Disclosure, "before_update")
-def _refuse_rewriting_disclosures(mapper, connection, target: Disclosure) -> None:
-    state = inspect(target)
-    changed = {attr.key for attr in state.attrs if attr.history.has_changes()}
-    if changed - VOID_COLUMNS - SEALED_COLUMNS:
-        raise DisclosureHistoryError("a recorded disclosure is history: only a void is "
-                                     "recorded")
-    voided = state.attrs.voided_at.history
-    if voided.deleted and voided.deleted[0] is not None:
-        raise DisclosureHistoryError("a voided disclosure stays voided")
-
-
-@event.listens_for(Disclosure, "before_delete")
-def _refuse_delete_of_disclosure(mapper, connection, target: Disclosure) -> None:
-    raise DisclosureHistoryError("a disclosure is voided, never deleted")
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _refuse_bulk_deletes(orm_execute_state) -> None:
-    """Bulk statements skip the mapper guard: refuse a bulk delete of disclosures (bulk
-    updates stay possible for key rotation, which re-seals the same text)."""
-    if orm_execute_state.is_delete and bulk_target(orm_execute_state, (Disclosure,)):
-        raise DisclosureHistoryError("disclosures are voided one at a time, never deleted")
+# A void sets its columns once; key rotation re-seals the sealed ones (same text, new key),
+# in bulk statements too.
+keep_as_history(Disclosure, DisclosureHistoryError, HistoryWords(
+    changed="a recorded disclosure is history: only a void is recorded",
+    undone="a voided disclosure stays voided",
+    deleted="a disclosure is voided, never deleted",
+    bulk="disclosures are voided one at a time, never deleted"),
+    may_change=frozenset({"voided_at", "voided_by_id", "recipient_sealed", "content_sealed",
+                          "purpose_sealed"}),
+    set_once="voided_at", bulk_updates=True)

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 import time_machine
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from portal.audit import AuditEvent, catalogue
 from portal.errors import RuleError
@@ -193,6 +193,9 @@ def test_a_correction_row_is_never_changed_or_deleted(practice, requested):
     db.session.delete(db.session.get(DeadlineCorrection, row.id))
     with pytest.raises(FrozenEstimateError):
         db.session.flush()
+    db.session.rollback()
+    with pytest.raises(FrozenEstimateError, match="never deleted"):
+        db.session.execute(delete(DeadlineCorrection))
     db.session.rollback()
 
 
