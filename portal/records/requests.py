@@ -320,13 +320,20 @@ def extend(actor: User, found: RecordRequest, reason: str | None) -> RecordReque
         raise
 
 
-def _close(actor: User, found: RecordRequest, status: str, note: str) -> None:
+def _close(actor: User, found: RecordRequest, status: str, note: str) -> RecordRequest:
+    """Close it as fulfilled or denied with the note sealed, audited
+    `record_request.<status>`, the client emailed; commits."""
     found.status = status
     found.closed_at = utcnow()
     found.closed_by_id = actor.id
     if note:
         found.outcome_sealed = seal(found.client_id,
                                     context_for(RecordRequest.outcome_sealed, found.id), note)
+    record(f"record_request.{status}", actor=actor, target=("record_request", found.id),
+           subject_id=found.client_id)
+    _notify(found)
+    db.session.commit()
+    return found
 
 
 def fulfil(actor: User, found: RecordRequest, note: str | None = None) -> RecordRequest:
@@ -338,12 +345,7 @@ def fulfil(actor: User, found: RecordRequest, note: str | None = None) -> Record
         text = (note or "").strip()
         if len(text) > REASON_MAX:
             raise RuleError(f"Please keep this under {REASON_MAX} characters.", "note")
-        _close(actor, found, "fulfilled", text)
-        record("record_request.fulfilled", actor=actor, target=("record_request", found.id),
-               subject_id=found.client_id)
-        _notify(found)
-        db.session.commit()
-        return found
+        return _close(actor, found, "fulfilled", text)
     except Exception:
         db.session.rollback()
         raise
@@ -357,12 +359,7 @@ def deny(actor: User, found: RecordRequest, reason: str | None) -> RecordRequest
         _staff_check(actor, found)
         text = _text(reason, field="reason", limit=REASON_MAX,
                      missing="Write the reason; the client reads it with their rights.")
-        _close(actor, found, "denied", text)
-        record("record_request.denied", actor=actor, target=("record_request", found.id),
-               subject_id=found.client_id)
-        _notify(found)
-        db.session.commit()
-        return found
+        return _close(actor, found, "denied", text)
     except Exception:
         db.session.rollback()
         raise
