@@ -15,21 +15,12 @@ from portal.accounts.identity import find_by_email
 from portal.accounts.models import Assignment
 from portal.extensions import db
 from portal.practice import today as practice_today
-from tests.e2e.test_estimates_journey import CLIENT_PASSWORD, THERAPIST_PASSWORD, make_person
+from tests.e2e.support import make_person, sign_in
+from tests.e2e.test_estimates_journey import CLIENT_PASSWORD, THERAPIST_PASSWORD
 
 pytestmark = pytest.mark.e2e
 
 TOTP_KEY = pyotp.random_base32()
-
-
-def sign_in(page, email: str, password: str, totp_key: str | None = None) -> None:
-    page.goto("/sign-in")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    if totp_key:
-        page.get_by_label(re.compile("6-digit code")).fill(pyotp.TOTP(totp_key).now())
-        page.get_by_role("button", name="Continue").click()
 
 
 @pytest.fixture

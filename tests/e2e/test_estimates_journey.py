@@ -2,17 +2,15 @@
 downloads the PDF."""
 
 import re
-import uuid
 
 import pyotp
 import pytest
 from playwright.sync_api import expect
 
-from portal.accounts import mfa, passwords
-from portal.accounts.identity import set_identity
-from portal.accounts.models import Assignment, User
-from portal.db import new_id, utcnow
+from portal.accounts.identity import find_by_email
+from portal.accounts.models import Assignment
 from portal.extensions import db
+from tests.e2e.support import make_person, sign_in
 
 pytestmark = pytest.mark.e2e
 
@@ -21,42 +19,16 @@ THERAPIST_PASSWORD = "maple window sunrise tea"
 CLIENT_PASSWORD = "seven quiet owls at dusk"
 
 
-def make_person(role: str, name: str, password: str, *, totp_key: str | None = None) -> str:
-    """Create an account ready to sign in; return its email."""
-    email = f"{role}-{uuid.uuid4().hex[:8]}@example.org"
-    user = User(id=new_id(), role=role, mfa_prompt_dismissed=True)
-    set_identity(user, name=name, email=email)
-    user.password_hash = passwords.hash_password(password)
-    if totp_key:
-        user.totp_seed_sealed = mfa.seal_seed(user, totp_key)
-        user.totp_enabled_at = utcnow()
-    db.session.add(user)
-    db.session.commit()
-    return email
-
-
 @pytest.fixture
 def people(app):
     therapist = make_person("therapist", "Colleen Example", THERAPIST_PASSWORD,
                             totp_key=TOTP_KEY)
     client = make_person("client", "Zoë Nguyễn-Ōtsuka", CLIENT_PASSWORD)
-    from portal.accounts.identity import find_by_email
-
     db.session.add(Assignment(client_id=find_by_email(client).id,
                               therapist_id=find_by_email(therapist).id))
     db.session.commit()
     db.session.remove()
     return therapist, client
-
-
-def sign_in(page, email: str, password: str, totp_key: str | None = None) -> None:
-    page.goto("/sign-in")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    if totp_key:
-        page.get_by_label(re.compile("6-digit code")).fill(pyotp.TOTP(totp_key).now())
-        page.get_by_role("button", name="Continue").click()
 
 
 def test_a_therapist_issues_an_estimate_and_the_client_downloads_it(page, people):

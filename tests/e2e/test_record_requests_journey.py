@@ -3,62 +3,19 @@ administrator extends the deadline once with a reason, then marks it done; the c
 each status."""
 
 import re
-import time
-import uuid
 
 import pyotp
 import pytest
 from playwright.sync_api import expect
 
-from portal.accounts import mfa, passwords
-from portal.accounts.identity import set_identity
-from portal.accounts.models import User
-from portal.db import new_id, utcnow
 from portal.extensions import db
+from tests.e2e.support import make_person, sign_in
 
 pytestmark = pytest.mark.e2e
 
 TOTP_KEY = pyotp.random_base32()
 ADMIN_PASSWORD = "quiet harbor lantern morning"
 CLIENT_PASSWORD = "paper boats on a slow river"
-
-
-def make_person(role: str, name: str, password: str, *, totp_key: str | None = None) -> str:
-    email = f"{role}-{uuid.uuid4().hex[:8]}@example.org"
-    user = User(id=new_id(), role=role, mfa_prompt_dismissed=True)
-    set_identity(user, name=name, email=email)
-    user.password_hash = passwords.hash_password(password)
-    if totp_key:
-        user.totp_seed_sealed = mfa.seal_seed(user, totp_key)
-        user.totp_enabled_at = utcnow()
-    db.session.add(user)
-    db.session.commit()
-    return email
-
-
-USED_STEPS: set[int] = set()
-
-
-def fresh_code(totp_key: str) -> str:
-    """A code for a TOTP step not used yet (the server refuses a replayed step); waits for
-    the next step when this one and the one after are both used."""
-    while True:
-        step = int(time.time() // 30)
-        for candidate in (step, step + 1):
-            if candidate not in USED_STEPS and (not USED_STEPS or candidate > max(USED_STEPS)):
-                USED_STEPS.add(candidate)
-                return pyotp.TOTP(totp_key).at(candidate * 30)
-        time.sleep(1)
-
-
-def sign_in(page, email: str, password: str, totp_key: str | None = None) -> None:
-    page.goto("/sign-in")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Sign in").click()
-    if totp_key:
-        page.get_by_label(re.compile("6-digit code")).fill(fresh_code(totp_key))
-        page.get_by_role("button", name="Continue").click()
 
 
 def sign_out(page) -> None:
