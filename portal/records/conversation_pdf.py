@@ -3,13 +3,16 @@
 The fonts, margins and colours are the estimates' own (`portal.estimates.pdf`), imported, not
 copied. Each message shows who sent it, when, and whether it was read; its attachments are
 named with the path of their copy in the export. A character the cut-down print font has no
-glyph for (an emoji, a right-to-left script) prints as "?" rather than blank: the HTML copy
-beside the PDF keeps the exact text.
+glyph for prints as words, never as a silent "?" that could change what someone meant: an
+emoji as its Unicode name ("[crying face]"), a run of another script as "[text in a script
+this PDF cannot show]". The HTML copy beside the PDF in an export keeps the exact text.
 
 A very long conversation is split into parts of PART_SIZE messages, so a PDF being built
 never holds more than that many messages in memory.
 """
 
+import re
+import unicodedata
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -43,10 +46,31 @@ class _ConversationPdf(FPDF):
         self.cell(0, 5, f"{self.footer_text} · page {self.page_no()} of {{nb}}", align="C")
 
 
+# Joiners and selectors that only shape the character before them: dropped, never named.
+_SHAPERS = {0x200D, 0xFE0E, 0xFE0F, 0x20E3} | set(range(0x1F3FB, 0x1F400))
+OTHER_SCRIPT = "[text in a script this PDF cannot show]"
+_OTHER_RUNS = re.compile(rf"{re.escape(OTHER_SCRIPT)}(?:[\s.,;:!?'\"()-]*{re.escape(OTHER_SCRIPT)})+")
+
+
 def printable(text: str) -> str:
-    """The text with every character the print font cannot show replaced by "?"."""
+    """The text with what the print font cannot show put into words (see the module's note)."""
     covered = _covered_codepoints()
-    return "".join(ch if ch in "\n\t" or ord(ch) in covered else "?" for ch in text)
+    out: list[str] = []
+    in_other_script = False
+    for ch in text:
+        code = ord(ch)
+        if ch in "\n\t" or code in covered:
+            out.append(ch)
+            in_other_script = False
+        elif code in _SHAPERS:
+            continue
+        elif unicodedata.category(ch) in ("So", "Sk", "Sm") and unicodedata.name(ch, ""):
+            out.append(f"[{unicodedata.name(ch).lower()}]")
+            in_other_script = False
+        elif not in_other_script:
+            out.append(OTHER_SCRIPT)
+            in_other_script = True
+    return _OTHER_RUNS.sub(OTHER_SCRIPT, "".join(out))
 
 
 def read_state(message: MessageItem) -> str:

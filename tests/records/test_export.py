@@ -489,3 +489,14 @@ def test_the_conversation_pdf_shows_each_message_with_sender_time_and_read_state
              for font in page["/Resources"]["/Font"].get_object().values()
              for font in [font.get_object()]}
     assert any("DejaVuSans" in f for f in fonts), fonts
+
+
+def test_what_the_print_font_cannot_show_is_put_into_words_not_a_question_mark(app):
+    """An emoji or a line in Hebrew must not print as "?", which could change the meaning."""
+    from portal.records.conversation_pdf import OTHER_SCRIPT, printable
+
+    assert printable("I feel 😢 today 👍🏽") == "I feel [crying face] today [thumbs up sign]"
+    assert printable("❤️") == "[heavy black heart]"
+    assert printable("before שלום עולם, after") == f"before {OTHER_SCRIPT}, after"
+    assert printable("Zoë Nguyễn-Ōtsuka, Здравствуйте?") == "Zoë Nguyễn-Ōtsuka, Здравствуйте?"
+    assert "?" not in printable("日本語 and 😢")
