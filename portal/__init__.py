@@ -20,6 +20,7 @@ from portal.db import (
 )
 from portal.estimates import feature as estimates
 from portal.extensions import csrf, db, limiter, login_manager, migrate
+from portal.guardians import feature as guardians
 from portal.main import feature as main
 from portal.messaging import feature as messaging
 from portal.ops import feature as ops
@@ -29,7 +30,7 @@ from portal.records import feature as records
 
 # Every feature, registered explicitly: one that fails to import stops the app. In this
 # order, the accounts gate (two-step enrolment) runs before the policy gate.
-FEATURES = (main, accounts, admin, messaging, estimates, policies, records, ops)
+FEATURES = (main, accounts, guardians, admin, messaging, estimates, policies, records, ops)
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -28,6 +28,9 @@ class Role(enum.StrEnum):
     CLIENT = "client"
     THERAPIST = "therapist"
     ADMIN = "admin"
+    # A parent or guardian of one or more minor clients (portal.guardians): their own
+    # conversations with the minor's therapist, never the minor's.
+    GUARDIAN = "guardian"
 
 
 def new_alt_id() -> str:
@@ -43,7 +46,15 @@ class User(db.Model):
     role: Mapped[str] = mapped_column(String(16))
     email_index: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
     email_sealed: Mapped[bytes] = sealed_column(owner="id")
+    # The name they go by: shown everywhere in the portal and in emails.
     name_sealed: Mapped[bytes] = sealed_column(owner="id")
+    # A client's legal name, used only where the law needs it (Good Faith Estimates, the
+    # record export's legal section); None means the same as the name they go by.
+    legal_name_sealed: Mapped[bytes | None] = sealed_column(owner="id")
+    pronouns_sealed: Mapped[bytes | None] = sealed_column(owner="id")
+    # Staff only, shown on the client's side: "LPC", "usually replies within a day".
+    credentials: Mapped[str | None] = mapped_column(String(40))
+    reply_hours: Mapped[str | None] = mapped_column(String(120))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     password_disabled: Mapped[bool] = mapped_column(default=False)
     active: Mapped[bool] = mapped_column(default=True)
@@ -128,6 +139,30 @@ class OneTimeToken(db.Model):
     expires_at: Mapped[datetime]
     used_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
+
+
+class EmailChange(db.Model):
+    """An administrator's correction of someone's email, waiting for the new address to confirm.
+
+    The new address is sealed here and its blind index is kept beside it, so a duplicate is
+    refused at request and again at confirmation; the user's own index moves only when the
+    link sent to the new address is followed. Only the SHA-256 of the link's token is stored.
+    """
+
+    __tablename__ = "email_changes"
+    __table_args__ = (Index("ix_email_changes_user_created", "user_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    new_email_sealed: Mapped[bytes] = sealed_column(owner="user_id")
+    new_email_index: Mapped[bytes] = mapped_column(LargeBinary(32))
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32), unique=True)
+    requested_by_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    confirmed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
 
 
 class RecoveryCode(db.Model):

@@ -54,6 +54,11 @@ class Thread(db.Model):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     therapist_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
+    # A guardian's conversation is about one minor client (`client_id` is then the guardian,
+    # whose key seals it): the minor's therapist reads it while assigned to the minor, the
+    # guardian while their link to the minor lasts. None for a client's own conversation.
+    about_client_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="RESTRICT"), index=True)
     created_by_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
     subject_sealed: Mapped[bytes] = sealed_column(owner="client_id")
     status: Mapped[str] = mapped_column(String(16), default=ThreadStatus.OPEN)
