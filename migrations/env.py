@@ -59,9 +59,23 @@ def run_migrations_online():
     conf_args["include_object"] = include_object
     connectable = get_engine()
     with connectable.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # Batch mode rebuilds a SQLite table (copy, drop, rename). With foreign keys on,
+            # dropping a table other rows point at fails, so a populated database could not
+            # be migrated. The pragma only works outside a transaction; the check below
+            # refuses to commit a migration that left a dangling reference.
+            connection.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")
         context.configure(connection=connection, target_metadata=get_metadata(), **conf_args)
         with context.begin_transaction():
             context.run_migrations()
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise RuntimeError(f"migration left {len(broken)} broken references")
+        if sqlite:
+            # Never hand a connection without foreign keys back to the pool.
+            connection.invalidate()
 
 
 if context.is_offline_mode():

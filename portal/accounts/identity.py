@@ -2,6 +2,10 @@
 
 Every look-up by email goes through `find_by_email`, which uses the blind index, so a
 stolen database does not say who the practice's clients are.
+
+A person has the name they go by (`name_of`, shown everywhere), optional pronouns
+(`pronouns_of`, `pronouns_by_id`) and, for a client, a legal name (`legal_name_of`) used only
+where the law needs it; until it is set it is the name they go by.
 """
 
 import uuid
@@ -23,6 +27,8 @@ from portal.db import new_id
 from portal.extensions import db
 
 UNREADABLE_NAME = "(name could not be decrypted)"
+NAME_MAX = 120
+PRONOUNS_MAX = 40
 
 
 def set_identity(user: User, *, name: str, email: str) -> None:
@@ -33,6 +39,44 @@ def set_identity(user: User, *, name: str, email: str) -> None:
     user.email_sealed = seal(user.id, context_for(User.email_sealed, user.id), email.strip())
     user.email_index = email_index(email)
     _cache().pop(user.id, None)
+
+
+def set_names(user: User, *, name: str | None = None, legal_name: str | None = None,
+              pronouns: str | None = None) -> None:
+    """Seal whichever of the names is given; "" clears a legal name or the pronouns.
+
+    A legal name equal to the name they go by is stored as "not set", so a later change of
+    the name they go by carries it along until someone sets a different legal name.
+    """
+    if name is not None:
+        user.name_sealed = seal(user.id, context_for(User.name_sealed, user.id), name.strip())
+    if legal_name is not None:
+        legal = legal_name.strip()
+        current = name.strip() if name is not None else name_of(user)
+        user.legal_name_sealed = (
+            seal(user.id, context_for(User.legal_name_sealed, user.id), legal)
+            if legal and legal != current else None)
+    if pronouns is not None:
+        user.pronouns_sealed = (
+            seal(user.id, context_for(User.pronouns_sealed, user.id), pronouns.strip())
+            if pronouns.strip() else None)
+    _cache().pop(user.id, None)
+    _pronouns_cache().pop(user.id, None)
+
+
+def legal_name_of(user: User) -> str:
+    """The client's legal name: as set, or the name they go by until it is set."""
+    if user.legal_name_sealed is None:
+        return name_of(user)
+    try:
+        return open_text(user.id, context_for(User.legal_name_sealed, user.id),
+                         user.legal_name_sealed)
+    except DecryptionError:
+        return UNREADABLE_NAME
+
+
+def legal_name_is_set(user: User) -> bool:
+    return user.legal_name_sealed is not None
 
 
 def find_by_email(email: str) -> User | None:
@@ -102,6 +146,53 @@ def names_by_id(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
         preload_keys([row.id for row in rows])
         names.update((row.id, _open_name(row.id, row.name_sealed)) for row in rows)
     return names
+
+
+def _pronouns_cache() -> dict[uuid.UUID, str]:
+    if "pronouns_cache" not in g:
+        g.pronouns_cache = {}
+    return g.pronouns_cache
+
+
+def _open_pronouns(user_id: uuid.UUID, sealed: bytes | None) -> str:
+    if sealed is None:
+        return ""
+    try:
+        return open_text(user_id, context_for(User.pronouns_sealed, user_id), sealed)
+    except DecryptionError:
+        return ""
+
+
+def pronouns_of(user: User) -> str:
+    """The person's pronouns as they wrote them ("she/her"), or "" when none are set."""
+    cache = _pronouns_cache()
+    if user.id not in cache:
+        cache[user.id] = _open_pronouns(user.id, user.pronouns_sealed)
+    return cache[user.id]
+
+
+_PRONOUNS_OF = select(User.id, User.pronouns_sealed).where(
+    User.id.in_(bindparam("ids", expanding=True, type_=Uuid())),
+    User.pronouns_sealed.is_not(None))
+
+
+def pronouns_by_id(ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The pronouns of many people by id, in one statement (list pages stay flat).
+
+    Only people who set pronouns appear in the answer; use `.get(id, "")`.
+    """
+    cache = _pronouns_cache()
+    ids = list(dict.fromkeys(ids))
+    found = {i: cache[i] for i in ids if i in cache}
+    wanted = [i for i in ids if i not in cache]
+    if wanted:
+        rows = db.session.execute(_PRONOUNS_OF, {"ids": wanted}).all()
+        preload_keys([row.id for row in rows])
+        opened = {row.id: _open_pronouns(row.id, row.pronouns_sealed) for row in rows}
+        for i in wanted:
+            cache[i] = opened.get(i, "")
+        found.update(opened)
+    return {i: p for i, p in found.items() if p}
 
 
 def _open_name(user_id: uuid.UUID, sealed: bytes) -> str:

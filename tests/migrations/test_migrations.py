@@ -73,3 +73,32 @@ def test_migrated_audit_table_refuses_update_and_delete(bare_app):
     for statement in ("UPDATE audit_events SET action = 'x.y'", "DELETE FROM audit_events"):
         with pytest.raises(DBAPIError, match="append-only"), db.engine.begin() as conn:
             conn.execute(text(statement))
+
+
+def test_a_database_with_conversations_migrates_down_and_up(bare_app):
+    """SQLite rebuilds a table to alter it; rows pointing at it must not stop that (#16)."""
+    from sqlalchemy import func, select
+
+    from portal.messaging import sending
+    from portal.messaging.models import Message, Thread
+    from tests.messaging.conftest import assign
+    from tests.support.people import make_user
+
+    upgrade(directory=MIGRATIONS)
+    with bare_app.test_request_context():
+        client, therapist = make_user("client", "Pat Example"), make_user("therapist", "Dr T")
+        assign(client, therapist)
+        sending.start_thread(client, counterpart_id=therapist.id, subject="Hello",
+                             body="A first message", notify=False)
+        db.session.commit()
+        db.session.remove()
+    downgrade(directory=MIGRATIONS, revision="-1")  # rebuilds message_threads on SQLite
+    upgrade(directory=MIGRATIONS)
+    assert db.session.scalar(select(func.count()).select_from(Thread)) == 1
+    assert db.session.scalar(select(func.count()).select_from(Message)) == 1
+    db.session.remove()
+    assert _diff() == []
+    if db.engine.dialect.name == "sqlite":
+        with db.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall() == []
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
