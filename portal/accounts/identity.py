@@ -41,6 +41,13 @@ def set_identity(user: User, *, name: str, email: str) -> None:
     _cache().pop(user.id, None)
 
 
+def set_email(user: User, email: str) -> None:
+    """Seal a new email and move the blind index to it (a confirmed email change only)."""
+    user.email_sealed = seal(user.id, context_for(User.email_sealed, user.id), email.strip())
+    user.email_index = email_index(email)
+    _cache().pop(user.id, None)
+
+
 def set_names(user: User, *, name: str | None = None, legal_name: str | None = None,
               pronouns: str | None = None) -> None:
     """Seal whichever of the names is given; "" clears a legal name or the pronouns.
