@@ -19,6 +19,9 @@ from tests.support.databases import create_database, drop_database, sibling_data
 from tests.support.guards import server_errors_refused
 from tests.support.smtp import SMTPServer
 
+# Fixtures every test may ask for by name, defined beside their helpers.
+pytest_plugins = ["tests.support.clock"]
+
 _WORKER_DATABASE = "COEO_TEST_WORKER_DATABASE"
 
 

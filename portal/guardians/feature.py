@@ -2,8 +2,13 @@
 
 from flask import Flask
 
-from portal.guardians import models  # noqa: F401  (the tables, for the metadata)
+from portal import hooks
+from portal.guardians import (
+    links,
+    models,  # noqa: F401  (the tables, for the metadata)
+)
 
 
 def init_app(app: Flask) -> None:
-    """Nothing to register yet beyond the tables."""
+    hooks.worker_tasks.provide(hooks.WorkerTask("guardian access at 18",
+                                                links.end_links_of_adults))

@@ -52,6 +52,9 @@ TEMPLATES: dict[str, MailTemplate] = {
     # A copy of the record was downloaded: the day and time only, never the copy or a link to it.
     "record_exported": MailTemplate("A copy of your coeo portal record was made", ("when",),
                                     ("link",)),
+    # A guardian's link to a young person ended because they turned 18: no name, no detail.
+    "guardian_access_ended": MailTemplate("A change to your coeo portal access", (),
+                                          ("link",)),
 }
 
 SUBJECTS: dict[str, str] = {name: template.subject for name, template in TEMPLATES.items()}

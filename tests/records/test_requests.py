@@ -5,12 +5,11 @@ words, on a frozen practice clock."""
 
 import re
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import func, select
 
-from portal import practice
 from portal.audit import AuditEvent, verify
 from portal.audit.access_log import access_log
 from portal.errors import RuleError
@@ -24,29 +23,6 @@ from tests.accounts.support import (
     post_form,
 )
 from tests.messaging.conftest import assign, make_user, sign_in
-
-
-class Clock:
-    """The practice's clock, frozen at noon in New York on a given day, moved by hand."""
-
-    def __init__(self, day: date) -> None:
-        self.set(day)
-
-    def set(self, day: date) -> None:
-        self.now = datetime(day.year, day.month, day.day, 17, 0, tzinfo=UTC)
-
-    def advance(self, days: int) -> None:
-        self.now += timedelta(days=days)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-
-@pytest.fixture
-def clock(monkeypatch):
-    frozen = Clock(date(2026, 3, 2))
-    monkeypatch.setattr(practice, "utcnow", frozen)
-    return frozen
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from portal.accounts.identity import set_identity
 from portal.accounts.models import Role, User
 from portal.db import new_id, utcnow
 from portal.extensions import db
+from portal.guardians import links
 
 PASSWORD = "tidal porch cinnamon beetle"  # 27 characters, not on the blocklist
 # A form's hidden field, or (on every signed-in page, error pages too) the meta tag.
@@ -88,3 +89,20 @@ def make_therapist(name: str | None = None, **options) -> User:
 
 def make_admin(name: str | None = None, **options) -> User:
     return make_user(Role.ADMIN, name, **options)
+
+
+def make_guardian(name: str | None = None, **options) -> User:
+    """A parent or guardian's account (no two-step sign-in by default, like a client)."""
+    options.setdefault("mfa_on", False)
+    return make_user(Role.GUARDIAN, name or "Gale Guardian", **options)
+
+
+def make_minor(born, *, consent_by: str = "guardian", guardian: User | None = None,
+               name: str | None = None, **options) -> User:
+    """A client recorded as a minor (by an administrator), linked to `guardian` if given."""
+    client = make_client(name or "Jordan Minor", **options)
+    admin = make_admin()
+    links.record_minor(admin, client, born=born, consent_by=consent_by)
+    if guardian is not None:
+        links.link(admin, guardian, client)
+    return client
