@@ -14,8 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PORTAL = ROOT / "portal"
 
-FEATURES = ("accounts", "admin", "estimates", "main", "messaging", "ops", "policies",
-            "records")
+FEATURES = ("accounts", "admin", "estimates", "guardians", "main", "messaging", "ops",
+            "policies", "records")
 BASE_PACKAGES = ("audit", "crypto", "db", "mail")
 BASE_MODULES = ("after_response", "downloads", "errors", "extensions", "forms", "hooks",
                 "pages", "paging", "practice", "security", "templating", "text")

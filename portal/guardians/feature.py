@@ -1,4 +1,8 @@
-"""How minors and their guardians plug into the app."""
+"""How minors and their guardians plug into the app.
+
+One blueprint (`portal.guardians.views.bp`); modules that add pages to it import it and are
+imported here, so their routes exist before it is registered.
+"""
 
 from flask import Flask
 
@@ -7,8 +11,10 @@ from portal.guardians import (
     links,
     models,  # noqa: F401  (the tables, for the metadata)
 )
+from portal.guardians.views import bp
 
 
 def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
     hooks.worker_tasks.provide(hooks.WorkerTask("guardian access at 18",
                                                 links.end_links_of_adults))
