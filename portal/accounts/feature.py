@@ -3,8 +3,9 @@
 from flask import Flask, redirect, url_for
 from flask_login import current_user
 
+import portal.accounts.email_change_views  # noqa: F401  (its routes join accounts.bp)
 from portal import hooks
-from portal.accounts import identity, sessions
+from portal.accounts import display, identity, sessions
 from portal.accounts.views import bp
 from portal.audit.catalogue import declare
 from portal.extensions import login_manager
@@ -33,8 +34,17 @@ def init_app(app: Flask) -> None:
     hooks.user_loader.provide(sessions.load)
     hooks.email_address_of.provide(identity.email_of)
     hooks.display_names.provide(identity.names_by_id)
+    # `email_change`: an administrator's correction (the confirmation is the person's own).
+    declare("account.email_change_requested", "Started a correction of your email address")
+    declare("account.email_change_cancelled", "Cancelled a correction of your email address")
     declare("assignment.added", "Assigned a therapist to you")
     declare("assignment.removed", "Removed a therapist assignment")
+    # `profile.update_profile`: a client's own changes are not listed (the log lists staff).
+    declare("account.name_changed", "Corrected the name you go by")
+    declare("account.pronouns_changed", "Corrected your pronouns")
+    declare("account.legal_name_changed", "Corrected your legal name")
+    app.add_template_global(display.person_label, "person_label")
+    app.add_template_global(display.reply_note, "reply_note")
     hooks.sign_in_gates.provide(ENROLMENT_GATE)
     hooks.navigation.provide(NavItem("Clients", "accounts.my_clients", ("therapist",), 30,
                                      sections=()))

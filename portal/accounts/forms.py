@@ -12,7 +12,9 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, EqualTo, InputRequired, Length, Optional
 
+from portal.accounts.identity import NAME_MAX, PRONOUNS_MAX
 from portal.accounts.passwords import MAX_LENGTH
+from portal.accounts.profile import CREDENTIALS_MAX, REPLY_HOURS_MAX
 
 # Sign-in accepts whatever was typed (up to a sane bound) and never says which part was wrong.
 SIGNIN_MAX = 1024
@@ -99,3 +101,25 @@ class LastServiceForm(FlaskForm):
         invalid_value_message="Enter a real date, such as 2026-03-01.",
         description="A discharge or the last session. The record is kept for the retention "
                     "period from this day or the last portal activity, whichever is later.")
+
+
+def _at_most(limit: int) -> Length:
+    return Length(max=limit, message=f"Use at most {limit} characters.")
+
+
+class ProfileForm(FlaskForm):
+    """The name someone goes by and their pronouns; staff also credentials and reply hours
+    (`update_profile` checks and cleans them; the view drops the staff fields for clients)."""
+
+    name = StringField("The name you go by", validators=[
+        DataRequired("Please enter the name you go by."), _at_most(NAME_MAX)])
+    pronouns = StringField("Pronouns (optional)", validators=[Optional(), _at_most(PRONOUNS_MAX)],
+                           description="For example she/her, they/them or he/him. Leave it "
+                                       "empty if you would rather not say.")
+    credentials = StringField("Credentials (optional)",
+                              validators=[Optional(), _at_most(CREDENTIALS_MAX)],
+                              description="Shown after your name to clients, for example LPC.")
+    reply_hours = StringField("When you usually reply (optional)",
+                              validators=[Optional(), _at_most(REPLY_HOURS_MAX)],
+                              description="Shown to clients where they write to you, for "
+                                          "example “usually replies within a day”.")

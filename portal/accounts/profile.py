@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from portal.accounts.identity import (
     NAME_MAX,
     PRONOUNS_MAX,
-    legal_name_is_set,
     legal_name_of,
     name_of,
     pronouns_of,
@@ -73,11 +72,18 @@ def update_profile(actor: User, user: User, change: Profile) -> list[str]:
         changed.append("name")
     if pronouns is not None and pronouns != pronouns_of(user):
         changed.append("pronouns")
-    if legal is not None:
-        current = legal_name_of(user) if legal_name_is_set(user) else ""
-        new = "" if legal == (name if name is not None else name_of(user)) else legal
-        if new != current:
+    # A client's legal name changes only when someone sets it: a new name they go by leaves
+    # it as it was (a legal name not set yet is pinned to the old name), "" makes it the
+    # name they go by.
+    legal_after = None
+    if user.role == Role.CLIENT and (legal is not None or "name" in changed):
+        before = legal_name_of(user)
+        new_name = name if name is not None else name_of(user)
+        legal_after = before if legal is None else (legal or new_name)
+        if legal_after != before:
             changed.append("legal_name")
+        elif "name" not in changed:
+            legal_after = None
     if credentials is not None and (credentials or None) != user.credentials:
         changed.append("credentials")
         user.credentials = credentials or None
@@ -86,8 +92,7 @@ def update_profile(actor: User, user: User, change: Profile) -> list[str]:
         user.reply_hours = hours or None
     if not changed:
         return []
-    set_names(user, name=name if "name" in changed else None,
-              legal_name=legal if "legal_name" in changed else None,
+    set_names(user, name=name if "name" in changed else None, legal_name=legal_after,
               pronouns=pronouns if "pronouns" in changed else None)
     subject = user.id if user.role == Role.CLIENT else None
     for part in changed:

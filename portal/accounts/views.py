@@ -29,10 +29,12 @@ from portal.accounts.forms import (
     LastServiceForm,
     MfaSetupForm,
     NewPasswordForm,
+    ProfileForm,
     SignInForm,
 )
-from portal.accounts.identity import email_of, name_of, names_of
+from portal.accounts.identity import email_of, legal_name_of, name_of, names_of, pronouns_of
 from portal.accounts.models import Role, User
+from portal.accounts.profile import Profile, update_profile
 from portal.accounts.tokens import TokenProblem
 from portal.after_response import after_response
 from portal.audit.looks import clients_listed
@@ -297,18 +299,52 @@ def _password_reset(token: str, password: str):
 
 # --- account settings ---------------------------------------------------------------------
 
+def _profile_form(user: User, *, formdata=None) -> ProfileForm:
+    """The "Your name and pronouns" form, filled from the account (staff fields for staff)."""
+    form = ProfileForm(formdata=formdata, name=name_of(user), pronouns=pronouns_of(user),
+                       credentials=user.credentials or "", reply_hours=user.reply_hours or "")
+    if not user.is_staff:
+        del form.credentials
+        del form.reply_hours
+    return form
+
+
 @bp.route("/account")
-def settings():
-    """Show password, two-step sign-in, sessions and recent sign-in attempts."""
+def settings(profile_form: ProfileForm | None = None):
+    """Show the name and pronouns, password, two-step sign-in, sessions and recent sign-in
+    attempts (`profile_form`: the name form shown again with its errors)."""
     user = current_user._get_current_object()
     this_session = sessions.current()
     return render_template(
         "accounts/settings.html", user=user, name=name_of(user), email=email_of(user),
+        profile_form=profile_form or _profile_form(user), legal_name=legal_name_of(user),
+        pronouns=pronouns_of(user),
         sessions=service.active_sessions(user), this_session_id=this_session.id
         if this_session else None, attempts=service.recent_attempts(user),
         codes_left=mfa.recovery_codes_left(user) if user.mfa_enabled else 0,
         form=EmptyForm(), extra_sections=list(hooks.account_sections),
         device=sessions.describe_device)
+
+
+@bp.route("/account/profile", methods=["POST"])
+def update_my_profile():
+    """Change the name they go by and their pronouns (staff: credentials, reply hours)."""
+    user = current_user._get_current_object()
+    form = _profile_form(user, formdata=request.form)
+    if form.validate_on_submit():
+        staff = user.is_staff
+        try:
+            changed = update_profile(user, user, Profile(
+                name=form.name.data, pronouns=form.pronouns.data or "",
+                credentials=(form.credentials.data or "") if staff else None,
+                reply_hours=(form.reply_hours.data or "") if staff else None))
+        except RuleError as error:
+            refuse(form, error)
+        else:
+            flash("Your details are saved." if changed else "Nothing needed changing.",
+                  "success")
+            return redirect(url_for("accounts.settings", _anchor="name-h"))
+    return settings(profile_form=form), INVALID
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
