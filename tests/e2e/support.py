@@ -51,3 +51,11 @@ def sign_in(page, email: str, password: str, totp_key: str | None = None) -> Non
     if totp_key:
         page.get_by_label(re.compile("6-digit code")).fill(fresh_code(totp_key))
         page.get_by_role("button", name="Continue").click()
+
+
+def sign_in_as(page, user) -> None:
+    """Sign in a person made by `tests.support.people.make_user` (its email, password and
+    TOTP ride on the returned user) and wait for the page they land on."""
+    totp = getattr(user, "totp", None)
+    sign_in(page, user.email_address, user.password, totp.secret if totp else None)
+    page.wait_for_load_state()

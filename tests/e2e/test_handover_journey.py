@@ -8,21 +8,10 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.messaging import sending
-from tests.messaging.conftest import PASSWORD, assign, make_user
+from tests.e2e.support import sign_in_as
+from tests.messaging.conftest import assign, make_user
 
 pytestmark = pytest.mark.e2e
-
-
-def _sign_in(page, user) -> None:
-    page.goto("/sign-in")
-    page.get_by_label("Email address").fill(user.email_address)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    if user.totp is not None:
-        page.wait_for_url(re.compile(r"/sign-in/verify"))
-        page.locator("#code").fill(user.totp.now())
-        page.locator("main form button[type=submit]").click()
-    page.wait_for_load_state()
 
 
 @pytest.fixture
@@ -55,7 +44,7 @@ def test_admin_hands_over_new_therapist_sees_marker_client_sees_who_answers(
 
     # The administrator removes Colleen, and must choose who takes the conversation over.
     context, page = fresh_page()
-    _sign_in(page, people["ada"])
+    sign_in_as(page, people["ada"])
     page.goto(f"/admin/users/{people['carla_id']}")
     page.get_by_role("link", name="Remove… Colleen Demo").click()
     expect(page.get_by_role("heading", level=1)).to_have_text(
@@ -72,7 +61,7 @@ def test_admin_hands_over_new_therapist_sees_marker_client_sees_who_answers(
 
     # Kristen finds it first on her dashboard, marked, and opening it clears the marker.
     context, page = fresh_page()
-    _sign_in(page, people["kristen"])
+    sign_in_as(page, people["kristen"])
     page.goto("/dashboard")
     first_row = page.locator("table.dashboard-table tbody tr").first
     expect(first_row).to_contain_text("Carla Client")
@@ -85,7 +74,7 @@ def test_admin_hands_over_new_therapist_sees_marker_client_sees_who_answers(
 
     # Carla reads who answers now, in the conversation itself.
     context, page = fresh_page()
-    _sign_in(page, people["carla"])
+    sign_in_as(page, people["carla"])
     page.goto(f"/messages/{people['thread']}")
     expect(page.get_by_text(re.compile(
         r"Kristen Young answers this conversation now \(since .+\)"))).to_be_visible()

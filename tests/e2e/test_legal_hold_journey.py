@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.ops import holds
-from tests.e2e.test_handover_journey import _sign_in
+from tests.e2e.support import sign_in_as
 from tests.messaging.conftest import assign, make_user
 
 pytestmark = pytest.mark.e2e
@@ -33,7 +33,7 @@ def test_admin_places_a_hold_sees_it_and_releases_it(browser, live_server, peopl
     context = browser.new_context(base_url=live_server, viewport={"width": width, "height": 900})
     context.set_default_timeout(10_000)
     page = context.new_page()
-    _sign_in(page, people["ada"])
+    sign_in_as(page, people["ada"])
     page.goto(f"/admin/users/{people['carla_id']}")
     section = page.locator("section.record-keeping")
     expect(section.get_by_role("heading", name="Legal hold")).to_be_visible()

@@ -10,22 +10,11 @@ from playwright.sync_api import expect
 
 from portal.mail.templates import SUBJECTS
 from portal.messaging import crisis
+from tests.e2e.support import sign_in
 from tests.messaging.conftest import PASSWORD, PDF, assign, make_user
 from tests.messaging.test_crisis import CALM_TEXTS, CRISIS_TEXTS
 
 pytestmark = pytest.mark.e2e
-
-
-def _sign_in(page, email: str, totp=None) -> None:
-    page.goto("/sign-in")
-    page.get_by_label("Email address").fill(email)
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    if totp is not None:
-        page.wait_for_url(re.compile(r"/sign-in/verify"))
-        page.locator("#code").fill(totp.now())
-        page.locator("main form button[type=submit]").click()
-    page.wait_for_load_state()
 
 
 @pytest.fixture
@@ -52,7 +41,8 @@ def test_client_writes_therapist_replies_client_sees_receipt(browser, live_serve
                                                               journey_people):
     # The client writes a new message with a PDF attached.
     email, _ = journey_people["client"]
-    _sign_in(page, email)
+    sign_in(page, email, PASSWORD)
+    page.wait_for_load_state()
     expect(page).to_have_url(re.compile(r"/messages$"))
     expect(page).to_have_title("Messages · coeo")
     page.get_by_role("link", name="New message").click()
@@ -80,7 +70,8 @@ def test_client_writes_therapist_replies_client_sees_receipt(browser, live_serve
                       if msg.type == "error" and "Content Security Policy" in msg.text
                       else None)
     email, totp = journey_people["therapist"]
-    _sign_in(therapist_page, email, totp)
+    sign_in(therapist_page, email, PASSWORD, totp.secret)
+    therapist_page.wait_for_load_state()
     expect(therapist_page).to_have_url(re.compile(r"/dashboard$"))
     first_row = therapist_page.locator(".dashboard-table tbody tr").first
     expect(first_row).to_contain_text("Alex Rivera")
@@ -127,7 +118,8 @@ def test_client_writes_therapist_replies_client_sees_receipt(browser, live_serve
 
 def test_browser_and_server_agree_on_crisis_language(page, journey_people):
     email, _ = journey_people["client"]
-    _sign_in(page, email)
+    sign_in(page, email, PASSWORD)
+    page.wait_for_load_state()
     page.goto("/messages/new")
     page.wait_for_selector("form[data-crisis-ready]")
     phrases = page.evaluate(
@@ -146,7 +138,8 @@ def test_the_therapist_is_emailed_a_notice_once_the_page_has_answered(
     that follows says nothing but that there is a message."""
     app.config["MAIL_SEND_AFTER_COMMIT"] = True
     email, _ = journey_people["client"]
-    _sign_in(page, email)
+    sign_in(page, email, PASSWORD)
+    page.wait_for_load_state()
     page.goto("/messages/new")
     page.get_by_label("Subject").fill("Private subject for the notice test")
     page.get_by_label("Your message").fill("Private words for the notice test")

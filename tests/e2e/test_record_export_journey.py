@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.messaging import sending
-from tests.e2e.test_handover_journey import _sign_in
+from tests.e2e.support import sign_in_as
 from tests.messaging.conftest import PNG, assign, make_user
 
 pytestmark = pytest.mark.e2e
@@ -36,7 +36,7 @@ def test_a_client_downloads_their_record(browser, live_server, people, db, width
                                   accept_downloads=True)
     context.set_default_timeout(15_000)
     page = context.new_page()
-    _sign_in(page, people["carla"])
+    sign_in_as(page, people["carla"])
     page.goto("/account")
     section = page.locator("section", has=page.get_by_role("heading", name="Download my record"))
     expect(section).to_be_visible()
