@@ -32,6 +32,7 @@ EXPECTED_PUBLIC = {
     "accounts.sign_in", "accounts.mfa_challenge", "accounts.forgot_password",
     "accounts.invitation_link", "accounts.accept_invitation", "accounts.reset_link",
     "accounts.reset_password", "accounts.signed_out",
+    "accounts.email_change_link", "accounts.confirm_email_change",
     "policies.index", "policies.show", "policies.version", "policies.sitemap", "policies.robots",
     "ops.healthz", "ops.readyz",
 }

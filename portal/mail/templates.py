@@ -41,6 +41,12 @@ TEMPLATES: dict[str, MailTemplate] = {
     "password_changed": MailTemplate("Your coeo portal password was changed", (), ("link",)),
     "mfa_reset": MailTemplate("Two-step sign-in was reset on your coeo portal account", (),
                               ("link",)),
+    # An administrator's correction of someone's email: the new address confirms with a link;
+    # the old address is told, with no link to follow (a phone call is the way to object).
+    "email_change_confirm": MailTemplate("Please confirm your new coeo portal email address",
+                                         ("link", "hours_valid")),
+    "email_change_notice": MailTemplate("The email address of your coeo portal account "
+                                        "is changing"),
     "handover_to_therapist": MailTemplate("Conversations were handed over to you",
                                           ("link",)),
     # `staff_name`: the practice staff member who answers now (not the client's): no PHI.
