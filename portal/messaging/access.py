@@ -5,18 +5,28 @@ them, to every covering clinician when it was written to the practice, and to an
 administrator only under a live emergency grant for that client (read-only). Everything
 else, whatever the id, is a 404, so the answer does not even say that the object exists.
 Every messaging page and service loads these rows through this module only.
+
+A parent or guardian's conversation (`Thread.about_client_id` set) is theirs: `client_id` is
+the guardian, whose data key seals it, and it is about one minor client. The guardian sees it
+while their link to that minor is live (`portal.guardians.links.live_minor_ids`: unlinked, or
+the minor's 18th birthday, and it is a 404 for them; the therapist keeps it). The therapist
+sees it while assigned to the minor (`care_client`: the minor for a guardian's conversation,
+else the client). A minor's own conversations are never a guardian's, in any state: a
+guardian only ever matches threads whose `client_id` is the guardian. Emergency access is to
+one client's own conversations and does not reach the guardians' conversations about them.
 """
 
 import uuid
 from dataclasses import dataclass
 
 from flask import abort
-from sqlalchemy import Uuid, and_, bindparam, exists, false, or_, select
+from sqlalchemy import Uuid, and_, bindparam, exists, false, func, or_, select
 from sqlalchemy.orm import undefer
 
 from portal.accounts.models import Assignment, Role
 from portal.db import utcnow
 from portal.extensions import db
+from portal.guardians.links import live_minor_ids
 from portal.messaging.models import Attachment, EmergencyGrant, Message, Thread
 
 
@@ -49,15 +59,36 @@ def is_assigned(client_id: uuid.UUID, therapist_id: uuid.UUID) -> bool:
         _ASSIGNMENT, {"client_id": client_id, "therapist_id": therapist_id}).first() is not None
 
 
+def care_client():
+    """SQL: the client in whose care the thread is (the minor of a guardian's conversation)."""
+    return func.coalesce(Thread.about_client_id, Thread.client_id)
+
+
+def care_client_of(thread: Thread) -> uuid.UUID:
+    """The client in whose care this thread is (the minor of a guardian's conversation)."""
+    return thread.about_client_id or thread.client_id
+
+
+def guardian_clause(user):
+    """SQL: the guardian's own conversations about a minor they are linked to today."""
+    minors = live_minor_ids(user.id)
+    if not minors:
+        return false()
+    return and_(Thread.client_id == user.id, Thread.about_client_id.in_(minors))
+
+
 def _participant_clause(user):
-    """SQL for "the user takes part in this thread" (a client, or an assigned therapist)."""
+    """SQL for "the user takes part in this thread" (a client, a guardian while linked, or an
+    assigned therapist)."""
     if user is None or not getattr(user, "is_authenticated", False) or not user.active:
         return false()
     if user.role == Role.CLIENT:
-        return Thread.client_id == user.id
+        return and_(Thread.client_id == user.id, Thread.about_client_id.is_(None))
+    if user.role == Role.GUARDIAN:
+        return guardian_clause(user)
     if user.role == Role.THERAPIST:
         own = and_(Thread.therapist_id == user.id,
-                   exists(select(Assignment.id).where(Assignment.client_id == Thread.client_id,
+                   exists(select(Assignment.id).where(Assignment.client_id == care_client(),
                                                       Assignment.therapist_id == user.id)))
         # A covering clinician also reads what clients wrote to the practice.
         return or_(own, Thread.to_practice) if user.covering else own

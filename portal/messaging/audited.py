@@ -19,9 +19,21 @@ from portal.messaging.models import (
 
 # The therapist's inbox names each client and the subjects of their conversations.
 INBOX_LISTED = "client.inbox_listed"
+# A parent or guardian's conversation about a minor names the minor to the therapist, in the
+# inbox and on the conversation's page. The conversation's own events (viewed, sent, ...)
+# have its owner, the guardian, as their subject: the words below ("Read your conversation",
+# "Wrote to you in") would be false on the minor's log, and the conversation is not in the
+# minor's record (sealed under the guardian's key, left out of the minor's export). So the
+# minor's log says only that a clinician saw their name beside such a conversation.
+GUARDIAN_THREAD_LISTED = "client.guardian_thread_listed"
+GUARDIAN_THREAD_VIEWED = "client.guardian_thread_viewed"
 
 ACTIONS = (
     (INBOX_LISTED, "Saw your name and the subjects of your conversations in their inbox",
+     False),
+    (GUARDIAN_THREAD_LISTED, "Saw your name beside a conversation with your parent or "
+                             "guardian in their inbox", False),
+    (GUARDIAN_THREAD_VIEWED, "Opened a conversation with your parent or guardian about you",
      False),
     ("thread.viewed", "Read {target}", False),
     ("thread.created", "Started {target}", False),

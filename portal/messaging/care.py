@@ -4,7 +4,9 @@ A conversation is readable by its therapist while that therapist is active and s
 to the client, and, when it was written to the practice, by every active covering clinician.
 Every change of care (unassigning, deactivating, no longer covering) runs `refuse_orphans`
 inside its transaction, after the change and before the commit (`hooks.care_checks`), so no
-path through the code can leave an open conversation that nobody can read.
+path through the code can leave an open conversation that nobody can read. A parent or
+guardian's conversation about a minor is read by the minor's therapist (`care_client`), so it
+counts as the minor's here.
 """
 
 import uuid
@@ -15,6 +17,7 @@ from sqlalchemy.orm import aliased
 from portal.accounts.models import Assignment, Role, User
 from portal.errors import RuleError
 from portal.extensions import db
+from portal.messaging.access import care_client
 from portal.messaging.models import Thread, ThreadStatus
 
 _therapist = aliased(User)
@@ -25,7 +28,7 @@ def readable_clause():
     """SQL: at least one active clinician can read this thread."""
     by_therapist = exists(
         select(Assignment.id).join(_therapist, _therapist.id == Assignment.therapist_id)
-        .where(Assignment.client_id == Thread.client_id,
+        .where(Assignment.client_id == care_client(),
                Assignment.therapist_id == Thread.therapist_id,
                _therapist.active, _therapist.role == Role.THERAPIST))
     by_covering = and_(Thread.to_practice, exists(
@@ -40,7 +43,7 @@ def orphaned_threads(client_ids: set[uuid.UUID] | None = None) -> list[uuid.UUID
     if client_ids is not None:
         if not client_ids:
             return []
-        stmt = stmt.where(Thread.client_id.in_(client_ids))
+        stmt = stmt.where(care_client().in_(client_ids))
     return list(db.session.scalars(stmt))
 
 

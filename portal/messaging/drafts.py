@@ -34,7 +34,7 @@ from portal.estimates import access as estimate_access
 from portal.extensions import db
 from portal.messaging import access
 from portal.messaging.models import Draft
-from portal.messaging.sending import counterparts
+from portal.messaging.sending import counterparts, guardian_choices
 
 COMPOSE = "compose"
 REPLY = "reply"
@@ -94,6 +94,11 @@ def _owner_for(author: User, kind: str, object_id: uuid.UUID | None,
         return access.thread_for(author, object_id, write=True).client_id
     if kind == ESTIMATE:
         return estimate_access.draft_estimate_for(author, object_id).client_id
+    if author.role == Role.GUARDIAN:  # their own conversation: sealed under their key
+        if fields.get("recipient") and guardian_choices(author).find(
+                fields["recipient"]) is None:
+            fields.pop("recipient", None)
+        return author.id
     if author.role not in (Role.CLIENT, Role.THERAPIST):
         abort(404)
     chosen = fields.get("recipient", "")

@@ -19,7 +19,7 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     hooks.navigation.provide(NavItem("Home", "messaging.dashboard", ("therapist",), 10,
                                      badge=unread_badge))
-    hooks.navigation.provide(NavItem("Messages", "messaging.inbox", ("client",), 10,
+    hooks.navigation.provide(NavItem("Messages", "messaging.inbox", ("client", "guardian"), 10,
                                      badge=unread_badge))
     hooks.account_sections.provide(SETTINGS_SECTION)
     hooks.demo_seeders.provide(demo.seed)

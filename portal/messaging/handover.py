@@ -9,6 +9,10 @@ their dashboard with a handover marker until they open them, and is emailed; so 
 locks (`accounts.service.lock_users`), and the care checks run before it commits, so an
 open conversation is never left with nobody to read it.
 
+A parent or guardian's conversations about the client (`Thread.about_client_id`) are in the
+client's care too: they count in the stakes and move with the client's own conversations (the
+guardian keeps reading them while linked; they are not emailed about the change).
+
 Estimates in progress are counted by the admin screens (messaging does not import
 estimates).
 """
@@ -27,6 +31,7 @@ from portal.errors import RuleError
 from portal.extensions import db
 from portal.mail import enqueue
 from portal.messaging import notifications
+from portal.messaging.access import care_client
 from portal.messaging.models import Thread, ThreadStatus
 
 TO_THERAPIST = "handover_to_therapist"
@@ -71,14 +76,15 @@ def _unacknowledged():
 def _stakes_by_client(therapist_id: uuid.UUID, client_id: uuid.UUID | None = None
                       ) -> dict[uuid.UUID, Stakes]:
     is_open = Thread.status == ThreadStatus.OPEN
-    stmt = (select(Thread.client_id,
+    cared_for = care_client()
+    stmt = (select(cared_for,
                    func.coalesce(func.sum(case((is_open, 1), else_=0)), 0),
                    func.coalesce(func.sum(case((is_open, 0), else_=1)), 0),
                    func.coalesce(func.sum(Thread.therapist_unread), 0),
                    func.coalesce(func.sum(case((_unacknowledged(), 1), else_=0)), 0))
-            .where(Thread.therapist_id == therapist_id).group_by(Thread.client_id))
+            .where(Thread.therapist_id == therapist_id).group_by(cared_for))
     if client_id is not None:
-        stmt = stmt.where(Thread.client_id == client_id)
+        stmt = stmt.where(cared_for == client_id)
     return {row[0]: Stakes(int(row[1]), int(row[2]), int(row[3]), int(row[4]))
             for row in db.session.execute(stmt)}
 
@@ -146,7 +152,7 @@ def _hand_over(actor: User, client: User, from_therapist_id: uuid.UUID,
                           *([to_therapist_id] if isinstance(to_therapist_id, uuid.UUID)
                             else [])})
     threads = list(db.session.scalars(
-        select(Thread).where(Thread.client_id == client.id,
+        select(Thread).where(care_client() == client.id,
                              Thread.therapist_id == from_therapist_id)
         .order_by(Thread.created_at, Thread.id)
         .with_for_update().execution_options(populate_existing=True)))
@@ -168,8 +174,9 @@ def _hand_over(actor: User, client: User, from_therapist_id: uuid.UUID,
                 thread.crisis_acknowledged_at is None
                 or thread.crisis_acknowledged_at < thread.crisis_flagged_at):
             urgent = thread
+        # The thread's owner (a guardian, for their conversation) is its audit subject.
         record("thread.handed_over", actor=actor, target=("thread", thread.id),
-               subject_id=client.id)
+               subject_id=thread.client_id)
     if urgent is not None:
         notifications.notify(urgent, target, now=now, urgent=True)
     unassigned = accounts.remove_assignment(actor, client, from_therapist_id)
@@ -217,7 +224,9 @@ class MissingTargets(RuleError):
 
 
 def clients_with_conversations(therapist: User) -> list[uuid.UUID]:
-    return list(db.session.scalars(select(Thread.client_id).where(
+    """The clients in whose care this therapist has conversations (a guardian's conversation
+    counts for its minor)."""
+    return list(db.session.scalars(select(care_client()).where(
         Thread.therapist_id == therapist.id).distinct()))
 
 

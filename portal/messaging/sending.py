@@ -8,11 +8,13 @@ or rolls back and raises) and writes its audit events with ids only. A refused r
 
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import select
 
+from portal.accounts.identity import name_of
 from portal.accounts.models import Assignment, Role, User
 from portal.accounts.service import covering_clinicians, lock_users
 from portal.audit import record
@@ -20,8 +22,9 @@ from portal.crypto import seal
 from portal.db import new_id, utcnow
 from portal.errors import RuleError
 from portal.extensions import db
+from portal.guardians.links import live_minor_ids
 from portal.messaging import access, crisis, escalation, notifications
-from portal.messaging.access import is_assigned
+from portal.messaging.access import care_client_of, is_assigned
 from portal.messaging.attachments import CheckedFile, Refused, check_file, clean_name
 from portal.messaging.models import Attachment, Message, Thread, ThreadStatus
 from portal.messaging.reading import mark_read
@@ -92,6 +95,42 @@ def counterparts(user: User) -> list[User]:
         .where(mine == user.id, User.active.is_(True)).order_by(User.created_at)))
 
 
+@dataclass(frozen=True)
+class GuardianChoices:
+    """Whom a parent or guardian may write to: each linked minor's active therapists, and the
+    linked minors who have no therapist (nobody to write to here about them yet)."""
+
+    pairs: list[tuple[uuid.UUID, User]]  # (minor id, therapist), by link then assignment
+    without_therapist: list[uuid.UUID]
+
+    def value(self, minor_id: uuid.UUID, therapist_id: uuid.UUID) -> str:
+        return f"{minor_id}:{therapist_id}"
+
+    def find(self, value: str | None) -> tuple[uuid.UUID, User] | None:
+        for minor_id, therapist in self.pairs:
+            if value == self.value(minor_id, therapist.id):
+                return minor_id, therapist
+        return None
+
+
+def guardian_choices(guardian: User) -> GuardianChoices:
+    """A guardian's minors (live links only) and those minors' active therapists."""
+    if guardian.role != Role.GUARDIAN:
+        return GuardianChoices([], [])
+    minors = live_minor_ids(guardian.id)
+    if not minors:
+        return GuardianChoices([], [])
+    rows = db.session.execute(
+        select(Assignment.client_id, User).join(User, User.id == Assignment.therapist_id)
+        .where(Assignment.client_id.in_(minors), User.active.is_(True),
+               User.role == Role.THERAPIST).order_by(User.created_at)).all()
+    order = {minor_id: n for n, minor_id in enumerate(minors)}
+    pairs = sorted(((minor_id, therapist) for minor_id, therapist in rows),
+                   key=lambda pair: order[pair[0]])
+    having = {minor_id for minor_id, _ in pairs}
+    return GuardianChoices(pairs, [m for m in minors if m not in having])
+
+
 def practice_contact() -> str:
     """How to reach the practice when nobody can be written to here."""
     profile = current_app.config["PRACTICE"]
@@ -106,11 +145,15 @@ def can_write_to_practice(user: User) -> bool:
 
 def start_thread(actor: User, *, counterpart_id: uuid.UUID | None = None, subject: str,
                  body: str, files: Sequence[tuple[str | None, bytes]] = (),
-                 notify: bool = True, to_practice: bool = False) -> tuple[Thread, Message]:
+                 notify: bool = True, to_practice: bool = False,
+                 about_client_id: uuid.UUID | None = None) -> tuple[Thread, Message]:
     """Start a conversation with an assigned therapist (or client) and send its first message.
 
     `to_practice`: a client with no therapist writes to the practice; the first covering
     clinician holds the conversation and every covering clinician reads it and is told.
+    A parent or guardian writes to a therapist of a minor they are linked to today
+    (`about_client_id`): the conversation is the guardian's (sealed under their key) and
+    about that minor; a minor with no therapist has nobody to write to here (refused).
     """
     subject, text = clean_subject(subject), clean_body(body)
     if not text.strip():
@@ -130,23 +173,33 @@ def start_thread(actor: User, *, counterpart_id: uuid.UUID | None = None, subjec
         client, therapist = actor, counterpart
     elif actor.role == Role.THERAPIST:
         client, therapist = counterpart, actor
+    elif actor.role == Role.GUARDIAN:
+        if about_client_id is None or about_client_id not in live_minor_ids(actor.id):
+            raise RuleError("Choose someone from the list.", "recipient")
+        client, therapist = actor, counterpart
     else:
-        raise RuleError("Only clients and their therapists write messages.", "recipient")
+        raise RuleError("Only clients, their guardians and their therapists write messages.",
+                        "recipient")
+    if actor.role != Role.GUARDIAN:
+        about_client_id = None
+    cared_for = about_client_id or (client.id if client is not None else None)
     if not to_practice and client is not None and therapist is not None:
         # Under the people's locks, so an unassignment running now either sees this new
         # conversation (and refuses or hands it over) or finishes before it is checked.
-        lock_users(client.id, therapist.id)
+        lock_users(client.id, therapist.id, cared_for)
+    expected_role = Role.GUARDIAN if about_client_id else Role.CLIENT
     if not to_practice and (
-            client is None or therapist is None or client.role != Role.CLIENT
+            client is None or therapist is None or client.role != expected_role
             or therapist.role != Role.THERAPIST or not counterpart.active
-            or not is_assigned(client.id, therapist.id)):
+            or not is_assigned(cared_for, therapist.id)):
         raise RuleError("Choose someone from the list.", "recipient")
     try:
         now = utcnow()
         thread = Thread(id=new_id(), client_id=client.id, therapist_id=therapist.id,
                         created_by_id=actor.id, status=ThreadStatus.OPEN, created_at=now,
                         last_message_at=now, message_count=0, client_unread=0,
-                        therapist_unread=0, to_practice=to_practice)
+                        therapist_unread=0, to_practice=to_practice,
+                        about_client_id=about_client_id)
         thread.subject_sealed = seal(client.id, thread.subject_context(), subject)
         db.session.add(thread)
         db.session.flush()
@@ -170,13 +223,25 @@ def reply(actor: User, thread_id: uuid.UUID, *, body: str,
         raise RuleError("Write your message, or attach a file.", "body")
     try:
         thread = access.thread_for(actor, thread_id, write=True)  # takes the row lock
-        if (actor.role == Role.CLIENT and not thread.to_practice
-                and not is_assigned(thread.client_id, thread.therapist_id)):
+        cared_for = care_client_of(thread)
+        if (actor.role in (Role.CLIENT, Role.GUARDIAN) and not thread.to_practice
+                and not is_assigned(cared_for, thread.therapist_id)):
             has_therapist = db.session.scalar(
                 select(User.id).join(Assignment, Assignment.therapist_id == User.id)
-                .where(Assignment.client_id == thread.client_id, User.active.is_(True))
+                .where(Assignment.client_id == cared_for, User.active.is_(True))
                 .limit(1)) is not None
             profile = current_app.config["PRACTICE"]
+            if thread.about_client_id is not None:
+                minor = db.session.get(User, thread.about_client_id)
+                name = name_of(minor) if minor is not None else "this young person"
+                raise RuleError(
+                    "This conversation is read-only now: this therapist is no longer "
+                    f"caring for {name}. " + (
+                        f"You can start a new conversation with {name}'s current "
+                        "therapist." if has_therapist else
+                        f"No other therapist is caring for {name} yet, so please reach the "
+                        f"practice by phone at {profile['phone']} or by email at "
+                        f"{profile['email']}."), "body")
             raise RuleError("This conversation is read-only now: this therapist is no "
                             "longer assigned to you. " + (
                                 "You can start a new conversation with your current "
