@@ -35,10 +35,16 @@ DEMO_PEOPLE = (
     ("client", "Alex Rivera", "alex@example.org", "paper boats on a slow river", None),
     ("client", "Zoë Nguyễn-Ōtsuka", "zoe@example.org", "seven quiet owls at dusk", None),
     ("client", "Sam Okafor", "sam@example.org", "lemon tree porch swing summer", None),
+    # Minors and their parent (portal/guardians/demo.py records the minors and the links).
+    ("client", "Riley Brooks", "riley@example.org", "blue kite over the hill", None),
+    ("client", "Jesse Brooks", "jesse@example.org", "green bicycle in the rain", None),
+    ("guardian", "Casey Brooks", "casey@example.org", "warm bread on a sunday", None),
 )
 DEMO_ASSIGNMENTS = {"alex@example.org": ["colleen@coeo.example"],
                     "zoe@example.org": ["colleen@coeo.example", "kristen@coeo.example"],
-                    "sam@example.org": ["kristen@coeo.example"]}
+                    "sam@example.org": ["kristen@coeo.example"],
+                    "riley@example.org": ["colleen@coeo.example"],
+                    "jesse@example.org": ["colleen@coeo.example"]}
 # The practice's covering clinicians (on call): they read what clients write to the practice.
 DEMO_COVERING = {"kristen@coeo.example"}
 

@@ -85,7 +85,8 @@ class InviteForm(FlaskForm):
                                                     Length(max=254)])
     role = SelectField("Role", choices=[SelectChoice("client", "Client"),
                                         SelectChoice("therapist", "Therapist"),
-                                        SelectChoice("admin", "Administrator")],
+                                        SelectChoice("admin", "Administrator"),
+                                        SelectChoice("guardian", "Parent or guardian")],
                        default="client")
     therapist = SelectField("Therapist (for clients)", choices=[], validate_choice=False,
                             validators=[Optional()])

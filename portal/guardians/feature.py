@@ -8,8 +8,12 @@ from flask import Flask
 
 from portal import hooks
 from portal.guardians import (
+    admin,  # noqa: F401  (the administrator's pages)
+    audited,
+    demo,
     links,
     models,  # noqa: F401  (the tables, for the metadata)
+    status,  # noqa: F401  (template globals for other features' staff pages)
 )
 from portal.guardians.views import bp
 
@@ -18,3 +22,5 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     hooks.worker_tasks.provide(hooks.WorkerTask("guardian access at 18",
                                                 links.end_links_of_adults))
+    audited.declare_actions()
+    hooks.demo_seeders.provide(demo.seed_demo)

@@ -23,6 +23,7 @@ from sqlalchemy import select, update
 
 from portal import practice
 from portal.accounts.models import Role, User
+from portal.accounts.service import create_user
 from portal.audit import record
 from portal.crypto import DecryptionError, context_for, open_text, preload_keys, seal
 from portal.db import new_id, utcnow
@@ -96,13 +97,15 @@ def record_minor(actor: User, client: User, *, born: date, consent_by: str) -> M
     action = "minor.updated"
     if minor is None:
         minor = Minor(id=new_id(), client_id=client.id, recorded_by_id=actor.id)
-        db.session.add(minor)
         action = "minor.recorded"
     else:
         minor.updated_at = utcnow()
+    # Sealed before the row joins the session: sealing may read the key, and that query's
+    # autoflush must not insert a row without its date of birth.
     minor.date_of_birth_sealed = seal(client.id, context_for(Minor.date_of_birth_sealed,
                                                              minor.id), born.isoformat())
     minor.consent_by = consent_by
+    db.session.add(minor)
     record(action, actor=actor, target=("user", client.id), subject_id=client.id)
     db.session.commit()
     return minor
@@ -189,6 +192,32 @@ def links_history(client_id: uuid.UUID) -> list[Guardianship]:
     """Every link to this minor, live or ended, newest first."""
     return list(db.session.scalars(select(Guardianship).where(
         Guardianship.minor_id == client_id).order_by(Guardianship.created_at.desc())))
+
+
+def links_of_guardian(guardian_id: uuid.UUID) -> list[Guardianship]:
+    """Every link of this guardian, live or ended, newest first (for the admin's page)."""
+    return list(db.session.scalars(select(Guardianship).where(
+        Guardianship.guardian_id == guardian_id).order_by(Guardianship.created_at.desc())))
+
+
+def live_ids(rows: list[Guardianship], day: date | None = None) -> set[uuid.UUID]:
+    """Which of these links are live today (not ended, and the minor not yet 18)."""
+    return {r.id for r in _live([r for r in rows if r.ended_at is None], day)}
+
+
+def guardian_accounts() -> list[User]:
+    """The active parent or guardian accounts (to choose one to link)."""
+    return list(db.session.scalars(select(User).where(
+        User.role == Role.GUARDIAN, User.active.is_(True)).order_by(User.created_at)))
+
+
+def invite_guardian(actor: User, client: User, *, name: str, email: str) -> Guardianship:
+    """Invite a new parent or guardian (their own account, invited like a client) and link
+    them to this minor. The minor is checked first, so a refusal creates no account."""
+    if client.role != Role.CLIENT or not is_minor_today(minor_of(client.id)):
+        raise RuleError("Record the client as a minor (with their date of birth) first.")
+    guardian, _ = create_user(actor, role=Role.GUARDIAN, name=name, email=email)
+    return link(actor, guardian, client)
 
 
 # --- what a guardian sees ----------------------------------------------------------------

@@ -13,7 +13,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # Families of actions recorded about a client's record by staff (the log lists staff only).
 CLIENT_RECORD = ("thread.", "message.", "attachment.", "emergency.", "estimate.",
                  "assignment.", "client.", "crypto.decrypt_failure", "record.", "record_request.",
-                 "conversation.", "disclosure.", "legal_hold.", "retention.", "care.")
+                 "conversation.", "disclosure.", "legal_hold.", "retention.", "care.",
+                 "minor.", "guardianship.", "guardian_share.")
 
 
 def _recorded_actions() -> set[str]:
