@@ -20,6 +20,7 @@ from flask_login import current_user, login_user
 
 from portal import hooks, practice
 from portal.accounts import mfa, service, sessions
+from portal.accounts.display import person_label
 from portal.accounts.forms import (
     ChangePasswordForm,
     CodeForm,
@@ -32,7 +33,14 @@ from portal.accounts.forms import (
     ProfileForm,
     SignInForm,
 )
-from portal.accounts.identity import email_of, legal_name_of, name_of, names_of, pronouns_of
+from portal.accounts.identity import (
+    email_of,
+    legal_name_of,
+    name_of,
+    names_of,
+    pronouns_by_id,
+    pronouns_of,
+)
 from portal.accounts.models import Role, User
 from portal.accounts.profile import Profile, update_profile
 from portal.accounts.tokens import TokenProblem
@@ -477,13 +485,15 @@ def my_clients(refused: tuple[uuid.UUID, LastServiceForm] | None = None):
     last date of service (`refused`: the client whose date was refused, and its form)."""
     clients = service.clients_of(current_user.id)
     names = names_of(clients)
+    pronouns = pronouns_by_id(c.id for c in clients)
+    labels = {c.id: person_label(names[c.id], pronouns.get(c.id, "")) for c in clients}
     clients_listed(current_user._get_current_object(), [c.id for c in clients])
     forms = {c.id: LastServiceForm(formdata=None, last_service_on=c.last_service_on)
              for c in clients}
     if refused is not None:
         forms[refused[0]] = refused[1]
     return render_template("accounts/my_clients.html", clients=clients, names=names,
-                           service_forms=forms)
+                           labels=labels, service_forms=forms)
 
 
 @bp.route("/clients/<uuid:client_id>/last-service", methods=["POST"])

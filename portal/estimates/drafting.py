@@ -10,7 +10,7 @@ from datetime import date
 from sqlalchemy import select
 
 from portal import practice
-from portal.accounts.identity import name_of
+from portal.accounts.identity import legal_name_of
 from portal.accounts.models import Role, User
 from portal.audit import record
 from portal.db import new_id, utcnow
@@ -102,7 +102,8 @@ def start_draft(actor: User | None, client: User, *, draft: Draft | None = None,
         due_date=due_for(scheduled_on=None, service_date=None, requested_on=requested_on),
     )
     if draft is None:
-        draft = Draft(client_legal_name=name_of(client), separately_scheduled=NONE_ANTICIPATED)
+        draft = Draft(client_legal_name=legal_name_of(client),
+                      separately_scheduled=NONE_ANTICIPATED)
     _store_draft(estimate, draft)
     db.session.add(estimate)
     db.session.flush()

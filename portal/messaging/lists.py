@@ -9,7 +9,13 @@ from collections.abc import Iterable
 
 from sqlalchemy import Uuid, and_, bindparam, case, exists, func, or_, select
 
-from portal.accounts.identity import names_by_id, names_of
+from portal.accounts.display import person_label
+from portal.accounts.identity import (
+    names_by_id,
+    names_of,
+    pronouns_by_id,
+    staff_details_by_id,
+)
 from portal.accounts.models import Assignment, Role, User
 from portal.crypto import open_text_safe, preload_keys
 from portal.extensions import db
@@ -34,10 +40,13 @@ def _pages(total: int) -> int:
     return max(1, math.ceil(total / LIST_PAGE))
 
 
-def _rows(threads: list[Thread], people: dict[uuid.UUID, str], person_of) -> list[ThreadRow]:
+def _rows(threads: list[Thread], people: dict[uuid.UUID, str], person_of,
+          labels: dict[uuid.UUID, str] | None = None) -> list[ThreadRow]:
+    labels = labels or {}
     rows = []
     for t in threads:
         rows.append(ThreadRow(
+            person_label=labels.get(person_of(t), people.get(person_of(t), "")),
             id=t.id, subject=open_text_safe(t.client_id, t.subject_context(), t.subject_sealed),
             client_id=t.client_id,
             person=people.get(person_of(t), ""), last_message_at=t.last_message_at,
@@ -62,6 +71,17 @@ def _names_for(ids: Iterable[uuid.UUID], *, also_keys: Iterable[uuid.UUID] = ()
     return names_by_id(ids)
 
 
+def _labels(names: dict[uuid.UUID, str], ids: Iterable[uuid.UUID], *,
+            staff: bool = False) -> dict[uuid.UUID, str]:
+    """The people a list names, with pronouns (and staff's credentials): one statement
+    each, whatever the length of the list."""
+    ids = list(dict.fromkeys(ids))
+    pronouns = pronouns_by_id(ids)
+    details = staff_details_by_id(ids) if staff else {}
+    return {i: person_label(names.get(i, ""), pronouns.get(i, ""),
+                            details.get(i, ("", ""))[0]) for i in ids}
+
+
 def inbox(client: User, page: int = 1) -> ListPage:
     """The client's conversations, newest activity first."""
     where = Thread.client_id == client.id
@@ -73,7 +93,9 @@ def inbox(client: User, page: int = 1) -> ListPage:
         .order_by(Thread.last_message_at.desc(), Thread.id)
         .limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)))
     names = _names_for([t.therapist_id for t in threads], also_keys=[client.id])
-    listing = ListPage(_rows(threads, names, lambda t: t.therapist_id), page, pages, total)
+    labels = _labels(names, [t.therapist_id for t in threads], staff=True)
+    listing = ListPage(_rows(threads, names, lambda t: t.therapist_id, labels), page, pages,
+                       total)
     _end_read()
     return listing
 
@@ -148,7 +170,8 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
                           if t.crisis_acknowledged_by_id},
                         *{t.handed_over_from_id for t in threads
                           if t.handed_over_at is not None and t.handed_over_from_id}])
-    listing = ListPage(_rows(threads, names, lambda t: t.client_id), page, pages, total,
+    labels = _labels(names, [t.client_id for t in threads])
+    listing = ListPage(_rows(threads, names, lambda t: t.client_id, labels), page, pages, total,
                        counts, unread_messages)
     _end_read()
     return listing

@@ -10,7 +10,8 @@ from datetime import datetime
 from sqlalchemy import Uuid, bindparam, func, select, tuple_, update
 
 from portal import practice
-from portal.accounts.identity import names_by_id
+from portal.accounts.display import person_label, reply_note
+from portal.accounts.identity import names_by_id, pronouns_by_id, staff_details_by_id
 from portal.accounts.models import User
 from portal.accounts.service import therapists_of
 from portal.audit import AuditEvent, record
@@ -146,6 +147,12 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
     others = {row.sender_id for row in found} - authors.keys()
     if others:  # written to the practice: any covering clinician may have answered
         authors.update(names_by_id(others))
+    # Each person as the page names them: pronouns, and staff's credentials (one statement
+    # each for everyone on the page).
+    pronouns = pronouns_by_id(authors)
+    staff = staff_details_by_id(authors.keys() - {thread.client_id})
+    labels = {i: person_label(name, pronouns.get(i, ""), staff.get(i, ("", ""))[0])
+              for i, name in authors.items()}
 
     views = []
     viewer_id = viewer.id
@@ -154,7 +161,7 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
         mine = row.sender_id == viewer_id
         views.append(MessageView(
             id=row.id, mine=mine, sender_role=row.sender_role,
-            author="You" if mine else authors.get(row.sender_id, ""),
+            author="You" if mine else labels.get(row.sender_id, ""),
             body=body, unreadable=unreadable, created_at=row.created_at,
             read_at=row.read_at, crisis_flag=row.crisis_flag,
             attachments=files.get(row.id, [])))
@@ -182,7 +189,10 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
         to_practice=thread.to_practice,
         handed_over_from=(names.get(thread.handed_over_from_id, "another therapist")
                           if thread.handed_over_from_id else None),
-        handed_over_on=_handed_over_on(thread) if thread.handed_over_from_id else None)
+        handed_over_on=_handed_over_on(thread) if thread.handed_over_from_id else None,
+        client_label=labels[thread.client_id], therapist_label=labels[thread.therapist_id],
+        therapist_reply_note=reply_note(labels[thread.therapist_id],
+                                        staff.get(thread.therapist_id, ("", ""))[1]))
 
 
 # When a conversation was last handed over: the row's marker is cleared once the new

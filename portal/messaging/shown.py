@@ -54,6 +54,11 @@ class ThreadPage:
     crisis_acknowledged_at: datetime | None = None
     crisis_acknowledged_by: str = ""
     to_practice: bool = False
+    # The two people as the page names them (`accounts.display.person_label`: pronouns, and
+    # a therapist's credentials), and the therapist's usual reply time for the client.
+    client_label: str = ""
+    therapist_label: str = ""
+    therapist_reply_note: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +78,7 @@ class ThreadRow:
     crisis_acknowledged_at: datetime | None = None
     crisis_acknowledged_by: str = ""
     to_practice: bool = False
+    person_label: str = ""  # `person` with pronouns (and a therapist's credentials)
 
 
 @dataclass(frozen=True)

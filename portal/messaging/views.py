@@ -14,7 +14,8 @@ from flask_login import current_user
 
 from portal import downloads, hooks
 from portal.accounts import sessions
-from portal.accounts.identity import names_of
+from portal.accounts.display import person_label, reply_note
+from portal.accounts.identity import names_of, pronouns_by_id
 from portal.audit.access_log import access_log_page
 from portal.audit.looks import Look, clients_listed, record_looks
 from portal.db import utcnow
@@ -112,8 +113,14 @@ def compose():
     people = sending.counterparts(me)
     practice = not people and sending.can_write_to_practice(me)  # a client with no therapist
     names = names_of(people)
+    pronouns = pronouns_by_id(p.id for p in people)
+    labels = {p.id: person_label(names[p.id], pronouns.get(p.id, ""),
+                                 (p.credentials or "") if p.is_staff else "") for p in people}
+    # A client sees when each therapist usually replies ("" for one who has not said).
+    reply_notes = [note for p in sorted(people, key=lambda p: names[p.id].casefold())
+                   if p.is_staff and (note := reply_note(labels[p.id], p.reply_hours or ""))]
     form = ComposeForm()
-    form.recipient.choices = sorted(((str(p.id), names[p.id]) for p in people),
+    form.recipient.choices = sorted(((str(p.id), labels[p.id]) for p in people),
                                     key=lambda pair: pair[1].casefold())
     if practice:
         form.recipient.choices = [(TO_PRACTICE, "The practice (the clinicians on call)")]
@@ -140,7 +147,8 @@ def compose():
             return redirect(url_for("messaging.thread", thread_id=thread.id,
                                     _anchor=f"m-{message.id}"))
     return render_template("messaging/compose.html", form=form, people=people,
-                           to_practice=practice, draft_restored=draft_restored), form_status()
+                           to_practice=practice, draft_restored=draft_restored,
+                           reply_notes=reply_notes), form_status()
 
 
 def _sent(message) -> None:

@@ -37,7 +37,13 @@ from sqlalchemy import func, select
 from portal import practice
 from portal.accounts import mfa
 from portal.accounts import service as accounts
-from portal.accounts.identity import email_of, name_of, names_by_id
+from portal.accounts.identity import (
+    email_of,
+    legal_name_of,
+    name_of,
+    names_by_id,
+    pronouns_of,
+)
 from portal.accounts.models import Role, User
 from portal.audit import AuditEvent, record
 from portal.audit.access_log import access_log
@@ -293,7 +299,11 @@ def _details(run: _Run) -> dict:
     made_by = None if run.actor.id == client.id else {
         "id": str(run.actor.id), "name": name_of(run.actor), "role": str(run.actor.role)}
     account = {
-        "id": str(client.id), "name": run.client_name, "email": email_of(client),
+        "id": str(client.id), "name": run.client_name,
+        # The legal name is what the law needs (it is on Good Faith Estimates); "name" is the
+        # name they go by, used everywhere else.
+        "legal_name": legal_name_of(client), "pronouns": pronouns_of(client) or None,
+        "email": email_of(client),
         "account_created_at": _iso(client.created_at), "active": client.active,
         "two_step_sign_in": client.mfa_enabled, "last_sign_in_at": _iso(client.last_signin_at),
         "therapists": [{"id": str(t.id), "name": names.get(t.id, "")} for t in therapists],
