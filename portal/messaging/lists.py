@@ -1,5 +1,9 @@
 """The list pages: the client's inbox, the therapist's dashboard, and the unread badge.
 
+A parent or guardian's inbox lists their own conversations about the minors they are linked
+to today ("About Riley"); a therapist's dashboard lists a guardian's conversation while the
+therapist is assigned to its minor, marked "Parent or guardian of Riley".
+
 Each page is read into plain rows and the read transaction ends before the template renders.
 """
 
@@ -19,6 +23,7 @@ from portal.accounts.identity import (
 from portal.accounts.models import Assignment, Role, User
 from portal.crypto import open_text_safe, preload_keys
 from portal.extensions import db
+from portal.messaging.access import care_client, guardian_clause
 from portal.messaging.models import Thread, ThreadStatus
 from portal.messaging.shown import ListPage, ThreadRow
 
@@ -59,7 +64,9 @@ def _rows(threads: list[Thread], people: dict[uuid.UUID, str], person_of,
             if t.crisis_acknowledged_by_id else "", to_practice=t.to_practice,
             handed_over_from=(people.get(t.handed_over_from_id, "another therapist")
                               if t.handed_over_at is not None and person_of(t) == t.client_id
-                              else None)))
+                              else None),
+            about_client_id=t.about_client_id,
+            about_name=people.get(t.about_client_id, "") if t.about_client_id else None))
     return rows
 
 
@@ -83,8 +90,9 @@ def _labels(names: dict[uuid.UUID, str], ids: Iterable[uuid.UUID], *,
 
 
 def inbox(client: User, page: int = 1) -> ListPage:
-    """The client's conversations, newest activity first."""
-    where = Thread.client_id == client.id
+    """The client's conversations (a guardian's: while linked to the minor), newest first."""
+    where = (guardian_clause(client) if client.role == Role.GUARDIAN
+             else and_(Thread.client_id == client.id, Thread.about_client_id.is_(None)))
     total = db.session.scalar(select(func.count()).select_from(Thread).where(where)) or 0
     pages = _pages(total)
     page = min(max(page, 1), pages)
@@ -92,7 +100,9 @@ def inbox(client: User, page: int = 1) -> ListPage:
         select(Thread).where(where)
         .order_by(Thread.last_message_at.desc(), Thread.id)
         .limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)))
-    names = _names_for([t.therapist_id for t in threads], also_keys=[client.id])
+    names = _names_for([*{t.therapist_id for t in threads},
+                        *{t.about_client_id for t in threads if t.about_client_id}],
+                       also_keys=[client.id])
     labels = _labels(names, [t.therapist_id for t in threads], staff=True)
     listing = ListPage(_rows(threads, names, lambda t: t.therapist_id, labels), page, pages,
                        total)
@@ -105,10 +115,10 @@ def _dashboard_from(stmt, therapist: User):
     for a covering clinician, every conversation written to the practice)."""
     if therapist.covering:
         own = and_(Thread.therapist_id == therapist.id, exists(
-            select(Assignment.id).where(Assignment.client_id == Thread.client_id,
+            select(Assignment.id).where(Assignment.client_id == care_client(),
                                         Assignment.therapist_id == therapist.id)))
         return stmt.where(or_(own, Thread.to_practice))
-    return (stmt.join(Assignment, and_(Assignment.client_id == Thread.client_id,
+    return (stmt.join(Assignment, and_(Assignment.client_id == care_client(),
                                        Assignment.therapist_id == Thread.therapist_id))
             .where(Thread.therapist_id == therapist.id))
 
@@ -131,7 +141,9 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
     query = (query or "").strip()[:SEARCH_MAX]
     conditions = []
     if query:
-        conditions.append(Thread.client_id.in_(matching_clients(therapist, query)))
+        # A guardian's conversation is found by its minor's name too.
+        found = matching_clients(therapist, query)
+        conditions.append(or_(Thread.client_id.in_(found), Thread.about_client_id.in_(found)))
     awaiting = and_(Thread.awaiting_since.is_not(None), Thread.status == ThreadStatus.OPEN)
     unread = Thread.therapist_unread > 0
     counts_row = db.session.execute(_dashboard_from(
@@ -166,6 +178,7 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
         _dashboard_from(select(Thread), therapist).where(*conditions)
         .order_by(*order).limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)))
     names = _names_for([*{t.client_id for t in threads},
+                        *{t.about_client_id for t in threads if t.about_client_id},
                         *{t.crisis_acknowledged_by_id for t in threads
                           if t.crisis_acknowledged_by_id},
                         *{t.handed_over_from_id for t in threads
@@ -181,7 +194,7 @@ _UNREAD_OF_CLIENT = select(func.coalesce(func.sum(Thread.client_unread), 0)).whe
     Thread.client_id == bindparam("user_id", type_=Uuid()), Thread.client_unread > 0)
 _UNREAD_OF_THERAPIST = (
     select(func.coalesce(func.sum(Thread.therapist_unread), 0))
-    .join(Assignment, and_(Assignment.client_id == Thread.client_id,
+    .join(Assignment, and_(Assignment.client_id == care_client(),
                            Assignment.therapist_id == Thread.therapist_id))
     .where(Thread.therapist_id == bindparam("user_id", type_=Uuid()),
            Thread.therapist_unread > 0))
@@ -191,7 +204,7 @@ _UNREAD_OF_COVERING = select(func.coalesce(func.sum(Thread.therapist_unread), 0)
     Thread.therapist_unread > 0,
     or_(and_(Thread.therapist_id == bindparam("user_id", type_=Uuid()),
              exists(select(Assignment.id).where(
-                 Assignment.client_id == Thread.client_id,
+                 Assignment.client_id == care_client(),
                  Assignment.therapist_id == bindparam("user_id", type_=Uuid())))),
         Thread.to_practice))
 
@@ -200,6 +213,10 @@ def unread_count(user: User) -> int:
     """Unread messages for the navigation badge (one query, on every page)."""
     if user.role == Role.CLIENT:
         stmt = _UNREAD_OF_CLIENT
+    elif user.role == Role.GUARDIAN:  # only while linked to the minor (not a hot statement)
+        return int(db.session.scalar(
+            select(func.coalesce(func.sum(Thread.client_unread), 0))
+            .where(guardian_clause(user), Thread.client_unread > 0)) or 0)
     elif user.role == Role.THERAPIST:
         stmt = _UNREAD_OF_COVERING if user.covering else _UNREAD_OF_THERAPIST
     else:

@@ -2,6 +2,15 @@
 
 Protected rows load only through `portal.messaging.access`; every read is audited with ids
 only.
+
+Audit subjects: every event about a conversation has the thread's owner (`client_id`) as its
+subject. For a parent or guardian's conversation that is the guardian, not the minor it is
+about: the conversation is sealed under the guardian's key and is not part of the minor's
+record (their export leaves it out), and the access-log words of these events ("Read your
+conversation ...", "Wrote to you in ...") would be false on the minor's log. The minor's log
+still shows that a clinician saw their name beside such a conversation: the thread page and
+the dashboard record a look for the minor (`messaging.audited.GUARDIAN_THREAD_VIEWED`,
+`GUARDIAN_THREAD_LISTED`).
 """
 
 import uuid
@@ -21,7 +30,7 @@ from portal.db import utcnow
 from portal.db.transactions import write_transaction
 from portal.extensions import db
 from portal.messaging import access, notifications
-from portal.messaging.access import ThreadAccess, is_assigned
+from portal.messaging.access import ThreadAccess, care_client_of, is_assigned
 from portal.messaging.attachments import KINDS
 from portal.messaging.models import (
     Attachment,
@@ -138,7 +147,8 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
     found = list({row.id: row for row in found}.values())  # one row per message
 
     acknowledged_by = thread.crisis_acknowledged_by_id
-    names = names_by_id([thread.client_id, thread.therapist_id,
+    about = thread.about_client_id
+    names = names_by_id([thread.client_id, thread.therapist_id, *([about] if about else []),
                          *([acknowledged_by] if acknowledged_by else []),
                          *([thread.handed_over_from_id] if thread.handed_over_from_id else [])])
     client_name = names.get(thread.client_id, "")
@@ -170,10 +180,15 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
     if thread_access.emergency:
         note = "You are reading under emergency access. Nothing here can be changed."
     elif (viewer.id == thread.client_id and not thread.to_practice
-          and not is_assigned(thread.client_id, thread.therapist_id)):
+          and not is_assigned(care_client_of(thread), thread.therapist_id)):
         can_reply = False
-        note = ("This conversation is read-only now, because this therapist is no longer "
-                "assigned to you. " + _where_to_write_now(thread.client_id))
+        if about:
+            minor = names.get(about, "") or "this young person"
+            note = ("This conversation is read-only now, because this therapist is no longer "
+                    f"caring for {minor}. " + _where_to_write_now(about, about=minor))
+        else:
+            note = ("This conversation is read-only now, because this therapist is no longer "
+                    "assigned to you. " + _where_to_write_now(thread.client_id))
     return ThreadPage(
         id=thread.id,
         subject=open_text_safe(owner, thread.subject_context(), thread.subject_sealed),
@@ -192,7 +207,8 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
         handed_over_on=_handed_over_on(thread) if thread.handed_over_from_id else None,
         client_label=labels[thread.client_id], therapist_label=labels[thread.therapist_id],
         therapist_reply_note=reply_note(labels[thread.therapist_id],
-                                        staff.get(thread.therapist_id, ("", ""))[1]))
+                                        staff.get(thread.therapist_id, ("", ""))[1]),
+        about_client_id=about, about_name=names.get(about, "") if about else None)
 
 
 # When a conversation was last handed over: the row's marker is cleared once the new
@@ -280,10 +296,16 @@ def download(user: User, attachment_id: uuid.UUID) -> Download:
     return Download(name=name, content_type=kind.content_type, data=data)
 
 
-def _where_to_write_now(client_id: uuid.UUID) -> str:
-    """Point a client to a current therapist only when they have one (honest words)."""
+def _where_to_write_now(client_id: uuid.UUID, *, about: str | None = None) -> str:
+    """Point a client (a guardian: about the minor) to a current therapist only when there is
+    one (honest words)."""
+    profile = practice.profile()
+    if about is not None:
+        if any(t.active for t in therapists_of(client_id)):
+            return f"You can start a new conversation with {about}'s current therapist."
+        return (f"No other therapist is caring for {about} yet, so please reach the practice "
+                f"by phone at {profile['phone']} or by email at {profile['email']}.")
     if any(t.active for t in therapists_of(client_id)):
         return "You can start a new conversation with your current therapist."
-    profile = practice.profile()
     return ("No other therapist is assigned to you yet, so please reach the practice by "
             f"phone at {profile['phone']} or by email at {profile['email']}.")

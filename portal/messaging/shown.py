@@ -59,6 +59,9 @@ class ThreadPage:
     client_label: str = ""
     therapist_label: str = ""
     therapist_reply_note: str = ""
+    # A parent or guardian's conversation about a minor: the minor's id and name.
+    about_client_id: uuid.UUID | None = None
+    about_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ class ThreadRow:
     crisis_acknowledged_by: str = ""
     to_practice: bool = False
     person_label: str = ""  # `person` with pronouns (and a therapist's credentials)
+    # A parent or guardian's conversation about a minor: the minor's id and name.
+    about_client_id: uuid.UUID | None = None
+    about_name: str | None = None
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,15 @@ from flask_login import current_user
 from portal import downloads, hooks
 from portal.accounts import sessions
 from portal.accounts.display import person_label, reply_note
-from portal.accounts.identity import names_of, pronouns_by_id
+from portal.accounts.identity import names_by_id, names_of, pronouns_by_id
 from portal.audit.access_log import access_log_page
-from portal.audit.looks import Look, clients_listed, record_looks
+from portal.audit.looks import Look, clients_listed, record_look, record_looks
 from portal.db import utcnow
 from portal.errors import RuleError
 from portal.forms import INVALID, form_status, refuse, require_button
 from portal.messaging import access, drafts, emergency, escalation, lists, reading, sending
 from portal.messaging.attachments import clean_name
-from portal.messaging.audited import INBOX_LISTED
+from portal.messaging.audited import GUARDIAN_THREAD_LISTED, GUARDIAN_THREAD_VIEWED, INBOX_LISTED
 from portal.messaging.forms import ComposeForm, EmergencyForm, ReplyForm, chosen_files
 from portal.pages import read_only
 from portal.paging import cursor, page_number
@@ -81,13 +81,35 @@ def _refuse(form, error: RuleError) -> None:
 
 # --- clients -------------------------------------------------------------------------------
 
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _guardian_context(me) -> dict:
+    """What a guardian's inbox and compose pages say: whom they can write to, about whom."""
+    choices = sending.guardian_choices(me)
+    minors = list(dict.fromkeys([m for m, _ in choices.pairs] + choices.without_therapist))
+    names = names_by_id(minors)
+    return {"guardian": True, "choices": choices,
+            "about_names": _and([names.get(m, "") for m in minors]) if minors else "",
+            "writable_names": _and(list(dict.fromkeys(
+                names.get(m, "") for m, _ in choices.pairs))) if choices.pairs else "",
+            "no_therapist_names": [names.get(m, "") for m in choices.without_therapist],
+            "minor_names": names}
+
+
 @bp.route("/messages")
-@role_required("client")
+@role_required("client", "guardian")
 @read_only
 def inbox():
-    """List the client's conversations, newest first, with unread markers."""
+    """List the client's (or guardian's) conversations, newest first, with unread markers."""
     me = _me()
     listing = lists.inbox(me, page_number())
+    if me.role == "guardian":
+        context = _guardian_context(me)
+        return render_template("messaging/inbox.html", listing=listing,
+                               can_write=bool(context["choices"].pairs), to_practice=False,
+                               **context)
     can_write = bool(sending.counterparts(me))
     practice = not can_write and sending.can_write_to_practice(me)
     return render_template("messaging/inbox.html", listing=listing,
@@ -106,10 +128,12 @@ def access_log():
 # --- writing -------------------------------------------------------------------------------
 
 @bp.route("/messages/new", methods=["GET", "POST"])
-@role_required("client", "therapist")
+@role_required("client", "guardian", "therapist")
 def compose():
     """Start a conversation: a subject, a first message and optional files."""
     me = _me()
+    if me.role == "guardian":
+        return _compose_as_guardian(me)
     people = sending.counterparts(me)
     practice = not people and sending.can_write_to_practice(me)  # a client with no therapist
     names = names_of(people)
@@ -151,6 +175,41 @@ def compose():
                            reply_notes=reply_notes), form_status()
 
 
+def _compose_as_guardian(me):
+    """A parent or guardian writes to a therapist of a minor they are linked to, about them."""
+    context = _guardian_context(me)
+    choices = context["choices"]
+    therapists = [t for _, t in choices.pairs]
+    names = names_of(therapists)
+    pronouns = pronouns_by_id(t.id for t in therapists)
+    form = ComposeForm()
+    form.recipient.choices = [
+        (choices.value(minor_id, t.id),
+         f"{person_label(names[t.id], pronouns.get(t.id, ''), t.credentials or '')}, "
+         f"about {context['minor_names'].get(minor_id, '')}")
+        for minor_id, t in choices.pairs]
+    if request.method == "GET" and len(form.recipient.choices) == 1:
+        form.recipient.data = form.recipient.choices[0][0]
+    draft_restored = request.method == "GET" and drafts.restore(me, drafts.COMPOSE, form)
+    if choices.pairs and form.validate_on_submit():
+        minor_id, therapist = choices.find(form.recipient.data)
+        try:
+            thread, message = sending.start_thread(
+                me, counterpart_id=therapist.id, about_client_id=minor_id,
+                subject=form.subject.data, body=form.body.data,
+                files=chosen_files(form.attachments))
+        except RuleError as error:
+            _refuse(form, error)
+        else:
+            drafts.discard(me, drafts.COMPOSE)
+            _sent(message)
+            return redirect(url_for("messaging.thread", thread_id=thread.id,
+                                    _anchor=f"m-{message.id}"))
+    return render_template("messaging/compose.html", form=form, people=therapists,
+                           to_practice=False, draft_restored=draft_restored, reply_notes=[],
+                           **context), form_status()
+
+
 def _sent(message) -> None:
     flash("Your message was sent.", "success")
     # The thread opens scrolled to the sent message (its anchor), with "Sent to ..." beside it.
@@ -178,8 +237,12 @@ def _thread_page(thread_id: uuid.UUID, form: ReplyForm, status: int = 200, *,
     recent_crisis = (me.id == page.client_id and page.messages and page.messages[-1].mine
                      and page.messages[-1].crisis_flag
                      and utcnow() - page.messages[-1].created_at < timedelta(hours=1))
-    crisis_follow_up = (me.id == page.client_id
+    # The follow-up speaks to someone writing about themselves: a client, not a guardian.
+    crisis_follow_up = (me.id == page.client_id and page.about_client_id is None
                         and session.pop(CRISIS_FOLLOW_UP, None) == str(thread_id))
+    if page.about_client_id is not None and me.is_staff:  # the minor's name: on their log
+        record_look(me, GUARDIAN_THREAD_VIEWED, page.about_client_id,
+                    target=("thread", page.id))
     sent = session.pop(SENT_MESSAGE, None)
     just_sent = next((m.id for m in page.messages if m.mine and str(m.id) == sent), None)
     return render_template("messaging/thread.html", page=page, form=form,
@@ -244,7 +307,7 @@ def _set_closed(thread_id: uuid.UUID, closed: bool):
         sending.set_closed(me, thread_id, closed)
     except RuleError:
         abort(404)
-    flash("The conversation is closed. It opens again if your client replies." if closed
+    flash("The conversation is closed. It opens again if they reply." if closed
           else "The conversation is open again.", "success")
     return redirect(url_for("messaging.thread", thread_id=thread_id))
 
@@ -278,7 +341,12 @@ def dashboard():
     # context keys are namespaced by the feature (e.g. `estimates_panel`), and ours win.
     # They load after our commit, so any ORM objects they pass stay loaded for the render.
     panels, panel_context = list(hooks.dashboard_panels), {}
-    shown = [Look(INBOX_LISTED, None, row.client_id) for row in listing.rows]
+    shown = [Look(INBOX_LISTED, None, row.client_id) for row in listing.rows
+             if row.about_client_id is None]
+    # A guardian's conversation names its minor ("Parent or guardian of Riley"); the guardian
+    # is not a client and has no access log.
+    shown += [Look(GUARDIAN_THREAD_LISTED, None, row.about_client_id) for row in listing.rows
+              if row.about_client_id is not None]
     for panel in panels:
         context = panel.context(me)
         panel_context.update(context)
