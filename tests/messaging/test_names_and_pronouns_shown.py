@@ -28,7 +28,7 @@ def test_the_label_is_made_in_one_place():
 
 
 def test_staff_see_the_clients_pronouns_on_the_dashboard_and_in_the_thread(people, login):
-    client, therapist, thread = _set_up(people)
+    _, therapist, thread = _set_up(people)
     browser = login(therapist)
     dashboard = browser.get("/dashboard").get_data(as_text=True)
     assert "Alex Rivera (they/them)" in dashboard
@@ -41,7 +41,7 @@ def test_staff_see_the_clients_pronouns_on_the_dashboard_and_in_the_thread(peopl
 
 def test_the_client_sees_their_therapist_with_credentials_pronouns_and_reply_hours(
         people, login):
-    client, therapist, thread = _set_up(people)
+    client, _, thread = _set_up(people)
     browser = login(client)
     page = browser.get(f"/messages/{thread.id}").get_data(as_text=True)
     assert "With Colleen Xu, LPC (she/her)" in page

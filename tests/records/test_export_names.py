@@ -7,8 +7,15 @@ import json
 import pytest
 
 from portal.accounts.profile import Profile, update_profile
-from tests.records.test_export import Record, _download, _read, _schema, _signed_in, _zip, \
-    validate
+from tests.records.test_export import (
+    Record,
+    _download,
+    _read,
+    _schema,
+    _signed_in,
+    _zip,
+    validate,
+)
 
 
 @pytest.fixture(autouse=True)
