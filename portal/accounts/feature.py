@@ -49,4 +49,5 @@ def init_app(app: Flask) -> None:
     hooks.navigation.provide(NavItem("Clients", "accounts.my_clients", ("therapist",), 30,
                                      sections=()))
     hooks.navigation.provide(NavItem("Account", "accounts.settings",
-                                     ("client", "therapist", "admin"), 90, sections=()))
+                                     ("client", "therapist", "admin", "guardian"), 90,
+                                     sections=()))

@@ -16,7 +16,8 @@ from portal.audit.service import events_for_subject
 from portal.crypto import preload_keys
 from portal.extensions import db
 
-ROLE_LABELS = {"therapist": "Therapist", "admin": "Practice administrator"}
+ROLE_LABELS = {"therapist": "Therapist", "admin": "Practice administrator",
+               "guardian": "Parent or guardian"}
 GROUP_WITHIN = timedelta(minutes=30)
 
 

@@ -6,14 +6,16 @@ what the page shows and before it renders it (the page goes out only once the lo
 trail). A page that lists several clients records one event per client, all in one short
 transaction of a fixed number of statements (`audit.record_many`), whatever the count.
 
-- Only staff looks are recorded here: a client looking at their own record is not a look
-  by the practice (their first view of an estimate is delivery evidence, recorded apart).
+- Only looks by staff and by a minor's parent or guardian are recorded here: a client looking
+  at their own record is not a look by anyone else (their first view of an estimate is
+  delivery evidence, recorded apart). A guardian's look at a minor's estimate goes on the
+  minor's log through the same helpers.
 - One event per client per page: a client shown twice on one page is one look.
 - Looks are recorded on GET: a refused form shown again (422) repeats a page its GET logged.
 - Durability (docs/ARCHITECTURE.md, "Durability"): a therapist's look is a participant's
   read, so its commit need not wait for the disk (`durable=False`); an administrator is not
-  in the client's care, so their looks are fsynced like any change, as are looks under
-  emergency access.
+  in the client's care, so their looks are fsynced like any change, as are a guardian's and
+  looks under emergency access.
 """
 
 import uuid
@@ -23,7 +25,7 @@ from typing import Any, NamedTuple
 from flask import has_request_context, request
 
 from portal.audit.catalogue import declare
-from portal.audit.service import STAFF_ROLES, record_many
+from portal.audit.service import LOGGED_ROLES, STAFF_ROLES, record_many
 from portal.db.transactions import write_transaction
 
 
@@ -49,10 +51,15 @@ def is_staff(viewer) -> bool:
     return getattr(viewer, "role", None) is not None and str(viewer.role) in STAFF_ROLES
 
 
+def is_logged(viewer) -> bool:
+    """Staff, or a minor's parent or guardian: someone whose looks the client's log lists."""
+    return getattr(viewer, "role", None) is not None and str(viewer.role) in LOGGED_ROLES
+
+
 def record_looks(viewer, looks: Iterable[Look], *, emergency: bool = False) -> int:
     """Put these looks by `viewer` on the trail in a short transaction of their own (see the
-    module docstring); return how many events were written (0 for a non-staff viewer)."""
-    if not is_staff(viewer):
+    module docstring); return how many events were written (0 for a client's own looks)."""
+    if not is_logged(viewer):
         return 0
     if has_request_context() and request.method not in ("GET", "HEAD"):
         # A refused form shown again is the page already opened (and logged) by its GET: a
@@ -67,7 +74,7 @@ def record_looks(viewer, looks: Iterable[Look], *, emergency: bool = False) -> i
         events.append((look.action, look.target, look.client_id))
     if not events:
         return 0
-    durable = emergency or str(viewer.role) == "admin"
+    durable = emergency or str(viewer.role) != "therapist"
     with write_transaction(durable=durable):
         return record_many(events, actor=viewer, severity="high" if emergency else "info")
 

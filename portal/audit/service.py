@@ -25,6 +25,9 @@ from portal.extensions import db
 OUTCOMES = frozenset({"ok", "failure", "denied"})
 SEVERITIES = frozenset({"info", "high"})
 STAFF_ROLES = ("therapist", "admin")
+# Whose actions on a client's record their access log lists: staff, and a minor's parent or
+# guardian (portal.guardians), whose every look at the minor's record is shown to the minor.
+LOGGED_ROLES = (*STAFF_ROLES, "guardian")
 
 # Dotted lower-case names ("auth.signin.success"); no room for free text.
 _ACTION = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_-]+)+$")
@@ -307,11 +310,11 @@ def verify(batch_size: int = VERIFY_BATCH) -> VerifyResult:
 
 def events_for_subject(subject_id: uuid.UUID, staff_only: bool = True,
                        limit: int = 200, offset: int = 0) -> list[AuditEvent]:
-    """Return the newest events touching one client's record (staff actions by default),
-    skipping the `offset` newest."""
+    """Return the newest events touching one client's record (by default only what staff and
+    guardians did, `LOGGED_ROLES`), skipping the `offset` newest."""
     stmt = select(AuditEvent).where(AuditEvent.subject_id == _uuid(subject_id, "subject_id"))
     if staff_only:
-        stmt = stmt.where(AuditEvent.actor_role.in_(STAFF_ROLES))
+        stmt = stmt.where(AuditEvent.actor_role.in_(LOGGED_ROLES))
     stmt = stmt.order_by(AuditEvent.seq.desc()).limit(limit).offset(offset)
     return list(db.session.scalars(stmt))
 

@@ -13,6 +13,7 @@ from portal.accounts.models import Assignment, Role, User
 from portal.estimates.clients import covers_for
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
+from portal.guardians import links
 
 
 def _assigned(client_id: uuid.UUID, therapist_id: uuid.UUID) -> bool:
@@ -27,6 +28,13 @@ def _estimate_visible(user, estimate: GoodFaithEstimate) -> bool:
         # A covering clinician also looks after a client with no therapist (their requests
         # are routed there: clients.request_routing).
         return _assigned(estimate.client_id, user.id) or covers_for(user, estimate.client_id)
+    if user.role == Role.GUARDIAN:
+        # A minor's parent or guardian: issued estimates only, through a live link (it ends
+        # on the 18th birthday), as consent allows (portal.guardians.links).
+        if estimate.is_draft:
+            return False
+        row = links.live_link(user.id, estimate.client_id)
+        return row is not None and links.may_see_estimate(row, estimate.id)
     # Admins see every estimate: estimates are billing documents the practice must issue,
     # correct and keep (unlike message content, which admins never read).
     return user.role == Role.ADMIN
@@ -35,8 +43,10 @@ def _estimate_visible(user, estimate: GoodFaithEstimate) -> bool:
 def estimate_for(user, estimate_id) -> GoodFaithEstimate:
     """Return a Good Faith Estimate this user may see, or 404.
 
-    A client: their own issued estimates (never a draft, even their own). A therapist: their
-    assigned clients' estimates, drafts included. An admin: every estimate. Anyone else: 404.
+    A client: their own issued estimates (never a draft, even their own). A guardian: the
+    issued estimates of a minor they are linked to today, when the guardian consented to the
+    minor's care or the estimate was shared with them. A therapist: their assigned clients'
+    estimates, drafts included. An admin: every estimate. Anyone else: 404.
     """
     if user is None or not getattr(user, "is_authenticated", False):
         abort(404)

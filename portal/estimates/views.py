@@ -10,7 +10,7 @@ from markupsafe import Markup, escape
 from werkzeug.datastructures import MultiDict
 
 from portal import downloads, paging, practice
-from portal.accounts.identity import names_of
+from portal.accounts.identity import names_by_id, names_of
 from portal.accounts.models import Role, User
 from portal.errors import RuleError
 from portal.estimates import (
@@ -22,6 +22,7 @@ from portal.estimates import (
     delivery,
     drafting,
     follow_ups,
+    guardians,
     issuing,
     looks,
     panel,
@@ -131,11 +132,19 @@ def _unavailable(estimate: GoodFaithEstimate, status: int = 200):
 
 
 @bp.route("/")
-@role_required("client")
+@role_required("client", "guardian")
 @read_only
 def client_list():
-    """List every estimate issued to the client, newest first, and offer to request one."""
+    """List every estimate issued to the client, newest first, and offer to request one (a
+    guardian: the estimates of their family's minors they may see, on each minor's log)."""
     me = _me()
+    if me.role == Role.GUARDIAN:
+        estimates = guardians.guardian_estimates(me)
+        guardians.listed(me, estimates)
+        return render_template("estimates/client_list.html", estimates=estimates,
+                               for_names=names_by_id({e.client_id for e in estimates}),
+                               guardian=True, requests=[], today=practice.today(),
+                               routing=None, nobody_told=False, withdrawn=None)
     requests = clients.open_requests(me)
     routing = clients.request_routing(me)
     return render_template("estimates/client_list.html", estimates=clients.client_estimates(me),
@@ -198,10 +207,17 @@ def show(estimate_id: uuid.UUID):
         return _unavailable(estimate)
     summary = billing.summary_of(estimate, document)
     links = follow_ups.linked(estimate)
+    if me.role == Role.GUARDIAN:  # a minor's issued estimate their guardian may see
+        guardians.opened(me, estimate)  # on the minor's access log before the page goes out
+        return render_template("estimates/client_show.html", estimate=estimate, doc=document,
+                               summary=summary, links=links, guardian=True,
+                               minor_name=names_by_id([estimate.client_id]).get(
+                                   estimate.client_id, ""))
     if me.role == Role.CLIENT:
         delivery.record_view(me, estimate)
         return render_template("estimates/client_show.html", estimate=estimate, doc=document,
-                               summary=summary, links=links)
+                               summary=summary, links=links,
+                               sharing=guardians.sharing_for(me, estimate))
     bill_form = BillForm()
     bill_form.provider.choices = _provider_choices(document)
     return _staff_show(estimate, document, summary, links, bill_form)
@@ -222,6 +238,7 @@ def _staff_show(estimate, document, summary, links, bill_form, status: int = 200
         diagnosis_hidden=not codes, look_reason=looks.reason_given(me),
         reasons=looks.reason_choices(), reason_endpoint="estimates.show", summary=summary,
         links=links, bill_form=bill_form, client_name=staff_lists.client_name(estimate),
+        sharing=guardians.sharing_for(me, estimate),
         events=delivery.delivery_events(estimate), history=corrections.history(estimate),
         today=practice.today(),
         bill_dates=billing.bill_dates(estimate), **billing.thresholds()), status
@@ -242,6 +259,8 @@ def download(estimate_id: uuid.UUID):
         return _unavailable(estimate)
     if looks.needs_reason(me):
         looks.downloaded(me, estimate, action)
+    elif me.role == Role.GUARDIAN:
+        guardians.downloaded(me, estimate)  # on the minor's access log
     else:
         delivery.record_download(me, estimate)
     return downloads.download(pdf, filename=content.pdf_filename(estimate),

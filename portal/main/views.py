@@ -11,6 +11,7 @@ START = {
     "client": ("messaging.inbox", "accounts.settings"),
     "therapist": ("messaging.dashboard", "accounts.my_clients"),
     "admin": ("admin.users",),
+    "guardian": ("guardians.family",),
 }
 
 

@@ -15,7 +15,9 @@ from portal.hooks import Gate
 from portal.pages import BEFORE_CONSENT
 from portal.policies import service
 
-GATED_ROLES = frozenset({Role.CLIENT})
+# A parent or guardian (portal.guardians) uses the portal like a client: the same Terms and
+# Privacy Policy to accept first.
+GATED_ROLES = frozenset({Role.CLIENT, Role.GUARDIAN})
 
 
 def acceptance_gate():
