@@ -6,7 +6,8 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
 from portal import practice
-from portal.accounts.identity import names_by_id
+from portal.accounts.display import person_label
+from portal.accounts.identity import names_by_id, pronouns_of
 from portal.accounts.models import Role
 from portal.audit.looks import clients_listed, record_look
 from portal.errors import RuleError
@@ -181,6 +182,8 @@ def _client_page(client, *, request_form=None, disclosure_form=None):
     shown = disclosures.disclosures_for(client.id, include_voided=True)
     people = {client.id, *(d.recorded_by_id for d in shown), *(d.voided_by_id for d in shown)}
     names = names_by_id({i for i in people if i})
+    if client.id in names:  # the page's heading: the client with their pronouns
+        names[client.id] = person_label(names[client.id], pronouns_of(client))
     record_look(me, RECORD_VIEWED, client.id)
     return render_template(
         "records/disclosures_client.html", client=client, names=names, found=found,

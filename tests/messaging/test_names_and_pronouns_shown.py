@@ -72,3 +72,11 @@ def test_without_pronouns_names_are_shown_as_before(people, login):
     page = login(people.therapist_y).get(f"/messages/{thread.id}").get_data(as_text=True)
     assert "With Blake Sun\n" in page or "With Blake Sun<" in page or "With Blake Sun " in page
     assert "Blake Sun (" not in page
+
+
+def test_the_clients_record_page_heading_has_their_pronouns(people, login):
+    _set_up(people)
+    page = login(people.therapist_x).get(f"/record/clients/{people.client_a.id}")
+    assert page.status_code == 200
+    assert "<h1>Alex Rivera (they/them): requests and disclosures</h1>" in page.get_data(
+        as_text=True)
