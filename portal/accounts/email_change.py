@@ -71,8 +71,9 @@ def _cancel_pending(user_id: uuid.UUID, now: datetime) -> int:
         .values(cancelled_at=now)).rowcount
 
 
-def request_email_change(actor: User, user: User, new_email: str) -> None:
-    """Start a correction of `user`'s email to `new_email` (an administrator only).
+def request_email_change(actor: User, user: User, new_email: str) -> str:
+    """Start a correction of `user`'s email to `new_email` (an administrator only); returns
+    the link mailed to the new address.
 
     Refused with a message for an address that is not one plain mailbox, the account's own,
     another account's, or one waiting to be confirmed for another account. An earlier change
@@ -106,8 +107,9 @@ def request_email_change(actor: User, user: User, new_email: str) -> None:
             user.id, context_for(EmailChange.new_email_sealed, change.id), email)
         db.session.add(change)
         base = current_app.config["PORTAL_BASE_URL"].rstrip("/")
-        enqueue(user, "email_change_confirm", to_address=email,
-                link=f"{base}/email-change/{token}", hours_valid=LINK_HOURS)
+        link = f"{base}/email-change/{token}"
+        enqueue(user, "email_change_confirm", to_address=email, link=link,
+                hours_valid=LINK_HOURS)
         old = email_of(user)
         if old:
             enqueue(user, "email_change_notice", to_address=old)
@@ -117,6 +119,7 @@ def request_email_change(actor: User, user: User, new_email: str) -> None:
     except Exception:
         db.session.rollback()  # a refused change must not be committed by a later write
         raise
+    return link
 
 
 def pending_change(user: User) -> PendingChange | None:

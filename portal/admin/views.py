@@ -6,11 +6,20 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from wtforms import SelectChoice
 
-from portal.accounts import service
+from portal.accounts import email_change, service
 from portal.accounts.forms import InviteForm, LastServiceForm
-from portal.accounts.identity import email_of, names_by_id, names_of
+from portal.accounts.identity import (
+    email_of,
+    legal_name_of,
+    name_of,
+    names_by_id,
+    names_of,
+    pronouns_of,
+)
 from portal.accounts.models import Role, User
+from portal.accounts.profile import Profile, update_profile
 from portal.admin import service as admin_service
+from portal.admin.forms import EmailForm, NamesForm
 from portal.audit.looks import ACCOUNT_VIEWED, clients_listed, record_look
 from portal.errors import RuleError
 from portal.forms import INVALID, EmptyForm, form_status, refuse, require_button
@@ -86,9 +95,10 @@ def invite():
 
 @bp.route("/users/<uuid:user_id>")
 @role_required("admin")
-def user(user_id: uuid.UUID, service_form=None, hold_form=None):
-    """Show one account: state, assignments and actions (a client's record keeping, with a
-    refused record-keeping form when one is given)."""
+def user(user_id: uuid.UUID, service_form=None, hold_form=None, names_form=None,
+         email_form=None):
+    """Show one account: state, corrections of names and email, assignments and actions (a
+    client's record keeping; a refused form when one is given)."""
     person = _user_or_404(user_id)
     therapists = service.therapists_of(person.id) if person.role == Role.CLIENT else []
     clients = service.clients_of(person.id) if person.role == Role.THERAPIST else []
@@ -100,7 +110,88 @@ def user(user_id: uuid.UUID, service_form=None, hold_form=None):
     return render_template("admin/user.html", person=person, names=names,
                            email=email_of(person), therapists=therapists, clients=clients,
                            therapist_choices=choices, form=EmptyForm(),
+                           **_corrections(person, names_form, email_form),
                            **_record_keeping(person, names, service_form, hold_form))
+
+
+def _fit(form: NamesForm, person: User) -> NamesForm:
+    """Keep the parts of a person's names their role has: a legal name is a client's,
+    credentials and reply hours are staff's."""
+    if person.role != Role.CLIENT:
+        del form.legal_name
+    if not person.is_staff:
+        del form.credentials
+        del form.reply_hours
+    return form
+
+
+def _corrections(person: User, names_form: NamesForm | None,
+                 email_form: EmailForm | None) -> dict:
+    """The forms that correct a person's names and email, and an email change waiting."""
+    if names_form is None:
+        names_form = _fit(NamesForm(formdata=None, name=name_of(person),
+                                    pronouns=pronouns_of(person),
+                                    legal_name=legal_name_of(person),
+                                    credentials=person.credentials or "",
+                                    reply_hours=person.reply_hours or ""), person)
+    return {"names_form": names_form, "email_form": email_form or EmailForm(formdata=None),
+            "pending": email_change.pending_change(person)}
+
+
+@bp.route("/users/<uuid:user_id>/names", methods=["POST"])
+@role_required("admin")
+def correct_names(user_id: uuid.UUID):
+    """Correct how a person is named (audited per part, ids only)."""
+    person = _user_or_404(user_id)
+    form = _fit(NamesForm(), person)
+    if form.validate_on_submit():
+        def given(name: str) -> str | None:
+            return form[name].data if name in form else None
+
+        try:
+            changed = update_profile(_me(), person, Profile(
+                name=form.name.data, pronouns=form.pronouns.data,
+                legal_name=given("legal_name"), credentials=given("credentials"),
+                reply_hours=given("reply_hours")))
+        except RuleError as error:
+            refuse(form, error)
+        else:
+            if changed:
+                flash("The changes are saved.", "success")
+            else:
+                flash("Nothing needed changing: the details were already like that.", "info")
+            return redirect(url_for("admin.user", user_id=person.id))
+    return user(person.id, names_form=form), INVALID
+
+
+@bp.route("/users/<uuid:user_id>/email", methods=["POST"])
+@role_required("admin")
+def change_email(user_id: uuid.UUID):
+    """Start a correction of a person's email: the new address gets a link to confirm it,
+    the old one is told without a link; nothing changes until the link is followed."""
+    person = _user_or_404(user_id)
+    form = EmailForm()
+    if form.validate_on_submit():
+        try:
+            email_change.request_email_change(_me(), person, form.email.data)
+        except RuleError as error:
+            refuse(form, error)
+        else:
+            flash("We sent a confirmation link to the new address; it works for "
+                  f"{email_change.LINK_HOURS} hours. Until it is followed, they keep signing "
+                  "in with their current address.", "success")
+            return redirect(url_for("admin.user", user_id=person.id))
+    return user(person.id, email_form=form), INVALID
+
+
+@bp.route("/users/<uuid:user_id>/email/cancel", methods=["POST"])
+@role_required("admin")
+def cancel_email_change(user_id: uuid.UUID):
+    """Cancel an email change that is waiting (its link stops working)."""
+    actor = _me()
+    return _action(user_id, lambda person: email_change.cancel_email_change(actor, person),
+                   "The email change is cancelled; its link no longer works.",
+                   "There was no email change waiting.")
 
 
 def _record_keeping(person: User, names: dict, service_form: LastServiceForm | None,

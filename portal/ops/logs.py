@@ -16,7 +16,7 @@ from flask import Flask, g, request
 from flask_login import current_user
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_TOKEN_PATH = re.compile(r"/(invitation|reset)/[^\s/?\"]+")
+_TOKEN_PATH = re.compile(r"/(invitation|reset|email-change)/[^\s/?\"]+")
 log = logging.getLogger("portal.request")
 
 
@@ -37,7 +37,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class RedactTokens(logging.Filter):
-    """Hide invitation and reset tokens in other loggers' lines (the dev server logs paths)."""
+    """Hide link tokens (invitation, reset, email change) in other loggers' lines (the dev
+    server logs paths)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.msg, str) and record.args:

@@ -371,8 +371,8 @@ def build_world(app: Flask) -> World:
     """Create people, conversations, estimates, policies and grants, with payloads stored in
     every free-text field a page shows back (names, subjects, bodies, file names, addresses)."""
     from portal import practice
+    from portal.accounts import email_change, tokens
     from portal.accounts import service as accounts
-    from portal.accounts import tokens
     from portal.accounts.models import TokenPurpose
     from portal.estimates import billing, drafting, issuing
     from portal.estimates.models import BilledAmount
@@ -447,6 +447,9 @@ def build_world(app: Flask) -> World:
                                          therapist_ids=[therapist.id])
     reset_token = tokens.issue(other_client.id, TokenPurpose.RESET, timedelta(minutes=30))
     db.session.commit()
+    # An email correction waiting (shown on the target's admin page; its link's pages).
+    moving = email_change.request_email_change(
+        admin, target, f"moved-{uuid.uuid4().hex[:6]}@example.org")
 
     # A request for a copy (open: its page shows the administrator's forms) and a disclosure.
     from portal.ops import holds
@@ -475,7 +478,8 @@ def build_world(app: Flask) -> World:
              "staff_signing_in": staff_signing_in, "other_therapist": other_therapist,
              "pending_client": pending_client, "client_with_mfa": client_with_mfa}
     return World(app, users, ids,
-                 {"invitation": link.rsplit("/", 1)[1], "reset": reset_token},
+                 {"invitation": link.rsplit("/", 1)[1], "reset": reset_token,
+                  "email_change": moving.rsplit("/", 1)[1]},
                  WriteLog(db.engine))
 
 
@@ -486,7 +490,8 @@ def real_value(world: World, rule: Rule, arg: str) -> str:
     if arg == "estimate_id" and drafts_only:
         return str(world.ids["draft_id"])
     if arg == "token":
-        return world.tokens["reset" if rule.endpoint.endswith("reset_link") else "invitation"]
+        kinds = {"accounts.reset_link": "reset", "accounts.email_change_link": "email_change"}
+        return world.tokens[kinds.get(rule.endpoint, "invitation")]
     if arg == "filename":
         return "css/portal.css"
     if arg == "session_id":
