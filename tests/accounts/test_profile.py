@@ -101,6 +101,7 @@ def test_staff_set_credentials_and_reply_hours(client, auth, db):
     assert pronouns_of(therapist) == "she/her"
     page = browser.get("/account").get_data(as_text=True)
     assert "Colleen Demo, LPC (she/her)" in page  # how clients will see it
+    assert "Colleen Demo, LPC (she/her) usually replies within a day." in page
 
 
 def test_staff_fields_posted_by_a_client_are_ignored(client, auth, db):
