@@ -2,6 +2,7 @@
 a desktop: the guardian signs in (accepting the policies if the gate asks), writes about the
 minor, and sees it in their inbox "About Riley"; the therapist finds it on their dashboard
 marked "Parent or guardian of Riley"; the minor's own conversation is a 404 for the guardian.
+The minor also has an issued Good Faith Estimate, so the guardian's account is as it would be.
 """
 
 import re
@@ -11,10 +12,12 @@ import pytest
 from playwright.sync_api import expect
 
 from portal import practice
+from portal.estimates import drafting, issuing
 from portal.extensions import db
 from portal.messaging import sending
 from portal.policies import service as policies
 from tests.e2e.support import sign_in_as
+from tests.estimates.conftest import complete_draft
 from tests.messaging.conftest import assign
 from tests.support.people import make_guardian, make_minor, make_user
 
@@ -32,9 +35,15 @@ def family(app, db):
     minor = make_minor(born, consent_by="guardian", guardian=guardian, name="Riley Rivera")
     therapist = make_user("therapist", "Colleen Demo")
     assign(minor, therapist)
+    # One issued Good Faith Estimate for the minor (the guardian consented, so they may see
+    # it; the estimate pages for guardians have their own tests).
+    estimate = drafting.create_draft(therapist, minor)
+    drafting.save_draft(therapist, estimate, complete_draft(
+        practice.today(), client_legal_name="Riley Rivera", client_dob=born))
+    number = issuing.issue(therapist, estimate.id).number
     own, _ = sending.start_thread(minor, counterpart_id=therapist.id, subject="Only mine",
                                   body="Just between me and my therapist.", notify=False)
-    found = {"guardian": guardian, "therapist": therapist, "own": own.id}
+    found = {"guardian": guardian, "therapist": therapist, "own": own.id, "gfe": number}
     db.session.commit()  # on SQLite an open transaction here would block the server
     return found
 
@@ -56,7 +65,11 @@ def test_guardian_writes_to_the_minors_therapist(browser, live_server, family, w
     context, page = fresh_page()
     sign_in_as(page, family["guardian"])
     _accept_policies_if_asked(page)
-    page.goto("/messages")
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Estimates").click()
+    expect(page.get_by_role("link", name=f"Estimate {family['gfe']}", exact=True)
+           ).to_be_visible()
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Messages").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Messages")
     expect(page.get_by_text("Riley Rivera\u2019s own conversations with their therapist stay "
                             "private to them")).to_be_visible()
     page.get_by_role("link", name="New message").first.click()
