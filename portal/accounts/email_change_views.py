@@ -47,6 +47,9 @@ def confirm_email_change():
     form = EmptyForm()
     if request.method == "POST" and not form.validate_on_submit():
         abort(400)
+    # Load this browser's session before anything else: when it is the account's own, it is
+    # the one session a confirmation keeps (a public page does not load it otherwise).
+    current_user.is_authenticated  # noqa: B018
     try:
         email_change.change_for(token)
         if request.method == "POST":

@@ -193,6 +193,23 @@ def test_confirming_ends_the_accounts_sessions_and_links_sent_to_the_old_address
     assert app.test_client().get(reset_path).status_code == 410
 
 
+def test_confirming_while_signed_in_as_them_keeps_that_session_only(app, admin):
+    _, browser = admin
+    person = make_user()
+    here, elsewhere = app.test_client(), app.test_client()
+    for device in (here, elsewhere):
+        assert sign_in(device, person).status_code == 302
+    _ask(browser, person, unique_email("new"))
+    path, _ = _confirm_path(person)
+    assert here.get(path).status_code == 302
+    done = post_form(here, "/email-change")
+    assert done.status_code == 302
+    home = here.get(done.location, follow_redirects=True)
+    assert "Other devices that were signed in to your account were signed out." in _body(home)
+    assert here.get("/account").status_code == 200
+    assert elsewhere.get("/account").status_code == 302
+
+
 def test_an_account_not_set_up_yet_is_invited_again_at_the_new_address(app, admin):
     _, browser = admin
     person = make_user(password=None)
