@@ -40,6 +40,11 @@ def _estimate_visible(user, estimate: GoodFaithEstimate) -> bool:
     return user.role == Role.ADMIN
 
 
+def visible(user, estimate: GoodFaithEstimate) -> bool:
+    """Whether this user may see this estimate (for links from one estimate to another)."""
+    return _estimate_visible(user, estimate)
+
+
 def estimate_for(user, estimate_id) -> GoodFaithEstimate:
     """Return a Good Faith Estimate this user may see, or 404.
 

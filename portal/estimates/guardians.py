@@ -17,6 +17,7 @@ from portal.accounts.models import Assignment, Role, User
 from portal.audit.catalogue import declare
 from portal.audit.looks import Look, record_looks
 from portal.errors import RuleError
+from portal.estimates import access
 from portal.estimates.models import TABLE, GoodFaithEstimate, Status
 from portal.extensions import db
 from portal.guardians import links
@@ -53,6 +54,13 @@ def guardian_estimates(guardian: User) -> list[GoodFaithEstimate]:
         select(GoodFaithEstimate)
         .where(or_(*wanted), GoodFaithEstimate.status != Status.DRAFT)
         .order_by(GoodFaithEstimate.issued_at.desc(), GoodFaithEstimate.sequence.desc())))
+
+
+def visible_links(guardian: User, linked: dict) -> dict:
+    """`follow_ups.linked` for a guardian's page: only estimates they may see themselves (a
+    newer estimate the minor has not shared is not even named)."""
+    return {key: estimate if estimate is not None and access.visible(guardian, estimate)
+            else None for key, estimate in linked.items()}
 
 
 def listed(guardian: User, estimates: list[GoodFaithEstimate]) -> int:

@@ -210,7 +210,8 @@ def show(estimate_id: uuid.UUID):
     if me.role == Role.GUARDIAN:  # a minor's issued estimate their guardian may see
         guardians.opened(me, estimate)  # on the minor's access log before the page goes out
         return render_template("estimates/client_show.html", estimate=estimate, doc=document,
-                               summary=summary, links=links, guardian=True,
+                               summary=summary, links=guardians.visible_links(me, links),
+                               guardian=True,
                                minor_name=names_by_id([estimate.client_id]).get(
                                    estimate.client_id, ""))
     if me.role == Role.CLIENT:

@@ -331,3 +331,18 @@ def test_every_guardian_look_at_an_estimate_is_on_the_minors_access_log(app, fam
     # The guardian's looks do not count as the minor's own delivery evidence.
     db.session.refresh(fam.jordan_gfe)
     assert fam.jordan_gfe.first_viewed_at is None and fam.jordan_gfe.download_count == 0
+
+
+def test_a_replacement_the_minor_has_not_shared_is_not_even_named(app, fam):
+    from portal.estimates import follow_ups
+
+    links.share(fam.riley, fam.riley_link, "estimate", fam.riley_gfe.id)
+    correction = follow_ups.start_correction(fam.therapist, fam.riley_gfe)
+    drafting.save_draft(fam.therapist, correction, complete_draft(practice_today()))
+    newer = issuing.issue(fam.therapist, correction.id)
+    client = signed_in(app, fam.guardian)
+    page = _text(client.get(f"/estimates/{fam.riley_gfe.id}"))
+    assert "Replaced" in page and newer.number not in page
+    assert client.get(f"/estimates/{newer.id}").status_code == 404
+    # Riley sees their own replacement named, as always.
+    assert newer.number in _text(signed_in(app, fam.riley).get(f"/estimates/{fam.riley_gfe.id}"))
