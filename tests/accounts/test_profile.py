@@ -161,3 +161,20 @@ def test_the_new_name_and_pronouns_are_not_readable_at_rest(client, auth, db):
     dump = b"".join(bytes(v) if isinstance(v, (bytes, memoryview)) else str(v).encode()
                     for v in whole)
     assert b"Quillon" not in dump and b"xe/xem" not in dump
+
+
+def test_a_legal_name_changes_only_when_someone_sets_it(app, db):
+    admin, person = make_admin(), make_client("Jordan Lee")
+    assert update_profile(admin, person, Profile(legal_name="Jordan A. Lee")) == ["legal_name"]
+    assert update_profile(person, person, Profile(name="Jo")) == ["name"]
+    assert legal_name_of(_fresh(db, person)) == "Jordan A. Lee"
+    # "" makes it the name they go by again (stored as not set: it follows from now on)
+    person = _fresh(db, person)
+    assert update_profile(admin, person, Profile(legal_name="")) == ["legal_name"]
+    person = _fresh(db, person)
+    assert legal_name_of(person) == "Jo" and not legal_name_is_set(person)
+    # the same legal name again is no change, and records nothing
+    assert update_profile(admin, person, Profile(name="Jo", legal_name="Jo")) == []
+    # a therapist has no legal name to set
+    therapist = make_therapist()
+    assert update_profile(therapist, therapist, Profile(legal_name="Someone")) == []
