@@ -457,6 +457,13 @@ def build_world(app: Flask) -> World:
     from portal.records import requests as record_requests
 
     hold = holds.place(admin, target, "dispute")  # the release route's <hold_id>
+    # The target is a minor with a guardian (the admin's guardian pages' <link_id>).
+    from portal.guardians import links as guardian_links
+
+    guardian = make_user("guardian", f"Gale {XSS_TAGS}", mfa_on=False)
+    guardian_links.record_minor(admin, target, born=guardian_links.birthday(today, -15),
+                                consent_by="guardian")
+    guardianship = guardian_links.link(admin, guardian, target)
     record_request = record_requests.make(client, client, "copy", f"My notes {XSS_TAGS}")
     disclosure = record_disclosures.record_disclosure(
         therapist, client, disclosed_on=today, recipient=f"A court {XSS_ATTR}",
@@ -471,7 +478,7 @@ def build_world(app: Flask) -> World:
         "inactive_id": inactive.id, "invited_id": invited.id,
         "slug": "accessibility", "number": 1,
         "request_id": record_request.id, "disclosure_id": disclosure.id,
-        "client_id": client.id, "hold_id": hold.id,
+        "client_id": client.id, "hold_id": hold.id, "link_id": guardianship.id,
     }
     users = {"client": client, "therapist": therapist, "admin": admin,
              "other_client": other_client, "target": target, "inactive": inactive,
