@@ -261,3 +261,21 @@ def test_the_deliver_mail_round_ends_access_at_18_and_the_history_says_so(app, m
     assert "ended: turned 18" in html and "No longer a minor" in html
     assert db.session.scalar(select(func.count()).select_from(User).where(
         User.role == Role.GUARDIAN)) == 1
+
+
+def test_the_demo_has_two_minors_one_of_each_consent_linked_to_their_parent(app):
+    from portal.cli import seed_demo
+
+    seed_demo()
+    casey = find_by_email("casey@example.org")
+    assert casey.role == Role.GUARDIAN
+    riley, jesse = find_by_email("riley@example.org"), find_by_email("jesse@example.org")
+    assert links.guardian_consented(riley.id) and not links.guardian_consented(jesse.id)
+    assert set(links.live_minor_ids(casey.id)) == {riley.id, jesse.id}
+    colleen = find_by_email("colleen@coeo.example")
+    assigned = set(db.session.scalars(select(Assignment.client_id).where(
+        Assignment.therapist_id == colleen.id)))
+    assert {riley.id, jesse.id} <= assigned
+    html = signed_in(app, find_by_email("admin@coeo.example")).get(
+        f"/admin/users/{riley.id}/minor").get_data(as_text=True)
+    assert '<a href="/admin/users" aria-current="page">People</a>' in html  # its section
