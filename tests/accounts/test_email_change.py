@@ -377,6 +377,18 @@ def test_a_waiting_change_is_shown_and_can_be_cancelled(app, admin):
     assert len(audit_actions(action="account.email_change_cancelled")) == 1
 
 
+def test_a_deactivated_account_is_not_offered_a_change_and_is_refused_one(app, admin):
+    _, browser = admin
+    person = make_user(active=False)
+    page = _body(browser.get(_page(person)))
+    assert "reactivate it to change its email address" in page
+    assert "New email address" not in page
+    refused = _ask(browser, person, unique_email("new"))
+    assert refused.status_code == 422
+    assert "Reactivate the account before changing its email address." in _body(refused)
+    assert _changes(person) == []
+
+
 @pytest.mark.parametrize("role", ["client", "therapist"])
 def test_only_administrators_reach_the_corrections(app, role):
     outsider = make_user(role)

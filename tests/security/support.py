@@ -669,6 +669,9 @@ class Actor:
         elif endpoint == "accounts.reset_password":
             self.client.get(f"/reset/{self.world.tokens['reset']}")
             self.refresh_csrf("/reset")
+        elif endpoint == "accounts.confirm_email_change":
+            self.client.get(f"/email-change/{self.world.tokens['email_change']}")
+            self.refresh_csrf("/email-change")
         elif endpoint == "accounts.mfa_challenge":
             staff = self.world.users["staff_signing_in"]
             with self.client.session_transaction() as session:

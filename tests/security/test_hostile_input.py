@@ -291,7 +291,7 @@ def discovered_forms(world: World) -> dict[str, dict[str, Form]]:
         found: dict[str, Form] = {}
         for url in _crawl_urls(world):
             for endpoint in ("accounts.accept_invitation", "accounts.reset_password",
-                             "accounts.mfa_challenge"):
+                             "accounts.confirm_email_change", "accounts.mfa_challenge"):
                 if actor.endpoint_of(url, "GET") == endpoint:
                     actor.prepare(endpoint)
             response = actor.client.get(url)
