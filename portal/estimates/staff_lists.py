@@ -4,7 +4,8 @@ import uuid
 
 from sqlalchemy import func, select, true
 
-from portal.accounts.identity import name_of, names_of
+from portal.accounts.display import person_label
+from portal.accounts.identity import name_of, names_of, pronouns_by_id, pronouns_of
 from portal.accounts.models import Assignment, Role, User
 from portal.estimates.models import GoodFaithEstimate, Status
 from portal.extensions import db
@@ -50,14 +51,18 @@ def staff_estimates(user: User, *, client_id: uuid.UUID | None = None, limit: in
 
 
 def client_names(estimates: list[GoodFaithEstimate]) -> dict[uuid.UUID, str]:
-    """Open the clients' names of a list of estimates with one key query."""
+    """The clients of a list of estimates as staff see them named, with their pronouns (one
+    key query; one statement for the pronouns)."""
     ids = {e.client_id for e in estimates}
     if not ids:
         return {}
     users = list(db.session.scalars(select(User).where(User.id.in_(ids))))
-    return names_of(users)
+    names = names_of(users)
+    pronouns = pronouns_by_id(ids)
+    return {i: person_label(name, pronouns.get(i, "")) for i, name in names.items()}
 
 
 def client_name(estimate: GoodFaithEstimate) -> str:
-    """The client's name for a staff page about one estimate."""
-    return name_of(db.session.get(User, estimate.client_id))
+    """The client's name, with their pronouns, for a staff page about one estimate."""
+    client = db.session.get(User, estimate.client_id)
+    return person_label(name_of(client), pronouns_of(client))

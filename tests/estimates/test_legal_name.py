@@ -1,5 +1,6 @@
 """A Good Faith Estimate names the client by their legal name, not the name they go by; an
-estimate issued before a correction keeps the name it was issued with."""
+estimate issued before a correction keeps the name it was issued with. Staff pages about
+estimates name the client as the portal does, with their pronouns."""
 
 import io
 from dataclasses import replace
@@ -10,6 +11,7 @@ from portal.accounts.profile import Profile, update_profile
 from portal.estimates import content, drafting, issuing
 from portal.practice import today as practice_today
 from tests.estimates.conftest import complete_draft
+from tests.support.auth import inject_session
 
 
 def _pdf_text(estimate) -> str:
@@ -55,3 +57,14 @@ def test_an_issued_estimate_keeps_the_name_it_was_issued_with(practice):
     update_profile(practice.admin, practice.client, Profile(legal_name="Zoe Otsuka"))
     assert content.open_pdf(before) == pdf
     assert content.open_document(before).client_legal_name == "Zoë Nguyễn-Ōtsuka"
+
+
+def test_staff_see_the_clients_pronouns_on_estimate_pages(practice, app):
+    client = practice.client
+    update_profile(client, client, Profile(name="Zoë N.", pronouns="she/her"))
+    draft = drafting.create_draft(practice.therapist, client)
+    browser = inject_session(app.test_client(), practice.therapist)
+    page = browser.get(f"/estimates/{draft.id}/edit").get_data(as_text=True)
+    assert "Estimate for Zoë N. (she/her)" in page
+    listing = browser.get("/estimates/practice").get_data(as_text=True)
+    assert "Zoë N. (she/her)" in listing
