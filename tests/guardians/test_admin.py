@@ -279,3 +279,28 @@ def test_the_demo_has_two_minors_one_of_each_consent_linked_to_their_parent(app)
     html = signed_in(app, find_by_email("admin@coeo.example")).get(
         f"/admin/users/{riley.id}/minor").get_data(as_text=True)
     assert '<a href="/admin/users" aria-current="page">People</a>' in html  # its section
+
+
+def test_a_guardian_invited_from_the_minors_page_sets_a_password_from_the_email(app, today):
+    from tests.accounts.support import link_in, mail_text, outbox
+
+    admin, client = make_admin(), make_minor(date(2012, 3, 3))
+    browser = signed_in(app, admin)
+    page = f"/admin/users/{client.id}/minor"
+    assert _post(browser, page, f"{page}/invite",
+                 {"name": "Rowan Parent", "email": "rowan@example.org"}).status_code == 302
+    rowan = find_by_email("rowan@example.org")
+    (mail,) = outbox("invitation", rowan)
+    path, _ = link_in(mail_text(mail))
+    invited = app.test_client()
+    assert invited.get(path).status_code == 302  # the token moves into the session
+    form = invited.get("/invitation")
+    assert form.status_code == 200
+    done = invited.post("/invitation", data={
+        "csrf_token": csrf_from(form.get_data(as_text=True)),
+        "password": "a long and quiet guardian passphrase", "confirm":
+        "a long and quiet guardian passphrase"})
+    assert done.status_code == 302
+    db.session.rollback()
+    assert db.session.get(User, rowan.id).password_hash  # the account is set up
+    assert invited.get(done.location, follow_redirects=True).status_code == 200
