@@ -9,7 +9,13 @@ from portal.accounts.models import User
 from portal.accounts.profile import Profile, update_profile
 from portal.audit.models import AuditEvent
 from portal.errors import RuleError
-from tests.support.people import csrf_from, make_admin, make_client, make_therapist
+from tests.support.people import (
+    csrf_from,
+    make_admin,
+    make_client,
+    make_guardian,
+    make_therapist,
+)
 
 pytestmark = pytest.mark.usefixtures("isolated_requests")
 
@@ -178,3 +184,13 @@ def test_a_legal_name_changes_only_when_someone_sets_it(app, db):
     # a therapist has no legal name to set
     therapist = make_therapist()
     assert update_profile(therapist, therapist, Profile(legal_name="Someone")) == []
+
+
+def test_a_parent_or_guardian_sets_their_own_name_and_pronouns(client, auth, db):
+    person = make_guardian("Casey Parent")
+    browser = auth.login(person)
+    page = browser.get("/account").get_data(as_text=True)
+    assert "the practice\u2019s staff" in page and "Legal name" not in page
+    assert _post(browser, {"name": "Casey P.", "pronouns": "he/they"}).status_code == 302
+    person = _fresh(db, person)
+    assert (name_of(person), pronouns_of(person)) == ("Casey P.", "he/they")
