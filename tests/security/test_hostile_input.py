@@ -663,8 +663,12 @@ def test_every_form_was_found_on_some_page(world):
     # A deadline correction's form shows only for a draft with a recorded deadline date, and
     # the next-session form only for a correction with no session booked; the world's draft
     # has neither (so it can still be deleted): tests/estimates/test_deadline_corrections.py
-    # posts bad input to both (422 inline, 404, 400).
+    # posts bad input to both (422 inline, 404, 400). "Share with <guardian>" and "Stop
+    # sharing" show only on the estimate of a minor who consented to their own care (the
+    # world's minor's parent consented): tests/guardians/test_family.py posts to both as every
+    # kind of person (404) and without a token (400).
     assert wanted - found == {"accounts.keepalive", "accounts.quick_exit", "policies.admin_init",
                               "messaging.save_draft", "messaging.discard_draft",
                               "admin.deactivate", "estimates.correct_date",
-                              "estimates.next_service"}
+                              "estimates.next_service", "guardians.share_estimate",
+                              "guardians.stop_sharing_estimate"}
