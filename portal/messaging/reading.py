@@ -29,6 +29,7 @@ from portal.crypto.hooks import report_decrypt_failure
 from portal.db import utcnow
 from portal.db.transactions import write_transaction
 from portal.extensions import db
+from portal.guardians.links import guardian_consented
 from portal.messaging import access, notifications
 from portal.messaging.access import ThreadAccess, care_client_of, is_assigned
 from portal.messaging.attachments import KINDS
@@ -208,7 +209,8 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
         client_label=labels[thread.client_id], therapist_label=labels[thread.therapist_id],
         therapist_reply_note=reply_note(labels[thread.therapist_id],
                                         staff.get(thread.therapist_id, ("", ""))[1]),
-        about_client_id=about, about_name=names.get(about, "") if about else None)
+        about_client_id=about, about_name=names.get(about, "") if about else None,
+        about_self_consented=bool(about) and viewer.is_staff and not guardian_consented(about))
 
 
 # When a conversation was last handed over: the row's marker is cleared once the new

@@ -59,9 +59,11 @@ class ThreadPage:
     client_label: str = ""
     therapist_label: str = ""
     therapist_reply_note: str = ""
-    # A parent or guardian's conversation about a minor: the minor's id and name.
+    # A parent or guardian's conversation about a minor: the minor's id and name, and whether
+    # the minor consented to their own care (then they decide what a guardian is told).
     about_client_id: uuid.UUID | None = None
     about_name: str | None = None
+    about_self_consented: bool = False
 
 
 @dataclass(frozen=True)

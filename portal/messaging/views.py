@@ -90,8 +90,15 @@ def _guardian_context(me) -> dict:
     choices = sending.guardian_choices(me)
     minors = list(dict.fromkeys([m for m, _ in choices.pairs] + choices.without_therapist))
     names = names_by_id(minors)
-    return {"guardian": True, "choices": choices,
-            "about_names": _and([names.get(m, "") for m in minors]) if minors else "",
+    about = _and([names.get(m, "") for m in minors]) if minors else ""
+    therapists = len({t.id for _, t in choices.pairs})
+    return {"guardian": True, "choices": choices, "about_names": about,
+            # "Riley's own conversations ..." / "The conversations Riley and Jesse have ..."
+            "private_words": (f"{about}\u2019s own conversations with their therapist stay "
+                              "private to them" if len(minors) == 1 else
+                              f"The conversations {about} have with their therapists stay "
+                              "private to them"),
+            "therapist_words": "the therapist" if therapists <= 1 else "the therapists",
             "writable_names": _and(list(dict.fromkeys(
                 names.get(m, "") for m, _ in choices.pairs))) if choices.pairs else "",
             "no_therapist_names": [names.get(m, "") for m in choices.without_therapist],

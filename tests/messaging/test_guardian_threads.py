@@ -292,7 +292,8 @@ def test_notices_go_both_ways_as_for_clients(family):
 
 def test_emergency_access_to_the_minor_leaves_the_guardians_conversation_out(family, login):
     admin = make_admin()
-    grant = emergency.grant(admin, client_id=family["minor"].id, reason="A welfare check the police asked for tonight.")
+    grant = emergency.grant(admin, client_id=family["minor"].id,
+                            reason="A welfare check the police asked for tonight.")
     _, rows = emergency.client_threads(admin, grant.id)
     assert [r.id for r in rows] == [family["own"]]
     with pytest.raises(NotFound):
@@ -311,3 +312,25 @@ def test_guardian_attachments_follow_the_link(family, login):
     links.unlink(make_admin(), links.live_link(family["guardian"].id, family["minor"].id))
     assert login(family["guardian"]).get(
         f"/messages/attachments/{attachment}").status_code == 404
+
+
+def test_the_therapist_is_reminded_when_the_minor_consented_themselves(app, login,
+                                                                       monkeypatch):
+    freeze(monkeypatch, CLOCK_DAY)
+    guardian = make_guardian("Gale Rivera")
+    minor = make_minor(date(2011, 1, 5), consent_by="minor", guardian=guardian,
+                       name="Jesse Rivera")  # 15
+    therapist = make_user("therapist", "Colleen Xu")
+    assign(minor, therapist)
+    thread, _ = sending.start_thread(guardian, counterpart_id=therapist.id,
+                                     about_client_id=minor.id, subject="A question",
+                                     body="How is Jesse doing?", notify=False)
+    note = "Jesse Rivera consented to their own care, so they decide what of it is shared"
+    assert note in login(therapist).get(f"/messages/{thread.id}").get_data(as_text=True)
+    assert note not in login(guardian).get(f"/messages/{thread.id}").get_data(as_text=True)
+
+
+def test_consent_by_the_guardian_says_nothing_of_the_kind(family, login):
+    page = login(family["therapist"]).get(f"/messages/{family['theirs']}").get_data(
+        as_text=True)
+    assert "consented to their own care" not in page
