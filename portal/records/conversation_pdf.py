@@ -49,7 +49,8 @@ class _ConversationPdf(FPDF):
 # Joiners and selectors that only shape the character before them: dropped, never named.
 _SHAPERS = {0x200D, 0xFE0E, 0xFE0F, 0x20E3} | set(range(0x1F3FB, 0x1F400))
 OTHER_SCRIPT = "[text in a script this PDF cannot show]"
-_OTHER_RUNS = re.compile(rf"{re.escape(OTHER_SCRIPT)}(?:[\s.,;:!?'\"()-]*{re.escape(OTHER_SCRIPT)})+")
+_OTHER = re.escape(OTHER_SCRIPT)
+_OTHER_RUNS = re.compile(rf"{_OTHER}(?:[\s.,;:!?'\"()-]*{_OTHER})+")
 
 
 def printable(text: str) -> str:
