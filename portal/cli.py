@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from portal import hooks
 from portal.accounts import mfa, passwords, service
-from portal.accounts.identity import find_by_email, set_identity
+from portal.accounts.identity import find_by_email, set_identity, set_names
 from portal.accounts.models import Assignment, Role, User
 from portal.audit.cli import audit_verify_command
 from portal.crypto.cli import keys_cli
@@ -47,6 +47,12 @@ DEMO_ASSIGNMENTS = {"alex@example.org": ["colleen@coeo.example"],
                     "jesse@example.org": ["colleen@coeo.example"]}
 # The practice's covering clinicians (on call): they read what clients write to the practice.
 DEMO_COVERING = {"kristen@coeo.example"}
+# How some of them are named beyond their name: pronouns, and staff's credentials and hours.
+DEMO_DETAILS = {
+    "colleen@coeo.example": ("she/her", "LPC", "usually replies within a day"),
+    "kristen@coeo.example": ("she/her", "LCSW", "usually replies within 2 business days"),
+    "alex@example.org": ("they/them", None, None),
+}
 
 
 @portal_cli.command("create-user")
@@ -93,6 +99,9 @@ def seed_demo() -> None:
         user = User(id=new_id(), role=role, mfa_prompt_dismissed=True,
                     covering=email in DEMO_COVERING)
         set_identity(user, name=name, email=email)
+        if email in DEMO_DETAILS:
+            pronouns, user.credentials, user.reply_hours = DEMO_DETAILS[email]
+            set_names(user, pronouns=pronouns)
         user.password_hash = passwords.hash_password(password)
         if key:
             user.totp_seed_sealed = mfa.seal_seed(user, key)
