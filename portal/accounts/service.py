@@ -41,10 +41,10 @@ def _link(path: str) -> str:
     return f"{_base_url()}{path}"
 
 
-def _mail(user: User, template: str, **context) -> None:
+def _mail(user: User, template: str, *, background: bool = False, **context) -> None:
     address = email_of(user)
     if address:
-        enqueue(user, template, to_address=address, **context)
+        enqueue(user, template, to_address=address, background=background, **context)
 
 
 def password_problems(user: User | None, password: str, *, name: str = "",
@@ -257,7 +257,7 @@ def verify_second_factor(user: User, code: str) -> SignIn:
     code = (code or "").strip()
     used_recovery = False
     ok = mfa.accept_totp(user, code)
-    if not ok and len(mfa.normalize_code(code)) == 10:
+    if not ok and mfa.normalize_recovery_code(code) is not None:
         ok = used_recovery = mfa.use_recovery_code(user, code)
     locked = user.locked_until is not None and user.locked_until > utcnow()
     usable = user.active and not user.password_disabled and user.password_hash is not None
@@ -348,7 +348,12 @@ def change_password(user: User, current: str, new: str) -> None:
 
 
 def request_reset(email: str) -> None:
-    """Email a reset link if the account exists; the caller answers the same either way."""
+    """Email a reset link if the account exists; the caller answers the same either way.
+
+    The mail goes from the mail layer's background thread (`background=True`), never from
+    the worker that answered: a worker busy talking to the mail server would answer the next
+    request late only when the address has an account.
+    """
     user = find_by_email(email)
     if user is None or not user.active or user.password_hash is None:
         record("account.password.reset_requested", actor=None, outcome="failure")
@@ -356,7 +361,8 @@ def request_reset(email: str) -> None:
         return
     minutes = current_app.config["RESET_MINUTES"]
     token = tokens.issue(user.id, TokenPurpose.RESET, timedelta(minutes=minutes))
-    _mail(user, "password_reset", link=_link(f"/reset/{token}"), minutes_valid=minutes)
+    _mail(user, "password_reset", link=_link(f"/reset/{token}"), minutes_valid=minutes,
+          background=True)
     record("account.password.reset_requested", actor=None, target=("user", user.id))
     db.session.commit()
 

@@ -14,9 +14,11 @@ exception class name only.
 """
 
 import logging
+import os
 import smtplib
 import ssl
 import sys
+import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -41,6 +43,7 @@ log = logging.getLogger("portal.mail")
 CLAIM_FOR = timedelta(minutes=2)
 MAX_BACKOFF_MINUTES = 60
 _AFTER_COMMIT_KEY = "portal.mail.after_commit"
+_BACKGROUND_KEY = "portal.mail.background"  # sent by _Background, off the request's worker
 _HELD_KEY = "portal_mail_held"  # on `g`: mail a request committed, sent after its answer
 _TABLE = OutboxMessage.__table__
 
@@ -81,8 +84,11 @@ def render(template: str, **context) -> tuple[str, str]:
     return text, html
 
 
-def enqueue(user, template: str, *, to_address: str | None = None, **context) -> OutboxMessage:
-    """Queue a templated mail to a user inside the caller's transaction (the caller commits)."""
+def enqueue(user, template: str, *, to_address: str | None = None, background: bool = False,
+            **context) -> OutboxMessage:
+    """Queue a templated mail to a user inside the caller's transaction (the caller commits).
+
+    `background`: after commit, send it from the background thread, not the caller's."""
     if user is None or getattr(user, "id", None) is None:
         raise TypeError("enqueue needs the recipient's account (with an id)")
     text, html = render(template, **context)
@@ -96,7 +102,8 @@ def enqueue(user, template: str, *, to_address: str | None = None, **context) ->
     row.body_html_sealed = seal(user.id, _context(row.id, "body_html_sealed"), html)
     db.session.add(row)
     if current_app.config.get("MAIL_SEND_AFTER_COMMIT"):
-        pending = db.session.info.setdefault(_AFTER_COMMIT_KEY, {})
+        pending = db.session.info.setdefault(_BACKGROUND_KEY if background
+                                             else _AFTER_COMMIT_KEY, {})
         pending[row.id] = Outgoing(row.id, row.subject, address, text, html)
     return row
 
@@ -160,10 +167,15 @@ def _deliver_after_commit(session: Session) -> None:
     """Send what the committed transaction queued (in a request, once the answer is out);
     failures stay pending for the worker."""
     pending = session.info.pop(_AFTER_COMMIT_KEY, None)
-    if not pending or not has_app_context():
+    background = session.info.pop(_BACKGROUND_KEY, None)
+    if not (pending or background) or not has_app_context():
         return
     app = current_app._get_current_object()
     if not app.config.get("MAIL_SEND_AFTER_COMMIT"):
+        return
+    if background:
+        _background.submit(app, list(background.values()))
+    if not pending:
         return
     held = g.get(_HELD_KEY) if has_request_context() else None
     if held is not None:
@@ -185,6 +197,53 @@ def _send_now(app: Flask, items: list[Outgoing]) -> None:
 def _forget_after_rollback(session: Session, previous_transaction) -> None:
     if previous_transaction.parent is None:
         session.info.pop(_AFTER_COMMIT_KEY, None)
+        session.info.pop(_BACKGROUND_KEY, None)
+
+
+class _Background:
+    """One sending thread per process, started on first use (and again in a forked child)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._jobs: list = []
+        self._wake = threading.Condition(self._lock)
+        self._busy = 0
+
+    def submit(self, app: Flask, items: list[Outgoing]) -> None:
+        with self._lock:
+            if self._pid != os.getpid():  # a forked worker has no thread of its parent's
+                self._pid, self._jobs, self._busy = os.getpid(), [], 0
+                threading.Thread(target=self._run, name="mail-background", daemon=True).start()
+            self._jobs.append((app, items))
+            self._busy += 1
+            self._wake.notify_all()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._jobs:
+                    self._wake.wait()
+                app, items = self._jobs.pop(0)
+            try:
+                _send_now(app, items)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+                    self._wake.notify_all()
+
+    def wait(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far was tried (for tests); False on timeout."""
+        with self._lock:
+            return self._wake.wait_for(lambda: self._busy == 0, timeout)
+
+
+_background = _Background()
+
+
+def wait_for_background(timeout: float = 10.0) -> bool:
+    """Wait until the background thread has tried every mail given to it so far."""
+    return _background.wait(timeout)
 
 
 def _send_from_memory(config, items: list[Outgoing]) -> None:
