@@ -30,10 +30,13 @@ def status_command() -> None:
         click.echo(f"  {b.state:<10} {b.age:<18} {b.data_keys:>10} {b.sealed_values:>14}")
     click.echo("Sealed fields:")
     click.echo(f"  {'field':<32} {'values':>8} {'newest key':>11} {'older key':>10} "
-               f"{'unopenable':>11}")
+               f"{'unopenable':>11} {'unpadded':>9}")
     for f in st.fields:
         click.echo(f"  {f.table + '.' + f.column:<32} {f.values:>8} {f.on_current_key:>11} "
-                   f"{f.on_older_key:>10} {f.unopenable:>11}")
+                   f"{f.on_older_key:>10} {f.unopenable:>11} {f.unpadded:>9}")
+    if any(f.unpadded for f in st.fields):
+        click.echo("Unpadded: short values sealed before padding, whose length shows; "
+                   "`portal keys reencrypt` pads them.")
 
 
 @keys_cli.command("rewrap")

@@ -25,8 +25,10 @@ from portal.extensions import db
 CACHE_ATTR = "_portal_crypto_keys"
 PENDING_INFO = "portal_crypto_new_keys"
 WRAP_AAD_LABEL = b"coeo-portal data key v1\x00"
-SEAL_VERSION = 1
+SEAL_VERSION = 1  # unpadded (long values, and every value sealed before padding)
+PADDED_VERSION = 2  # padded to a length bucket (see portal.crypto.sealing)
 HEADER_PREFIX = bytes([SEAL_VERSION])
+PADDED_PREFIX = bytes([PADDED_VERSION])
 PRELOAD_CHUNK = 1000  # owners per SELECT; keeps IN lists inside every driver's limits
 
 
@@ -82,10 +84,14 @@ _KEYS_OF = select(*KEY_COLUMNS).where(DataKey.owner_id.in_(
 
 
 class DataKeyHandle:
-    """An unwrapped data key with the bytes the seal format needs precomputed."""
+    """An unwrapped data key with the bytes the seal format needs precomputed.
+
+    `padded` is False; `padded_twin()` is the same key with `padded` True, which the cache
+    files under the version 2 header, so opening learns the blob's version from the one
+    lookup it makes anyway (the open of a 2 KB message has no room for another test)."""
 
     __slots__ = ("aead", "decrypt", "encrypt", "header", "id", "id_bytes", "owner_id",
-                 "owner_int", "tail")
+                 "owner_int", "padded", "padded_header", "tail")
 
     def __init__(self, data_key_id: uuid.UUID, owner_id: uuid.UUID, key: bytes) -> None:
         self.id = data_key_id
@@ -95,7 +101,16 @@ class DataKeyHandle:
         self.aead = AESGCM(key)
         self.encrypt, self.decrypt = self.aead.encrypt, self.aead.decrypt  # hot path: bound once
         self.header = HEADER_PREFIX + self.id_bytes
+        self.padded_header = PADDED_PREFIX + self.id_bytes
         self.tail = owner_id.bytes + self.id_bytes  # end of every seal's associated data
+        self.padded = False
+
+    def padded_twin(self) -> "DataKeyHandle":
+        twin = object.__new__(DataKeyHandle)
+        for name in DataKeyHandle.__slots__:
+            setattr(twin, name, getattr(self, name))
+        twin.padded = True
+        return twin
 
     def __repr__(self) -> str:
         return f"<DataKeyHandle {self.id} owner={self.owner_id}>"
@@ -107,20 +122,27 @@ class KeyCache:
     __slots__ = ("by_header", "current", "rows", "unwraps")
 
     def __init__(self) -> None:
-        # Keyed by the 17-byte blob header (version + key id): one lookup checks both.
+        # Keyed by the 17-byte blob header (version + key id): one lookup checks both. Each
+        # key is there twice, under the header of each version (`add`).
         self.by_header: dict[bytes, DataKeyHandle] = {}
         self.current: dict[int, DataKeyHandle] = {}
         self.rows: dict[int, dict[uuid.UUID, KeyRow]] = {}
         self.unwraps = 0
 
+    def add(self, handle: DataKeyHandle) -> None:
+        """Cache an unwrapped key under the header of every blob version that names it."""
+        self.by_header[handle.header] = handle
+        self.by_header[handle.padded_header] = handle.padded_twin()
+
     def forget_key(self, key_id: uuid.UUID, owner_int: int) -> None:
         """Drop a key whose row a rollback discarded, and what was derived from its owner's rows."""
         self.by_header.pop(HEADER_PREFIX + key_id.bytes, None)
+        self.by_header.pop(PADDED_PREFIX + key_id.bytes, None)
         self.rows.pop(owner_int, None)
         self.current.pop(owner_int, None)
 
     def __repr__(self) -> str:
-        return f"<KeyCache keys={len(self.by_header)} owners={len(self.rows)}>"
+        return f"<KeyCache keys={len(self.by_header) // 2} owners={len(self.rows)}>"
 
 
 # The cache lives on flask.g. `fast_keys` holds the current app context's (by_header, current)
@@ -210,7 +232,7 @@ def _handle(cache: KeyCache, row: KeyRow) -> DataKeyHandle:
         raise DecryptionError("unwrap-failed")
     cache.unwraps += 1
     handle = DataKeyHandle(row.id, row.owner_id, key)
-    cache.by_header[handle.header] = handle
+    cache.add(handle)
     return handle
 
 
@@ -268,7 +290,7 @@ def create_data_key(owner_id: uuid.UUID | str) -> DataKeyHandle:
                            wrapped=wrapped, created_at=created_at))
     rows[key_id] = KeyRow(key_id, owner, master_key_id, wrapped, created_at, None, None)
     handle = DataKeyHandle(key_id, owner, key)
-    cache.by_header[handle.header] = handle
+    cache.add(handle)
     # Remembered on the session whose transaction holds the row (see _after_soft_rollback).
     db.session.info.setdefault(PENDING_INFO, []).append((cache, key_id, owner.int))
     return handle

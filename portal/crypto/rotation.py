@@ -5,7 +5,8 @@
 - `reencrypt`: give owners fresh data keys and reseal their fields in batches, one commit per
   batch. Safe to re-run after a crash: an owner with more than one live key is resumed with
   its newest key, blobs already naming it are skipped, and old keys are retired only once no
-  blob names them.
+  blob names them. Resealing writes today's format, so one run also pads every short value
+  sealed before padding existed (`status` counts those as `unpadded`).
 - `shred`: drop an owner's wrapped keys, for records past retention.
 
 Blob headers name their data key, so status and the retire check count keys in SQL
@@ -29,7 +30,15 @@ from portal.crypto.errors import DecryptionError
 from portal.crypto.hooks import report_decrypt_failure, report_key_event
 from portal.crypto.models import DataKey
 from portal.crypto.registry import SealedField, sealed_fields
-from portal.crypto.sealing import HEADER_LEN, VERSION, open_bytes, seal_with
+from portal.crypto.sealing import (
+    HEADER_LEN,
+    UNPADDED_SHORT_MAX,
+    VERSION,
+    VERSIONS,
+    current_format,
+    open_bytes,
+    seal_with,
+)
 from portal.db import utcnow
 from portal.extensions import db
 
@@ -66,6 +75,7 @@ class FieldStatus:
     on_current_key: int = 0
     on_older_key: int = 0
     unopenable: int = 0  # unknown or shredded data key, or not a sealed blob
+    unpadded: int = 0  # short values sealed before padding (version 1): reencrypt pads them
 
 
 @dataclass
@@ -88,6 +98,17 @@ def _header_counts(sealed: SealedField) -> Counter[bytes]:
     return Counter({bytes(h or b""): n for h, n in rows})
 
 
+def _unpadded_count(sealed: SealedField) -> int:
+    """Count version 1 blobs short enough to hold a value that is padded today, in SQL."""
+    blob = sealed.blob_column
+    version = func.substr(blob, literal_column("1"), literal_column("1"))
+    return db.session.scalar(
+        select(func.count()).select_from(sealed.model).where(
+            blob.is_not(None), version == bindparam("v1", bytes([VERSION]), type_=blob.type),
+            func.length(blob) <= UNPADDED_SHORT_MAX)
+    ) or 0
+
+
 def _key_ids_in_use() -> set[uuid.UUID]:
     """Every data key id some registered blob names."""
     used: set[uuid.UUID] = set()
@@ -96,7 +117,7 @@ def _key_ids_in_use() -> set[uuid.UUID]:
         head = func.substr(blob, literal_column("1"), literal_column(str(HEADER_LEN)))
         for (h,) in db.session.execute(select(head).where(blob.is_not(None)).distinct()):
             h = bytes(h or b"")
-            if len(h) == HEADER_LEN and h[0] == VERSION:
+            if len(h) == HEADER_LEN and h[0] in VERSIONS:
                 used.add(uuid.UUID(bytes=h[1:]))
     return used
 
@@ -137,7 +158,7 @@ def status(now: datetime | None = None) -> KeyStatus:
         for header, count in _header_counts(sealed).items():
             fs.values += count
             row = None
-            if len(header) == HEADER_LEN and header[0] == VERSION:
+            if len(header) == HEADER_LEN and header[0] in VERSIONS:
                 row = by_id.get(uuid.UUID(bytes=header[1:]))
             if row is None or state_of(row) == "shredded":
                 fs.unopenable += count
@@ -147,6 +168,7 @@ def status(now: datetime | None = None) -> KeyStatus:
                 fs.on_current_key += count
             else:
                 fs.on_older_key += count
+        fs.unpadded = _unpadded_count(sealed)
         fields_out.append(fs)
 
     masters = {k: MasterKeyStatus(k, True, k == keys.current_key_id) for k in configured}
@@ -400,7 +422,8 @@ def _reseal_batch(sealed: SealedField, batch: list[tuple[Any, uuid.UUID, bytes, 
         if owner_id not in in_scope:
             continue
         target = envelope.current_key(owner_id)
-        if bytes(blob[1:HEADER_LEN]) == target.id_bytes and blob[:1] == bytes([VERSION]):
+        # Resumed runs skip what is done: the newest key, and the format seal writes today.
+        if bytes(blob[1:HEADER_LEN]) == target.id_bytes and current_format(blob):
             result.skipped += 1
             continue
         context = sealed.context(row_id)

@@ -60,10 +60,14 @@ def test_empty_and_large_bytes_round_trip(owner):
 
 def test_blob_layout_is_version_key_nonce_ciphertext_tag(owner):
     blob = seal(owner, ctx(), b"hello")
-    assert blob[0] == 1
-    assert len(blob) == 1 + 16 + 12 + 5 + 16
+    assert blob[0] == 2  # short: padded to the 32-byte bucket (tests/crypto/test_padding.py)
+    assert len(blob) == 1 + 16 + 12 + 32 + 16
     key_id = crypto.blob_key_id(blob)
     assert db.session.get(DataKey, key_id).owner_id == owner
+    long_blob = seal(owner, ctx(), b"x" * 300)
+    assert long_blob[0] == 1  # long: unpadded
+    assert len(long_blob) == 1 + 16 + 12 + 300 + 16
+    assert crypto.blob_key_id(long_blob) == key_id
 
 
 @pytest.mark.parametrize("change", ["table", "column", "row"])
@@ -121,7 +125,7 @@ def test_every_truncation_is_refused(owner):
             open_bytes(owner, context, blob[:length])
 
 
-@pytest.mark.parametrize("version", [0, 2, 255])
+@pytest.mark.parametrize("version", [0, 3, 255])
 def test_unknown_version_is_refused(owner, version):
     context = ctx()
     blob = seal(owner, context, b"x")
