@@ -12,7 +12,7 @@ from datetime import date, timedelta
 
 from flask import current_app, request, session
 from flask_login import logout_user
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from portal import hooks, practice
 from portal.accounts import mfa, passwords, sessions, tokens
@@ -183,8 +183,69 @@ def _attempt(user: User, outcome: str) -> None:
     db.session.add(SignInAttempt(user_id=user.id, ip=ip, user_agent=agent, outcome=outcome))
 
 
+# The outcomes of SignInAttempt rows that are counted guesses.
+_GUESSES = ("failure", "code-failure")
+_FRESH_START = ("success", "reset")  # the guesses before these no longer count
+# One source alone never switches a password off: it takes failures from at least this many.
+DISABLE_MIN_SOURCES = 2
+
+
+def _source() -> str | None:
+    return request.remote_addr if request else None
+
+
+def _since_success(user: User):
+    """The condition on SignInAttempt for the guesses made since the account's last success
+    (a sign-in, or a password set from a reset link)."""
+    last = (select(func.max(SignInAttempt.at))
+            .where(SignInAttempt.user_id == user.id, SignInAttempt.outcome.in_(_FRESH_START))
+            .scalar_subquery())
+    return (SignInAttempt.user_id == user.id, SignInAttempt.outcome.in_(_GUESSES),
+            SignInAttempt.at > func.coalesce(last, user.created_at))
+
+
+def _guesses_from_here(user: User) -> int:
+    source = _source()
+    same = SignInAttempt.ip.is_(None) if source is None else SignInAttempt.ip == source
+    return db.session.scalar(select(func.count()).where(*_since_success(user), same)) or 0
+
+
+def _guessing_sources(user: User) -> int:
+    """How many sources (client addresses) guessed since the last success, this one included."""
+    found = set(db.session.scalars(select(SignInAttempt.ip).where(*_since_success(user))
+                                   .distinct()))
+    return len(found | {_source()})
+
+
+def _refused_here(user: User, remembered: bool) -> str | None:
+    """Why this attempt is refused before its password or code counts: 'locked' during a
+    pause (unless the browser is remembered), 'refused' from a source that reached the
+    ceiling itself; None when it is checked."""
+    if remembered:
+        return None
+    if _guesses_from_here(user) >= current_app.config["DISABLE_THRESHOLD"]:
+        return "refused"
+    if user.locked_until is not None and user.locked_until > utcnow():
+        return "locked"
+    return None
+
+
 def _register_failure(user: User) -> None:
-    """Count a failure across processes; lock at every 10th, disable the password at 100."""
+    """Count a failure across processes; lock at every 10th, disable the password at 100.
+
+    The 100-failure ceiling is counted per source (the client address as the app sees it,
+    `request.remote_addr`) as well as per account, over the guesses since the account's last
+    successful sign-in (its SignInAttempt rows):
+    - a source that has made DISABLE_THRESHOLD failures is refused for this account from
+      then on (its attempts are not checked, nor counted), so it has no more guesses;
+    - the password is switched off at DISABLE_THRESHOLD failures of the account only when
+      they came from at least DISABLE_MIN_SOURCES sources.
+    So one source alone can pause an account (every 10th failure) but never switch its
+    password off, and the password still never meets more than about DISABLE_THRESHOLD
+    guesses between two successes, however many sources share them. A remembered browser
+    (sessions.remembered_user_id) passes the pause and the source's ceiling, not a
+    switched-off password; its wrong passwords count like any other.
+    """
     cfg = current_app.config
     count = db.session.execute(
         update(User).where(User.id == user.id)
@@ -192,7 +253,7 @@ def _register_failure(user: User) -> None:
                 total_failed_signins=User.total_failed_signins + 1)
         .returning(User.failed_signins)
     ).scalar_one()
-    if count >= cfg["DISABLE_THRESHOLD"]:
+    if count >= cfg["DISABLE_THRESHOLD"] and _guessing_sources(user) >= DISABLE_MIN_SOURCES:
         if not user.password_disabled:
             user.password_disabled = True
             record("auth.password_disabled", actor=None, target=("user", user.id),
@@ -205,8 +266,12 @@ def _register_failure(user: User) -> None:
         _mail(user, "lockout_notice", minutes=minutes, link=_link("/forgot-password"))
 
 
-def authenticate(email: str, password: str) -> SignIn:
-    """Check an email and password without saying which one was wrong, or that it is locked."""
+def authenticate(email: str, password: str, *,
+                 remembered_id: uuid.UUID | None = None) -> SignIn:
+    """Check an email and password without saying which one was wrong, or that it is locked.
+
+    `remembered_id`: the account this browser signed in to before (its device cookie); the
+    right password from it is accepted during a pause (see _register_failure)."""
     user = find_by_email(email)
     if user is None:
         passwords.verify_password(None, password)  # same cost as a real check
@@ -214,7 +279,8 @@ def authenticate(email: str, password: str) -> SignIn:
         db.session.commit()
         return SignIn("failed")
     ok = passwords.verify_password(user.password_hash, password)
-    locked = user.locked_until is not None and user.locked_until > utcnow()
+    remembered = remembered_id is not None and remembered_id == user.id
+    locked = _refused_here(user, remembered)
     usable = user.active and not user.password_disabled and user.password_hash is not None
     if not ok or locked or not usable:
         if not ok and usable and not locked:
@@ -225,7 +291,7 @@ def authenticate(email: str, password: str) -> SignIn:
         # which must not confirm a guess) is told its access is paused, not to reset.
         paused = (ok and not locked and not user.active and not user.password_disabled
                   and user.password_hash is not None)
-        reason = "locked" if locked or user.password_disabled or paused else "failure"
+        reason = locked or ("locked" if user.password_disabled or paused else "failure")
         _attempt(user, reason)
         record("auth.signin.failure", actor=None, target=("user", user.id), outcome="failure")
         db.session.commit()
@@ -238,11 +304,18 @@ def authenticate(email: str, password: str) -> SignIn:
         _attempt(user, "password-ok")
         db.session.commit()
         return SignIn("mfa", user)
-    user.failed_signins = 0
-    user.locked_until = None
+    _clear_failures(user)
     _finish_signin(user, mfa_verified=False)
     db.session.commit()
     return SignIn("ok", user)
+
+
+def _clear_failures(user: User) -> None:
+    """After a success: the count starts again; a pause still holds back other browsers (a
+    remembered browser passed it) until its end."""
+    user.failed_signins = 0
+    if user.locked_until is not None and user.locked_until <= utcnow():
+        user.locked_until = None
 
 
 def _finish_signin(user: User, *, mfa_verified: bool) -> None:
@@ -252,14 +325,16 @@ def _finish_signin(user: User, *, mfa_verified: bool) -> None:
     record("auth.signin.success", actor=user, target=("user", user.id))
 
 
-def verify_second_factor(user: User, code: str) -> SignIn:
-    """Finish a sign-in with a TOTP code or a recovery code; failures count like passwords."""
+def verify_second_factor(user: User, code: str, *,
+                         remembered_id: uuid.UUID | None = None) -> SignIn:
+    """Finish a sign-in with a TOTP code or a recovery code; failures count like passwords
+    (and a remembered browser passes a pause here too)."""
     code = (code or "").strip()
     used_recovery = False
     ok = mfa.accept_totp(user, code)
     if not ok and mfa.normalize_recovery_code(code) is not None:
         ok = used_recovery = mfa.use_recovery_code(user, code)
-    locked = user.locked_until is not None and user.locked_until > utcnow()
+    locked = _refused_here(user, remembered_id is not None and remembered_id == user.id)
     usable = user.active and not user.password_disabled and user.password_hash is not None
     if not ok or locked or not usable:
         if not ok and usable and not locked:
@@ -271,8 +346,7 @@ def verify_second_factor(user: User, code: str) -> SignIn:
     if used_recovery:
         record("auth.recovery_code.used", actor=user, target=("user", user.id),
                severity="high")
-    user.failed_signins = 0
-    user.locked_until = None
+    _clear_failures(user)
     _finish_signin(user, mfa_verified=True)
     db.session.commit()
     return SignIn("ok", user)
@@ -325,12 +399,16 @@ def check_current_password(user: User, current: str) -> None:
     Someone holding a stolen session must not be able to guess the password here without
     the lockout (and its email to the account holder) that sign-in would trigger.
     """
+    if _guesses_from_here(user) >= current_app.config["DISABLE_THRESHOLD"]:
+        raise RuleError("There were too many wrong passwords. Please reset your password "
+                        "to go on.", "current_password")
     if user.locked_until is not None and user.locked_until > utcnow():
         minutes = current_app.config["LOCKOUT_MINUTES"]
         raise RuleError(f"There were too many wrong passwords. Please try again in "
                            f"{minutes} minutes.", "current_password")
     if not passwords.verify_password(user.password_hash, current):
         _register_failure(user)
+        _attempt(user, "failure")  # its source counts towards the ceiling like a sign-in's
         db.session.commit()
         raise RuleError("That is not your current password.", "current_password")
 
@@ -383,6 +461,7 @@ def reset_password(token: str, new: str) -> User:
     user.locked_until = None
     user.alt_id = new_alt_id()
     sessions.end_all(user.id)
+    _attempt(user, "reset")  # earlier guesses no longer count towards any ceiling
     record("account.password.reset", actor=user, target=("user", user.id))
     _mail(user, "password_changed")
     db.session.commit()

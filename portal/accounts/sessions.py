@@ -11,6 +11,7 @@ import uuid
 from datetime import timedelta
 
 from flask import Response, current_app, g, request, session
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import LargeBinary, bindparam, delete, select, update
 
 from portal.accounts.models import User, UserSession
@@ -58,6 +59,19 @@ def start(user: User, *, mfa_verified: bool) -> UserSession:
     g.pop(current_app.config.get("WTF_CSRF_FIELD_NAME", "csrf_token"), None)
     session[SESSION_KEY] = token
     return row
+
+
+def renew(user: User) -> UserSession | None:
+    """Give this browser a new session token (after a password change or enrolling in two-step
+    sign-in): the old token stops working, and the browser stays signed in with the new one."""
+    row = current()
+    if row is None:
+        return None
+    mfa_verified = row.mfa_verified
+    db.session.delete(row)
+    fresh = start(user, mfa_verified=mfa_verified)
+    g.user_session = fresh
+    return fresh
 
 
 def current() -> UserSession | None:
@@ -147,3 +161,61 @@ def describe_device(user_agent: str | None) -> str:
     if browser and system:
         return f"{browser} on {system}"
     return browser or system or "Unknown device"
+
+
+# --- the remembered browser -------------------------------------------------------------
+# A browser that has signed in to an account is given a signed cookie naming the account (its
+# id, never a name or an address) and a random device id. During a lockout pause the right
+# password is still accepted from it (service.authenticate), so a stranger who knows an email
+# cannot keep its owner out. Signed with SECRET_KEY; the salt keeps it from passing for any
+# other signed value of the app.
+
+DEVICE_SALT = "coeo-portal remembered browser v1"
+DEVICE_DAYS = 365
+
+
+def device_cookie_name() -> str:
+    secure = bool(current_app.config.get("SESSION_COOKIE_SECURE"))
+    return ("__Host-" if secure else "") + "coeo_device"
+
+
+def _device_signer() -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(current_app.secret_key, salt=DEVICE_SALT)
+
+
+def _device() -> dict | None:
+    raw = request.cookies.get(device_cookie_name()) if request else None
+    if not raw or len(raw) > 400:
+        return None
+    try:
+        value = _device_signer().loads(raw, max_age=DEVICE_DAYS * 86400)
+    except BadSignature:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("u"), str) \
+            or not isinstance(value.get("d"), str):
+        return None
+    return value
+
+
+def remembered_user_id() -> uuid.UUID | None:
+    """The account this browser has signed in to before (a valid device cookie), or None."""
+    value = _device()
+    if value is None:
+        return None
+    try:
+        return uuid.UUID(value["u"])
+    except ValueError:
+        return None
+
+
+def remember_device(response: Response, user: User) -> Response:
+    """Set (or refresh) the device cookie after a successful sign-in of `user`."""
+    value = _device()
+    device_id = value["d"] if value is not None and value["u"] == str(user.id) \
+        else secrets.token_urlsafe(16)
+    response.set_cookie(device_cookie_name(),
+                        _device_signer().dumps({"u": str(user.id), "d": device_id}),
+                        max_age=DEVICE_DAYS * 86400, path="/", httponly=True,
+                        secure=bool(current_app.config.get("SESSION_COOKIE_SECURE")),
+                        samesite="Lax")
+    return response

@@ -35,6 +35,7 @@ from portal.accounts.forms import (
 )
 from portal.accounts.identity import (
     email_of,
+    find_by_email,
     legal_name_of,
     name_of,
     names_of,
@@ -85,19 +86,33 @@ def _pending_user() -> User | None:
 
 
 def _after_signin(user: User, next_url: str | None):
+    """Land a signed-in browser, and remember it (its device cookie) for the lockout."""
     login_user(user)
     if user.is_staff and not user.mfa_enabled:
-        return redirect(url_for("accounts.mfa_setup"))
-    if (user.role == Role.CLIENT and not user.mfa_enabled and not user.mfa_prompt_dismissed):
-        return redirect(url_for("accounts.mfa_offer"))
-    return redirect(safe_next(next_url) or url_for("main.home"))
+        response = redirect(url_for("accounts.mfa_setup"))
+    elif (user.role == Role.CLIENT and not user.mfa_enabled and not user.mfa_prompt_dismissed):
+        response = redirect(url_for("accounts.mfa_offer"))
+    else:
+        response = redirect(safe_next(next_url) or url_for("main.home"))
+    return sessions.remember_device(response, user)
+
+
+def _remembered_here() -> bool:
+    """Whether this browser has signed in to the account the form names (its device
+    cookie): such a browser is not held back by the per-account rate limit either."""
+    remembered = sessions.remembered_user_id()
+    if remembered is None:
+        return False
+    user = find_by_email(request.form.get("email", ""))
+    return user is not None and user.id == remembered
 
 
 @bp.route("/sign-in", methods=["GET", "POST"])
 @public
 @allowed_before_consent
 @limiter.limit(_ip_limit, methods=["POST"])
-@limiter.limit(_account_limit, key_func=_account_key, methods=["POST"])
+@limiter.limit(_account_limit, key_func=_account_key, methods=["POST"],
+               exempt_when=_remembered_here)
 def sign_in():
     """Sign in with email and password (then a code, when two-step sign-in is on)."""
     if current_user.is_authenticated:  # e.g. an idle tab whose session another tab kept
@@ -106,7 +121,8 @@ def sign_in():
     if request.method == "GET":
         form.next.data = safe_next(request.args.get("next"))
     if form.validate_on_submit():
-        result = service.authenticate(form.email.data, form.password.data)
+        result = service.authenticate(form.email.data, form.password.data,
+                                      remembered_id=sessions.remembered_user_id())
         if result.status == "mfa":
             session.clear()
             session["mfa_pending"] = {"uid": result.user.alt_id, "at": time.time(),
@@ -134,7 +150,8 @@ def mfa_challenge():
     form = CodeForm()
     if form.validate_on_submit():
         next_url = session.get("mfa_pending", {}).get("next")
-        result = service.verify_second_factor(user, form.code.data)
+        result = service.verify_second_factor(user, form.code.data,
+                                              remembered_id=sessions.remembered_user_id())
         if result.status == "ok":
             session.pop("mfa_pending", None)
             return _after_signin(user, next_url)
