@@ -26,6 +26,7 @@ CACHEABLE = "cacheable"                  # the same for everyone: the browser ma
 READ_ONLY = "read_only"                  # a GET that only reads (SQLite: no write lock)
 BEFORE_CONSENT = "allowed_before_consent"        # reachable with policies still to accept
 BEFORE_ENROLMENT = "allowed_before_enrolment"    # reachable by staff before two-step sign-in
+UPLOADS = "accepts_uploads"              # takes multipart bodies up to MAX_CONTENT_LENGTH
 
 
 def _marker(*marks: str) -> Callable[[View], View]:
@@ -48,6 +49,11 @@ allowed_before_consent = _marker(BEFORE_CONSENT)
 allowed_before_consent.__doc__ = "Let a client with policies still to accept reach the page."
 allowed_before_enrolment = _marker(BEFORE_ENROLMENT)
 allowed_before_enrolment.__doc__ = "Let staff who have not set up two-step sign-in reach it."
+accepts_uploads = _marker(UPLOADS)
+accepts_uploads.__doc__ = """Let signed-in people send files here (up to MAX_CONTENT_LENGTH).
+
+Every other request (and any request from someone not signed in) is held to
+MAX_FORM_MEMORY_SIZE before its body is read (`portal.security`)."""
 
 
 def marks_of(view: Callable | None) -> frozenset[str]:

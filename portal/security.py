@@ -38,17 +38,44 @@ def is_public(endpoint: str | None) -> bool:
 
 
 def _limit_form_size() -> None:
-    """Hold bodies that are not uploads to MAX_FORM_MEMORY_SIZE (413 beyond it).
+    """Hold every body to MAX_FORM_MEMORY_SIZE, except signed-in uploads; 413 beyond it.
 
-    Werkzeug reads a url-encoded body into memory whole, up to MAX_CONTENT_LENGTH (sized for
-    attachments), so without this any form could be made to parse tens of megabytes.
+    Werkzeug reads a url-encoded body into memory whole, and the CSRF check reads the form
+    (multipart included) before any view runs, up to MAX_CONTENT_LENGTH (sized for five
+    attachments). So only a view marked `accepts_uploads`, asked by someone with a live
+    session, gets the larger limit; anything else is held to the form limit. The limit is
+    checked here, before a byte of the body is read: a Content-Length beyond it is refused at
+    once, and a chunked body is read through a stream that stops at the limit.
     """
-    if request.mimetype == "multipart/form-data":
-        return
     limit = current_app.config.get("MAX_FORM_MEMORY_SIZE")
     overall = request.max_content_length
-    if limit and (overall is None or limit < overall):
+    held = bool(limit and (overall is None or limit < overall) and not _may_upload(limit))
+    if held:
         request.max_content_length = limit
+    length = request.content_length
+    if length is None and held and request.mimetype == "multipart/form-data":
+        # A chunked body: read it here, into memory the form limit allows anyway, through
+        # Werkzeug's stream that stops at the limit (a body that reaches it is too large, as
+        # Werkzeug counts). The form is then parsed from this copy; parsed from the stream,
+        # a file part cut off at the limit would stay open.
+        if len(request.get_data(cache=True)) >= limit:
+            abort(413)
+    elif (length is not None and request.max_content_length is not None
+          and length > request.max_content_length):
+        abort(413)
+
+
+def _may_upload(limit: int) -> bool:
+    """Say whether this request may send more than `limit` bytes: a multipart body, to a view
+    that takes files, from someone signed in. Reads no body; loads the session only for a
+    body that needs it (the same loading the sign-in check does next)."""
+    if request.mimetype != "multipart/form-data":
+        return False
+    if request.content_length is not None and request.content_length <= limit:
+        return False  # fits the form limit anyway: no need to know who is asking
+    if not pages.endpoint_has(request.endpoint, pages.UPLOADS):
+        return False
+    return bool(current_user.is_authenticated)
 
 
 def _require_sign_in():

@@ -25,7 +25,7 @@ from portal.messaging import access, drafts, emergency, escalation, lists, readi
 from portal.messaging.attachments import clean_name
 from portal.messaging.audited import GUARDIAN_THREAD_LISTED, GUARDIAN_THREAD_VIEWED, INBOX_LISTED
 from portal.messaging.forms import ComposeForm, EmergencyForm, ReplyForm, chosen_files
-from portal.pages import read_only
+from portal.pages import accepts_uploads, read_only
 from portal.paging import cursor, page_number
 from portal.security import role_required
 
@@ -136,6 +136,7 @@ def access_log():
 
 @bp.route("/messages/new", methods=["GET", "POST"])
 @role_required("client", "guardian", "therapist")
+@accepts_uploads
 def compose():
     """Start a conversation: a subject, a first message and optional files."""
     me = _me()
@@ -259,6 +260,7 @@ def _thread_page(thread_id: uuid.UUID, form: ReplyForm, status: int = 200, *,
 
 
 @bp.route("/messages/<uuid:thread_id>/reply", methods=["POST"])
+@accepts_uploads
 def reply(thread_id: uuid.UUID):
     """Send a reply; on a problem, show the thread again with the text kept."""
     me = _me()
