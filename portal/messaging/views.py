@@ -26,7 +26,7 @@ from portal.messaging.attachments import clean_name
 from portal.messaging.audited import GUARDIAN_THREAD_LISTED, GUARDIAN_THREAD_VIEWED, INBOX_LISTED
 from portal.messaging.forms import ComposeForm, EmergencyForm, ReplyForm, chosen_files
 from portal.pages import accepts_uploads, read_only
-from portal.paging import cursor, page_number
+from portal.paging import MAX_PAGE, cursor, page_number
 from portal.security import role_required
 
 bp = Blueprint("messaging", __name__)
@@ -336,15 +336,26 @@ def attachment(attachment_id: uuid.UUID):
 
 # --- therapists ----------------------------------------------------------------------------
 
-@bp.route("/dashboard")
+@bp.route("/dashboard", methods=["GET", "POST"])
 @role_required("therapist")
 @read_only
 def dashboard():
-    """The therapist's home: who is waiting for a reply, crisis-flagged first."""
+    """The therapist's home: who is waiting for a reply, crisis-flagged first.
+
+    A search by client name is a POST (with its CSRF token) whose results render here, so
+    the name never reaches a URL, the browser's history or an access log; during a search
+    its filters and pages post the search again. A `q` in the query string is ignored.
+    """
     me = _me()
-    show = request.args.get("show", "all")
-    query = request.args.get("q", "")[:lists.SEARCH_MAX]
-    listing = lists.dashboard(me, show=show, query=query, page=page_number())
+    if request.method == "POST":
+        searched = request.form
+        query = searched.get("q", "").strip()[:lists.SEARCH_MAX]
+        show = searched.get("show", "all")
+        page = searched.get("page", default=1, type=int)
+        page = page if page and 0 < page < MAX_PAGE else 1  # as page_number() reads it
+    else:
+        query, show, page = "", request.args.get("show", "all"), page_number()
+    listing = lists.dashboard(me, show=show, query=query, page=page)
     g.unread_messages = listing.unread_messages
     # Other features' panels (e.g. estimates due) are included by the template; their
     # context keys are namespaced by the feature (e.g. `estimates_panel`), and ours win.

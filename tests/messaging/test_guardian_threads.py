@@ -147,7 +147,9 @@ def test_inbox_and_dashboard_mark_the_conversation(family, login):
 
 
 def test_dashboard_search_finds_it_by_the_minors_name(family, login):
-    page = login(family["therapist"]).get("/dashboard?q=riley").get_data(as_text=True)
+    web = login(family["therapist"])
+    page = web.post("/dashboard", data={"csrf_token": csrf_token(web, "/dashboard"),
+                                        "q": "riley"}).get_data(as_text=True)
     assert "Parent or guardian of Riley Rivera" in page
 
 

@@ -261,5 +261,7 @@ def test_dashboard_orders_crisis_then_longest_waiting(app, db, people, login):
     assert html.count("badge--crisis") >= 1
     awaiting = login(colleen).get("/dashboard?show=awaiting").get_data(as_text=True)
     assert "Di Answered" not in awaiting and "Ann Early" in awaiting
-    found = login(colleen).get("/dashboard?q=ben").get_data(as_text=True)
+    searching = login(colleen)
+    found = searching.post("/dashboard", data={"csrf_token": csrf_token(searching, "/dashboard"),
+                                               "q": "ben"}).get_data(as_text=True)
     assert "Ben Later" in found and "Ann Early" not in found
