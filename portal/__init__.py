@@ -15,7 +15,7 @@ from portal.accounts import feature as accounts
 from portal.admin import feature as admin
 from portal.cli import portal_cli
 from portal.db import (
-    connections,  # noqa: F401 - every connection's set-up
+    connections,  # every connection's set-up; the development database's file modes
     transactions,
 )
 from portal.estimates import feature as estimates
@@ -95,6 +95,11 @@ def _prepare_development(app: Flask) -> None:
     instance.mkdir(parents=True, exist_ok=True)
     if not app.config.get("SQLALCHEMY_DATABASE_URI"):
         app.config["SQLALCHEMY_DATABASE_URI"] = f"sqlite:///{instance / 'portal.db'}"
+    # The database (and its -wal, -shm and lock files) readable by its owner only, also when
+    # an earlier version or another umask made them wider.
+    database = connections.sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"], app.instance_path)
+    if database:
+        connections.make_private(database)
     if not app.config.get("SECRET_KEY"):
         key_file = instance / "secret_key"
         if not key_file.exists():

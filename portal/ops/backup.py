@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy import inspect
 from sqlalchemy.engine import make_url
 
+from portal.db.connections import make_private
 from portal.extensions import db
 
 
@@ -41,13 +42,43 @@ def _pg_args(url) -> tuple[list[str], dict]:
     return args, env
 
 
+PRIVATE = 0o600  # a backup holds everything the database does: its owner reads it, nobody else
+
+
+def _create_private(target: Path) -> None:
+    """Create `target` empty and owner-only, whatever the umask; refuse one that exists."""
+    try:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, PRIVATE)
+    except FileExistsError:
+        raise BackupError(f"{target} already exists; choose a new file name") from None
+    try:
+        os.fchmod(fd, PRIVATE)
+    finally:
+        os.close(fd)
+
+
 def backup(target: str | Path) -> BackupResult:
-    """Write a consistent snapshot of the database to `target` (refuses to overwrite)."""
+    """Write a consistent snapshot of the database to `target` (refuses to overwrite).
+
+    The file is created owner-only (0600) before anything is written to it; SQLite and
+    pg_dump then write into it and keep its mode.
+    """
     target = Path(target)
     if target.exists():
         raise BackupError(f"{target} already exists; choose a new file name")
     target.parent.mkdir(parents=True, exist_ok=True)
     url = _url()
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        raise BackupError(f"backups are not supported for {url.get_backend_name()}")
+    _create_private(target)
+    try:
+        return _write_backup(url, target)
+    except BaseException:
+        target.unlink(missing_ok=True)  # no half-written backup left behind
+        raise
+
+
+def _write_backup(url, target: Path) -> BackupResult:
     if url.get_backend_name() == "sqlite":
         db.session.remove()
         source = sqlite3.connect(url.database)
@@ -70,7 +101,7 @@ def backup(target: str | Path) -> BackupResult:
         if result.returncode != 0:
             raise BackupError("pg_dump failed: " + result.stderr.strip().splitlines()[-1])
         return BackupResult(target, "pg_dump --format=custom", target.stat().st_size)
-    raise BackupError(f"backups are not supported for {url.get_backend_name()}")
+    raise BackupError(f"backups are not supported for {url.get_backend_name()}")  # not reached
 
 
 def _base_env() -> dict:
@@ -98,6 +129,7 @@ def restore(source: str | Path) -> str:
         try:
             if src.execute("PRAGMA integrity_check").fetchone()[0] != "ok":
                 raise BackupError(f"{source} is not a healthy SQLite backup")
+            make_private(url.database)  # the restored database: owner-only, as a new one is
             dest = sqlite3.connect(url.database)
             with dest:
                 src.backup(dest)
