@@ -4,7 +4,9 @@
 
 1. Seal and open a 2 KB message through portal.crypto, with a warm per-request key cache,
    against bare AESGCM encrypt/decrypt (random nonce, nonce prepended) of the same bytes.
-   The ratio must stay under 1.5; the script exits 1 when it does not.
+   The ratio must stay under 1.5; the script exits 1 when it does not. The same for a
+   20-byte name, which is padded to 32 bytes (blob version 2): reported, with no limit (the
+   fixed costs weigh more against bare AES-GCM of 20 bytes).
 2. `reencrypt` over N sealed messages in a temporary SQLite file: messages per second.
 
 It builds its own minimal app (database + crypto only) and its own table, registered in the
@@ -65,7 +67,8 @@ def make_app(workdir: Path) -> Flask:
     return app
 
 
-def bench_seal_open(size: int = 2048) -> bool:
+def bench_seal_open(size: int = 2048, *, limit: float | None = RATIO_LIMIT,
+                    label: str = "2 KB message") -> bool:
     data = os.urandom(size)
     owner = uuid.uuid4()
     db.session.add(User(id=owner, role="client", email_index=os.urandom(32),
@@ -99,13 +102,15 @@ def bench_seal_open(size: int = 2048) -> bool:
             timings[name].append(min(timer.repeat(number=n, repeat=3)) / n * 1e6)
     t = {k: min(v) for k, v in timings.items()}
     seal_ratio, open_ratio = t["seal"] / t["bare_enc"], t["open"] / t["bare_dec"]
-    print(f"2 KB message, warm per-request key cache ({size} bytes):")
+    print(f"{label}, warm per-request key cache ({size} bytes, blob {len(blob)} bytes):")
     print(f"  seal  {t['seal']:6.2f} us   bare AESGCM encrypt {t['bare_enc']:6.2f} us   "
           f"ratio {seal_ratio:.2f}")
     print(f"  open  {t['open']:6.2f} us   bare AESGCM decrypt {t['bare_dec']:6.2f} us   "
           f"ratio {open_ratio:.2f}")
-    ok = seal_ratio < RATIO_LIMIT and open_ratio < RATIO_LIMIT
-    print(f"  limit {RATIO_LIMIT}: {'ok' if ok else 'EXCEEDED'}")
+    if limit is None:
+        return True
+    ok = seal_ratio < limit and open_ratio < limit
+    print(f"  limit {limit}: {'ok' if ok else 'EXCEEDED'}")
     return ok
 
 
@@ -163,6 +168,7 @@ def main() -> int:
                 BenchBase.metadata.create_all(db.engine)
                 crypto.ensure_canaries()
                 ok = bench_seal_open()
+                bench_seal_open(20, limit=None, label="20-byte name, padded")
                 bench_reencrypt(args.messages, args.owners, args.size, args.batch_size)
                 db.session.remove()
                 db.engine.dispose()
