@@ -73,6 +73,8 @@ class ConfirmPasswordForm(FlaskForm):
 
 
 class MfaSetupForm(FlaskForm):
+    current_password = PasswordField("Your password", validators=[
+        DataRequired("Enter your password."), Length(max=SIGNIN_MAX)])
     code = StringField("6-digit code from your app", validators=[
         DataRequired("Enter the 6-digit code your app shows."),
         Length(max=16, message="That code is too long.")])

@@ -414,12 +414,14 @@ def check_current_password(user: User, current: str) -> None:
 
 
 def change_password(user: User, current: str, new: str) -> None:
-    """Change the password after checking the current one; other sessions end."""
+    """Change the password after checking the current one; other sessions end, and this
+    browser's gets a new token (a copy of the old cookie no longer works)."""
     check_current_password(user, current)
     _check_new_password(user, new, "new_password")
     user.password_hash = passwords.hash_password(new)
     keep = sessions.current()
     sessions.end_all(user.id, except_id=keep.id if keep else None)
+    sessions.renew(user)
     record("account.password.changed", actor=user, target=("user", user.id))
     _mail(user, "password_changed")
     db.session.commit()
@@ -470,8 +472,11 @@ def reset_password(token: str, new: str) -> User:
 
 # --- two-factor -----------------------------------------------------------------------
 
-def enable_mfa(user: User, seed: str, code: str) -> list[str]:
-    """Turn on TOTP once the user proves their app shows the right code; returns codes."""
+def enable_mfa(user: User, seed: str, code: str, current_password: str) -> list[str]:
+    """Turn on TOTP once the user proves their app shows the right code and types their
+    password (wrong ones count like sign-ins); returns codes. Every other session ends and
+    this browser's gets a new token."""
+    check_current_password(user, current_password)
     step = mfa.matching_step(seed, code)
     if step is None:
         raise RuleError("That code did not match. Check the time on your phone and "
@@ -482,10 +487,9 @@ def enable_mfa(user: User, seed: str, code: str) -> list[str]:
     codes = mfa.new_recovery_codes(user)
     current = sessions.current()
     sessions.end_all(user.id, except_id=current.id if current else None)
-    if current is not None:
-        # A new session id after the second factor is proven.
-        db.session.delete(current)
-        sessions.start(user, mfa_verified=True)
+    renewed = sessions.renew(user)  # a new session token once the second factor is proven
+    if renewed is not None:
+        renewed.mfa_verified = True
     record("auth.mfa.enrolled", actor=user, target=("user", user.id))
     db.session.commit()
     return codes

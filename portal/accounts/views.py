@@ -216,14 +216,18 @@ def invitation_link(token: str):
 
 
 def _continue_without_token(token: str, kind: str, check: Callable[[str], object],
-                            endpoint: str):
+                            endpoint: str, *, keep_session: bool = False):
     """Keep a live link's token in the session and redirect, so it leaves the address bar
-    (and the history, and any Referer) before the form is shown."""
+    (and the history, and any Referer) before the form is shown.
+
+    `keep_session`: a browser signed in stays signed in (a reset link signs nobody out
+    until the new password is set)."""
     try:
         check(token)
     except TokenProblem as problem:
         return _token_page(problem, kind)
-    session.clear()
+    if not keep_session:
+        session.clear()
     session[kind] = token
     return redirect(url_for(endpoint))
 
@@ -304,7 +308,8 @@ def forgot_password():
 @public
 def reset_link(token: str):
     """Check a reset link, then continue on a URL without the token."""
-    return _continue_without_token(token, "reset", service.reset_user, "accounts.reset_password")
+    return _continue_without_token(token, "reset", service.reset_user, "accounts.reset_password",
+                                   keep_session=True)
 
 
 @bp.route("/reset", methods=["GET", "POST"])
@@ -403,7 +408,8 @@ def mfa_setup():
         session["mfa_seed"] = mfa.seal_pending_seed(user, seed)
     if form.validate_on_submit():
         try:
-            codes = service.enable_mfa(user, seed, form.code.data)
+            codes = service.enable_mfa(user, seed, form.code.data,
+                                       form.current_password.data)
         except RuleError as error:
             refuse(form, error)
         else:

@@ -51,7 +51,8 @@ def _journey(app) -> None:
     html = client.get("/account/two-factor/setup").get_data(as_text=True)
     key = re.sub(r"<[^>]+>|\s", "", re.search(r'id="totp-key">(.*?)</code>', html).group(1))
     codes_page = post_form(client, "/account/two-factor/setup",
-                           {"code": pyotp.TOTP(key).now()}).get_data(as_text=True)
+                           {"current_password": PASSWORD, "code": pyotp.TOTP(key).now()}
+                           ).get_data(as_text=True)
     recovery = re.findall(r"<code[^>]*>([0-9a-f]{5}-[0-9a-f]{5})</code>", codes_page)
     sign_out(client)
     post_form(client, "/sign-in", {"email": EMAIL, "password": PASSWORD})
@@ -73,7 +74,8 @@ def _journey(app) -> None:
     post_form(client, "/sign-in", {"email": EMAIL, "password": PASSWORD})
     html = client.get("/account/two-factor/setup").get_data(as_text=True)
     key = re.sub(r"<[^>]+>|\s", "", re.search(r'id="totp-key">(.*?)</code>', html).group(1))
-    post_form(client, "/account/two-factor/setup", {"code": pyotp.TOTP(key).now()})
+    post_form(client, "/account/two-factor/setup",
+              {"current_password": PASSWORD, "code": pyotp.TOTP(key).now()})
     post_form(client, "/account/two-factor/disable", {"current_password": PASSWORD})
     post_form(admin_client, f"{page}/unassign/{therapist.id}", page=page)
     post_form(admin_client, f"{page}/deactivate", {"reason": "care_ended"}, page=page)

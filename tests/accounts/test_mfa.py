@@ -15,6 +15,7 @@ from portal.db import utcnow
 from portal.extensions import db
 
 from .support import (
+    PASSWORD,
     audit_actions,
     fresh,
     make_user,
@@ -41,7 +42,8 @@ def _shown_key(html: str) -> str:
 def _enrol(client) -> tuple[str, list[str]]:
     """Enrol through the page with a code computed from the key it shows."""
     key = _shown_key(client.get(SETUP).get_data(as_text=True))
-    response = post_form(client, SETUP, {"code": pyotp.TOTP(key).now()})
+    response = post_form(client, SETUP, {"current_password": PASSWORD,
+                                         "code": pyotp.TOTP(key).now()})
     assert response.status_code == 200
     codes = CODES.findall(response.get_data(as_text=True))
     return key, codes
@@ -85,7 +87,7 @@ def test_wrong_enrolment_code_is_refused_next_to_the_field(client):
     sign_in(client, person)
     key = _shown_key(client.get(SETUP).get_data(as_text=True))
     wrong = f"{(int(pyotp.TOTP(key).now()) + 1) % 1_000_000:06d}"
-    response = post_form(client, SETUP, {"code": wrong})
+    response = post_form(client, SETUP, {"current_password": PASSWORD, "code": wrong})
     html = response.get_data(as_text=True)
     assert "That code did not match" in html and 'id="code-error"' in html
     assert _shown_key(html) == key
@@ -167,7 +169,7 @@ def test_the_enrolment_code_cannot_be_used_again_to_sign_in(app, client):
     sign_in(client, person)
     key = _shown_key(client.get(SETUP).get_data(as_text=True))
     code = pyotp.TOTP(key).now()
-    post_form(client, SETUP, {"code": code})
+    post_form(client, SETUP, {"current_password": PASSWORD, "code": code})
     other = app.test_client()
     post_form(other, "/sign-in", {"email": person.email, "password": person.password})
     assert post_form(other, "/sign-in/verify", {"code": code}).status_code == 422
@@ -370,7 +372,7 @@ def test_mfa_pages_are_not_found_when_two_step_sign_in_is_off(client):
 def test_enrolment_form_rejects_bad_input(client, code, message):
     person = make_user(mfa_on=False)
     sign_in(client, person)
-    response = post_form(client, SETUP, {"code": code})
+    response = post_form(client, SETUP, {"current_password": PASSWORD, "code": code})
     assert message in response.get_data(as_text=True)
     assert not fresh(person.user).mfa_enabled
 
@@ -380,7 +382,8 @@ def test_forms_on_the_recovery_codes_page_work(client):
     person = make_user(mfa_on=False)
     sign_in(client, person)
     key = _shown_key(client.get(SETUP).get_data(as_text=True))
-    page = post_form(client, SETUP, {"code": pyotp.TOTP(key).now()}).get_data(as_text=True)
+    page = post_form(client, SETUP, {"current_password": PASSWORD, "code": pyotp.TOTP(key).now()}
+                     ).get_data(as_text=True)
     token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page).group(1)
     response = client.post("/sign-out", data={"csrf_token": token})
     assert response.status_code == 302 and response.location == "/signed-out"

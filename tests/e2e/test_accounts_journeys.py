@@ -71,6 +71,7 @@ def test_therapist_enrols_in_two_step_sign_in_and_signs_in_with_a_code(app, page
     expect(page.get_by_role("heading", name="Set up two-step sign-in")).to_be_visible()
     expect(page.locator(".qr svg")).to_be_visible()
     key = page.locator("#totp-key").inner_text().replace(" ", "")
+    page.get_by_label("Your password").fill(person.password)
     enrol_code = pyotp.TOTP(key).now()
     page.get_by_label("6-digit code from your app").fill(enrol_code)
     page.get_by_role("button", name="Turn on two-step sign-in").click()

@@ -541,7 +541,8 @@ def is_local(location: str) -> bool:
 # must not be a way to guess the password without the lockout and its email.
 SIGNIN_ENDPOINTS = frozenset({"accounts.sign_in", "accounts.mfa_challenge",
                               "accounts.change_password", "accounts.mfa_disable",
-                              "accounts.recovery_codes", "records.export_confirm",
+                              "accounts.recovery_codes", "accounts.mfa_setup",
+                              "records.export_confirm",
                               "records.staff_export_confirm"})
 # Security logging that a refused request may (and should) leave behind.
 REFUSAL_AUDIT = frozenset({"auth.lockout", "auth.password_disabled"})

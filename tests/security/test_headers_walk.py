@@ -80,8 +80,9 @@ def cookie_problems(cookie: str, *, secure: bool) -> list[str]:
     name = cookie.split("=", 1)[0]
     flags = {part.strip().split("=", 1)[0].lower(): part.strip() for part in cookie.split(";")[1:]}
     problems = []
-    expected_name = "__Host-coeo_session" if secure else "coeo_session"
-    if name != expected_name:
+    prefix = "__Host-" if secure else ""
+    # The session, and the remembered browser (accounts.sessions.remember_device).
+    if name not in (f"{prefix}coeo_session", f"{prefix}coeo_device"):
         problems.append(f"unexpected cookie {name!r}")
     if "httponly" not in flags:
         problems.append(f"{name} without HttpOnly")
