@@ -239,3 +239,25 @@ def test_a_live_server_reads_a_signed_in_upload(app, server):
         sock.sendall("\r\n".join(lines).encode() + b"x" * 4096)
         with pytest.raises(TimeoutError):
             sock.recv(65536)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("threads", [1, 4], ids=["sync worker", "threaded worker"])
+def test_gunicorn_answers_413_at_once_and_keeps_serving(app, tmp_path, threads):
+    from tests.ops.support import Browser, Gunicorn
+
+    server = Gunicorn({"ENV_NAME": "testing", "INSTANCE_PATH": str(tmp_path),
+                       "SQLALCHEMY_DATABASE_URI": app.config["SQLALCHEMY_DATABASE_URI"]},
+                      workers=1, threads=threads, workdir=tmp_path / "gunicorn")
+    try:
+        for _ in range(3):  # the one worker is never left reading the 59 MB
+            received, took = _send_headers_and_a_little(
+                ("127.0.0.1", server.port), "/messages/new",
+                {"Content-Type": MULTIPART, "Content-Length": str(HUGE)},
+                CountingStream(4096).head + b"x" * 4000)
+            assert received.startswith(b"HTTP/1.1 413"), received[:200]
+            assert took < 5
+        status, _, _ = Browser(server.base).request("GET", "/healthz", timeout=5)
+        assert status == 200
+    finally:
+        server.stop()
