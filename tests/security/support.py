@@ -28,7 +28,7 @@ from tests.support.auth import signed_in
 from tests.support.clients import IsolatedClient as SharedIsolatedClient
 from tests.support.people import CSRF, PASSWORD, make_user
 
-ROLES = ("anonymous", "client", "therapist", "admin")
+ROLES = ("anonymous", "client", "therapist", "admin", "guardian")
 # The people have the shared PASSWORD. Forms are filled with a different one (FILLER_PASSWORD),
 # so a hostile request can never pass a "type your password again" check by accident.
 FILLER_PASSWORD = "harbor lights over quiet water"
@@ -464,6 +464,13 @@ def build_world(app: Flask) -> World:
     guardian_links.record_minor(admin, target, born=guardian_links.birthday(today, -15),
                                 consent_by="guardian")
     guardianship = guardian_links.link(admin, guardian, target)
+    pending = policies.pending_for(guardian)
+    if pending:  # past the acceptance gate, so the walks reach a guardian's pages
+        policies.accept(guardian, [v.id for v in pending], ip="127.0.0.1")
+    # The guardian's own conversation about the minor (the guardian is a role of the walks).
+    messaging.start_thread(guardian, counterpart_id=therapist.id, subject=f"About Q {XSS_TAGS}",
+                           body=f"A parent's note {XSS_ATTR}", notify=False,
+                           about_client_id=target.id)
     record_request = record_requests.make(client, client, "copy", f"My notes {XSS_TAGS}")
     disclosure = record_disclosures.record_disclosure(
         therapist, client, disclosed_on=today, recipient=f"A court {XSS_ATTR}",
@@ -483,7 +490,8 @@ def build_world(app: Flask) -> World:
     users = {"client": client, "therapist": therapist, "admin": admin,
              "other_client": other_client, "target": target, "inactive": inactive,
              "staff_signing_in": staff_signing_in, "other_therapist": other_therapist,
-             "pending_client": pending_client, "client_with_mfa": client_with_mfa}
+             "pending_client": pending_client, "client_with_mfa": client_with_mfa,
+             "guardian": guardian}
     return World(app, users, ids,
                  {"invitation": link.rsplit("/", 1)[1], "reset": reset_token,
                   "email_change": moving.rsplit("/", 1)[1]},
