@@ -201,3 +201,24 @@ def test_wrong_passwords_on_a_re_check_count_for_their_source(app):
         SignInAttempt.user_id == person.id, SignInAttempt.outcome == "failure")).all()
     assert rows == [STRANGER]
     assert fresh(person.user).failed_signins == 1
+
+
+def test_a_stranger_using_up_the_per_account_rate_limit_does_not_hold_back_the_owner(app):
+    from .support import extra_app
+    person, other_person = make_user(), make_user()
+    with extra_app(app, RATELIMIT_ENABLED=True, SIGNIN_RATE_PER_IP="30 per minute",
+                   SIGNIN_RATE_PER_ACCOUNT="2 per minute") as limited:
+        owner = _client(limited)
+        assert _try(owner, person.email, PASSWORD).status_code == 302
+        owner.delete_cookie(SESSION)
+        stranger = _client(limited, STRANGER)
+        statuses = [_try(stranger, person.email, WRONG).status_code for _ in range(3)]
+        assert statuses == [422, 429, 429]  # the owner's first sign-in used one of the two
+        assert _try(_client(limited, "192.0.2.5"), person.email, PASSWORD).status_code == 429
+        # The browser that signed in to this account before is not counted by that limit...
+        assert _try(owner, person.email, PASSWORD).status_code == 302
+        owner.delete_cookie(SESSION)
+        # ...but only for its own account.
+        for _ in range(2):
+            _try(stranger, other_person.email, WRONG)
+        assert _try(owner, other_person.email, PASSWORD).status_code == 429
