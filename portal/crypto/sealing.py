@@ -6,15 +6,19 @@ blob copied to another row, column or owner, or given another version byte, does
 Every failure to open is a DecryptionError.
 
 Two versions, both opened:
-- 0x02, padded: every value of up to PADDED_MAX (254) bytes (names, emails, subjects, IPs,
-  TOTP seeds). The plaintext is its length (2 bytes, big-endian), the value and zero bytes,
-  to the smallest of BUCKETS (32, 64, 128, 256 bytes), so the blob's length says only which
-  bucket the value falls in, never its length.
+- 0x02, padded: every value of up to PADDED_MAX (1,022) bytes: names, emails, subjects,
+  IPs, TOTP seeds, file names, short messages. The plaintext is the value's length (2 bytes,
+  big-endian), the value and zero bytes, to the smallest of BUCKETS (32, 64, 128, 256, 512,
+  1,024 bytes), so the blob's length says only which bucket the value falls in. The largest
+  bucket holds the longest name (200 characters) or subject (150) the forms accept in any
+  script (up to 4 UTF-8 bytes a character); with 256 as the largest, a name in Chinese or
+  Cyrillic would show its exact length.
 - 0x01, unpadded: longer values (message bodies, attachments, documents), as they have
   always been sealed, and every value sealed before padding existed. Their length shows
-  (their length is not what identifies a person); padding them to a multiple of 256 would
-  cost a copy of the value on every open, which the 2 KB open of bench/crypto_bench.py has
-  no room for. `portal keys reencrypt` reseals old short values as version 2.
+  (to the byte: it says how much someone wrote, not who they are); padding them to a
+  multiple of 1,024 would cost a copy of the value on every open, which the 2 KB open of
+  bench/crypto_bench.py has no room for. `portal keys reencrypt` reseals old short values
+  as version 2.
 
 `seal` and `open_bytes` have a fast path for a warm key cache: one dict lookup and the AEAD
 call, so sealing a 2 KB message costs little more than bare AES-GCM. Anything unusual (cold
@@ -43,9 +47,9 @@ MIN_BLOB_LEN = HEADER_LEN + NONCE_LEN + TAG_LEN  # the fixed overhead: 45 bytes
 
 # Padded plaintext sizes, smallest first. Changing them never stops a blob opening (the
 # length prefix says where the value ends); `portal keys reencrypt` repads to the new ones.
-BUCKETS = (32, 64, 128, 256)
+BUCKETS = (32, 64, 128, 256, 512, 1024)
 LENGTH_PREFIX = 2  # bytes of the big-endian value length that starts a padded plaintext
-PADDED_MAX = BUCKETS[-1] - LENGTH_PREFIX  # longest value that is padded: 254 bytes
+PADDED_MAX = BUCKETS[-1] - LENGTH_PREFIX  # longest value that is padded: 1,022 bytes
 # A version 1 blob no longer than this holds a value that is sealed padded today.
 UNPADDED_SHORT_MAX = MIN_BLOB_LEN + PADDED_MAX
 if list(BUCKETS) != sorted(set(BUCKETS)) or BUCKETS[0] <= LENGTH_PREFIX or PADDED_MAX > 0xFFFF:

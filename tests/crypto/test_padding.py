@@ -1,6 +1,6 @@
 """Padding: a sealed short value's length says only which bucket it falls in.
 
-Version 2 blobs hold a value of up to 254 bytes padded to 32, 64, 128 or 256 bytes; longer
+Version 2 blobs hold a value of up to 1,022 bytes padded to 32, 64, ... 1,024 bytes; longer
 values and everything sealed before padding are version 1 (unpadded), and still open.
 """
 
@@ -73,22 +73,26 @@ def test_names_seal_to_bucket_lengths(owner, chars, bucket):
 def test_lengths_take_only_bucket_values_up_to_the_largest_and_then_grow(owner):
     context = name_context(owner)
     short, long_ = set(), set()
-    for n in range(0, 400):
+    for n in range(0, PADDED_MAX + 100):
         value = bytes([65 + n % 26]) * n
         blob = seal(owner, context, value)
         (short if n <= PADDED_MAX else long_).add(len(blob))
         assert open_bytes(owner, context, blob) == value
-    assert short == BUCKETED  # 255 lengths, 4 blob sizes
-    assert long_ == {n + OVERHEAD for n in range(PADDED_MAX + 1, 400)}  # unpadded, version 1
+    assert short == BUCKETED  # 1,023 lengths, 6 blob sizes
+    assert long_ == {n + OVERHEAD for n in range(PADDED_MAX + 1, PADDED_MAX + 100)}  # version 1
 
 
 def test_bytes_not_characters_choose_the_bucket(owner):
     context = name_context(owner)
     assert len(seal(owner, context, "é" * 15)) == 32 + OVERHEAD  # 30 bytes + 2
     assert len(seal(owner, context, "é" * 16)) == 64 + OVERHEAD  # 32 bytes + 2
-    emoji_name = "\U0001f9e0" * 63  # 252 bytes: the largest bucket still
+    emoji_name = "\U0001f9e0" * 63  # 252 bytes
     blob = seal(owner, context, emoji_name)
     assert len(blob) == 256 + OVERHEAD and open_text(owner, context, blob) == emoji_name
+    # The longest subject (150) and name (200 characters) the forms take, in any script.
+    for text in ("\U0001f9e0" * 150, "\u4e2d" * 200, "\U0001f9e0" * 200):
+        blob = seal(owner, context, text)
+        assert len(blob) == 1024 + OVERHEAD and open_text(owner, context, blob) == text
 
 
 def test_padded_plaintext_is_length_value_zeros_under_version_2_associated_data(owner):
@@ -113,7 +117,8 @@ def test_slow_path_and_seal_with_pad_the_same_way(owner):
 # ----------------------------------------------------------------------------- versions
 
 
-@pytest.mark.parametrize("value", ["Ana", "x" * 254, "x" * 255, "long body " * 300, ""])
+@pytest.mark.parametrize("value", ["Ana", "x" * 254, "x" * PADDED_MAX, "x" * (PADDED_MAX + 1),
+                                   "long body " * 300, ""])
 def test_version_1_blobs_still_open(owner, value):
     context = name_context(owner)
     old = seal_version_1(owner, context, value)
@@ -123,7 +128,7 @@ def test_version_1_blobs_still_open(owner, value):
     assert open_text(owner, context, old) == value  # slow path
 
 
-@pytest.mark.parametrize("value", ["Ana", "x" * 254, "long body " * 300])
+@pytest.mark.parametrize("value", ["Ana", "x" * PADDED_MAX, "long body " * 300])
 @pytest.mark.parametrize("cold", [False, True])
 def test_a_blob_whose_version_byte_is_changed_does_not_open(owner, value, cold):
     context = name_context(owner)
@@ -149,10 +154,11 @@ def test_unpad_refuses_what_padding_never_writes():
 def test_current_format_tells_old_short_blobs_apart(owner):
     context = name_context(owner)
     assert sealing.current_format(seal(owner, context, "Ana"))
-    assert sealing.current_format(seal(owner, context, "x" * 255))  # long: version 1 is current
+    long_ = "x" * (PADDED_MAX + 1)
+    assert sealing.current_format(seal(owner, context, long_))  # long: version 1 is current
     assert not sealing.current_format(seal_version_1(owner, context, "Ana"))
-    assert not sealing.current_format(seal_version_1(owner, context, "x" * 254))
-    assert sealing.current_format(seal_version_1(owner, context, "x" * 255))
+    assert not sealing.current_format(seal_version_1(owner, context, "x" * PADDED_MAX))
+    assert sealing.current_format(seal_version_1(owner, context, long_))
 
 
 # ----------------------------------------------------------------------------- reseal
@@ -163,7 +169,7 @@ def test_reencrypt_pads_old_short_values_and_leaves_long_ones_unpadded(app, note
     expected = {}
     for i, owner in enumerate(owners * 3):
         note = Note(id=uuid.uuid4(), owner_id=owner)
-        subject, body = "s" * (i * 20 + 1), "body " * 100
+        subject, body = "s" * (i * 20 + 1), "body " * 300
         note.subject_sealed = seal_version_1(owner, note.subject_context(), subject)
         note.body_sealed = seal_version_1(owner, note.body_context(), body)
         db.session.add(note)
@@ -189,7 +195,7 @@ def test_a_resumed_reencrypt_does_not_skip_an_old_short_value_under_the_newest_k
     owner = make_owner()
     padded, old = Note(id=uuid.uuid4(), owner_id=owner), Note(id=uuid.uuid4(), owner_id=owner)
     for note in (padded, old):
-        note.body_sealed = seal(owner, note.body_context(), "b" * 300)
+        note.body_sealed = seal(owner, note.body_context(), "b" * 2000)
     padded.subject_sealed = seal(owner, padded.subject_context(), "done already")
     envelope.create_data_key(owner)  # as an interrupted run leaves it: two live keys
     db.session.commit()
