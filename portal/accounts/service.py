@@ -2,6 +2,12 @@
 
 Every function takes plain values and the acting user, owns its transaction (commits or
 raises) and writes its audit events, so views, the CLI and tests call the same code.
+
+Wrong passwords and codes: every 10th failure pauses the account for 15 minutes, except for a
+browser that has signed in to it before (its signed device cookie, accounts.sessions), which
+still gets in with the right password; the 100-failure ceiling is counted per source (the
+client address) as well as per account, so one source alone can never switch a password off.
+The rule in full is in _register_failure's docstring.
 """
 
 import re
