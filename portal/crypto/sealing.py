@@ -11,8 +11,8 @@ Two versions, both opened:
   big-endian), the value and zero bytes, to the smallest of BUCKETS (32, 64, 128, 256, 512,
   1,024 bytes), so the blob's length says only which bucket the value falls in. The largest
   bucket holds the longest name (200 characters) or subject (150) the forms accept in any
-  script (up to 4 UTF-8 bytes a character); with 256 as the largest, a name in Chinese or
-  Cyrillic would show its exact length.
+  script (up to 4 UTF-8 bytes a character); with 256 as the largest, a long name in
+  Chinese or Cyrillic would show its exact length.
 - 0x01, unpadded: longer values (message bodies, attachments, documents), as they have
   always been sealed, and every value sealed before padding existed. Their length shows
   (to the byte: it says how much someone wrote, not who they are); padding them to a
