@@ -2,10 +2,22 @@
 
 Seeds are sealed at rest. A code is accepted once: the time step it matched is stored and
 any code for that step or an earlier one is refused, so an observed code cannot be replayed.
+
+Recovery codes are 16 characters of Crockford's base32 (80 bits; no I, L, O or U), shown in
+four groups of four ("K7QM-2XRD-9VTP-HC4W"). Typing ignores case, spaces and dashes, and
+reads O as 0 and I or L as 1. A row holds HMAC-SHA256(user id + code) under the recovery
+subkey, derived with HKDF from PORTAL_INDEX_KEY (outside the database; see
+portal.crypto.keyring), so a copied database does not let anyone test guesses. A code typed
+at sign-in is compared with every unused code of the person, each in constant time.
+
+Codes made before keyed codes (an unkeyed SHA-256 of 40 bits, recoverable from a copied row
+in minutes) are not accepted: portal.crypto.canary deletes them once per database, when it
+creates the recovery-code canary at the first start-up of this version, and nothing is
+sent. The account page then says the person has no recovery codes left and to make new ones;
+staff, who must use two-step sign-in, make new ones there (Make new recovery codes).
 """
 
 import base64
-import hashlib
 import hmac
 import secrets
 import time
@@ -16,11 +28,16 @@ from sqlalchemy import func, select, update
 
 from portal.accounts.models import RecoveryCode, User
 from portal.crypto import Context, DecryptionError, context_for, open_text, seal
+from portal.crypto.blind_index import recovery_code_digest
 from portal.db import utcnow
 from portal.extensions import db
 
 ISSUER = "coeo portal"
 RECOVERY_CODE_COUNT = 10
+RECOVERY_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32: 5 bits each
+RECOVERY_LENGTH = 16  # 80 bits
+RECOVERY_GROUP = 4
+_READ_AS = str.maketrans({"O": "0", "I": "1", "L": "1"})
 STEP_SECONDS = 30
 
 
@@ -118,8 +135,17 @@ def accept_totp(user: User, code: str) -> bool:
     return result.rowcount == 1
 
 
-def _code_hash(user: User, code: str) -> bytes:
-    return hashlib.sha256(user.id.bytes + normalize_code(code).lower().encode()).digest()
+def normalize_recovery_code(code: str) -> str | None:
+    """The 16 characters of a typed recovery code, or None when it cannot be one."""
+    typed = normalize_code(code).upper().translate(_READ_AS)
+    if len(typed) != RECOVERY_LENGTH or any(ch not in RECOVERY_ALPHABET for ch in typed):
+        return None
+    return typed
+
+
+def format_recovery_code(code: str) -> str:
+    """Show a code in groups of four, joined by dashes."""
+    return "-".join(code[i:i + RECOVERY_GROUP] for i in range(0, len(code), RECOVERY_GROUP))
 
 
 def new_recovery_codes(user: User) -> list[str]:
@@ -129,22 +155,25 @@ def new_recovery_codes(user: User) -> list[str]:
     )
     codes = []
     for _ in range(RECOVERY_CODE_COUNT):
-        raw = secrets.token_hex(5)  # 10 hex characters, 40 bits
-        code = f"{raw[:5]}-{raw[5:]}"
-        codes.append(code)
-        db.session.add(RecoveryCode(user_id=user.id, code_hash=_code_hash(user, code)))
+        raw = "".join(secrets.choice(RECOVERY_ALPHABET) for _ in range(RECOVERY_LENGTH))
+        codes.append(format_recovery_code(raw))
+        db.session.add(RecoveryCode(user_id=user.id,
+                                    code_hash=recovery_code_digest(user.id, raw)))
     return codes
 
 
 def use_recovery_code(user: User, code: str) -> bool:
-    """Spend a recovery code; each works once."""
-    code = normalize_code(code)
-    if len(code) != 10:
+    """Spend a recovery code; each works once. Anything not shaped like one is refused."""
+    typed = normalize_recovery_code(code)
+    if typed is None:
         return False
-    digest = _code_hash(user, code)
-    row = db.session.scalar(select(RecoveryCode).where(
-        RecoveryCode.user_id == user.id, RecoveryCode.code_hash == digest,
-        RecoveryCode.used_at.is_(None)))
+    digest = recovery_code_digest(user.id, typed)
+    rows = db.session.execute(select(RecoveryCode.id, RecoveryCode.code_hash).where(
+        RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))).all()
+    row = None
+    for candidate in rows:  # every unused code is compared, none skipped
+        if hmac.compare_digest(candidate.code_hash, digest) and row is None:
+            row = candidate
     if row is None:
         return False
     result = db.session.execute(

@@ -5,7 +5,7 @@ row id; templates use `open_text_safe`. Anything that will not open is a `Decryp
 """
 
 from flask import Flask
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import configure_mappers
 
@@ -74,11 +74,29 @@ def init_app(app: Flask) -> None:
     """
     configure_mappers()  # registers every declared sealed column (portal.crypto.fields)
     try:
-        app.extensions["portal_crypto"] = build_state(app.config, app.instance_path)
+        app.extensions["portal_crypto"] = build_state(
+            app.config, app.instance_path, holds_data=lambda kind: _holds_data(app, kind))
     except KeyConfigError as exc:
         raise SystemExit(str(exc)) from None
     if not app.config.get("PORTAL_SKIP_KEY_CHECK"):
         _startup_check(app)
+
+
+def _holds_data(app: Flask, kind: str) -> bool:
+    """Whether the database holds data under a key of `kind` ("master": data keys, "index":
+    users), asked only before a development key file would be created."""
+    table = "data_keys" if kind == "master" else "users"
+    with app.app_context():
+        try:
+            if not inspect(db.engine).has_table(table):
+                return False
+            # `table` is one of two fixed names, never input.
+            return db.session.execute(
+                text(f"SELECT 1 FROM {table} LIMIT 1")).first() is not None  # noqa: S608
+        except SQLAlchemyError:
+            return False  # unreachable: the start-up check says so in its own line
+        finally:
+            db.session.remove()
 
 
 def _startup_check(app: Flask) -> None:

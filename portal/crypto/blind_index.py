@@ -1,11 +1,14 @@
-"""Blind index for looking up users by email without storing the email in the clear.
+"""Keyed digests: the email blind index and the recovery-code digest.
 
-HMAC-SHA256 of the normalized address under a subkey derived (HKDF-SHA256, info
+Email: HMAC-SHA256 of the normalized address under a subkey derived (HKDF-SHA256, info
 b"coeo-portal email index v1") from PORTAL_INDEX_KEY, never from a master key or SECRET_KEY.
+Recovery codes: HMAC-SHA256 of the user id and the code under another subkey of the same key
+(info b"coeo-portal recovery codes v1"), so neither digest can be tested without the key.
 """
 
 import hmac
 import unicodedata
+import uuid
 from hashlib import sha256
 
 from portal.crypto.envelope import crypto_state
@@ -22,3 +25,9 @@ def email_index(email: str) -> bytes:
     """Return the 32-byte blind index of an email address for the current app's index key."""
     message = normalize_email(email).encode("utf-8")
     return hmac.new(crypto_state().index_subkey, message, sha256).digest()
+
+
+def recovery_code_digest(user_id: uuid.UUID, code: str) -> bytes:
+    """Return the 32-byte HMAC of a normalized recovery code (portal.accounts.mfa) for a user."""
+    return hmac.new(crypto_state().recovery_subkey, user_id.bytes + code.encode("ascii"),
+                    sha256).digest()

@@ -1,19 +1,45 @@
-"""Canaries: one known value per master key, so a wrong key stops the app at start-up.
+"""Canaries: one known value per key, so a wrong key stops the app at start-up.
 
 Without them a mistyped key would only show up when a page fails to open a message, and a
 new data key wrapped under the wrong key would be written meanwhile.
+
+Master keys: a known value wrapped by each. Keyed digests (the email blind index, the
+recovery codes; `CryptoState.digest_keys`): the HMAC of a known value under each subkey, in
+the same key_canaries table under an id "hmac:<name>" (a colon never appears in a master key
+id, so the two never meet). A database that has users but no index canary yet (made before
+these canaries) is checked against one user's blind index instead: their sealed email, opened
+and indexed again, must give the stored index.
+
+Recovery codes made before the "hmac:recovery-codes" canary existed are an unkeyed SHA-256 of
+a 40-bit code, which anyone holding a copy of the database can crack. They are voided (deleted)
+in the transaction that creates that canary, once per database: the account page then says
+the person has no recovery codes left and should make new ones (see portal.accounts.mfa).
 """
 
-from sqlalchemy import func, select
+import hmac
+import logging
+from hashlib import sha256
+
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
-from portal.crypto.envelope import provider, wrap_aad
+from portal.crypto.envelope import crypto_state, provider, wrap_aad
 from portal.crypto.errors import DecryptionError, KeyConfigError
 from portal.crypto.keyring import KeyProvider
 from portal.crypto.models import DataKey, KeyCanary
 from portal.extensions import db
 
 CANARY_PLAINTEXT = b"coeo-portal master key canary v1"
+DIGEST_CANARY_TEXT = b"coeo-portal keyed digest canary v1"
+DIGEST_PREFIX = "hmac:"
+RECOVERY_CANARY = DIGEST_PREFIX + "recovery-codes"
+
+log = logging.getLogger(__name__)
+
+
+def digest_canary(name: str, key: bytes) -> bytes:
+    """The canary value of one keyed digest: HMAC-SHA256 of a fixed text, bound to its name."""
+    return hmac.new(key, DIGEST_CANARY_TEXT + b"\x00" + name.encode("utf-8"), sha256).digest()
 
 
 def canary_aad(master_key_id: str) -> bytes:
@@ -36,6 +62,14 @@ def ensure_canaries() -> list[str]:
     for key_id in missing:
         _, blob = keys.wrap(CANARY_PLAINTEXT, canary_aad(key_id), key_id=key_id)
         db.session.add(KeyCanary(master_key_id=key_id, blob=blob))
+    for name, _source, key in crypto_state().digest_keys():
+        canary_id = DIGEST_PREFIX + name
+        if canary_id in existing:
+            continue
+        if canary_id == RECOVERY_CANARY:
+            _void_legacy_recovery_codes()
+        db.session.add(KeyCanary(master_key_id=canary_id, blob=digest_canary(name, key)))
+        missing.append(canary_id)
     if missing:
         try:
             db.session.commit()
@@ -56,6 +90,12 @@ def check_canaries() -> None:
     source = _source(keys)
     configured = keys.key_ids()
     canaries = dict(db.session.execute(select(KeyCanary.master_key_id, KeyCanary.blob)).all())
+    _check_master_keys(keys, source, configured, canaries)
+    _check_digest_keys(canaries)
+
+
+def _check_master_keys(keys: KeyProvider, source: str, configured: list[str],
+                       canaries: dict[str, bytes]) -> None:
     for key_id in configured:
         if key_id in canaries:
             if not _opens_canary(keys, key_id, canaries[key_id]):
@@ -88,3 +128,45 @@ def _opens_canary(keys: KeyProvider, key_id: str, blob: bytes) -> bool:
         return keys.unwrap(key_id, blob, canary_aad(key_id)) == CANARY_PLAINTEXT
     except DecryptionError:
         return False
+
+
+def _check_digest_keys(canaries: dict[str, bytes]) -> None:
+    """Each keyed digest's subkey must give its canary (or, with none yet, a user's index)."""
+    for name, source, key in crypto_state().digest_keys():
+        stored = canaries.get(DIGEST_PREFIX + name)
+        if stored is None:
+            if name == "email-index" and not _index_fits_a_user():
+                raise KeyConfigError(f"{source}: does not match this database "
+                                     "(a user's email index)")
+            continue
+        if not hmac.compare_digest(stored, digest_canary(name, key)):
+            raise KeyConfigError(f"{source}: does not match this database ({name} canary)")
+
+
+def _index_fits_a_user() -> bool:
+    """True when one user's stored email index is the index of their sealed email (or when
+    there is no user whose email opens, so nothing can be told)."""
+    from portal.accounts.models import User  # the accounts models import the crypto layer
+    from portal.crypto.blind_index import email_index
+    from portal.crypto.fields import context_for
+    from portal.crypto.sealing import open_text
+
+    row = db.session.execute(
+        select(User.id, User.email_index, User.email_sealed).order_by(User.id).limit(1)).first()
+    if row is None:
+        return True
+    try:
+        email = open_text(row.id, context_for(User.email_sealed, row.id), row.email_sealed)
+    except DecryptionError:
+        return True  # a shredded or unreadable email says nothing about the index key
+    return hmac.compare_digest(email_index(email), row.email_index)
+
+
+def _void_legacy_recovery_codes() -> None:
+    """Delete every recovery code made before keyed codes: an unkeyed 40-bit SHA-256."""
+    from portal.accounts.models import RecoveryCode
+
+    result = db.session.execute(delete(RecoveryCode))
+    if result.rowcount:
+        log.warning("coeo portal: voided %d recovery codes made before keyed recovery codes; "
+                    "people with two-step sign-in must make new ones", result.rowcount)

@@ -1,5 +1,9 @@
 """Master keys (key-encryption keys) behind a small provider interface, and the index key.
 
+The index key (PORTAL_INDEX_KEY) never keys anything itself: HKDF-SHA256 derives one subkey
+per use, each with its own info string, so a digest made for one use says nothing about
+another: the email blind index (INDEX_INFO) and the recovery codes (RECOVERY_INFO).
+
 The stored format is (master key id, opaque wrapped blob), so a cloud KMS or a Vault transit
 provider can replace `LocalKeyProvider` later without touching a row. Key bytes live only in
 AESGCM objects inside the provider: never in the database, a log, an exception or a repr.
@@ -10,7 +14,7 @@ import binascii
 import os
 import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -27,6 +31,7 @@ KEY_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 KEY_B64_RE = re.compile(r"[A-Za-z0-9_+/-]{43}=?")
 ENTRY_SHAPE = "id:base64url-32-bytes"
 INDEX_INFO = b"coeo-portal email index v1"
+RECOVERY_INFO = b"coeo-portal recovery codes v1"
 DEV_MASTER_FILE = "master.keys"
 DEV_INDEX_FILE = "index.key"
 
@@ -161,27 +166,58 @@ def encode_key(key: bytes) -> str:
     return base64.urlsafe_b64encode(key).rstrip(b"=").decode("ascii")
 
 
+def _subkey(key: bytes, info: bytes) -> bytes:
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(key)
+
+
 class CryptoState:
-    """What `init_app` keeps in `app.extensions["portal_crypto"]`: provider and index subkey."""
+    """What `init_app` keeps in `app.extensions["portal_crypto"]`: provider and subkeys.
 
-    __slots__ = ("_index_subkey", "env_name", "provider")
+    `index_source` names where the index key came from (a setting or a dev file), for
+    one-line error messages; never the key.
+    """
 
-    def __init__(self, provider: KeyProvider, index_key: bytes, env_name: str) -> None:
+    __slots__ = ("_index_subkey", "_recovery_subkey", "env_name", "index_source", "provider")
+
+    def __init__(self, provider: KeyProvider, index_key: bytes, env_name: str, *,
+                 index_source: str = "PORTAL_INDEX_KEY") -> None:
         self.provider = provider
         self.env_name = env_name
-        self._index_subkey = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                                  info=INDEX_INFO).derive(index_key)
+        self.index_source = index_source
+        self._index_subkey = _subkey(index_key, INDEX_INFO)
+        self._recovery_subkey = _subkey(index_key, RECOVERY_INFO)
 
     @property
     def index_subkey(self) -> bytes:
+        """Keys the email blind index."""
         return self._index_subkey
+
+    @property
+    def recovery_subkey(self) -> bytes:
+        """Keys the HMAC of each recovery code (portal.accounts.mfa)."""
+        return self._recovery_subkey
+
+    def digest_keys(self) -> list[tuple[str, str, bytes]]:
+        """(canary name, setting it comes from, key) for every keyed digest: one canary each.
+
+        A key added for another keyed digest (an audit MAC key, say) is listed here too, so
+        portal.crypto.canary checks it at start-up and in /readyz like the others.
+        """
+        return [("email-index", self.index_source, self._index_subkey),
+                ("recovery-codes", self.index_source, self._recovery_subkey)]
 
     def __repr__(self) -> str:
         return f"<CryptoState {self.env_name} provider={self.provider!r}>"
 
 
-def build_state(config: Mapping[str, Any], instance_path: str | os.PathLike[str]) -> CryptoState:
-    """Read the keys named by the config; create dev key files when allowed. One-line errors."""
+def build_state(config: Mapping[str, Any], instance_path: str | os.PathLike[str], *,
+                holds_data: Callable[[str], bool] | None = None) -> CryptoState:
+    """Read the keys named by the config; create dev key files when allowed. One-line errors.
+
+    `holds_data(kind)` ("master" or "index") says whether the database already holds data
+    under a key of that kind: a development key file is then never created anew (a new key
+    would not open or find that data), and the error says what to do instead.
+    """
     env_name = str(config.get("ENV_NAME") or "")
     production = env_name == "production"
     dev_keys = bool(config.get("PORTAL_DEV_KEYS")) and not production
@@ -189,19 +225,31 @@ def build_state(config: Mapping[str, Any], instance_path: str | os.PathLike[str]
     created: list[Path] = []
 
     provider = _master_provider(config, instance, production=production, dev_keys=dev_keys,
-                                created=created)
-    index_key = _index_key(config, instance, production=production, dev_keys=dev_keys,
-                           created=created)
+                                created=created, holds_data=holds_data)
+    index_key, index_source = _index_key(config, instance, production=production,
+                                         dev_keys=dev_keys, created=created,
+                                         holds_data=holds_data)
     if isinstance(provider, LocalKeyProvider) and provider.shares_material_with(index_key):
         raise KeyConfigError("PORTAL_INDEX_KEY: must differ from every master key")
     if created:
         print(DEV_WARNING.format(instance=instance, master=DEV_MASTER_FILE,
                                  index=DEV_INDEX_FILE), file=sys.stderr, end="", flush=True)
-    return CryptoState(provider, index_key, env_name)
+    return CryptoState(provider, index_key, env_name, index_source=index_source)
+
+
+def _refuse_new_dev_key(path: Path, kind: str, holds_data: Callable[[str], bool] | None,
+                        what: str) -> None:
+    if path.exists() or holds_data is None or not holds_data(kind):
+        return
+    setting = "PORTAL_MASTER_KEYS" if kind == "master" else "PORTAL_INDEX_KEY"
+    raise KeyConfigError(f"{path}: missing, and this database already holds {what}; restore "
+                         f"the file from your backup or set {setting} (a new key would not "
+                         "open them)")
 
 
 def _master_provider(config: Mapping[str, Any], instance: Path, *, production: bool,
-                     dev_keys: bool, created: list[Path]) -> KeyProvider:
+                     dev_keys: bool, created: list[Path],
+                     holds_data: Callable[[str], bool] | None = None) -> KeyProvider:
     inline = (config.get("PORTAL_MASTER_KEYS") or "").strip()
     key_file = (config.get("PORTAL_MASTER_KEY_FILE") or "").strip()
     if inline and key_file:
@@ -213,6 +261,7 @@ def _master_provider(config: Mapping[str, Any], instance: Path, *, production: b
                                                               "PORTAL_MASTER_KEY_FILE")
     elif dev_keys:
         path = instance / DEV_MASTER_FILE
+        _refuse_new_dev_key(path, "master", holds_data, "sealed data")
         entry = f"dev-{utcnow():%Y%m%d}:{encode_key(os.urandom(32))}\n"
         if _create_secret_file(path, entry):
             created.append(path)
@@ -230,11 +279,13 @@ def _master_provider(config: Mapping[str, Any], instance: Path, *, production: b
 
 
 def _index_key(config: Mapping[str, Any], instance: Path, *, production: bool,
-               dev_keys: bool, created: list[Path]) -> bytes:
+               dev_keys: bool, created: list[Path],
+               holds_data: Callable[[str], bool] | None = None) -> tuple[bytes, str]:
     value = (config.get("PORTAL_INDEX_KEY") or "").strip()
     source = "PORTAL_INDEX_KEY"
     if not value and dev_keys:
         path = instance / DEV_INDEX_FILE
+        _refuse_new_dev_key(path, "index", holds_data, "accounts")
         if _create_secret_file(path, encode_key(os.urandom(32)) + "\n"):
             created.append(path)
         source, value = str(path), _read_secret(path, str(path)).strip()
@@ -244,7 +295,7 @@ def _index_key(config: Mapping[str, Any], instance: Path, *, production: bool,
     key = _decode_key(value)
     if key is None:
         raise KeyConfigError(f"{source}: not a base64url-32-bytes value")
-    return key
+    return key, source
 
 
 def _create_secret_file(path: Path, content: str) -> bool:

@@ -46,7 +46,8 @@ def check_keys() -> dict:
         check_canaries()
         return {"ok": True}
     except KeyConfigError:
-        return {"ok": False, "reason": "a configured master key does not open the canary"}
+        # Which key is wrong is in the start-up line and the logs, not on a public endpoint.
+        return {"ok": False, "reason": "a configured key does not match this database"}
     except SQLAlchemyError as exc:
         db.session.rollback()
         return {"ok": False, "reason": f"could not read the key canary ({type(exc).__name__})"}

@@ -53,7 +53,7 @@ def _journey(app) -> None:
     codes_page = post_form(client, "/account/two-factor/setup",
                            {"current_password": PASSWORD, "code": pyotp.TOTP(key).now()}
                            ).get_data(as_text=True)
-    recovery = re.findall(r"<code[^>]*>([0-9a-f]{5}-[0-9a-f]{5})</code>", codes_page)
+    recovery = re.findall(r"<code[^>]*>((?:[0-9A-Z]{4}-){3}[0-9A-Z]{4})</code>", codes_page)
     sign_out(client)
     post_form(client, "/sign-in", {"email": EMAIL, "password": PASSWORD})
     post_form(client, "/sign-in/verify", {"code": recovery[0]})

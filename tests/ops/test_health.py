@@ -102,7 +102,7 @@ def test_readyz_names_keys_when_a_configured_key_does_not_open_the_canary(migrat
     assert status == 503
     assert body["failing"] == ["keys"]
     assert body["checks"]["keys"] == {
-        "ok": False, "reason": "a configured master key does not open the canary"}
+        "ok": False, "reason": "a configured key does not match this database"}
     assert OTHER_KEY not in str(body)
     assert readyz(migrated)[0] == 200  # the right key still opens it
 
