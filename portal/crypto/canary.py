@@ -62,9 +62,15 @@ def ensure_canaries() -> list[str]:
     for key_id in missing:
         _, blob = keys.wrap(CANARY_PLAINTEXT, canary_aad(key_id), key_id=key_id)
         db.session.add(KeyCanary(master_key_id=key_id, blob=blob))
+    digest_rows = {row.master_key_id: row for row in db.session.scalars(
+        select(KeyCanary).where(KeyCanary.master_key_id.startswith(DIGEST_PREFIX)))}
     for name, _source, key in crypto_state().digest_keys():
         canary_id = DIGEST_PREFIX + name
         if canary_id in existing:
+            row = digest_rows.get(canary_id)
+            if row is not None and not hmac.compare_digest(row.blob, digest_canary(name, key)):
+                row.blob = digest_canary(name, key)  # no users: nothing keyed under the old
+                missing.append(canary_id)
             continue
         if canary_id == RECOVERY_CANARY:
             _void_legacy_recovery_codes()
@@ -139,8 +145,16 @@ def _check_digest_keys(canaries: dict[str, bytes]) -> None:
                 raise KeyConfigError(f"{source}: does not match this database "
                                      "(a user's email index)")
             continue
-        if not hmac.compare_digest(stored, digest_canary(name, key)):
+        if not hmac.compare_digest(stored, digest_canary(name, key)) and _has_users():
             raise KeyConfigError(f"{source}: does not match this database ({name} canary)")
+
+
+def _has_users() -> bool:
+    """Whether anything can be keyed under the digest keys yet (a canary alone guards nothing:
+    ensure_canaries renews it, e.g. after a development index.key was made again)."""
+    from portal.accounts.models import User
+
+    return db.session.execute(select(User.id).limit(1)).first() is not None
 
 
 def _index_fits_a_user() -> bool:
