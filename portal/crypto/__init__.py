@@ -77,6 +77,8 @@ def init_app(app: Flask) -> None:
         app.extensions["portal_crypto"] = build_state(
             app.config, app.instance_path, holds_data=lambda kind: _holds_data(app, kind))
     except KeyConfigError as exc:
+        with app.app_context():
+            db.engine.dispose()  # _holds_data may have opened a connection
         raise SystemExit(str(exc)) from None
     if not app.config.get("PORTAL_SKIP_KEY_CHECK"):
         _startup_check(app)
