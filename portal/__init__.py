@@ -78,6 +78,7 @@ def create_app(config: type | dict[str, Any] | None = None) -> Flask:
     pages.declare_static(app)
     for feature in FEATURES:
         feature.init_app(app)
+    crypto.check_at_startup(app)
     app.cli.add_command(portal_cli)
 
     if app.config.get("PROXY_FIX_HOPS"):

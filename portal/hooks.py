@@ -21,6 +21,7 @@ tests build many) shares one set.
 | `care_checks`         | many   | accounts   | client ids (None: all) whose care changed |
 | `worker_tasks`        | many   | mail (cli) | a `WorkerTask` run every deliver-mail round|
 | `shred_guards`        | many   | crypto     | owner id -> why not to shred it, or None  |
+| `digest_key_started`  | many   | crypto     | a keyed digest's name, its canary just made |
 
 `account_sections`, `dashboard_panels` and `demo_seeders` let one feature show another's part
 without importing it. `care_checks` run after a therapist leaves a client's care (unassigned,
@@ -165,3 +166,7 @@ demo_seeders: ExtensionPoint[Callable[..., None]] = ExtensionPoint("demo_seeders
 care_checks: ExtensionPoint[Callable[[Any], None]] = ExtensionPoint("care_checks")
 worker_tasks: ExtensionPoint[WorkerTask] = ExtensionPoint("worker_tasks")
 shred_guards: ExtensionPoint[Callable[[Any], str | None]] = ExtensionPoint("shred_guards")
+# Called with a keyed digest's name ("recovery-codes") in the transaction that first creates
+# its canary: values made before that key existed are voided by the feature that keeps them.
+digest_key_started: ExtensionPoint[Callable[[str], None]] = ExtensionPoint(
+    "digest_key_started")

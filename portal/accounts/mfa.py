@@ -19,18 +19,21 @@ staff, who must use two-step sign-in, make new ones there (Make new recovery cod
 
 import base64
 import hmac
+import logging
 import secrets
 import time
 
 import pyotp
 import segno
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 
 from portal.accounts.models import RecoveryCode, User
 from portal.crypto import Context, DecryptionError, context_for, open_text, seal
 from portal.crypto.blind_index import recovery_code_digest
 from portal.db import utcnow
 from portal.extensions import db
+
+log = logging.getLogger(__name__)
 
 ISSUER = "coeo portal"
 RECOVERY_CODE_COUNT = 10
@@ -186,3 +189,14 @@ def use_recovery_code(user: User, code: str) -> bool:
 def recovery_codes_left(user: User) -> int:
     return db.session.scalar(select(func.count()).select_from(RecoveryCode).where(
         RecoveryCode.user_id == user.id, RecoveryCode.used_at.is_(None))) or 0
+
+
+def void_legacy_codes(digest_name: str) -> None:
+    """Delete every recovery code made before keyed codes (an unkeyed 40-bit SHA-256 that a
+    copy of the database cracks), in the transaction that starts the recovery-code key."""
+    if digest_name != "recovery-codes":
+        return
+    result = db.session.execute(delete(RecoveryCode))
+    if result.rowcount:
+        log.warning("coeo portal: voided %d recovery codes made before keyed recovery codes; "
+                    "people with two-step sign-in must make new ones", result.rowcount)

@@ -81,6 +81,11 @@ def init_app(app: Flask) -> None:
         with app.app_context():
             db.engine.dispose()  # _holds_data may have opened a connection
         raise SystemExit(str(exc)) from None
+
+
+def check_at_startup(app: Flask) -> None:
+    """Check the keys against the database (the factory calls it once every feature has
+    plugged in, since creating a canary may ask a feature to void older values)."""
     if not app.config.get("PORTAL_SKIP_KEY_CHECK"):
         _startup_check(app)
 

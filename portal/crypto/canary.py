@@ -17,24 +17,26 @@ the person has no recovery codes left and should make new ones (see portal.accou
 """
 
 import hmac
-import logging
 from hashlib import sha256
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import Uuid, func, select
+from sqlalchemy import column as sql_column
+from sqlalchemy import table as sql_table
 from sqlalchemy.exc import IntegrityError
 
+from portal import hooks
+from portal.crypto.blind_index import email_index
 from portal.crypto.envelope import crypto_state, provider, wrap_aad
 from portal.crypto.errors import DecryptionError, KeyConfigError
 from portal.crypto.keyring import KeyProvider
 from portal.crypto.models import DataKey, KeyCanary
+from portal.crypto.sealing import Context, open_text
 from portal.extensions import db
 
 CANARY_PLAINTEXT = b"coeo-portal master key canary v1"
 DIGEST_CANARY_TEXT = b"coeo-portal keyed digest canary v1"
 DIGEST_PREFIX = "hmac:"
 RECOVERY_CANARY = DIGEST_PREFIX + "recovery-codes"
-
-log = logging.getLogger(__name__)
 
 
 def digest_canary(name: str, key: bytes) -> bytes:
@@ -149,38 +151,34 @@ def _check_digest_keys(canaries: dict[str, bytes]) -> None:
             raise KeyConfigError(f"{source}: does not match this database ({name} canary)")
 
 
+# The accounts' table, named here rather than imported: the base imports no feature. Only
+# the id, the blind index and the sealed email are read (sealed_column's naming rule gives
+# the email's associated data: table "users", column "email").
+_USERS = sql_table("users", sql_column("id", Uuid()), sql_column("email_index"),
+                   sql_column("email_sealed"))
+
+
 def _has_users() -> bool:
     """Whether anything can be keyed under the digest keys yet (a canary alone guards nothing:
     ensure_canaries renews it, e.g. after a development index.key was made again)."""
-    from portal.accounts.models import User
-
-    return db.session.execute(select(User.id).limit(1)).first() is not None
+    return db.session.execute(select(_USERS.c.id).limit(1)).first() is not None
 
 
 def _index_fits_a_user() -> bool:
     """True when one user's stored email index is the index of their sealed email (or when
     there is no user whose email opens, so nothing can be told)."""
-    from portal.accounts.models import User  # the accounts models import the crypto layer
-    from portal.crypto.blind_index import email_index
-    from portal.crypto.fields import context_for
-    from portal.crypto.sealing import open_text
-
-    row = db.session.execute(
-        select(User.id, User.email_index, User.email_sealed).order_by(User.id).limit(1)).first()
+    row = db.session.execute(select(_USERS.c.id, _USERS.c.email_index, _USERS.c.email_sealed)
+                             .order_by(_USERS.c.id).limit(1)).first()
     if row is None:
         return True
     try:
-        email = open_text(row.id, context_for(User.email_sealed, row.id), row.email_sealed)
+        email = open_text(row.id, Context("users", "email", row.id), row.email_sealed)
     except DecryptionError:
         return True  # a shredded or unreadable email says nothing about the index key
     return hmac.compare_digest(email_index(email), row.email_index)
 
 
 def _void_legacy_recovery_codes() -> None:
-    """Delete every recovery code made before keyed codes: an unkeyed 40-bit SHA-256."""
-    from portal.accounts.models import RecoveryCode
-
-    result = db.session.execute(delete(RecoveryCode))
-    if result.rowcount:
-        log.warning("coeo portal: voided %d recovery codes made before keyed recovery codes; "
-                    "people with two-step sign-in must make new ones", result.rowcount)
+    """Ask the feature that keeps recovery codes to void those made before keyed codes."""
+    for void in hooks.digest_key_started:
+        void(RECOVERY_CANARY.removeprefix(DIGEST_PREFIX))
