@@ -174,13 +174,17 @@ def compose():
         except RuleError as error:
             _refuse(form, error)
         else:
-            drafts.discard(me, drafts.COMPOSE)
-            _sent(message)
-            return redirect(url_for("messaging.thread", thread_id=thread.id,
-                                    _anchor=f"m-{message.id}"))
+            return _started(me, thread, message)
     return render_template("messaging/compose.html", form=form, people=people,
                            to_practice=practice, draft_restored=draft_restored,
                            reply_notes=reply_notes), form_status()
+
+
+def _started(me, thread, message):
+    """After a new conversation is sent: the compose draft goes, the new message is shown."""
+    drafts.discard(me, drafts.COMPOSE)
+    _sent(message)
+    return redirect(url_for("messaging.thread", thread_id=thread.id, _anchor=f"m-{message.id}"))
 
 
 def _compose_as_guardian(me):
@@ -209,10 +213,7 @@ def _compose_as_guardian(me):
         except RuleError as error:
             _refuse(form, error)
         else:
-            drafts.discard(me, drafts.COMPOSE)
-            _sent(message)
-            return redirect(url_for("messaging.thread", thread_id=thread.id,
-                                    _anchor=f"m-{message.id}"))
+            return _started(me, thread, message)
     return render_template("messaging/compose.html", form=form, people=therapists,
                            to_practice=False, draft_restored=draft_restored, reply_notes=[],
                            **context), form_status()
