@@ -1,4 +1,4 @@
-"""The append-only, hash-chained audit trail: `record()` inside a transaction, `verify()`."""
+"""The append-only, MAC-chained audit trail: `record()` inside a transaction, `verify()`."""
 
 from flask import Flask
 
@@ -6,7 +6,9 @@ from portal.audit import hooks
 from portal.audit.models import AppendOnlyError, AuditEvent, AuditHead
 from portal.audit.service import (
     VerifyResult,
+    detail_of,
     events_for_subject,
+    origin_of,
     record,
     record_many,
     verify,
@@ -22,8 +24,10 @@ __all__ = [
     "AuditEvent",
     "AuditHead",
     "VerifyResult",
+    "detail_of",
     "events_for_subject",
     "init_app",
+    "origin_of",
     "record",
     "record_many",
     "verify",

@@ -1,9 +1,18 @@
-"""The audit trail: an append-only, hash-chained log of who did what to which record.
+"""The audit trail: an append-only, MAC-chained log of who did what to which record.
 
 Rows hold ids, never content: no names, emails, subjects, message text or reasons. Each row's
-hash covers the previous row's hash, so editing, deleting or reordering a row breaks the chain
-at that row. `AuditHead` is a single row that serializes appends across processes and
-remembers the newest hash, so deleting the newest rows is noticed too.
+MAC (HMAC-SHA256 under the "audit-chain" subkey of PORTAL_INDEX_KEY, kept outside the
+database) covers the previous row's, so editing, deleting or reordering a row breaks the chain
+at that row, and someone who can write to the database but lacks the key cannot compute a new
+one. `AuditHead` is a single row that serializes appends across processes and remembers the
+newest MAC, so deleting the newest rows is noticed too.
+
+Where a request came from (IP address and user agent, `origin_sealed`) is sealed under the
+actor's data key, and an event's `detail_sealed` (a small dict, e.g. whether a message was
+crisis-flagged) under the actor's key, or the subject's when nobody acted. Both are plain
+LargeBinary columns, not `sealed_column`s: rotation must never rewrite an audit row (the MAC
+covers the blobs), so a retired data key keeps opening them; shredding a person's key makes
+their part of the trail unreadable, as it should.
 """
 
 import uuid
@@ -37,8 +46,8 @@ class AuditEvent(db.Model):
     target_type: Mapped[str | None] = mapped_column(String(32))
     target_id: Mapped[str | None] = mapped_column(String(64))
     subject_id: Mapped[uuid.UUID | None] = mapped_column(index=True)
-    ip: Mapped[str | None] = mapped_column(String(64))
-    user_agent: Mapped[str | None] = mapped_column(String(255))
+    origin_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    detail_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     outcome: Mapped[str] = mapped_column(String(16), default="ok")
     severity: Mapped[str] = mapped_column(String(8), default="info")
     prev_hash: Mapped[bytes] = mapped_column(LargeBinary(32))

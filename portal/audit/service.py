@@ -6,7 +6,7 @@ queue behind it and the chain never forks; the lock is released when the caller 
 rolls back. A rolled-back transaction leaves no event and no gap.
 """
 
-import hashlib
+import hmac
 import json
 import re
 import uuid
@@ -19,6 +19,10 @@ from sqlalchemy import Integer, bindparam, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from portal.audit.models import GENESIS_HASH, HEAD_ID, AuditEvent, AuditHead
+from portal.crypto.blind_index import pseudonym
+from portal.crypto.envelope import crypto_state, current_key
+from portal.crypto.errors import DecryptionError
+from portal.crypto.sealing import Context, open_text, seal
 from portal.db import utcnow
 from portal.extensions import db
 
@@ -36,10 +40,19 @@ _TARGET_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _TARGET_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
-# The columns a row hash covers, in the canonical encoding. `id` is left out: it is a surrogate
-# key the database assigns at insert, after the hash is computed; `seq` is the chain position.
+# The columns a row's MAC covers, in the canonical encoding. `id` is left out: it is a surrogate
+# key the database assigns at insert, after the MAC is computed; `seq` is the chain position.
 HASHED_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "target_type", "target_id",
-                  "subject_id", "ip", "user_agent", "outcome", "severity", "prev_hash")
+                  "subject_id", "origin_sealed", "detail_sealed", "outcome", "severity",
+                  "prev_hash")
+MAC_KEY = "audit-chain"  # the subkey of PORTAL_INDEX_KEY that keys the chain
+# Whose emergency grant an `emergency.*` event concerns is a keyed stand-in for the client's
+# id (portal.messaging.emergency), so the row names nobody to a thief; the client's access
+# log finds those events through the same stand-in.
+EMERGENCY_INDEX = "emergency-index"
+# A detail holds flags and ids, like the rest of the row (sealed, but still no free text).
+_DETAIL_VALUE = re.compile(r"^[A-Za-z0-9_.:-]{0,64}$")
+DETAIL_MAX = 16
 
 INSERTED_COLUMNS = (*HASHED_COLUMNS, "row_hash")
 
@@ -64,11 +77,13 @@ _INSERT_MANY = insert(_EVENTS)
 
 def record(action: str, *, actor=None, target: tuple[str, Any] | object | None = None,
            subject_id: uuid.UUID | None = None, outcome: str = "ok",
-           severity: str = "info") -> AuditEvent:
+           severity: str = "info", detail: dict[str, Any] | None = None) -> AuditEvent:
     """Append an event to the chain inside the caller's transaction (never commits).
 
     `actor` is a User or None; `target` is None, a `(target_type, target_id)` pair or a model
     instance (its table name and id); `subject_id` is the client whose record was touched.
+    `detail` is a small dict of flags and ids that must not be readable at rest (whether a
+    message was crisis-flagged): sealed in the row, read back with `detail_of`.
     """
     if not isinstance(action, str) or len(action) > 64 or not _ACTION.match(action):
         raise ValueError("audit action must be a dotted lower-case name of at most 64 characters")
@@ -79,7 +94,12 @@ def record(action: str, *, actor=None, target: tuple[str, Any] | object | None =
     target_type, target_id = _target(target)
     actor_id, actor_role = _actor(actor)
     subject = _uuid(subject_id, "subject_id")
-    ip, user_agent = _request_origin()
+    origin = _request_origin()
+    detail_text = _detail_text(detail)
+    detail_owner = actor_id or subject
+    if detail_text is not None and detail_owner is None:
+        raise ValueError("an audit detail needs an actor or a subject to seal it under")
+    _warm_keys(actor_id if origin else None, detail_owner if detail_text else None)
 
     # The caller's changes first, so every writer takes row locks before the head's (no
     # deadlocks on PostgreSQL); then plain statements in its transaction, without the ORM.
@@ -88,8 +108,11 @@ def record(action: str, *, actor=None, target: tuple[str, Any] | object | None =
     seq, prev_hash = _advance_head(connection)
     event = AuditEvent(
         seq=seq, at=utcnow(), actor_id=actor_id, actor_role=actor_role, action=action,
-        target_type=target_type, target_id=target_id, subject_id=subject, ip=ip,
-        user_agent=user_agent, outcome=outcome, severity=severity, prev_hash=prev_hash,
+        target_type=target_type, target_id=target_id, subject_id=subject,
+        origin_sealed=_seal_origin(actor_id, seq, origin),
+        detail_sealed=(None if detail_text is None
+                       else seal(detail_owner, detail_context(seq), detail_text)),
+        outcome=outcome, severity=severity, prev_hash=prev_hash,
     )
     event.row_hash = compute_hash(event)
     connection.execute(_SET_LAST_HASH, {"last_hash": event.row_hash})
@@ -118,7 +141,8 @@ def record_many(events: list[tuple[str, tuple[str, Any] | object | None, uuid.UU
                              "characters")
         checked.append((action, *_target(target), _uuid(subject_id, "subject_id")))
     actor_id, actor_role = _actor(actor)
-    ip, user_agent = _request_origin()
+    origin = _request_origin()
+    _warm_keys(actor_id if origin else None, None)
 
     db.session.flush()
     connection = db.session.connection()
@@ -133,8 +157,9 @@ def record_many(events: list[tuple[str, tuple[str, Any] | object | None, uuid.UU
         seq += 1
         event = AuditEvent(
             seq=seq, at=at, actor_id=actor_id, actor_role=actor_role, action=action,
-            target_type=target_type, target_id=target_id, subject_id=subject, ip=ip,
-            user_agent=user_agent, outcome=outcome, severity=severity, prev_hash=prev_hash)
+            target_type=target_type, target_id=target_id, subject_id=subject,
+            origin_sealed=_seal_origin(actor_id, seq, origin), detail_sealed=None,
+            outcome=outcome, severity=severity, prev_hash=prev_hash)
         event.row_hash = prev_hash = compute_hash(event)
         rows.append({name: getattr(event, name) for name in INSERTED_COLUMNS})
     connection.execute(_SET_LAST_HASH, {"last_hash": prev_hash})
@@ -208,12 +233,80 @@ def _uuid(value, what: str) -> uuid.UUID | None:
         raise ValueError(f"audit {what} must be a UUID") from None
 
 
-def _request_origin() -> tuple[str | None, str | None]:
+def _request_origin() -> tuple[str | None, str | None] | None:
+    """(IP address, user agent) of the request being answered; None outside a request."""
     if not has_request_context():
+        return None
+    origin = (_clean(request.remote_addr, 64), _clean(request.headers.get("User-Agent"), 255))
+    return origin if origin != (None, None) else None
+
+
+def origin_context(seq: int) -> Context:
+    """Where a row's sealed origin lives: the row is named by its chain position (its `id`
+    is assigned by the database after the MAC is computed)."""
+    return Context("audit_events", "origin", uuid.UUID(int=seq))
+
+
+def detail_context(seq: int) -> Context:
+    return Context("audit_events", "detail", uuid.UUID(int=seq))
+
+
+def _warm_keys(*owners: uuid.UUID | None) -> None:
+    """Load (or create) the data keys the row will be sealed under before the head's lock is
+    taken, so no SELECT of a key runs while every other writer waits for that lock."""
+    for owner in owners:
+        if owner is not None:
+            current_key(owner)
+
+
+def _seal_origin(actor_id: uuid.UUID | None, seq: int,
+                 origin: tuple[str | None, str | None] | None) -> bytes | None:
+    """The request's IP address and user agent, sealed under the actor's key (an event with
+    no actor keeps no origin: there is nobody whose key could seal it)."""
+    if origin is None or actor_id is None:
+        return None
+    return seal(actor_id, origin_context(seq), json.dumps(list(origin)))
+
+
+def _detail_text(detail: dict[str, Any] | None) -> str | None:
+    if detail is None:
+        return None
+    if not isinstance(detail, dict) or len(detail) > DETAIL_MAX:
+        raise ValueError(f"an audit detail is a dict of at most {DETAIL_MAX} entries")
+    for key, value in detail.items():
+        if not isinstance(key, str) or not _DETAIL_VALUE.match(key):
+            raise ValueError("an audit detail's keys are short names")
+        if isinstance(value, uuid.UUID):
+            continue
+        if value is not None and not isinstance(value, bool | int) and not (
+                isinstance(value, str) and _DETAIL_VALUE.match(value)):
+            raise ValueError("an audit detail holds flags, numbers and ids, never text")
+    return json.dumps({key: str(value) if isinstance(value, uuid.UUID) else value
+                       for key, value in detail.items()}, sort_keys=True, separators=(",", ":"))
+
+
+def detail_of(row) -> dict[str, Any] | None:
+    """The opened detail of an audit row (a model or a plain row): None when it has none or it
+    will not open (a shredded key)."""
+    owner = row.actor_id or row.subject_id
+    if row.detail_sealed is None or owner is None:
+        return None
+    try:
+        return json.loads(open_text(owner, detail_context(row.seq), row.detail_sealed))
+    except DecryptionError:
+        return None
+
+
+def origin_of(row) -> tuple[str | None, str | None]:
+    """(IP address, user agent) an audit row was recorded from; (None, None) when unknown."""
+    if row.origin_sealed is None or row.actor_id is None:
         return None, None
-    ip = request.remote_addr
-    agent = request.headers.get("User-Agent")
-    return (_clean(ip, 64), _clean(agent, 255))
+    try:
+        ip, agent = json.loads(open_text(row.actor_id, origin_context(row.seq),
+                                         row.origin_sealed))
+    except (DecryptionError, ValueError):
+        return None, None
+    return ip, agent
 
 
 def _clean(value: str | None, limit: int) -> str | None:
@@ -241,8 +334,14 @@ def canonical(event) -> bytes:
 
 
 def compute_hash(event) -> bytes:
-    """Return SHA-256 over the previous hash and the row's canonical encoding."""
-    return hashlib.sha256(bytes(event.prev_hash) + canonical(event)).digest()
+    """Return the row's MAC: HMAC-SHA256, under the audit chain's key, of the previous row's
+    MAC and the row's canonical encoding. Without PORTAL_INDEX_KEY nobody can compute it."""
+    return mac(crypto_state().subkey(MAC_KEY), event)
+
+
+def mac(key: bytes, event) -> bytes:
+    """`compute_hash` under a given key (a migration re-keys the chain with it)."""
+    return hmac.new(key, bytes(event.prev_hash) + canonical(event), "sha256").digest()
 
 
 # --- checking -------------------------------------------------------------------------------
@@ -312,11 +411,18 @@ def events_for_subject(subject_id: uuid.UUID, staff_only: bool = True,
                        limit: int = 200, offset: int = 0) -> list[AuditEvent]:
     """Return the newest events touching one client's record (by default only what staff and
     guardians did, `LOGGED_ROLES`), skipping the `offset` newest."""
-    stmt = select(AuditEvent).where(AuditEvent.subject_id == _uuid(subject_id, "subject_id"))
+    subject = _uuid(subject_id, "subject_id")
+    stmt = select(AuditEvent).where(AuditEvent.subject_id.in_(subject_ids(subject)))
     if staff_only:
         stmt = stmt.where(AuditEvent.actor_role.in_(LOGGED_ROLES))
     stmt = stmt.order_by(AuditEvent.seq.desc()).limit(limit).offset(offset)
     return list(db.session.scalars(stmt))
+
+
+def subject_ids(client_id: uuid.UUID) -> list[uuid.UUID]:
+    """The subject ids under which a client's events are recorded: their id, and the keyed
+    stand-in that emergency-access events use instead (see EMERGENCY_INDEX)."""
+    return [client_id, pseudonym(EMERGENCY_INDEX, client_id)]
 
 
 def event_count() -> int:

@@ -2,7 +2,8 @@
 
 The index key (PORTAL_INDEX_KEY) never keys anything itself: HKDF-SHA256 derives one subkey
 per use, each with its own info string, so a digest made for one use says nothing about
-another: the email blind index (INDEX_INFO) and the recovery codes (RECOVERY_INFO).
+another (`DIGEST_INFOS`): the email blind index, the recovery codes, the audit chain's MACs,
+the emergency grants' client index, the estimate PDFs' digests and the sign-in sources.
 
 The stored format is (master key id, opaque wrapped blob), so a cloud KMS or a Vault transit
 provider can replace `LocalKeyProvider` later without touching a row. Key bytes live only in
@@ -32,6 +33,15 @@ KEY_B64_RE = re.compile(r"[A-Za-z0-9_+/-]{43}=?")
 ENTRY_SHAPE = "id:base64url-32-bytes"
 INDEX_INFO = b"coeo-portal email index v1"
 RECOVERY_INFO = b"coeo-portal recovery codes v1"
+# Every keyed digest, by the name of its canary ("hmac:<name>"): one HKDF subkey each.
+DIGEST_INFOS = {
+    "email-index": INDEX_INFO,
+    "recovery-codes": RECOVERY_INFO,
+    "audit-chain": b"coeo-portal audit chain v1",  # the audit trail's row MACs
+    "emergency-index": b"coeo-portal emergency grant index v1",  # whose emergency grant
+    "estimate-pdf": b"coeo-portal estimate pdf digest v1",  # an issued estimate's PDF
+    "signin-source": b"coeo-portal sign-in source v1",  # one account's sign-in sources
+}
 DEV_MASTER_FILE = "master.keys"
 DEV_INDEX_FILE = "index.key"
 
@@ -177,15 +187,17 @@ class CryptoState:
     one-line error messages; never the key.
     """
 
-    __slots__ = ("_index_subkey", "_recovery_subkey", "env_name", "index_source", "provider")
+    __slots__ = ("_index_subkey", "_recovery_subkey", "_subkeys", "env_name", "index_source",
+                 "provider")
 
     def __init__(self, provider: KeyProvider, index_key: bytes, env_name: str, *,
                  index_source: str = "PORTAL_INDEX_KEY") -> None:
         self.provider = provider
         self.env_name = env_name
         self.index_source = index_source
-        self._index_subkey = _subkey(index_key, INDEX_INFO)
-        self._recovery_subkey = _subkey(index_key, RECOVERY_INFO)
+        self._subkeys = {name: _subkey(index_key, info) for name, info in DIGEST_INFOS.items()}
+        self._index_subkey = self._subkeys["email-index"]
+        self._recovery_subkey = self._subkeys["recovery-codes"]
 
     @property
     def index_subkey(self) -> bytes:
@@ -197,14 +209,17 @@ class CryptoState:
         """Keys the HMAC of each recovery code (portal.accounts.mfa)."""
         return self._recovery_subkey
 
+    def subkey(self, name: str) -> bytes:
+        """The subkey of one keyed digest (a name of DIGEST_INFOS); KeyError for another."""
+        return self._subkeys[name]
+
     def digest_keys(self) -> list[tuple[str, str, bytes]]:
         """(canary name, setting it comes from, key) for every keyed digest: one canary each.
 
         A key added for another keyed digest (an audit MAC key, say) is listed here too, so
         portal.crypto.canary checks it at start-up and in /readyz like the others.
         """
-        return [("email-index", self.index_source, self._index_subkey),
-                ("recovery-codes", self.index_source, self._recovery_subkey)]
+        return [(name, self.index_source, key) for name, key in self._subkeys.items()]
 
     def __repr__(self) -> str:
         return f"<CryptoState {self.env_name} provider={self.provider!r}>"

@@ -22,13 +22,14 @@ from portal.audit import (
 )
 from portal.audit.cli import audit_verify_command
 from portal.audit.service import GENESIS_HASH, compute_hash
+from tests.support.people import make_user
 
 ACTIONS = ("auth.signin.success", "message.read", "estimate.viewed", "account.created")
 
 
 def _user(role: str = "therapist") -> User:
-    """Return an unsaved user: audit rows keep ids, not foreign keys, so none is needed."""
-    return User(id=uuid.uuid4(), role=role)
+    """Return a saved user: an event's origin is sealed under its actor's data key."""
+    return make_user(role, password=None, mfa_on=False)
 
 
 def _fill(db, count: int) -> list[AuditEvent]:
