@@ -192,12 +192,12 @@ def _set_triggers(install: bool) -> None:
 
 def upgrade():
     bind = op.get_bind()
+    rows = _load(bind, ("ip", "user_agent"))
+    _check_old_chain(rows)  # before any change: SQLite's DDL here is not transactional
     _set_triggers(False)
     with op.batch_alter_table('audit_events', schema=None) as batch_op:
         batch_op.add_column(sa.Column('origin_sealed', sa.LargeBinary(), nullable=True))
         batch_op.add_column(sa.Column('detail_sealed', sa.LargeBinary(), nullable=True))
-    rows = _load(bind, ("ip", "user_agent"))
-    _check_old_chain(rows)
     if rows:
         keys = MigrationKeys(bind)
         grants: dict = {}

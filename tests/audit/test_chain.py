@@ -1,9 +1,12 @@
 """The audit chain: appends, verification, tamper detection and the append-only guard."""
 
+import hashlib
+import hmac
 import inspect
 import threading
 import uuid
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +24,7 @@ from portal.audit import (
     verify,
 )
 from portal.audit.cli import audit_verify_command
-from portal.audit.service import GENESIS_HASH, compute_hash
+from portal.audit.service import GENESIS_HASH, canonical, compute_hash, detail_of, origin_of
 from tests.support.people import make_user
 
 ACTIONS = ("auth.signin.success", "message.read", "estimate.viewed", "account.created")
@@ -39,7 +42,7 @@ def _fill(db, count: int) -> list[AuditEvent]:
     for n in range(count):
         ids.append(record(ACTIONS[n % len(ACTIONS)], actor=actor,
                           target=("thread", uuid.uuid4()), subject_id=subject,
-                          outcome="ok", severity="info").id)
+                          outcome="ok", severity="info", detail={"n": n}).id)
     db.session.commit()
     loaded = {e.id: e for e in db.session.scalars(select(AuditEvent)
                                                    .where(AuditEvent.id.in_(ids)))}
@@ -97,16 +100,82 @@ def test_record_takes_role_from_actor_and_ip_and_agent_from_the_request(app, db)
         event = record("admin.audit.viewed", actor=actor, severity="high")
     db.session.commit()
     assert event.actor_id == actor.id and event.actor_role == "admin"
-    assert event.ip == "203.0.113.9"
-    assert len(event.user_agent) == 255 and "\x00" not in event.user_agent
+    ip, user_agent = origin_of(event)
+    assert ip == "203.0.113.9"
+    assert len(user_agent) == 255 and "\x00" not in user_agent
     assert event.severity == "high"
     assert verify().ok
+
+
+def test_the_origin_is_sealed_at_rest_and_padded(app, db):
+    actor = _user("client")
+    with app.test_request_context("/", headers={"User-Agent": "SealedAgent/9.1"},
+                                  environ_base={"REMOTE_ADDR": "198.51.100.77"}):
+        event = record("auth.signin.success", actor=actor)
+    db.session.commit()
+    with db.engine.connect() as conn:
+        raw = conn.execute(text("SELECT origin_sealed FROM audit_events WHERE seq = :s"),
+                           {"s": event.seq}).scalar_one()
+    raw = bytes(raw)
+    assert b"198.51.100.77" not in raw and b"SealedAgent" not in raw
+    assert len(raw) - 45 in (32, 64, 128, 256, 512, 1024)  # header, nonce, tag + a bucket
+    assert origin_of(event) == ("198.51.100.77", "SealedAgent/9.1")
+
+
+def test_a_detail_is_sealed_and_read_back(db):
+    actor, subject = _user("client"), uuid.uuid4()
+    event = record("message.sent", actor=actor, subject_id=subject, detail={"crisis": True})
+    plain = record("message.sent", actor=actor, subject_id=subject, detail={"crisis": False})
+    db.session.commit()
+    assert detail_of(event) == {"crisis": True} and detail_of(plain) == {"crisis": False}
+    assert len(event.detail_sealed) == len(plain.detail_sealed)
+    assert event.detail_sealed != plain.detail_sealed
+    assert verify().ok
+
+
+@pytest.mark.parametrize("detail", [{"note": "she said something"}, {"who": "a@b.example"},
+                                    {"n": 1.5}, {f"k{n}": n for n in range(17)}])
+def test_a_detail_holds_no_free_text(db, detail):
+    with pytest.raises(ValueError):
+        record("message.sent", actor=_user("client"), detail=detail)
+
+
+def test_a_chain_recomputed_without_the_key_does_not_verify(db):
+    """Someone with write access to the database but not the key rewrites a row and recomputes
+    every MAC after it as a plain SHA-256 chain, and as an HMAC under a key of their own."""
+    _fill(db, 5)
+    table = AuditEvent.__table__
+    for forged in (lambda prev, row: hashlib.sha256(prev + canonical(row)).digest(),
+                   lambda prev, row: hmac.new(b"k" * 32, prev + canonical(row),
+                                              "sha256").digest()):
+        rows = [dict(r._mapping) for r in db.session.execute(select(table).order_by(
+            table.c.seq))]
+        db.session.commit()
+        prev = bytes(rows[1]["prev_hash"])
+        with db.engine.begin() as conn:
+            conn.execute(text("DROP TRIGGER IF EXISTS audit_events_no_update")
+                         if conn.dialect.name == "sqlite" else
+                         text("ALTER TABLE audit_events DISABLE TRIGGER USER"))
+            for row in rows[1:]:
+                row["outcome"] = "denied" if row["seq"] == 2 else row["outcome"]
+                row["prev_hash"] = prev
+                row["row_hash"] = prev = forged(prev, SimpleNamespace(**row))
+                conn.execute(update(table).where(table.c.seq == row["seq"]).values(
+                    outcome=row["outcome"], prev_hash=row["prev_hash"],
+                    row_hash=row["row_hash"]))
+            conn.execute(update(AuditHead.__table__).values(last_hash=prev))
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("ALTER TABLE audit_events ENABLE TRIGGER USER"))
+        result = verify()
+        assert (result.ok, result.first_broken_seq) == (False, 2)
+        assert "do not match" in result.reason
 
 
 def test_record_without_a_request_or_an_actor(db):
     event = record("auth.signin.failure", outcome="failure")
     db.session.commit()
-    assert (event.actor_id, event.actor_role, event.ip, event.user_agent) == (None,) * 4
+    assert (event.actor_id, event.actor_role, event.origin_sealed) == (None,) * 3
+    assert origin_of(event) == (None, None)
 
 
 def test_target_may_be_a_pair_or_a_model_instance(db):
@@ -120,11 +189,12 @@ def test_target_may_be_a_pair_or_a_model_instance(db):
 
 def test_record_signature_has_no_free_text_field():
     parameters = set(inspect.signature(record).parameters)
-    assert parameters == {"action", "actor", "target", "subject_id", "outcome", "severity"}
+    assert parameters == {"action", "actor", "target", "subject_id", "outcome", "severity",
+                          "detail"}
     columns = {column.name for column in AuditEvent.__table__.columns}
     assert columns == {"id", "seq", "at", "actor_id", "actor_role", "action", "target_type",
-                       "target_id", "subject_id", "ip", "user_agent", "outcome", "severity",
-                       "prev_hash", "row_hash"}
+                       "target_id", "subject_id", "origin_sealed", "detail_sealed", "outcome",
+                       "severity", "prev_hash", "row_hash"}
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -188,7 +258,8 @@ def _changed(value):
 
 
 TAMPERABLE = ("seq", "at", "actor_id", "actor_role", "action", "target_type", "target_id",
-              "subject_id", "ip", "user_agent", "outcome", "severity", "prev_hash", "row_hash")
+              "subject_id", "origin_sealed", "detail_sealed", "outcome", "severity",
+              "prev_hash", "row_hash")
 
 
 @pytest.mark.parametrize("column", TAMPERABLE)
@@ -208,7 +279,7 @@ def test_tampering_with_any_column_of_any_row_is_detected_at_that_row(app, db, c
     assert result.reason
 
 
-@pytest.mark.parametrize("column", ["actor_id", "target_id", "ip", "user_agent"])
+@pytest.mark.parametrize("column", ["actor_id", "target_id", "origin_sealed"])
 def test_blanking_a_column_is_detected(app, db, column):
     with app.test_request_context("/", headers={"User-Agent": "Safari"},
                                   environ_base={"REMOTE_ADDR": "192.0.2.1"}):
@@ -365,12 +436,14 @@ def test_audit_verify_command_exits_1_when_broken(runner, db):
 def test_any_request_headers_are_stored_so_the_chain_still_verifies(app, db, agent, ip):
     """Whatever a client sends as User-Agent or address, the stored row hashes the same."""
     # Straight into the WSGI environ, as a server or proxy would pass them, unvalidated.
+    actor = _user("client")
     with app.test_request_context("/", environ_base={"HTTP_USER_AGENT": agent,
                                                      "REMOTE_ADDR": ip}):
-        event = record("auth.signin.failure", outcome="failure")
+        event = record("auth.signin.failure", actor=actor, outcome="failure")
     db.session.commit()
-    assert event.user_agent is None or len(event.user_agent) <= 255
-    assert event.ip is None or len(event.ip) <= 64
+    ip, user_agent = origin_of(event)
+    assert user_agent is None or len(user_agent) <= 255
+    assert ip is None or len(ip) <= 64
     assert verify().ok
     db.session.commit()
 
