@@ -8,13 +8,14 @@ from sqlalchemy import select
 from portal import crypto
 from portal.crypto import Context, KeyCanary, KeyConfigError, seal
 from portal.crypto.canary import check_canaries, ensure_canaries
+from portal.crypto.keyring import DIGEST_INFOS
 from portal.extensions import db
 
 from .conftest import key_entry, make_owner
 
 
 def test_every_configured_key_gets_a_canary(app, make_app):
-    digests = ["hmac:email-index", "hmac:recovery-codes"]  # tests/crypto/test_key_checks.py
+    digests = sorted(f"hmac:{name}" for name in DIGEST_INFOS)  # tests/crypto/test_key_checks.py
     assert sorted(db.session.scalars(select(KeyCanary.master_key_id))) == [*digests, "test1"]
     other = make_app(PORTAL_MASTER_KEYS=key_entry("k2") + ",test1:" + "A" * 43)
     with other.app_context():

@@ -19,7 +19,20 @@ PRODUCTION = {"ENV_NAME": "production", "PORTAL_MASTER_KEYS": MASTER, "SECRET_KE
 
 def test_every_digest_key_has_a_canary(app):
     ids = set(db.session.scalars(select(KeyCanary.master_key_id)))
-    assert {"hmac:email-index", "hmac:recovery-codes"} <= ids
+    assert {"hmac:email-index", "hmac:recovery-codes", "hmac:audit-chain",
+            "hmac:emergency-index", "hmac:estimate-pdf", "hmac:signin-source"} <= ids
+
+
+@pytest.mark.parametrize("name", ["audit-chain", "emergency-index", "estimate-pdf",
+                                  "signin-source"])
+def test_a_changed_canary_of_any_digest_key_stops_start_up(app, make_app, name):
+    make_user()
+    row = db.session.get(KeyCanary, f"hmac:{name}")
+    row.blob = bytes(32)
+    db.session.commit()
+    with pytest.raises(SystemExit) as exc:
+        make_app()
+    assert exc.value.code == f"PORTAL_INDEX_KEY: does not match this database ({name} canary)"
 
 
 def test_a_wrong_index_key_stops_production_start_up_with_one_line(app, make_app):
