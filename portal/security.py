@@ -75,7 +75,12 @@ def _may_upload(limit: int) -> bool:
         return False  # fits the form limit anyway: no need to know who is asking
     if not pages.endpoint_has(request.endpoint, pages.UPLOADS):
         return False
-    return bool(current_user.is_authenticated)
+    if not current_user.is_authenticated:
+        return False
+    # Someone the page would answer 404 (an administrator on compose) is held to the form
+    # limit too: the roles `role_required` let in ride on the view.
+    roles = getattr(current_app.view_functions.get(request.endpoint), ROLES_ATTR, None)
+    return roles is None or current_user.role in roles
 
 
 def _require_sign_in():
@@ -143,6 +148,9 @@ def _signed_in() -> bool:
         return True
 
 
+ROLES_ATTR = "portal_roles"  # the roles role_required lets in, on the view it wraps
+
+
 def role_required(*roles: str):
     """Allow only the given roles; anyone else gets the same 404 as a missing page."""
     def decorator(view):
@@ -151,5 +159,6 @@ def role_required(*roles: str):
             if not current_user.is_authenticated or current_user.role not in roles:
                 abort(404)
             return view(*args, **kwargs)
+        setattr(wrapped, ROLES_ATTR, frozenset(roles))  # `wraps` carries it outwards
         return wrapped
     return decorator

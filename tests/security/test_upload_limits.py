@@ -21,7 +21,7 @@ from werkzeug.wrappers import Request
 from portal import pages
 from tests.messaging.conftest import PDF, assign
 from tests.support.auth import signed_in
-from tests.support.people import csrf_from, make_client, make_therapist
+from tests.support.people import csrf_from, make_admin, make_client, make_therapist
 
 MB = 1024 * 1024
 HUGE = 59 * MB  # under MAX_CONTENT_LENGTH (60 MB), far over the form limit (500 KB)
@@ -124,6 +124,17 @@ def test_a_signed_in_person_posting_a_big_body_to_a_page_without_files_is_refuse
     person, _ = _people()
     browser = signed_in(app, person)
     response, stream = _post_stream(browser, "/account/profile", 2 * MB, declared=2 * MB)
+    assert response.status_code == 413
+    assert "The limit is 500 KB" in response.get_data(as_text=True)
+    assert stream.read_bytes == 0
+
+
+def test_someone_the_upload_page_turns_away_is_held_to_the_form_limit(app):
+    """An administrator is signed in, but compose answers them 404: their 59 MB is refused
+    before a byte is read, like a signed-out body."""
+    admin = make_admin()
+    browser = signed_in(app, admin)
+    response, stream = _post_stream(browser, "/messages/new", HUGE, declared=HUGE)
     assert response.status_code == 413
     assert "The limit is 500 KB" in response.get_data(as_text=True)
     assert stream.read_bytes == 0
