@@ -171,17 +171,27 @@ def change_email(user_id: uuid.UUID):
     the old one is told without a link; nothing changes until the link is followed."""
     person = _user_or_404(user_id)
     form = EmailForm()
+    return _person_form(
+        person, form, "email_form",
+        lambda: email_change.request_email_change(_me(), person, form.email.data),
+        "We sent a confirmation link to the new address; it works for "
+        f"{email_change.LINK_HOURS} hours. Until it is followed, they keep signing in with "
+        "their current address.")
+
+
+def _person_form(person: User, form, name: str, act, done: str):
+    """A form on the person page: when it is valid, `act()`, flash `done` and go back to the
+    page; otherwise (or when a rule refuses) show the page again with the errors on the form,
+    which the page takes as its keyword `name`."""
     if form.validate_on_submit():
         try:
-            email_change.request_email_change(_me(), person, form.email.data)
+            act()
         except RuleError as error:
             refuse(form, error)
         else:
-            flash("We sent a confirmation link to the new address; it works for "
-                  f"{email_change.LINK_HOURS} hours. Until it is followed, they keep signing "
-                  "in with their current address.", "success")
+            flash(done, "success")
             return redirect(url_for("admin.user", user_id=person.id))
-    return user(person.id, email_form=form), INVALID
+    return user(person.id, **{name: form}), INVALID
 
 
 @bp.route("/users/<uuid:user_id>/email/cancel", methods=["POST"])
@@ -223,16 +233,10 @@ def last_service(user_id: uuid.UUID):
     """Record a client's last date of service: the retention clock may start from it."""
     person = _client_or_404(user_id)
     form = LastServiceForm()
-    if form.validate_on_submit():
-        try:
-            service.set_last_service_on(current_user._get_current_object(), person,
-                                        form.last_service_on.data)
-        except RuleError as error:
-            refuse(form, error)
-        else:
-            flash("The last date of service is recorded.", "success")
-            return redirect(url_for("admin.user", user_id=person.id))
-    return user(person.id, service_form=form), INVALID
+    return _person_form(
+        person, form, "service_form",
+        lambda: service.set_last_service_on(_me(), person, form.last_service_on.data),
+        "The last date of service is recorded.")
 
 
 @bp.route("/users/<uuid:user_id>/holds", methods=["POST"])
@@ -241,16 +245,10 @@ def place_hold(user_id: uuid.UUID):
     """Place a legal hold on a client's record: no retention purge while it is open."""
     person = _client_or_404(user_id)
     form = HoldForm()
-    if form.validate_on_submit():
-        try:
-            holds.place(current_user._get_current_object(), person, form.reason.data)
-        except RuleError as error:
-            refuse(form, error)
-        else:
-            flash("The record is on legal hold: the retention purge leaves it alone until "
-                  "the hold is released.", "success")
-            return redirect(url_for("admin.user", user_id=person.id))
-    return user(person.id, hold_form=form), INVALID
+    return _person_form(
+        person, form, "hold_form", lambda: holds.place(_me(), person, form.reason.data),
+        "The record is on legal hold: the retention purge leaves it alone until the hold is "
+        "released.")
 
 
 @bp.route("/users/<uuid:user_id>/holds/<uuid:hold_id>/release", methods=["POST"])
