@@ -63,6 +63,10 @@ class Config:
     LOCKOUT_MINUTES = 15
     DISABLE_THRESHOLD = 100
 
+    # Sessions and sign-in attempts (with their sealed IP addresses and user agents) whose
+    # last activity is older than this are purged by the deliver-mail loop.
+    METADATA_RETENTION_DAYS = 90
+
     # Tokens
     INVITATION_HOURS = 72
     RESET_MINUTES = 30
@@ -174,6 +178,7 @@ ENV_SETTINGS: dict[str, type] = {
     "CRISIS_ESCALATE_MINUTES": int,
     "CRISIS_REPEAT_MINUTES": int,
     "SESSION_ABSOLUTE_HOURS": int,
+    "METADATA_RETENTION_DAYS": int,
     "REPLY_TIME_TEXT": str,
     "PRACTICE_TIMEZONE": str,
     "ATTACHMENT_MAX_BYTES": int,

@@ -5,7 +5,7 @@ from flask_login import current_user
 
 import portal.accounts.email_change_views  # noqa: F401  (its routes join accounts.bp)
 from portal import hooks
-from portal.accounts import display, identity, mfa, sessions
+from portal.accounts import display, housekeeping, identity, mfa, sessions
 from portal.accounts.views import bp
 from portal.audit.catalogue import declare
 from portal.extensions import login_manager
@@ -35,6 +35,8 @@ def init_app(app: Flask) -> None:
     hooks.email_address_of.provide(identity.email_of)
     hooks.display_names.provide(identity.names_by_id)
     hooks.digest_key_started.provide(mfa.void_legacy_codes)
+    hooks.worker_tasks.provide(hooks.WorkerTask("sign-in metadata purge",
+                                                housekeeping.scheduled))
     # `email_change`: an administrator's correction (the confirmation is the person's own).
     declare("account.email_change_requested", "Started a correction of your email address")
     declare("account.email_change_cancelled", "Cancelled a correction of your email address")

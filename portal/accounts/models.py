@@ -113,8 +113,10 @@ class UserSession(db.Model):
                                                index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_seen_at: Mapped[datetime] = mapped_column(default=utcnow)
-    ip: Mapped[str | None] = mapped_column(String(64))
-    user_agent: Mapped[str | None] = mapped_column(String(255))
+    # Where and on what it signed in (an IP address is a HIPAA identifier): sealed, opened
+    # only for the Account page (`sessions.shown_for`); purged with the session.
+    ip_sealed: Mapped[bytes | None] = sealed_column(owner="user_id")
+    user_agent_sealed: Mapped[bytes | None] = sealed_column(owner="user_id")
     mfa_verified: Mapped[bool] = mapped_column(default=False)
 
     user: Mapped[User] = relationship(lazy="joined")
@@ -176,16 +178,26 @@ class RecoveryCode(db.Model):
 
 
 class SignInAttempt(db.Model):
-    """A sign-in attempt on a known account, shown to its holder; no email is stored."""
+    """A sign-in attempt on a known account, shown to its holder; no email is stored.
+
+    The IP address and user agent are sealed under the account's key. The per-source rules
+    (service._register_failure) compare `source_digest`, an HMAC of the account id and the
+    address under the "signin-source" subkey of PORTAL_INDEX_KEY: equal for one account's
+    attempts from one address, unrelated across accounts, and not computable from the
+    database alone. Rows older than METADATA_RETENTION_DAYS are purged (accounts.housekeeping).
+    """
 
     __tablename__ = "signin_attempts"
-    __table_args__ = (Index("ix_signin_attempts_user_at", "user_id", "at"),)
+    __table_args__ = (Index("ix_signin_attempts_user_at", "user_id", "at"),
+                      Index("ix_signin_attempts_at", "at"))
 
-    id: Mapped[int] = mapped_column(primary_key=True)
+    # A UUID made in Python, so the sealed values' associated data can name the row.
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     at: Mapped[datetime] = mapped_column(default=utcnow)
-    ip: Mapped[str | None] = mapped_column(String(64))
-    user_agent: Mapped[str | None] = mapped_column(String(255))
+    ip_sealed: Mapped[bytes | None] = sealed_column(owner="user_id")
+    user_agent_sealed: Mapped[bytes | None] = sealed_column(owner="user_id")
+    source_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
     outcome: Mapped[str] = mapped_column(String(24))
 
 

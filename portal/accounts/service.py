@@ -6,15 +6,16 @@ raises) and writes its audit events, so views, the CLI and tests call the same c
 Wrong passwords and codes: every 10th failure pauses the account for 15 minutes, except for a
 browser that has signed in to it before (its signed device cookie, accounts.sessions), which
 still gets in with the right password; the 100-failure ceiling is counted per source (the
-client address) as well as per account, so one source alone can never switch a password off.
-The rule in full is in _register_failure's docstring.
+client address, compared as a keyed digest: `source_digest`) as well as per account, so one
+source alone can never switch a password off. The rule in full is in _register_failure's
+docstring.
 """
 
 import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 from flask import current_app, request, session
 from flask_login import logout_user
@@ -29,10 +30,10 @@ from portal.accounts.models import (
     SignInAttempt,
     TokenPurpose,
     User,
-    UserSession,
     new_alt_id,
 )
 from portal.audit import record
+from portal.crypto.blind_index import keyed_digest
 from portal.db import new_id, utcnow
 from portal.errors import RuleError
 from portal.extensions import db
@@ -184,9 +185,23 @@ class SignIn:
 
 
 def _attempt(user: User, outcome: str) -> None:
-    ip = request.remote_addr if request else None
-    agent = (request.user_agent.string[:255] or None) if request else None
-    db.session.add(SignInAttempt(user_id=user.id, ip=ip, user_agent=agent, outcome=outcome))
+    ip, agent = sessions.client_details()
+    row = SignInAttempt(id=new_id(), user_id=user.id, outcome=outcome,
+                        source_digest=source_digest(user.id, ip))
+    row.ip_sealed = sessions.seal_optional(user.id, SignInAttempt.ip_sealed, row.id, ip)
+    row.user_agent_sealed = sessions.seal_optional(user.id, SignInAttempt.user_agent_sealed,
+                                                   row.id, agent)
+    db.session.add(row)
+
+
+def source_digest(user_id: uuid.UUID, ip: str | None) -> bytes | None:
+    """The keyed digest that stands for one source of an account's attempts (None: unknown).
+
+    HMAC-SHA256 under the "signin-source" subkey of PORTAL_INDEX_KEY of the account id and the
+    address: the per-source rules compare it; the database alone cannot test a guess."""
+    if ip is None:
+        return None
+    return keyed_digest("signin-source", user_id.bytes + ip.encode())
 
 
 # The outcomes of SignInAttempt rows that are counted guesses.
@@ -196,8 +211,9 @@ _FRESH_START = ("success", "reset")  # the guesses before these no longer count
 DISABLE_MIN_SOURCES = 2
 
 
-def _source() -> str | None:
-    return request.remote_addr if request else None
+def _source(user: User) -> bytes | None:
+    """This request's source as the attempts of `user` record it (`source_digest`)."""
+    return source_digest(user.id, request.remote_addr if request else None)
 
 
 def _since_success(user: User):
@@ -211,16 +227,18 @@ def _since_success(user: User):
 
 
 def _guesses_from_here(user: User) -> int:
-    source = _source()
-    same = SignInAttempt.ip.is_(None) if source is None else SignInAttempt.ip == source
+    source = _source(user)
+    same = (SignInAttempt.source_digest.is_(None) if source is None
+            else SignInAttempt.source_digest == source)
     return db.session.scalar(select(func.count()).where(*_since_success(user), same)) or 0
 
 
 def _guessing_sources(user: User) -> int:
-    """How many sources (client addresses) guessed since the last success, this one included."""
-    found = set(db.session.scalars(select(SignInAttempt.ip).where(*_since_success(user))
-                                   .distinct()))
-    return len(found | {_source()})
+    """How many sources (client addresses, as keyed digests) guessed since the last success,
+    this one included."""
+    found = set(db.session.scalars(select(SignInAttempt.source_digest)
+                                   .where(*_since_success(user)).distinct()))
+    return len(found | {_source(user)})
 
 
 def _refused_here(user: User, remembered: bool) -> str | None:
@@ -730,12 +748,33 @@ def user_by_alt_id(alt_id: str | None) -> User | None:
     return db.session.scalar(select(User).where(User.alt_id == alt_id))
 
 
-def recent_attempts(user: User, limit: int = 20) -> list[SignInAttempt]:
-    return list(db.session.scalars(select(SignInAttempt).where(SignInAttempt.user_id == user.id)
-                                   .order_by(SignInAttempt.at.desc()).limit(limit)))
+@dataclass(frozen=True)
+class AttemptShown:
+    """A sign-in attempt as the Account page shows it (address and agent opened)."""
+
+    at: datetime
+    ip: str | None
+    user_agent: str | None
+    outcome: str
 
 
-def active_sessions(user: User) -> list[UserSession]:
+def recent_attempts(user: User, limit: int = 20) -> list[AttemptShown]:
+    """The account's latest sign-in attempts, opened (one statement; one owner's key)."""
+    rows = db.session.execute(
+        select(SignInAttempt.id, SignInAttempt.at, SignInAttempt.ip_sealed,
+               SignInAttempt.user_agent_sealed, SignInAttempt.outcome)
+        .where(SignInAttempt.user_id == user.id)
+        .order_by(SignInAttempt.at.desc()).limit(limit))
+    return [AttemptShown(row.at,
+                         sessions.open_optional(user.id, SignInAttempt.ip_sealed, row.id,
+                                                row.ip_sealed),
+                         sessions.open_optional(user.id, SignInAttempt.user_agent_sealed, row.id,
+                                                row.user_agent_sealed),
+                         row.outcome)
+            for row in rows]
+
+
+def active_sessions(user: User) -> list[sessions.SessionShown]:
     return sessions.list_for(user.id)
 
 

@@ -8,14 +8,16 @@ Flask's cookie session is signed, not revocable: a copy kept after sign-out woul
 import hashlib
 import secrets
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from flask import Response, current_app, g, request, session
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import LargeBinary, bindparam, delete, select, update
+from sqlalchemy import LargeBinary, Uuid, bindparam, delete, select, update
 
 from portal.accounts.models import User, UserSession
-from portal.db import utcnow
+from portal.crypto import context_for, open_text_safe, seal
+from portal.db import new_id, utcnow
 from portal.db.transactions import write_transaction
 from portal.extensions import db
 
@@ -39,19 +41,37 @@ def _digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
-def _client_details() -> tuple[str | None, str | None]:
+def client_details() -> tuple[str | None, str | None]:
+    """This request's client address and user agent (at most 255 characters), or Nones."""
     if not request:
         return None, None
     agent = (request.user_agent.string or "")[:255] or None
     return request.remote_addr, agent
 
 
+def seal_optional(owner_id: uuid.UUID, attribute, row_id: uuid.UUID,
+                  text: str | None) -> bytes | None:
+    """Seal an optional value of a row (None stays None: nothing is known)."""
+    return None if text is None else seal(owner_id, context_for(attribute, row_id), text)
+
+
+def open_optional(owner_id: uuid.UUID, attribute, row_id: uuid.UUID,
+                  blob: bytes | None) -> str | None:
+    """Open what `seal_optional` stored for display: None for nothing, and a value that will
+    not open is shown as unreadable (and reported), never a 500."""
+    if blob is None:
+        return None
+    return open_text_safe(owner_id, context_for(attribute, row_id), blob)
+
+
 def start(user: User, *, mfa_verified: bool) -> UserSession:
     """Open a new server session and put a fresh token in a cleared cookie session."""
     token = secrets.token_urlsafe(32)  # 256 bits
-    ip, agent = _client_details()
-    row = UserSession(token_hash=_digest(token), user_id=user.id, ip=ip, user_agent=agent,
+    ip, agent = client_details()
+    row = UserSession(id=new_id(), token_hash=_digest(token), user_id=user.id,
                       mfa_verified=mfa_verified)
+    row.ip_sealed = seal_optional(user.id, UserSession.ip_sealed, row.id, ip)
+    row.user_agent_sealed = seal_optional(user.id, UserSession.user_agent_sealed, row.id, agent)
     db.session.add(row)
     session.clear()
     # Flask-WTF caches this request's CSRF token in g; it belongs to the cleared session, so a
@@ -141,9 +161,31 @@ def end_one(user_id: uuid.UUID, session_id: uuid.UUID) -> bool:
     return result.rowcount == 1
 
 
-def list_for(user_id: uuid.UUID) -> list[UserSession]:
-    return list(db.session.scalars(select(UserSession).where(UserSession.user_id == user_id)
-                                   .order_by(UserSession.last_seen_at.desc())))
+@dataclass(frozen=True)
+class SessionShown:
+    """One of a person's sessions as the Account page shows it (address and agent opened)."""
+
+    id: uuid.UUID
+    created_at: datetime
+    last_seen_at: datetime
+    ip: str | None
+    user_agent: str | None
+
+
+_SESSIONS_OF = (select(UserSession.id, UserSession.user_id, UserSession.created_at,
+                       UserSession.last_seen_at, UserSession.ip_sealed,
+                       UserSession.user_agent_sealed)
+                .where(UserSession.user_id == bindparam("user_id", type_=Uuid()))
+                .order_by(UserSession.last_seen_at.desc()))
+
+
+def list_for(user_id: uuid.UUID) -> list[SessionShown]:
+    """A person's sessions, newest activity first, opened (one statement; one owner's key)."""
+    return [SessionShown(row.id, row.created_at, row.last_seen_at,
+                         open_optional(row.user_id, UserSession.ip_sealed, row.id, row.ip_sealed),
+                         open_optional(row.user_id, UserSession.user_agent_sealed, row.id,
+                                       row.user_agent_sealed))
+            for row in db.session.execute(_SESSIONS_OF, {"user_id": user_id})]
 
 
 _BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("FxiOS/", "Firefox"),

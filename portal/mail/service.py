@@ -35,12 +35,16 @@ from portal.after_response import after_response
 from portal.crypto import Context, DecryptionError, context_for, open_text, seal
 from portal.db import new_id, utcnow
 from portal.extensions import db
-from portal.mail.models import OutboxMessage
+from portal.mail.models import OutboxMessage, subject_of, template_of  # noqa: F401 (re-export)
 from portal.mail.templates import TEMPLATES
 
 log = logging.getLogger("portal.mail")
 
 CLAIM_FOR = timedelta(minutes=2)
+# Each body is sealed as a whole number of blocks of this size (padded with NULs), so the
+# sealed lengths of an urgent notice and of any other mail are the same: every template's
+# text and HTML fit in one block today (the longest HTML is about 1.8 KB).
+BODY_BLOCK = 4096
 MAX_BACKOFF_MINUTES = 60
 _AFTER_COMMIT_KEY = "portal.mail.after_commit"
 _BACKGROUND_KEY = "portal.mail.background"  # sent by _Background, off the request's worker
@@ -93,19 +97,39 @@ def enqueue(user, template: str, *, to_address: str | None = None, background: b
         raise TypeError("enqueue needs the recipient's account (with an id)")
     text, html = render(template, **context)
     address = _usable_address(to_address if to_address is not None else _address_of(user))
-    row = OutboxMessage(id=new_id(), user_id=user.id, template=template,
-                        subject=TEMPLATES[template].subject, attempts=0)
+    subject = TEMPLATES[template].subject
+    row = OutboxMessage(id=new_id(), user_id=user.id, attempts=0)
     now = utcnow()
     row.created_at = row.next_attempt_at = now
+    row.template_sealed = seal(user.id, _context(row.id, "template_sealed"), template)
+    row.subject_sealed = seal(user.id, _context(row.id, "subject_sealed"), subject)
     row.recipient_sealed = seal(user.id, _context(row.id, "recipient_sealed"), address)
-    row.body_text_sealed = seal(user.id, _context(row.id, "body_text_sealed"), text)
-    row.body_html_sealed = seal(user.id, _context(row.id, "body_html_sealed"), html)
+    row.body_text_sealed = seal(user.id, _context(row.id, "body_text_sealed"), _framed(text))
+    row.body_html_sealed = seal(user.id, _context(row.id, "body_html_sealed"), _framed(html))
     db.session.add(row)
     if current_app.config.get("MAIL_SEND_AFTER_COMMIT"):
         pending = db.session.info.setdefault(_BACKGROUND_KEY if background
                                              else _AFTER_COMMIT_KEY, {})
-        pending[row.id] = Outgoing(row.id, row.subject, address, text, html)
+        pending[row.id] = Outgoing(row.id, subject, address, text, html)
     return row
+
+
+def _framed(body: str) -> bytes:
+    """The body followed by NULs up to a multiple of BODY_BLOCK bytes (the sealed size)."""
+    data = body.encode("utf-8")
+    blocks = max(1, -(-len(data) // BODY_BLOCK))
+    return data.ljust(blocks * BODY_BLOCK, b"\0")
+
+
+def _unframed(body: str) -> str:
+    """A body as `_framed` stored it (a body queued before framing has no NULs to strip)."""
+    return body.rstrip("\0")
+
+
+def body_text_of(row) -> str:
+    """The plain-text body of an outbox row, opened."""
+    return _unframed(open_text(row.user_id, _context(row.id, "body_text_sealed"),
+                               row.body_text_sealed))
 
 
 def _spec(template: str):
@@ -334,7 +358,7 @@ def _open(ids: list[uuid.UUID]) -> tuple[dict[uuid.UUID, Outgoing],
             try:
                 items[row.id] = _opened(row)
             except DecryptionError as exc:
-                failures[row.id] = (Outgoing(row.id, row.subject, "", "", None, row.attempts),
+                failures[row.id] = (Outgoing(row.id, "", "", "", None, row.attempts),
                                     type(exc).__name__)
     db.session.commit()  # release the read before talking to the mail server
     return items, failures
@@ -344,11 +368,12 @@ def _opened(row) -> Outgoing:
     if row.user_id is None:
         raise DecryptionError("the message has no owner to open it with")
     to = open_text(row.user_id, _context(row.id, "recipient_sealed"), row.recipient_sealed)
-    text = open_text(row.user_id, _context(row.id, "body_text_sealed"), row.body_text_sealed)
+    text = body_text_of(row)
     html = None
     if row.body_html_sealed is not None:
-        html = open_text(row.user_id, _context(row.id, "body_html_sealed"), row.body_html_sealed)
-    return Outgoing(row.id, row.subject, to, text, html, row.attempts)
+        html = _unframed(open_text(row.user_id, _context(row.id, "body_html_sealed"),
+                                   row.body_html_sealed))
+    return Outgoing(row.id, subject_of(row), to, text, html, row.attempts)
 
 
 def backoff(attempts: int) -> timedelta:

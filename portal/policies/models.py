@@ -23,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from portal.crypto.fields import sealed_column
 from portal.db import new_id, utcnow
 from portal.db.guards import bulk_target
 from portal.extensions import db
@@ -79,7 +80,9 @@ class PolicyAcceptance(db.Model):
     number: Mapped[int]
     text_hash: Mapped[str] = mapped_column(String(64))
     accepted_at: Mapped[datetime] = mapped_column(default=utcnow)
-    ip: Mapped[str | None] = mapped_column(String(64))
+    # Where it was accepted from: sealed under the client's key (an IP address is a HIPAA
+    # identifier), opened for the version's admin page (service.acceptances_for_version).
+    ip_sealed: Mapped[bytes | None] = sealed_column(owner="user_id")
 
     def __repr__(self) -> str:  # ids only
         return f"<PolicyAcceptance {self.user_id} {self.slug} v{self.number}>"

@@ -32,6 +32,7 @@ from sqlalchemy.orm import defer
 from portal import practice
 from portal.accounts.models import Role, User
 from portal.audit import record
+from portal.crypto import context_for, open_text_safe, preload_keys, seal
 from portal.db import new_id, utcnow
 from portal.errors import RuleError
 from portal.extensions import db
@@ -482,10 +483,13 @@ def accept(user: User, version_ids: Iterable[uuid.UUID], *,
     now = utcnow()
     new = []
     for version in versions:
+        row_id = new_id()
+        sealed_ip = None if not ip else seal(
+            user.id, context_for(PolicyAcceptance.ip_sealed, row_id), ip[:64])
         inserted = _insert_ignoring_duplicates({
-            "id": new_id(), "user_id": user.id, "version_id": version.id,
+            "id": row_id, "user_id": user.id, "version_id": version.id,
             "slug": version.slug, "number": version.number, "text_hash": version.text_hash,
-            "accepted_at": now, "ip": ip[:64] if ip else None})
+            "accepted_at": now, "ip_sealed": sealed_ip})
         if inserted:
             new.append(version)
     for version in new:
@@ -542,7 +546,9 @@ def active_client_count() -> int:
 
 @dataclass(frozen=True)
 class AcceptancePage:
-    rows: list[tuple[PolicyAcceptance, User]]
+    """`rows`: (acceptance, its client, the address it came from, opened, or None)."""
+
+    rows: list[tuple[PolicyAcceptance, User, str | None]]
     total: int
     page: int
     pages: int
@@ -559,8 +565,18 @@ def acceptances_for_version(version: PolicyVersion, *, page: int = 1,
         select(PolicyAcceptance, User).join(User, User.id == PolicyAcceptance.user_id)
         .where(PolicyAcceptance.version_id == version.id)
         .order_by(PolicyAcceptance.accepted_at.desc(), PolicyAcceptance.id)
-        .limit(per_page).offset((page - 1) * per_page))
-    return AcceptancePage([(acc, user) for acc, user in rows], total, page, pages)
+        .limit(per_page).offset((page - 1) * per_page)).all()
+    preload_keys({acc.user_id for acc, _ in rows if acc.ip_sealed is not None})
+    return AcceptancePage([(acc, user, _opened_ip(acc)) for acc, user in rows],
+                          total, page, pages)
+
+
+def _opened_ip(acceptance: PolicyAcceptance) -> str | None:
+    if acceptance.ip_sealed is None:
+        return None
+    return open_text_safe(acceptance.user_id,
+                          context_for(PolicyAcceptance.ip_sealed, acceptance.id),
+                          acceptance.ip_sealed)
 
 
 def publisher_of(version: PolicyVersion) -> User | None:

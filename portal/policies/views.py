@@ -365,7 +365,7 @@ def admin_version(slug: str, number: int):
     if found is None:
         abort(404)
     page = service.acceptances_for_version(found, page=page_number())
-    users = [user for _, user in page.rows]
+    users = [user for _, user, _ in page.rows]
     publisher = service.publisher_of(found)
     names = names_of(users + ([publisher] if publisher else []))
     current = service.current_version(slug)

@@ -24,6 +24,7 @@ from portal.crypto import Context, open_text
 from portal.extensions import db
 from portal.mail import OutboxMessage
 from tests.support import people
+from tests.support.outbox import outbox as rows_of
 from tests.support.people import PASSWORD, csrf_from, unique_email  # noqa: F401 - re-exported
 
 NEW_PASSWORD = "copper kettle under moonlight"
@@ -106,12 +107,8 @@ def audit_actions(**filters) -> list[str]:
 
 def outbox(template: str | None = None, user: User | None = None) -> list[OutboxMessage]:
     """Return queued mail rows, oldest first."""
-    stmt = select(OutboxMessage).order_by(OutboxMessage.created_at)
-    if template:
-        stmt = stmt.where(OutboxMessage.template == template)
-    if user is not None:
-        stmt = stmt.where(OutboxMessage.user_id == user.id)
-    rows = list(db.session.scalars(stmt))
+    where = () if user is None else (OutboxMessage.user_id == user.id,)
+    rows = rows_of(template or None, *where)
     db.session.commit()
     return rows
 

@@ -167,7 +167,7 @@ def test_one_source_alone_cannot_switch_the_password_off(app):
         assert _try(_client(app, STRANGER), person.email, PASSWORD).status_code == 422
         assert fresh(person.user).failed_signins == 100
         outcomes = db.session.scalars(select(SignInAttempt.outcome).where(
-            SignInAttempt.user_id == person.id).order_by(SignInAttempt.id.desc())).all()
+            SignInAttempt.user_id == person.id).order_by(SignInAttempt.at.desc())).all()
         assert outcomes[0] == "refused"
         # The owner, from anywhere else, still signs in with the password.
         assert _try(_client(app, OWNER), person.email, PASSWORD).status_code == 302
@@ -197,9 +197,11 @@ def test_wrong_passwords_on_a_re_check_count_for_their_source(app):
     data = {"current_password": WRONG, "new_password": "a brand new passphrase here",
             "confirm": "a brand new passphrase here"}
     assert post_form(client, "/account/password", data).status_code == 422
-    rows = db.session.scalars(select(SignInAttempt.ip).where(
+    rows = db.session.scalars(select(SignInAttempt.source_digest).where(
         SignInAttempt.user_id == person.id, SignInAttempt.outcome == "failure")).all()
-    assert rows == [STRANGER]
+    assert rows == [service.source_digest(person.id, STRANGER)]
+    assert [a.ip for a in service.recent_attempts(person.user) if a.outcome == "failure"] == [
+        STRANGER]
     assert fresh(person.user).failed_signins == 1
 
 

@@ -7,7 +7,7 @@ import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from portal.accounts import passwords
+from portal.accounts import passwords, sessions
 from portal.accounts.models import SignInAttempt, User, UserSession
 from portal.accounts.sessions import describe_device
 from portal.db import utcnow
@@ -50,8 +50,9 @@ def test_sign_in_creates_a_server_session_keyed_by_the_tokens_hash(client):
     token = _sid(client)
     assert len(token) >= 43
     assert bytes(row.token_hash) == hashlib.sha256(token.encode()).digest()
-    assert row.ip == "127.0.0.1"
-    assert row.user_agent.startswith("Werkzeug/")
+    (shown,) = sessions.list_for(person.id)  # sealed at rest, opened for the Account page
+    assert shown.id == row.id and shown.ip == "127.0.0.1"
+    assert shown.user_agent.startswith("Werkzeug/")
 
 
 def test_a_cookie_replayed_after_sign_out_is_refused(app, client):

@@ -12,13 +12,13 @@ from portal.estimates import panel as estimates_panel
 from portal.extensions import db
 from portal.mail.models import OutboxMessage
 from tests.estimates.conftest import csrf, make_user, sign_in
+from tests.support.outbox import outbox
 
 
 def told(template: str = "estimate_requested") -> dict:
     """The people emailed with this template, by id, with the text of each email."""
     found = {}
-    for row in db.session.scalars(select(OutboxMessage)
-                                  .where(OutboxMessage.template == template)):
+    for row in outbox(template):
         found[row.user_id] = open_text(row.user_id, Context("mail_outbox", "body_text_sealed",
                                                             row.id), row.body_text_sealed)
     return found

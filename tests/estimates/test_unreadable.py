@@ -7,9 +7,9 @@ from portal.audit import AuditEvent
 from portal.estimates import billing, content
 from portal.estimates.models import BilledAmount, GoodFaithEstimate
 from portal.extensions import db
-from portal.mail import OutboxMessage
 from portal.practice import today as practice_today
 from tests.estimates.conftest import csrf, sign_in
+from tests.support.outbox import outbox
 
 UNAVAILABLE = "could not be decrypted"
 
@@ -77,8 +77,7 @@ def test_issuing_an_unreadable_draft_changes_nothing_and_is_audited(staff, pract
     stored = db.session.get(GoodFaithEstimate, draft.id)
     assert stored.status == "draft" and stored.number is None and stored.pdf_sealed is None
     assert stored.document_sealed == before
-    assert db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.template == "estimate_issued")).all() == []
+    assert outbox("estimate_issued") == []
     assert len(failures(draft.id)) == 1
 
 

@@ -19,6 +19,7 @@ from portal.mail.models import OutboxMessage
 from tests.messaging.conftest import StatementCounter
 from tests.support.auth import signed_in
 from tests.support.clock import freeze
+from tests.support.outbox import outbox
 from tests.support.people import (
     csrf_from,
     make_admin,
@@ -117,8 +118,8 @@ def test_link_invite_unlink_and_the_history_of_links(app, today):
     pat = find_by_email("pat.parent@example.org")
     assert pat.role == Role.GUARDIAN and links.live_link(pat.id, client.id) is not None
     db.session.rollback()
-    assert db.session.scalar(select(OutboxMessage.template).where(
-        OutboxMessage.user_id == pat.id)) == "invitation"
+    assert [row.template for row in outbox(None, OutboxMessage.user_id == pat.id)] == [
+        "invitation"]
     again = _post(browser, page, f"{page}/invite",
                    {"name": "Pat Again", "email": "pat.parent@example.org"})
     assert again.status_code == 422

@@ -13,6 +13,7 @@ from portal.guardians import links
 from portal.guardians.models import Guardianship, Minor
 from portal.mail.models import OutboxMessage
 from tests.support.clock import freeze
+from tests.support.outbox import outbox
 from tests.support.people import make_admin, make_client, make_guardian, make_minor
 
 
@@ -73,8 +74,7 @@ def test_access_ends_on_the_18th_birthday_before_the_job_runs_and_the_job_says_s
     assert links.end_links_of_adults() == 0  # a second loop finds nothing to do
     (row,) = db.session.scalars(select(Guardianship))
     assert row.end_reason == "turned_18" and row.ended_at is not None
-    (notice,) = db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.user_id == guardian.id, OutboxMessage.template == "guardian_access_ended"))
+    (notice,) = outbox("guardian_access_ended", OutboxMessage.user_id == guardian.id)
     assert "turned 18" not in notice.subject  # subjects say nothing
     events = list(db.session.scalars(select(AuditEvent.action).where(
         AuditEvent.subject_id == minor.id)))

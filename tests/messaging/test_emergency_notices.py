@@ -11,6 +11,7 @@ from portal.mail import SUBJECTS, OutboxMessage, deliver_pending
 from portal.messaging import emergency, sending
 from portal.messaging.models import EmergencyGrant
 from tests.messaging.conftest import csrf_token, make_user
+from tests.support.outbox import outbox
 
 REASON = "Her sister called: she has not been heard from since Friday, therapist away"
 SUBJECT = "Moving next week's session"
@@ -118,8 +119,7 @@ def test_a_client_without_a_therapist_and_a_deactivated_therapist_are_said_hones
     db.session.commit()
     second = emergency.grant(people.admin, client_id=people.client_a.id, reason=REASON)
     assert second.told.therapists == ("Colleen Xu",)
-    recipients = {row.user_id for row in db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.template == "emergency_access_therapist"))}
+    recipients = {row.user_id for row in outbox("emergency_access_therapist")}
     assert recipients == {people.therapist_x.id}
 
 
@@ -129,8 +129,7 @@ def test_a_paused_client_is_not_emailed_and_the_page_says_so(app, db, people):
     grant = emergency.grant(people.admin, client_id=people.client_a.id, reason=REASON)
     assert not grant.told.client
     assert "Alex Rivera was not emailed" in grant.told.sentence("Alex Rivera")
-    assert not db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.template == "emergency_access_client")).all()
+    assert not outbox("emergency_access_client")
 
 
 def test_the_category_is_required_and_must_be_one_of_the_list(app, db, people, login):

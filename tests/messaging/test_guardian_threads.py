@@ -24,8 +24,10 @@ from portal.messaging import access, care, emergency, handover, lists, sending
 from portal.messaging.audited import GUARDIAN_THREAD_LISTED, GUARDIAN_THREAD_VIEWED
 from portal.messaging.models import Attachment, Thread
 from portal.records import export
+from tests.messaging import crisis_support
 from tests.messaging.conftest import PDF, StatementCounter, assign, csrf_token
 from tests.support.clock import freeze
+from tests.support.outbox import outbox
 from tests.support.people import make_admin, make_client, make_guardian, make_minor, make_user
 
 CLOCK_DAY = date(2026, 3, 2)
@@ -201,8 +203,8 @@ def test_a_minor_with_no_therapist_is_said_so(app, login, monkeypatch):
 def test_crisis_check_applies_to_guardian_messages(family):
     message = sending.reply(family["guardian"], family["theirs"],
                             body="I am worried about suicide.", notify=False)
-    assert message.crisis_flag
-    assert db.session.get(Thread, family["theirs"]).crisis_flagged_at is not None
+    assert message.sent_flagged and crisis_support.flagged(message.id)
+    assert crisis_support.state(family["theirs"]).flagged
 
 
 def test_the_therapists_view_is_audited(family, login):
@@ -278,8 +280,7 @@ def test_guardian_pages_do_not_grow_with_the_data(app, login, monkeypatch):
 
 
 def _notices(user) -> list:
-    return list(db.session.scalars(select(OutboxMessage.template).where(
-        OutboxMessage.user_id == user.id)))
+    return [row.template for row in outbox(None, OutboxMessage.user_id == user.id)]
 
 
 def test_notices_go_both_ways_as_for_clients(family):

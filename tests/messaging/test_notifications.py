@@ -3,13 +3,13 @@
 from datetime import timedelta
 
 import time_machine
-from sqlalchemy import select
 
 from portal.crypto import Context, open_text
 from portal.db import utcnow
 from portal.mail import OutboxMessage, deliver_pending
 from portal.messaging import access, reading, sending
 from portal.messaging.models import Thread
+from tests.support.outbox import outbox
 
 START = utcnow().replace(microsecond=0) + timedelta(days=1)
 
@@ -20,10 +20,8 @@ def _at(minutes: float):
 
 def _notices(db, user):
     db.session.expire_all()
-    return list(db.session.scalars(
-        select(OutboxMessage).where(OutboxMessage.user_id == user.id,
-                                    OutboxMessage.template == "new_message")
-        .order_by(OutboxMessage.next_attempt_at)))
+    return sorted(outbox("new_message", OutboxMessage.user_id == user.id),
+                  key=lambda row: row.next_attempt_at)
 
 
 def _text(row: OutboxMessage) -> str:
@@ -185,9 +183,7 @@ CRISIS_BODY = "some days I don't want to be here anymore"
 
 def _urgent(db, user):
     db.session.expire_all()
-    return list(db.session.scalars(
-        select(OutboxMessage).where(OutboxMessage.user_id == user.id,
-                                    OutboxMessage.template == "urgent_message")))
+    return outbox("urgent_message", OutboxMessage.user_id == user.id)
 
 
 def test_flagged_message_inside_the_window_is_emailed_at_once_and_kept(
@@ -201,7 +197,7 @@ def test_flagged_message_inside_the_window_is_emailed_at_once_and_kept(
         "You have a new secure message"]
     with _at(7):  # inside the 15-minute window
         message = sending.reply(client, thread.id, body=CRISIS_BODY)
-    assert message.crisis_flag
+    assert message.sent_flagged
     _, urgent = smtp_server.envelopes
     assert urgent.message["Subject"] == URGENT_SUBJECT
     assert app.config["PORTAL_BASE_URL"] + "/sign-in" in urgent.text

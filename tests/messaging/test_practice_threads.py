@@ -4,10 +4,10 @@ all see it and may answer; nobody else may; with nobody covering, the pages say 
 from sqlalchemy import select
 
 from portal.accounts import service as accounts
-from portal.mail import OutboxMessage
 from portal.messaging import escalation, sending
 from portal.messaging.models import Thread
 from tests.messaging.conftest import csrf_token, make_user
+from tests.support.outbox import outbox
 
 PHONE, EMAIL = "(215) 360-3308", "team@coeocommunity.com"
 FALSE_PHRASES = ("There is nobody to write to yet", "your current therapist")
@@ -47,8 +47,7 @@ def test_every_covering_clinician_is_told_and_sees_it(app, db, people, login):
     _covering(people, people.therapist_x, people.therapist_y)
     newcomer = make_user("client", "Nova Lee")
     thread, _ = _write(newcomer)
-    told = {row.user_id for row in db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.template == "new_message"))}
+    told = {row.user_id for row in outbox("new_message")}
     assert told == {people.therapist_x.id, people.therapist_y.id}
     for therapist in (people.therapist_x, people.therapist_y):
         browser = login(therapist)
@@ -86,8 +85,7 @@ def test_a_covering_clinician_answers_and_the_client_replies(app, db, people, lo
 def test_a_flagged_message_to_the_practice_is_urgent_for_everyone_covering(app, db, people):
     _covering(people, people.therapist_x, people.therapist_y)
     thread, _ = _write(make_user("client", "Nova Lee"), body="I want to die")
-    urgent = {row.user_id for row in db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.template == "urgent_message"))}
+    urgent = {row.user_id for row in outbox("urgent_message")}
     assert urgent == {people.therapist_x.id, people.therapist_y.id}
     assert escalation.acknowledge(people.therapist_y, thread.id)
 

@@ -12,6 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from portal.accounts.models import User
 from portal.audit.models import AuditEvent
+from portal.crypto import context_for, open_text
 from portal.db import new_id
 from portal.errors import RuleError
 from portal.extensions import db
@@ -177,7 +178,9 @@ def test_accepting_records_one_row_per_version_and_an_audit_event(client, defaul
     for row in rows:
         assert row.user_id == client_user.id
         assert row.text_hash == defaults[row.slug].text_hash
-        assert row.ip == "127.0.0.1"
+        assert open_text(row.user_id, context_for(PolicyAcceptance.ip_sealed, row.id),
+                         row.ip_sealed) == "127.0.0.1"
+        assert b"127.0.0.1" not in row.ip_sealed
         assert row.accepted_at is not None
     events = list(db.session.scalars(select(AuditEvent)
                                      .where(AuditEvent.action == "policy.accepted")))

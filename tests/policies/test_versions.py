@@ -68,7 +68,7 @@ def test_a_published_version_cannot_be_deleted(app):
 @pytest.mark.parametrize("statement", [
     update(PolicyVersion).values(summary="sneaky"),
     delete(PolicyVersion),
-    update(PolicyAcceptance).values(ip="1.2.3.4"),
+    update(PolicyAcceptance).values(ip_sealed=b"1.2.3.4"),
     delete(PolicyAcceptance),
 ])
 def test_bulk_update_and_delete_of_policy_rows_are_refused(app, statement):
@@ -83,7 +83,7 @@ def test_an_acceptance_cannot_be_changed(app):
     version = publish("terms")
     service.accept(user, [version.id], ip="10.0.0.1")
     row = db.session.scalar(select(PolicyAcceptance))
-    row.ip = "10.9.9.9"
+    row.ip_sealed = b"10.9.9.9"
     with pytest.raises(PolicyImmutableError):
         db.session.flush()
     db.session.rollback()
