@@ -108,6 +108,7 @@ class Journey:
     thread_after: dict[str, dict] = field(default_factory=dict)
     # (table, IP address, user agent) as the app opens them with its keys.
     opened: set[tuple[str, str | None, str | None]] = field(default_factory=set)
+    opened_error: str | None = None
 
     def browser(self, ip: str, agent: str):
         client = self.app.test_client()
@@ -352,7 +353,11 @@ def stolen(tmp_path_factory):
         db.session.commit()
         journey = Journey(app)
         journey.run()
-        journey.open_origins()
+        try:  # the app's own reading; the searches still run if its API is mid-change
+            journey.open_origins()
+        except (ImportError, AttributeError) as error:
+            journey.opened_error = f"{type(error).__name__}: {error}"
+            db.session.rollback()
         db.session.commit()
         if POSTGRES_URL:
             connection = db.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
@@ -390,6 +395,7 @@ def test_the_journey_wrote_what_the_search_looks_for(stolen):
     assert counts["audit_events"] > 20, counts
     assert crisis.matches(CRISIS_BODY) and all(crisis.matches(w) for w in CRISIS_WORDS)
     assert not crisis.matches(ORDINARY_SUBJECT, ORDINARY_BODY)
+    assert stolen.journey.opened_error is None, stolen.journey.opened_error
     opened = stolen.journey.opened
     for table in ("user_sessions", "signin_attempts", "audit_events"):
         assert {ip for t, ip, _ in opened if t == table} >= set(IPS[:2]), (table, opened)

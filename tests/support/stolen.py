@@ -28,12 +28,12 @@ from sqlalchemy.engine import Connection, make_url
 
 CONTEXT = 24  # bytes shown either side of a hit
 SHOWN = 3  # hits shown per secret, form and source; the rest are counted
-# A needle of 4 bytes (a packed IPv4 address) turns up by chance in random ciphertext about
-# once per 4 GiB searched per position, i.e. around once in a thousand runs over these few
-# megabytes. A stored address appears in several rows (each IP here signs in, opens a
-# session and writes audit rows), so such short needles count only from 2 hits.
-SHORT_NEEDLE = 4
-SHORT_NEEDLE_MIN_HITS = 2
+# A needle of 32 bits (a packed IPv4 address, or its 8 hex digits among the hex of UUIDs and
+# dumped ciphertext) turns up by chance about once per 4 G positions searched, i.e. around
+# once in a thousand runs over these few megabytes. A stored address appears in several rows
+# (each IP here signs in, opens a session and writes audit rows), so such needles count only
+# from 2 hits; every other needle carries 40 bits or more and counts from the first.
+WEAK_NEEDLE_MIN_HITS = 2
 NEWLINE = b"\n"
 
 
@@ -43,10 +43,7 @@ NEWLINE = b"\n"
 class Form:
     label: str  # "utf-8", "utf-16-le", "packed", ...
     needle: bytes
-
-    @property
-    def min_hits(self) -> int:
-        return SHORT_NEEDLE_MIN_HITS if len(self.needle) <= SHORT_NEEDLE else 1
+    min_hits: int = 1  # WEAK_NEEDLE_MIN_HITS for needles of 32 bits
 
 
 @dataclass(frozen=True)
@@ -90,12 +87,13 @@ def ip_secret(value: str) -> Secret:
     address = ipaddress.ip_address(value)
     texts = {str(address), address.exploded, str(address).upper()}
     packed = address.packed
-    binary = [Form("packed", packed), Form("packed, hex", packed.hex().encode()),
-              Form("packed, HEX", packed.hex().upper().encode())]
+    weak = WEAK_NEEDLE_MIN_HITS if address.version == 4 else 1  # 32 bits
+    binary = [Form("packed", packed, weak), Form("packed, hex", packed.hex().encode(), weak),
+              Form("packed, HEX", packed.hex().upper().encode(), weak)]
     if address.version == 4:
         texts |= {f"::ffff:{address}", f"::FFFF:{address}"}
         mapped = ipaddress.IPv6Address(f"::ffff:{address}")
-        binary += [Form("packed little-endian", packed[::-1]),
+        binary += [Form("packed little-endian", packed[::-1], weak),
                    Form("IPv4-mapped IPv6, packed", mapped.packed),
                    Form("integer", str(int(address)).encode())]
     forms = []
@@ -152,7 +150,7 @@ def _context(data: bytes, offset: int, length: int) -> str:
 
 def find_leaks(sources: Iterable[Source], secrets: Iterable[Secret],
                columns_holding: Callable[[bytes], str]) -> list[Leak]:
-    """Every secret, in every form, found in any source (see SHORT_NEEDLE for 4-byte ones)."""
+    """Every secret, in every form, found in any source (32-bit needles: from 2 hits)."""
     leaks = []
     sources = list(sources)
     for secret in secrets:
@@ -384,8 +382,11 @@ def libpq_url(url: str) -> str:
 
 
 class PostgresCopy:
-    """A stolen PostgreSQL database: the schema's table, index and TOAST files (and the
-    database's pg_statistic) as the server wrote them to disk, and a pg_dump of it."""
+    """A stolen PostgreSQL database: the schema's table, index and TOAST files as the server
+    wrote them to disk, the sample values ANALYZE keeps of its columns, and a pg_dump.
+
+    Not searched: the server's WAL (pg_wal), which every database on the server shares (other
+    test runs' rows would be found there), and the system catalogs (schema only)."""
 
     BLOCK = 8192
 
@@ -401,6 +402,7 @@ class PostgresCopy:
             self.files.append(Source(f"{label} [{path}]", bytes(data),
                                      lambda offset: f"block {offset // self.BLOCK}",
                                      lambda offset, owner=owner: owner))
+        self.statistics = self._statistics()
         dump = subprocess.run(  # a fixed program and the test's own URL
             [shutil.which("pg_dump") or "pg_dump", "--no-owner", "--no-privileges",
              "--dbname", libpq_url(url)], capture_output=True, check=True)
@@ -419,9 +421,28 @@ class PostgresCopy:
                 files += [(f"TOAST of {name}", name, p) for (p,) in self.conn.execute(text(
                     "SELECT pg_relation_filepath(:t) UNION ALL SELECT pg_relation_filepath("
                     "indexrelid) FROM pg_index WHERE indrelid = :t"), {"t": toast}) if p]
-        files.append(("pg_statistic (column statistics)", None, self.conn.scalar(text(
-            "SELECT pg_relation_filepath('pg_catalog.pg_statistic'::regclass)"))))
         return files
+
+    def _statistics(self) -> Source:
+        """The sample values ANALYZE keeps of the schema's columns (pg_statistic, through
+        pg_stats). Not the raw pg_statistic file: it also holds the statistics of the shared
+        catalogs, such as the names of every database on the server."""
+        rows = self.conn.execute(text(
+            "SELECT tablename, attname, concat_ws(' | ', most_common_vals::text, "
+            "histogram_bounds::text) FROM pg_stats WHERE schemaname = 'public'")).all()
+        lines = [f"{t} {c}: {v}".encode() for t, c, v in rows if v]
+        offsets, start = [], 0
+        for line, (t, _c, _v) in zip(lines, [r for r in rows if r[2]], strict=True):
+            offsets.append((start, t, line.split(b":", 1)[0].decode().replace(" ", ".")))
+            start += len(line) + 1
+
+        def where(offset: int) -> str:
+            return next((f"statistics of {col}" for begin, _t, col in reversed(offsets)
+                         if begin <= offset), "statistics")
+
+        def owner(offset: int) -> str | None:
+            return next((t for begin, t, _col in reversed(offsets) if begin <= offset), None)
+        return Source("pg_stats (ANALYZE's sample values)", b"\n".join(lines), where, owner)
 
     def _dump_where(self, offset: int) -> str:
         data = self.dump
@@ -440,7 +461,8 @@ class PostgresCopy:
         return f"COPY {found.group(1)}.{column} (line of {line_end - line_start} bytes)"
 
     def sources(self) -> list[Source]:
-        return [*self.files, Source("pg_dump", self.dump, self._dump_where, self._dump_owner)]
+        return [*self.files, self.statistics,
+                Source("pg_dump", self.dump, self._dump_where, self._dump_owner)]
 
     def _dump_owner(self, offset: int) -> str | None:
         found = re.match(r"COPY (?:public\.)?\"?(\w+)", self._dump_where(offset))
