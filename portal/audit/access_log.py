@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 
 from portal import hooks
 from portal.audit import catalogue
-from portal.audit.service import events_for_subject
+from portal.audit.service import detail_of, events_for_subject
 from portal.crypto import preload_keys
 from portal.extensions import db
 
@@ -55,18 +55,19 @@ def access_log_page(client, *, limit: int = 200, page: int = 1) -> AccessLogPage
                                offset=(page - 1) * limit)
     events, has_older = found[:limit], len(found) > limit
     actor_ids = list(dict.fromkeys(e.actor_id for e in events if e.actor_id))
-    ids: dict[str, list[uuid.UUID]] = {}
-    for event in events:
-        target = _uuid(event.target_id)
-        if target is not None and event.target_type:
-            ids.setdefault(event.target_type, []).append(target)
     preload_keys([*actor_ids, client.id])  # one key query for the names and the targets
+    ids: dict[str, list[uuid.UUID]] = {}
+    abouts = [_about(event) for event in events]
+    for target_type, target_id in abouts:
+        target = _uuid(target_id)
+        if target is not None and target_type:
+            ids.setdefault(target_type, []).append(target)
     targets = catalogue.target_names(client.id, ids)
     names = hooks.display_names(actor_ids) if actor_ids else {}
 
     entries: list[AccessEntry] = []
-    for event in events:
-        what = catalogue.describe(event, targets)
+    for event, about in zip(events, abouts, strict=True):
+        what = catalogue.describe(event, targets, about)
         if what is None:
             continue
         who = names.get(event.actor_id, "A member of staff") if event.actor_id else "Staff"
@@ -80,6 +81,16 @@ def access_log_page(client, *, limit: int = 200, page: int = 1) -> AccessLogPage
             what=what, emergency=catalogue.action(event.action).emergency))
     db.session.commit()
     return AccessLogPage(entries=entries, page=page, has_older=has_older)
+
+
+def _about(event) -> tuple[str | None, str | None]:
+    """What an event's words name: its target, or for an action declared with `about`, the
+    object of that type in its sealed detail (opened only for those actions)."""
+    kind = catalogue.action(event.action).about
+    if kind is None:
+        return event.target_type, event.target_id
+    value = (detail_of(event) or {}).get(kind)
+    return kind, str(value) if value else None
 
 
 def _uuid(value: str | None) -> uuid.UUID | None:

@@ -24,11 +24,15 @@ class Action:
 
     `words` None: recorded but never listed (another event already says it).
     `emergency`: done under emergency access, and marked so in the log.
+    `about`: `{target}` names the object of this type whose id is in the event's sealed
+    detail (`detail[about]`), not the row's target (an emergency event's target is its
+    grant, and the conversation it read is kept out of the readable row).
     """
 
     name: str
     words: str | None
     emergency: bool = False
+    about: str | None = None
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,11 @@ _actions: dict[str, Action] = {}
 _targets: dict[str, Targets] = {}
 
 
-def declare(name: str, words: str | None, *, emergency: bool = False) -> Action:
+def declare(name: str, words: str | None, *, emergency: bool = False,
+            about: str | None = None) -> Action:
     """Declare how the client's log shows `name`; the same declaration again is harmless
     (every app built in one process declares), a different one is a mistake."""
-    action = Action(name, words, emergency)
+    action = Action(name, words, emergency, about)
     known = _actions.setdefault(name, action)
     if known != action:
         raise ValueError(f"audited action {name!r} is already declared as {known.words!r}")
@@ -81,13 +86,16 @@ def target_names(client_id: uuid.UUID, ids: dict[str, list[uuid.UUID]]) -> dict[
     return names
 
 
-def describe(event, names: dict[str, str]) -> str | None:
-    """Say in plain words what a staff event was; None for events not worth listing."""
+def describe(event, names: dict[str, str],
+             about: tuple[str | None, str | None] | None = None) -> str | None:
+    """Say in plain words what a staff event was; None for events not worth listing.
+    `about` is (target type, id) when it is not the row's target (`Action.about`)."""
     declaration = action(event.action)
     if declaration.words is None or "{target}" not in declaration.words:
         return declaration.words
-    named = names.get(event.target_id or "")
-    targets = _targets.get(event.target_type or "")
+    target_type, target_id = about or (event.target_type, event.target_id)
+    named = names.get(target_id or "")
+    targets = _targets.get(target_type or "")
     fallback = targets.otherwise if targets else "your record"
     return declaration.words.format(target=named or fallback)
 

@@ -4,10 +4,12 @@ Content is sealed under the client's data key. This is the one place a draft, a 
 a PDF is opened, so a failure to decrypt is audited here, once.
 """
 
-import hashlib
+import hmac
 import json
+import uuid
 
 from portal.crypto import Context, DecryptionError, context_for, open_bytes, open_text, seal
+from portal.crypto.blind_index import keyed_digest
 from portal.crypto.hooks import report_decrypt_failure
 from portal.errors import RuleError
 from portal.estimates.document import GfeDocument
@@ -16,7 +18,7 @@ from portal.estimates.models import GoodFaithEstimate
 
 
 class EstimateUnavailable(RuleError):
-    """The sealed content would not open or no longer matches its stored hash.
+    """The sealed content would not open or no longer matches its stored digest.
 
     Views tell it apart from other refusals: it gets the calm "unavailable" page.
     """
@@ -34,6 +36,15 @@ def seal_json(estimate: GoodFaithEstimate, data: dict) -> bytes:
     """Seal a draft's or a document's dict as the estimate's document column."""
     text = json.dumps(data, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
     return seal(estimate.client_id, _document(estimate), text)
+
+
+def pdf_digest(estimate_id: uuid.UUID, pdf: bytes) -> str:
+    """The frozen PDF's digest as stored (`pdf_digest`): hex HMAC-SHA256 of the row id and
+    the bytes under the "estimate-pdf" subkey of PORTAL_INDEX_KEY, which lives outside the
+    database. A plain SHA-256 of a deterministic PDF would let anyone holding the database
+    test guesses at the sealed content; this one cannot be computed without the key, and the
+    row id binds it to its estimate (a PDF copied to another row does not match)."""
+    return keyed_digest("estimate-pdf", estimate_id.bytes + pdf).hex()
 
 
 def seal_pdf(estimate: GoodFaithEstimate, pdf: bytes) -> bytes:
@@ -74,7 +85,7 @@ def _open_as(estimate: GoodFaithEstimate, what: str, parse):
 
 
 def open_pdf(estimate: GoodFaithEstimate) -> bytes:
-    """Open the frozen PDF and check it against the stored SHA-256."""
+    """Open the frozen PDF and check it against its stored keyed digest (`pdf_digest`)."""
     if not estimate.is_issued or estimate.pdf_sealed is None:
         raise RuleError("This estimate has not been issued.")
     try:
@@ -84,7 +95,8 @@ def open_pdf(estimate: GoodFaithEstimate) -> bytes:
         report_decrypt_failure(estimate.client_id, _pdf(estimate),
                                error.reason)
         raise EstimateUnavailable("This estimate could not be opened.") from None
-    if hashlib.sha256(pdf).hexdigest() != estimate.pdf_sha256:
+    if not estimate.pdf_digest or not hmac.compare_digest(
+            pdf_digest(estimate.id, pdf), estimate.pdf_digest):
         raise EstimateUnavailable("This estimate's PDF does not match its record.")
     return pdf
 

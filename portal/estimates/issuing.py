@@ -4,7 +4,6 @@ Numbers are unique per year (GFE-2026-0001); two people issuing at once both suc
 loser of the race retrying with the next number.
 """
 
-import hashlib
 import uuid
 
 from sqlalchemy import func, select
@@ -16,7 +15,7 @@ from portal.audit import record
 from portal.db import utcnow
 from portal.errors import RuleError
 from portal.estimates.compliance import Problem
-from portal.estimates.content import seal_json, seal_pdf
+from portal.estimates.content import pdf_digest, seal_json, seal_pdf
 from portal.estimates.drafting import review
 from portal.estimates.models import TABLE, GoodFaithEstimate, Status
 from portal.estimates.notices import notify
@@ -91,7 +90,7 @@ def _issue_once(actor: User, estimate: GoodFaithEstimate) -> None:
     estimate.issued_by_id = actor.id
     estimate.document_sealed = seal_json(estimate, document.to_dict())
     estimate.pdf_sealed = seal_pdf(estimate, pdf)
-    estimate.pdf_sha256 = hashlib.sha256(pdf).hexdigest()
+    estimate.pdf_digest = pdf_digest(estimate.id, pdf)
     estimate.period_start, estimate.period_end = document.period_start, document.period_end
     estimate.total_cents = document.total_cents
     estimate.recurring = document.sessions_max > 1

@@ -1,8 +1,9 @@
 """Good Faith Estimates at rest: sealed content, plain columns only for lists and reminders.
 
 Plain: client and therapist ids, status, dates, totals in cents, the GFE number and the PDF's
-SHA-256. Sealed under the client's data key: the whole document (names, date of birth, address,
-providers, line items, diagnosis codes) and the frozen PDF bytes.
+keyed digest (an HMAC under a key kept outside the database, so it cannot be used to test
+guesses at the content). Sealed under the client's data key: the whole document (names,
+date of birth, address, providers, line items, diagnosis codes) and the frozen PDF bytes.
 
 Once issued an estimate is frozen. A mapper guard refuses any change to its content (the sealed
 blobs may only be re-sealed to the same plaintext, which is what key rotation does) and any
@@ -57,7 +58,7 @@ class GoodFaithEstimate(db.Model):
         CheckConstraint("total_cents >= 0", name="total_not_negative"),
         CheckConstraint("download_count >= 0", name="download_count_not_negative"),
         CheckConstraint(
-            "status = 'draft' OR (number IS NOT NULL AND pdf_sha256 IS NOT NULL "
+            "status = 'draft' OR (number IS NOT NULL AND pdf_digest IS NOT NULL "
             "AND pdf_sealed IS NOT NULL AND issue_date IS NOT NULL)",
             name="issued_is_complete"),
         Index("ix_good_faith_estimates_client_status", "client_id", "status"),
@@ -110,7 +111,9 @@ class GoodFaithEstimate(db.Model):
     # guard below, which checks the plaintext is unchanged.
     document_sealed: Mapped[bytes | None] = sealed_column(owner="client_id", load_rows=True)
     pdf_sealed: Mapped[bytes | None] = sealed_column(owner="client_id", load_rows=True)
-    pdf_sha256: Mapped[str | None] = mapped_column(String(64))
+    # Hex HMAC-SHA256 of the row id and the PDF under the "estimate-pdf" subkey of
+    # PORTAL_INDEX_KEY (content.pdf_digest); the download checks it.
+    pdf_digest: Mapped[str | None] = mapped_column(String(64))
 
     # Evidence of delivery (may change after issue).
     first_viewed_at: Mapped[datetime | None]

@@ -14,6 +14,8 @@ sees it while assigned to the minor (`care_client`: the minor for a guardian's c
 else the client). A minor's own conversations are never a guardian's, in any state: a
 guardian only ever matches threads whose `client_id` is the guardian. Emergency access is to
 one client's own conversations and does not reach the guardians' conversations about them.
+A grant names its client only by a keyed blind index (`emergency_index`), so the check loads
+the thread first and then looks for the administrator's live grant for its client's index.
 """
 
 import uuid
@@ -27,6 +29,7 @@ from portal.accounts.models import Assignment, Role
 from portal.db import utcnow
 from portal.extensions import db
 from portal.guardians.links import live_minor_ids
+from portal.messaging.emergency_index import client_index
 from portal.messaging.models import Attachment, EmergencyGrant, Message, Thread
 
 
@@ -95,11 +98,14 @@ def _participant_clause(user):
     return false()
 
 
-def _grant_join(user):
-    return and_(EmergencyGrant.client_id == Thread.client_id,
-                EmergencyGrant.admin_id == user.id,
-                EmergencyGrant.ended_at.is_(None),
-                EmergencyGrant.expires_at > utcnow())
+def _live_grant(user, client_id: uuid.UUID) -> EmergencyGrant | None:
+    """The administrator's live emergency grant for this client (the longest-lived), if any."""
+    return db.session.scalar(
+        select(EmergencyGrant).where(EmergencyGrant.client_index == client_index(client_id),
+                                     EmergencyGrant.admin_id == user.id,
+                                     EmergencyGrant.ended_at.is_(None),
+                                     EmergencyGrant.expires_at > utcnow())
+        .order_by(EmergencyGrant.expires_at.desc()).limit(1))
 
 
 def _is_emergency_admin(user) -> bool:
@@ -122,12 +128,10 @@ def thread_access(user, thread_id: uuid.UUID, *, write: bool = False) -> ThreadA
     if thread is not None:
         return ThreadAccess(thread)
     if not write and _is_emergency_admin(user):
-        row = db.session.execute(
-            select(Thread, EmergencyGrant).join(EmergencyGrant, _grant_join(user))
-            .where(Thread.id == thread_id)
-            .order_by(EmergencyGrant.expires_at.desc()).limit(1)).first()
-        if row is not None:
-            return ThreadAccess(row[0], row[1])
+        thread = db.session.scalar(select(Thread).where(Thread.id == thread_id))
+        grant = _live_grant(user, thread.client_id) if thread is not None else None
+        if grant is not None:
+            return ThreadAccess(thread, grant)
     abort(404)
 
 
@@ -147,7 +151,9 @@ def message_for(user, message_id: uuid.UUID, *, thread_id: uuid.UUID | None = No
         stmt = stmt.where(Message.thread_id == thread_id)
     message = db.session.scalar(stmt.where(_participant_clause(user)))
     if message is None and _is_emergency_admin(user):
-        message = db.session.scalar(stmt.join(EmergencyGrant, _grant_join(user)).limit(1))
+        row = db.session.execute(stmt.add_columns(Thread.client_id)).first()
+        if row is not None and _live_grant(user, row[1]) is not None:
+            message = row[0]
     if message is None:
         abort(404)
     return message
@@ -168,11 +174,10 @@ def attachment_for(user, attachment_id: uuid.UUID, *, with_content: bool = False
     if row is not None:
         return row[0], ThreadAccess(row[1])
     if _is_emergency_admin(user):
-        row = db.session.execute(
-            base.add_columns(EmergencyGrant).join(EmergencyGrant, _grant_join(user))
-            .order_by(EmergencyGrant.expires_at.desc()).limit(1)).first()
-        if row is not None:
-            return row[0], ThreadAccess(row[1], row[2])
+        row = db.session.execute(base).first()
+        grant = _live_grant(user, row[1].client_id) if row is not None else None
+        if grant is not None:
+            return row[0], ThreadAccess(row[1], grant)
     abort(404)
 
 

@@ -1,5 +1,9 @@
 """Messaging's audited actions as the client's access log words them, and the names of
-their targets (a conversation's subject, a file's name), for `portal.audit.catalogue`."""
+their targets (a conversation's subject, a file's name), for `portal.audit.catalogue`.
+
+An `emergency.*` event names nobody at rest (`emergency_index`): its target is the grant and
+its subject the client's keyed stand-in, which the log also reads; the conversation or file
+it concerns is in its sealed detail (`about=`), so "Read {target}" still names it."""
 
 import uuid
 
@@ -9,6 +13,7 @@ from portal.audit.catalogue import declare, name_targets
 from portal.crypto import context_for, open_text_safe, preload_keys
 from portal.extensions import db
 from portal.messaging.emergency import REASON_FOR_CLIENT
+from portal.messaging.emergency_index import client_index
 from portal.messaging.models import (
     Attachment,
     EmergencyGrant,
@@ -53,11 +58,13 @@ ACTIONS = (
     ("emergency.thread_viewed", "Read {target}", True),
     ("emergency.attachment_downloaded", "Downloaded {target}", True),
 )
+# What an emergency event's words name, from its sealed detail (its target is the grant).
+ABOUT = {"emergency.thread_viewed": "thread", "emergency.attachment_downloaded": "attachment"}
 
 
 def declare_actions() -> None:
     for name, words, emergency in ACTIONS:
-        declare(name, words, emergency=emergency)
+        declare(name, words, emergency=emergency, about=ABOUT.get(name))
     name_targets(("thread", "message"), _subjects, otherwise="one of your conversations")
     name_targets(("attachment",), _file_names, otherwise="a file you shared")
     name_targets(("emergency_grant",), _reason_categories,
@@ -66,10 +73,11 @@ def declare_actions() -> None:
 
 def _reason_categories(client_id: uuid.UUID, ids: dict[str, list[uuid.UUID]]) -> dict[str, str]:
     """The kind of reason for each of this client's emergency grants, in the client's words
-    (the category only: the written reason is sealed and never shown to them)."""
+    (the category only: the written reason is sealed and never shown to them). A grant is
+    the client's when its blind index is theirs."""
     rows = db.session.execute(
         select(EmergencyGrant.id, EmergencyGrant.reason_category)
-        .where(EmergencyGrant.client_id == client_id,
+        .where(EmergencyGrant.client_index == client_index(client_id),
                EmergencyGrant.id.in_(ids.get("emergency_grant", []))))
     return {str(grant_id): REASON_FOR_CLIENT.get(category, REASON_FOR_CLIENT["other"])
             for grant_id, category in rows}

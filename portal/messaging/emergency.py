@@ -2,32 +2,37 @@
 one client's conversations, read-only, for 60 minutes, after writing down why.
 
 The grant and every view under it are high-severity audit events (ids only); the written
-reason may hold health information, so it is sealed under the client's key and never put in
-the audit trail or an email. Its category (a fixed list, `REASON_CATEGORIES`) is not sealed:
-the client's access log shows it. On a grant, the client, each of their active therapists and
-the practice's other active administrators are emailed one notice each (the same design, no
-name and no reason: `templates/mail/emergency_access_*`), and the administrator is told exactly
-who was emailed. The client sees all of it in "Who has seen my record".
+reason may hold health information, so it is sealed and never put in the audit trail or an
+email. Neither the grant row nor its audit events name the client to someone holding only the
+database: the row keeps a keyed blind index of the client's id and the id itself sealed, the
+events the client's keyed stand-in and a sealed detail (`emergency_index`; the model's
+docstring says why both are sealed under the administrator's key). The reason's category (a
+fixed list, `REASON_CATEGORIES`) is not sealed: the client's access log shows it. On a grant,
+the client, each of their active therapists and the practice's other active administrators
+are emailed one notice each (the same design, no name and no reason:
+`templates/mail/emergency_access_*`), and the administrator is told exactly who was emailed.
+The client sees all of it in "Who has seen my record".
 """
 
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from flask import current_app
+from flask import abort, current_app
 from sqlalchemy import select
 
 from portal.accounts.identity import email_of, names_of
 from portal.accounts.models import Role, User
 from portal.accounts.service import therapists_of
-from portal.audit import record
-from portal.crypto import open_text_safe, preload_keys, seal
+from portal.crypto import DecryptionError, open_text, open_text_safe, preload_keys, seal
+from portal.crypto.hooks import report_decrypt_failure
 from portal.db import new_id, utcnow
 from portal.db.transactions import write_transaction
 from portal.errors import RuleError
 from portal.extensions import db
 from portal.mail import enqueue
 from portal.messaging import access
+from portal.messaging.emergency_index import client_index, is_index_of, record_emergency
 from portal.messaging.models import EmergencyGrant, Thread, ThreadStatus
 from portal.messaging.shown import ThreadRow
 
@@ -143,27 +148,30 @@ def grant(admin: User, *, client_id: uuid.UUID, reason: str,
     if client is None or client.role != Role.CLIENT:
         raise RuleError("Choose a client from the list.", "client")
     now = utcnow()
+    index = client_index(client.id)
     current = db.session.scalar(select(EmergencyGrant).where(
-        EmergencyGrant.admin_id == admin.id, EmergencyGrant.client_id == client.id,
+        EmergencyGrant.admin_id == admin.id, EmergencyGrant.client_index == index,
         EmergencyGrant.ended_at.is_(None), EmergencyGrant.expires_at > now))
     if current is not None:
         raise RuleError("You already have emergency access to this client's "
                         "conversations.", "client")
     try:
-        row = EmergencyGrant(id=new_id(), admin_id=admin.id, client_id=client.id,
+        row = EmergencyGrant(id=new_id(), admin_id=admin.id, client_index=index,
                              reason_category=category, created_at=now,
                              expires_at=now + timedelta(minutes=minutes()))
-        row.reason_sealed = seal(client.id, row.reason_context(), reason)
+        row.client_sealed = seal(admin.id, row.client_context(), str(client.id))
+        row.reason_sealed = seal(admin.id, row.reason_context(), reason)
         db.session.add(row)
         db.session.flush()
-        record("emergency.granted", actor=admin, target=("emergency_grant", row.id),
-               subject_id=client.id, severity="high")
+        record_emergency("emergency.granted", admin=admin, grant_id=row.id,
+                         client_id=client.id)
         told = _tell(admin, client)
         db.session.commit()
     except Exception:
         db.session.rollback()
         raise
     row.told = told  # not a column: what the administrator's page says next
+    row.client_id = client_id  # not a column either: the page names the client
     return row
 
 
@@ -196,9 +204,33 @@ def end(admin: User, grant_id: uuid.UUID) -> None:
     """End the administrator's own grant before its hour is up."""
     with write_transaction():
         row = access.emergency_grant_for(admin, grant_id)
+        client_id = _client_of_live(row)
         row.ended_at = utcnow()
-        record("emergency.ended", actor=admin, target=("emergency_grant", row.id),
-               subject_id=row.client_id, severity="high")
+        record_emergency("emergency.ended", admin=admin, grant_id=row.id, client_id=client_id)
+
+
+def client_of(row: EmergencyGrant) -> uuid.UUID | None:
+    """The client a grant concerns, opened from its sealed copy (under the administrator's
+    key) and checked against the row's blind index; None (audited as a decrypt failure) when
+    the copy will not open or names someone else: then the grant opens nothing."""
+    try:
+        client_id = uuid.UUID(open_text(row.admin_id, row.client_context(), row.client_sealed))
+    except (DecryptionError, ValueError) as error:
+        report_decrypt_failure(row.admin_id, row.client_context(),
+                               getattr(error, "reason", "malformed"))
+        return None
+    if not is_index_of(row.client_index, client_id):
+        report_decrypt_failure(row.admin_id, row.client_context(), "mismatch")
+        return None
+    return client_id
+
+
+def _client_of_live(row: EmergencyGrant) -> uuid.UUID:
+    """`client_of` for a page under the grant: 404 when it will not open."""
+    client_id = client_of(row)
+    if client_id is None:
+        abort(404)
+    return client_id
 
 
 def grants_of(admin: User, limit: int = 10) -> list[GrantView]:
@@ -206,18 +238,20 @@ def grants_of(admin: User, limit: int = 10) -> list[GrantView]:
     rows = list(db.session.scalars(
         select(EmergencyGrant).where(EmergencyGrant.admin_id == admin.id)
         .order_by(EmergencyGrant.created_at.desc()).limit(limit)))
+    preload_keys([admin.id])
+    client_ids = {r.id: client_of(r) for r in rows}
     clients = list(db.session.scalars(select(User).where(
-        User.id.in_({r.client_id for r in rows})))) if rows else []
+        User.id.in_({c for c in client_ids.values() if c})))) if rows else []
     names = names_of(clients)
     now = utcnow()
-    views = [_view(r, names, active=r.is_active(now)) for r in rows]
+    views = [_view(r, names.get(client_ids[r.id], ""), active=r.is_active(now)) for r in rows]
     return sorted(views, key=lambda v: not v.active)
 
 
-def _view(row: EmergencyGrant, names: dict[uuid.UUID, str], *, active: bool) -> GrantView:
+def _view(row: EmergencyGrant, client_name: str, *, active: bool) -> GrantView:
     """A grant as pages show it, with the reason opened."""
-    return GrantView(row.id, names.get(row.client_id, ""),
-                     open_text_safe(row.client_id, row.reason_context(), row.reason_sealed),
+    return GrantView(row.id, client_name,
+                     open_text_safe(row.admin_id, row.reason_context(), row.reason_sealed),
                      row.created_at, row.expires_at, row.ended_at, active,
                      REASON_CATEGORIES.get(row.reason_category, REASON_CATEGORIES["other"]))
 
@@ -226,18 +260,19 @@ def client_threads(admin: User, grant_id: uuid.UUID) -> tuple[GrantView, list[Th
     """List the client's conversations under a live grant (audited, high severity)."""
     with write_transaction():
         row = access.emergency_grant_for(admin, grant_id)
+        client_id = _client_of_live(row)
         threads = list(db.session.scalars(
-            select(Thread).where(Thread.client_id == row.client_id)
+            select(Thread).where(Thread.client_id == client_id)
             .order_by(Thread.last_message_at.desc())))
         people = list(db.session.scalars(select(User).where(
-            User.id.in_({row.client_id} | {t.therapist_id for t in threads}))))
+            User.id.in_({client_id} | {t.therapist_id for t in threads}))))
         names = names_of(people)
-        view = _view(row, names, active=True)
+        view = _view(row, names.get(client_id, ""), active=True)
         rows = [ThreadRow(
             id=t.id, subject=open_text_safe(t.client_id, t.subject_context(), t.subject_sealed),
             client_id=t.client_id,
             person=names.get(t.therapist_id, ""), last_message_at=t.last_message_at,
             unread=0, closed=t.status == ThreadStatus.CLOSED) for t in threads]
-        record("emergency.threads_listed", actor=admin, target=("emergency_grant", row.id),
-               subject_id=row.client_id, severity="high")
+        record_emergency("emergency.threads_listed", admin=admin, grant_id=row.id,
+                         client_id=client_id)
     return view, rows

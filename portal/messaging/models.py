@@ -10,7 +10,7 @@ import enum
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint, select, text
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint, select, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from portal.crypto import Context, context_for, sealed_column
@@ -206,20 +206,34 @@ class Draft(db.Model):
 class EmergencyGrant(db.Model):
     """An administrator's time-limited, read-only access to one client's conversations.
 
-    The written reason may mention the client's situation, so it is sealed under the client's
-    data key and never copied into the audit trail.
+    Which client a grant concerns is not readable at rest (#17). `client_index` is a keyed
+    blind index of the client's id (HMAC-SHA256 under the "emergency-index" subkey of
+    PORTAL_INDEX_KEY, which lives outside the database: `emergency_index.client_index`), so
+    the access checks and the client's access log find a client's grants from the client's
+    id, as sign-in finds an email; `client_sealed` is the client's id itself, sealed, for the
+    pages that start from the grant (the administrator's list of grants, the grant's page).
+
+    The written reason may mention the client's situation, so it is sealed and never copied
+    into the audit trail or an email. Both sealed values are sealed under the administrator's
+    data key (owner "admin_id"): a sealed column's owner must be a column of its row (rotation,
+    status and shredding derive it from there), and the client's id is exactly what the row
+    must not hold; the grant is the administrator's act, and which administrator opened
+    grants says nothing about whom. So shredding the client's key does not reach the reason:
+    the retention purge deletes a purged client's grants itself (found by the index).
     """
 
     __tablename__ = "emergency_access_grants"
     __table_args__ = (
-        Index("ix_emergency_access_grants_admin_client", "admin_id", "client_id", "expires_at"),
-        Index("ix_emergency_access_grants_client", "client_id"),
+        Index("ix_emergency_access_grants_admin_client", "admin_id", "client_index",
+              "expires_at"),
+        Index("ix_emergency_access_grants_client", "client_index"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=new_id)
     admin_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
-    client_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="RESTRICT"))
-    reason_sealed: Mapped[bytes] = sealed_column(owner="client_id")
+    client_index: Mapped[bytes] = mapped_column(LargeBinary(32))
+    client_sealed: Mapped[bytes] = sealed_column(owner="admin_id")
+    reason_sealed: Mapped[bytes] = sealed_column(owner="admin_id")
     # A fixed category (a key of emergency.REASON_CATEGORIES), safe to show in the client's
     # access log and in emails, unlike the written reason.
     reason_category: Mapped[str] = mapped_column(String(32), default="other")
@@ -230,11 +244,14 @@ class EmergencyGrant(db.Model):
     def reason_context(self) -> Context:
         return context_for(EmergencyGrant.reason_sealed, self.id)
 
+    def client_context(self) -> Context:
+        return context_for(EmergencyGrant.client_sealed, self.id)
+
     def is_active(self, now: datetime | None = None) -> bool:
         now = now or utcnow()
         return self.ended_at is None and self.expires_at > now
 
-    def __repr__(self) -> str:  # never the reason
+    def __repr__(self) -> str:  # never the reason, nor whose grant it is
         return f"<EmergencyGrant {self.id}>"
 
 

@@ -33,6 +33,7 @@ from portal.guardians.links import guardian_consented
 from portal.messaging import access, notifications
 from portal.messaging.access import ThreadAccess, care_client_of, is_assigned
 from portal.messaging.attachments import KINDS
+from portal.messaging.emergency_index import record_emergency
 from portal.messaging.models import (
     Attachment,
     Message,
@@ -106,8 +107,9 @@ def view_thread(viewer: User, thread_access: ThreadAccess, *,
     # high-severity event the client is shown, so it waits for the disk like any change.
     with write_transaction(durable=thread_access.emergency):
         if thread_access.emergency:
-            record("emergency.thread_viewed", actor=viewer, target=("thread", thread.id),
-                   subject_id=thread.client_id, severity="high")
+            record_emergency("emergency.thread_viewed", admin=viewer,
+                             grant_id=thread_access.grant.id, client_id=thread.client_id,
+                             thread=thread.id)
         else:
             if should_mark:
                 mark_read(viewer, thread, utcnow(), seen_through=page.messages[-1].created_at)
@@ -286,8 +288,9 @@ def download(user: User, attachment_id: uuid.UUID) -> Download:
             name = "attachment"
         kind = KINDS[attachment.kind]
         if thread_access.emergency:
-            record("emergency.attachment_downloaded", actor=user,
-                   target=("attachment", attachment.id), subject_id=owner, severity="high")
+            record_emergency("emergency.attachment_downloaded", admin=user,
+                             grant_id=thread_access.grant.id, client_id=owner,
+                             attachment=attachment.id, thread=thread_access.thread.id)
         else:
             record("attachment.downloaded", actor=user, target=("attachment", attachment.id),
                    subject_id=owner)

@@ -27,8 +27,10 @@ audited `retention.purge_blocked.legal_hold`).
 and the notices still waiting to tell their therapist about those conversations, ends their
 sessions, deactivates the account and crypto-shreds their data keys
 (`portal.crypto.rotation.shred`), so whatever sealed value is left anywhere (the account's
-name and email, old estimates and drafts, emergency-access reasons, a copy in a WAL file)
-never opens again. All of it happens in one transaction per client.
+name and email, old estimates and drafts, a copy in a WAL file) never opens again. Their
+emergency-access grants are deleted with the conversations (the written reasons are sealed
+under the administrator's key, out of the shred's reach). All of it happens in one
+transaction per client.
 
 Good Faith Estimates are never deleted. An issued one must stay readable for six years after
 it was issued (45 CFR 149.610 asks for six years), and it is sealed under the same data key:
@@ -56,7 +58,8 @@ from portal.db import utcnow
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
 from portal.mail.models import OutboxMessage
-from portal.messaging.models import Attachment, Message, Thread
+from portal.messaging.emergency_index import client_index
+from portal.messaging.models import Attachment, EmergencyGrant, Message, Thread
 from portal.ops import holds
 
 DEFAULT_YEARS = 7
@@ -374,6 +377,12 @@ def _purge_one(client_id: uuid.UUID, before: date, today: date, result: PurgeRes
         removed["threads"] = db.session.execute(
             delete(Thread).where(Thread.client_id == client_id)
             .execution_options(synchronize_session=False)).rowcount or 0
+        # Emergency grants' reasons are sealed under the administrator's key (the row names
+        # its client only by a keyed index), so the shred below would not reach them: they go
+        # with the conversations they opened.
+        db.session.execute(delete(EmergencyGrant)
+                           .where(EmergencyGrant.client_index == client_index(client_id))
+                           .execution_options(synchronize_session=False))
         db.session.execute(delete(OutboxMessage).where(OutboxMessage.user_id == client_id)
                            .execution_options(synchronize_session=False))
         if notices:  # "you have a new message" about a conversation that is gone

@@ -285,6 +285,7 @@ def _estimates(run: _Run) -> Iterator[bytes]:
                                     "where": "estimates"})
             run.estimates.append((item, None))
             continue
+        item.pdf_sha256 = sha256(pdf)  # of the client's copy, made now, not a stored value
         path = run.path("estimates", f"good-faith-estimate-{item.number}.pdf"
                         if item.number else pdf_filename(item))
         yield from run.zip.add(path, pdf, when=run.made_at, compress=False)

@@ -86,8 +86,10 @@ class EstimateItem:
     status: str
     issue_date: date | None
     total_cents: int
-    pdf_sha256: str | None
     superseded_by_id: uuid.UUID | None
+    # The SHA-256 of the PDF as exported, computed from the bytes when the export is made
+    # (the stored digest is keyed, so it says nothing to the client).
+    pdf_sha256: str | None = None
 
 
 @dataclass
@@ -203,13 +205,13 @@ def estimates_of(client_id: uuid.UUID) -> list[EstimateItem]:
     rows = db.session.execute(
         select(GoodFaithEstimate.id, GoodFaithEstimate.number, GoodFaithEstimate.status,
                GoodFaithEstimate.issue_date, GoodFaithEstimate.total_cents,
-               GoodFaithEstimate.pdf_sha256, GoodFaithEstimate.superseded_by_id)
+               GoodFaithEstimate.superseded_by_id)
         .where(GoodFaithEstimate.client_id == client_id,
                GoodFaithEstimate.status.in_([Status.ISSUED, Status.SUPERSEDED]))
         .order_by(GoodFaithEstimate.issued_at, GoodFaithEstimate.id)).all()
     return [EstimateItem(id=r.id, number=r.number or "", status=str(r.status),
                          issue_date=r.issue_date, total_cents=r.total_cents,
-                         pdf_sha256=r.pdf_sha256, superseded_by_id=r.superseded_by_id)
+                         superseded_by_id=r.superseded_by_id)
             for r in rows]
 
 

@@ -29,7 +29,7 @@ def fingerprint(estimate_id) -> dict:
     return {
         "document": content.open_document(e).to_dict(),
         "pdf": hashlib.sha256(content.open_pdf(e)).hexdigest(),
-        "stored_hash": e.pdf_sha256, "number": e.number, "issue_date": e.issue_date,
+        "stored_digest": e.pdf_digest, "number": e.number, "issue_date": e.issue_date,
         "total": e.total_cents, "period": (e.period_start, e.period_end),
         "client": e.client_id, "status": e.status, "supersedes": e.supersedes_id,
     }

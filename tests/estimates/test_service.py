@@ -32,6 +32,7 @@ from portal.extensions import db
 from portal.mail import OutboxMessage
 from portal.practice import today as practice_today
 from tests.estimates.conftest import complete_draft
+from tests.support.outbox import outbox
 
 TABLE = "good_faith_estimates"
 
@@ -42,8 +43,7 @@ def audit(action: str) -> list[AuditEvent]:
 
 
 def mails(template: str) -> list[OutboxMessage]:
-    return list(db.session.scalars(select(OutboxMessage)
-                                   .where(OutboxMessage.template == template)))
+    return outbox(template)
 
 
 def mail_text(row: OutboxMessage) -> str:
@@ -62,7 +62,8 @@ def test_issuing_numbers_seals_and_hashes_the_estimate(practice):
     assert estimate.issue_date == today
     pdf = content.open_pdf(estimate)
     assert pdf.startswith(b"%PDF")
-    assert estimate.pdf_sha256 == hashlib.sha256(pdf).hexdigest()
+    assert estimate.pdf_digest == content.pdf_digest(estimate.id, pdf)
+    assert estimate.pdf_digest != hashlib.sha256(pdf).hexdigest()  # keyed, not plain
     document = content.open_document(estimate)
     assert document.gfe_number == estimate.number
     assert document.client_legal_name == "Zoë Nguyễn-Ōtsuka"
@@ -108,7 +109,7 @@ def test_the_client_is_told_by_email_without_any_detail(practice):
 @pytest.mark.parametrize(("attribute", "value"), [
     ("total_cents", 1),
     ("number", "GFE-1999-0001"),
-    ("pdf_sha256", "0" * 64),
+    ("pdf_digest", "0" * 64),
     ("pdf_sealed", b"\x01not a pdf"),
     ("document_sealed", b"\x01tampered"),
     ("period_end", None),
@@ -193,7 +194,7 @@ def test_a_tampered_pdf_is_refused_not_served(practice):
     db.session.rollback()  # let go of the session's transaction (SQLite takes a write lock)
     table = GoodFaithEstimate.__table__  # a raw write, as someone with database access might
     with db.engine.begin() as conn:
-        conn.execute(table.update().where(table.c.id == estimate_id).values(pdf_sha256="f" * 64))
+        conn.execute(table.update().where(table.c.id == estimate_id).values(pdf_digest="f" * 64))
     db.session.expire_all()
     with pytest.raises(content.EstimateUnavailable):
         content.open_pdf(db.session.get(GoodFaithEstimate, estimate_id))

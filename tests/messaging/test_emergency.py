@@ -9,13 +9,15 @@ from sqlalchemy import select
 from werkzeug.exceptions import NotFound
 
 from portal.audit.models import AuditEvent
+from portal.audit.service import detail_of
 from portal.crypto import Context, open_text
+from portal.crypto.blind_index import keyed_digest, pseudonym
 from portal.db import utcnow
 from portal.errors import RuleError
-from portal.mail import OutboxMessage
 from portal.messaging import access, emergency, reading, sending
 from portal.messaging.models import Attachment, EmergencyGrant, Thread
 from tests.messaging.conftest import PNG, csrf_token, make_user
+from tests.support.outbox import outbox
 
 REASON = "Her sister called: she has not been heard from since Friday, therapist away"
 
@@ -88,14 +90,20 @@ def test_grant_opens_an_hour_of_read_only_access(app, db, people, conversation, 
         AuditEvent.action.like("emergency.%")))}
     assert set(events) >= {"emergency.granted", "emergency.thread_viewed",
                            "emergency.attachment_downloaded"}
-    for event in events.values():
+    for event in events.values():  # named by the grant and a keyed stand-in, never the ids
         assert event.severity == "high"
-        assert event.subject_id == people.client_a.id
+        assert event.subject_id == pseudonym("emergency-index", people.client_a.id)
+        assert event.subject_id != people.client_a.id
+        assert (event.target_type, event.target_id) == ("emergency_grant", str(grant.id))
         assert event.actor_id == people.admin.id
+        assert detail_of(event)["client"] == str(people.client_a.id)
+    assert detail_of(events["emergency.thread_viewed"])["thread"] == str(thread_id)
+    assert detail_of(events["emergency.attachment_downloaded"])["attachment"] == str(
+        attachment_id)
+    assert grant.client_index == keyed_digest("emergency-index", people.client_a.id.bytes)
 
     # The other administrator is told, with nothing about the client or the reason.
-    notices = list(db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.template == "emergency_access_notice")))
+    notices = outbox("emergency_access_notice")
     assert [n.user_id for n in notices] == [other_admin.id]
     text = open_text(other_admin.id, Context("mail_outbox", "body_text_sealed", notices[0].id),
                      notices[0].body_text_sealed)
@@ -106,8 +114,11 @@ def test_grant_opens_an_hour_of_read_only_access(app, db, people, conversation, 
 def test_the_reason_is_sealed_and_never_in_the_audit_trail(app, db, people):
     grant = emergency.grant(people.admin, client_id=people.client_a.id, reason=REASON)
     assert REASON.encode() not in grant.reason_sealed
-    assert open_text(people.client_a.id, Context("emergency_access_grants", "reason", grant.id),
+    # Sealed under the administrator's key (the row holds no client id to seal it under).
+    assert open_text(people.admin.id, Context("emergency_access_grants", "reason", grant.id),
                      grant.reason_sealed) == REASON
+    assert open_text(people.admin.id, Context("emergency_access_grants", "client", grant.id),
+                     grant.client_sealed) == str(people.client_a.id)
     for event in db.session.scalars(select(AuditEvent)):
         for value in vars(event).values():
             assert "sister" not in str(value)

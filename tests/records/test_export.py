@@ -20,10 +20,9 @@ from sqlalchemy import func, select, update
 from portal.accounts.models import Assignment
 from portal.audit import AuditEvent
 from portal.db import utcnow
-from portal.estimates import drafting, issuing
+from portal.estimates import content, drafting, issuing
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
-from portal.mail.models import OutboxMessage
 from portal.messaging import sending
 from portal.messaging.models import Attachment, Message
 from portal.practice import today as practice_today
@@ -32,6 +31,7 @@ from portal.records.export_zip import is_safe_name, safe_component
 from tests.estimates.conftest import complete_draft
 from tests.messaging.conftest import PDF, PNG
 from tests.support.auth import inject_session
+from tests.support.outbox import outbox
 from tests.support.people import PASSWORD, csrf_from, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -212,9 +212,11 @@ def test_the_zip_holds_every_message_attachment_and_estimate_identical(app, rec)
     estimate = db.session.get(GoodFaithEstimate, rec.estimate.id)
     (item,) = data["estimates"]
     pdf = archive.read(f"{top}/{item['file']}")
-    assert hashlib.sha256(pdf).hexdigest() == estimate.pdf_sha256 == item["pdf_sha256"]
+    assert pdf == content.open_pdf(estimate)  # the one that passed the keyed check
+    assert hashlib.sha256(pdf).hexdigest() == item["pdf_sha256"]
+    assert item["pdf_sha256"] != estimate.pdf_digest  # the stored digest is keyed
     manifest = _read(archive, "/MANIFEST.txt").decode()
-    assert f"{estimate.pdf_sha256}  " in manifest
+    assert f"{item['pdf_sha256']}  " in manifest
 
     # readable copies: a PDF and a web page per conversation
     for conversation in data["conversations"]:
@@ -361,8 +363,7 @@ def test_export_is_audited_emailed_without_content_and_limited_to_three_a_day(ap
     assert len(events) == 3
     assert {(e.actor_id, e.subject_id, e.target_type) for e in events} == {
         (rec.client.id, rec.client.id, "user")}
-    mails = db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.template == "record_exported")).all()
+    mails = outbox("record_exported")
     assert len(mails) == 3
     assert mails[0].subject == "A copy of your coeo portal record was made"
     # the fourth in 24 hours: a 429 with words, and no fourth event
@@ -399,8 +400,7 @@ def test_a_therapist_exports_an_assigned_clients_record_and_the_client_sees_it(a
     event = db.session.scalars(select(AuditEvent).where(
         AuditEvent.action == "record.exported_by_staff")).one()
     assert (event.actor_id, event.subject_id) == (rec.therapist.id, rec.client.id)
-    assert not db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.template == "record_exported")).all()
+    assert not outbox("record_exported")
     log = _signed_in(app, rec.client).get("/account/access-log").get_data(as_text=True)
     assert "Downloaded a copy of your whole record" in log
     assert "Opened the page for making a copy of your record" in log  # the confirmation page
