@@ -49,6 +49,7 @@ from tests.support.stolen import (
     Secret,
     Source,
     SQLiteCopy,
+    blob_key_owners,
     copy_sqlite_files,
     find_leaks,
     find_word,
@@ -486,6 +487,7 @@ def test_the_crisis_flag_has_no_readable_pattern(stolen):
 def test_the_emergency_client_is_not_named_in_grants_or_their_audit_rows(stolen):
     client_id = stolen.journey.ids["alex@example.org"]
     forms = uuid_forms(client_id)
+    owners = blob_key_owners(stolen.copy)
     problems = []
     grants = stolen.copy.rows("emergency_access_grants")
     assert grants
@@ -498,6 +500,9 @@ def test_the_emergency_client_is_not_named_in_grants_or_their_audit_rows(stolen)
                     str(value).encode() if value is not None else b"")
                 if isinstance(value, uuid.UUID):
                     raw = value.bytes + str(value).encode()
+                if isinstance(value, bytes | memoryview) and owners.get(raw[1:17]) == client_id:
+                    problems.append(f"{table}.{column} is sealed under the client's data key "
+                                    "(its blob's key id; data_keys.owner_id names the client)")
                 if any(form in raw for form in forms):
                     problems.append(f"{table}.{column} = {value!r} is the client's id "
                                     f"(row {row.get('id', row.get('seq'))!r}, action "
@@ -551,14 +556,24 @@ def test_a_flagged_message_writes_what_an_ordinary_one_writes(stolen):
 
 def test_nothing_the_grant_wrote_names_its_client(stolen):
     """Every row the emergency-access request added, in any table (the grant, its audit rows,
-    the notices it queued...), read for the client's id in any form."""
-    forms = uuid_forms(stolen.journey.ids["alex@example.org"])
+    the notices it queued...), read for the client's id in any form, and for blobs sealed
+    under the client's data key (a blob names its key, and data_keys the key's owner)."""
+    client_id = stolen.journey.ids["alex@example.org"]
+    forms = uuid_forms(client_id)
+    owners = blob_key_owners(stolen.copy)
     written = stolen.journey.written["emergency grant"]
     assert written.get("emergency_access_grants"), written.keys()
+    sealed = [bytes(v) for row in written["emergency_access_grants"] for c, v in row.items()
+              if c.endswith("_sealed") and v is not None]
+    assert sealed and all(owners.get(blob[1:17]) for blob in sealed), "key ids not read"
     problems = []
     for table, rows in sorted(written.items()):
         for row in rows:
             for column, value in row.items():
+                if isinstance(value, bytes | memoryview) and owners.get(
+                        bytes(value)[1:17]) == client_id:
+                    problems.append(f"{table}.{column} is sealed under the client's data key "
+                                    "(its blob's key id; data_keys.owner_id names the client)")
                 raw = value.bytes + str(value).encode() if isinstance(value, uuid.UUID) else (
                     bytes(value) if isinstance(value, bytes | memoryview) else
                     str(value).encode())

@@ -19,6 +19,7 @@ import shutil
 import sqlite3
 import subprocess
 import unicodedata
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,22 @@ def ip_secret(value: str) -> Secret:
         forms += [f for f in _text_forms(shown, prefix=f"{shown!r} ")
                   if "base64" not in f.label]
     return Secret("IP address", value, tuple(forms + binary))
+
+
+def as_uuid(value) -> uuid.UUID | None:
+    """A UUID as either backend returns it (uuid.UUID, 32 hex digits as text or bytes)."""
+    if isinstance(value, uuid.UUID) or value is None:
+        return value
+    try:
+        return uuid.UUID(value.decode() if isinstance(value, bytes) else str(value))
+    except ValueError:
+        return None
+
+
+def blob_key_owners(copy) -> dict[bytes, uuid.UUID]:
+    """Whose data key sealed a blob, as a thief reads it: a sealed blob starts with a version
+    byte and the 16-byte id of its data key, and data_keys names each key's owner."""
+    return {as_uuid(row["id"]).bytes: as_uuid(row["owner_id"]) for row in copy.rows("data_keys")}
 
 
 def uuid_forms(value) -> list[bytes]:
