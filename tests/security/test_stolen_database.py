@@ -84,6 +84,8 @@ SUBJECT = "Nights are the worst part lately"
 ORDINARY_SUBJECT = "Parking near the new office"
 ORDINARY_BODY = ("Hi Colleen, is there parking near the new office, or should I take the bus? "
                  "I would rather not be late on Thursday. Thanks so much, Zoë")
+CRISIS_AGAIN = "Sorry to write again. I still feel like I want to die tonight, Colleen."
+ORDINARY_AGAIN = "Sorry to write again. Is the building open before nine on Thursday?"
 CRISIS_WORDS = ("want to die", "end it all")
 CRISIS_BODY = ("Colleen, some nights I want to die and I keep thinking I should end it all. "
                "I am home with my sister tonight. Can we talk on Thursday?")
@@ -188,8 +190,11 @@ class Journey:
 
         # Another client writes an ordinary message the same way, from another device.
         zoe = self.sign_in(self.browser(IPS[2], AGENTS["zoe"]), zoe_email, zoe_password)
-        self.send(zoe, "ordinary", colleen_id, ORDINARY_SUBJECT, ORDINARY_BODY)
+        ordinary_id = self.send(zoe, "ordinary", colleen_id, ORDINARY_SUBJECT, ORDINARY_BODY)
         self._check("Zoë's inbox", zoe.get("/messages"), 200)
+        # Each writes again before the therapist has read it (inside the notice throttle).
+        self.send_again(alex, "crisis", thread_id, CRISIS_AGAIN)
+        self.send_again(zoe, "ordinary", ordinary_id, ORDINARY_AGAIN)
 
         # The therapist replies, then issues an estimate with a diagnosis code and a bill.
         colleen = self.sign_in(self.browser(IPS[1], AGENTS["colleen"]), colleen_email,
@@ -233,6 +238,17 @@ class Journey:
         self.thread_ids[label] = thread_id
         self.thread_after[label] = self._rows("message_threads", [uuid.UUID(thread_id)])[0]
         return thread_id
+
+    def send_again(self, client, label: str, thread_id: str, body: str) -> None:
+        """A second message in the conversation; keep what it wrote."""
+        token = csrf_from(client.get(f"/messages/{thread_id}").data)
+        before = self._keys()
+        self._check(f"the {label} message again", client.post(
+            f"/messages/{thread_id}/reply", data={"body": body, "csrf_token": token},
+            buffered=True), 302)
+        self.written[f"{label} send again"] = self._added(before)
+        self.thread_after[f"{label} again"] = self._rows(
+            "message_threads", [uuid.UUID(thread_id)])[0]
 
     def _tables(self) -> dict[str, str]:
         """Each table and its first primary-key column (every table here has one)."""
@@ -320,7 +336,7 @@ class Journey:
                   text_secret("address", estimates_demo.demo_draft(practice_today())
                               .client_address.splitlines()[0])]
         subjects = [SUBJECT, ORDINARY_SUBJECT] + [c[2] for c in messaging_demo.CONVERSATIONS]
-        bodies = [CRISIS_BODY, REPLY, ORDINARY_BODY]
+        bodies = [CRISIS_BODY, REPLY, ORDINARY_BODY, CRISIS_AGAIN, ORDINARY_AGAIN]
         bodies += [m[2] for c in messaging_demo.CONVERSATIONS for m in c[3]]
         found += [text_secret("subject", s) for s in subjects]
         for body in bodies:  # whole, and its start (a preview or snippet column)
@@ -412,7 +428,8 @@ def test_the_journey_wrote_what_the_search_looks_for(stolen):
     assert counts["message_threads"] == len(messaging_demo.CONVERSATIONS) + 2, counts
     assert counts["audit_events"] > 20, counts
     assert crisis.matches(CRISIS_BODY) and all(crisis.matches(w) for w in CRISIS_WORDS)
-    assert not crisis.matches(ORDINARY_SUBJECT, ORDINARY_BODY)
+    assert crisis.matches(CRISIS_AGAIN)
+    assert not crisis.matches(ORDINARY_SUBJECT, ORDINARY_BODY, ORDINARY_AGAIN)
     assert stolen.journey.opened_error is None, stolen.journey.opened_error
     opened = stolen.journey.opened
     for table in ("user_sessions", "signin_attempts", "audit_events"):
@@ -530,8 +547,11 @@ def _shapes(rows: list[dict]) -> list[dict]:
 def _differences(table: str, flagged: list[dict], ordinary: list[dict]) -> list[str]:
     a, b = _shapes(flagged), _shapes(ordinary)
     if len(a) != len(b):
-        return [f"{table}: the flagged send added {len(a)} row(s), the ordinary one {len(b)}"
-                f" ({a[:3]} against {b[:3]})"]
+        unmatched = [row for row in a if row not in b] + [row for row in b if row not in a]
+        return [f"{table}: {len(a)} row(s) after the flagged send, {len(b)} after the ordinary "
+                "one; unmatched: " + "; ".join(
+                    str({c: v for c, v in row.items() if v not in ("set", "bytes", None)})
+                    for row in unmatched[:3])]
     found = []
     for one, other in zip(a, b, strict=True):
         found += [f"{table}.{c}: {one[c]!r} after the flagged send, {other.get(c)!r} after "
@@ -540,17 +560,20 @@ def _differences(table: str, flagged: list[dict], ordinary: list[dict]) -> list[
 
 
 def test_a_flagged_message_writes_what_an_ordinary_one_writes(stolen):
-    """The same send, once in crisis words and once not (a client's first message to the same
-    therapist in a new conversation): the rows each adds, and its conversation row after it,
-    must look alike at rest. Otherwise the difference is the flag, readable without keys."""
+    """The same sends, once in crisis words and once not: a client's first message to the
+    same therapist in a new conversation, then a second one before the therapist has read it
+    (inside the notice throttle). The rows each adds, and its conversation row after it, must
+    look alike at rest; otherwise the difference is the flag, readable without keys."""
     journey = stolen.journey
-    flagged, ordinary = journey.written["crisis send"], journey.written["ordinary send"]
     problems = []
-    for table in sorted(set(flagged) | set(ordinary)):
-        problems += _differences(f"{table} (added)", flagged.get(table, []),
-                                 ordinary.get(table, []))
-    problems += _differences("message_threads (after the send)",
-                             [journey.thread_after["crisis"]], [journey.thread_after["ordinary"]])
+    for send, after in (("send", ""), ("send again", " again")):
+        flagged, ordinary = journey.written[f"crisis {send}"], journey.written[f"ordinary {send}"]
+        for table in sorted(set(flagged) | set(ordinary)):
+            problems += _differences(f"{table} (added by the {send})", flagged.get(table, []),
+                                     ordinary.get(table, []))
+        problems += _differences(f"message_threads (after the {send})",
+                                 [journey.thread_after[f"crisis{after}"]],
+                                 [journey.thread_after[f"ordinary{after}"]])
     assert not problems, ("A flagged send is told apart at rest:\n  " + "\n  ".join(problems))
 
 
