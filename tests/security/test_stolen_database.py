@@ -96,7 +96,7 @@ REASON = ("Alex wrote about ending their life last night and Colleen cannot be r
 DIAGNOSIS = "F43.10"
 ADDRESS = "77 Quillfeather Road, Apt 9\nTrappe, PA 19426"
 LEGAL_NAME = "Alexandra Quinn Rivera"
-BILL = "4,321.09"
+BILLS = ("4,321.09", "180.00")  # one per provider of the estimate
 
 
 def _demo(email: str) -> tuple:
@@ -316,9 +316,11 @@ class Journey:
                 draft, token=token, action="check", requested_on=today)), 302)
         self._check("issuing", colleen.post(f"/estimates/{self.estimate_id}/issue",
                                             data={"csrf_token": token}), 302)
-        self._check("a bill", colleen.post(f"/estimates/{self.estimate_id}/bills", data={
-            "csrf_token": token, "provider": "0", "amount": BILL,
-            "bill_date": today.isoformat()}), 302)
+        for provider, amount in enumerate(BILLS):
+            self._check(f"a bill of provider {provider}", colleen.post(
+                f"/estimates/{self.estimate_id}/bills", data={
+                    "csrf_token": token, "provider": str(provider), "amount": amount,
+                    "bill_date": today.isoformat()}), 302)
 
     def secrets(self) -> list[Secret]:
         """Everything the copy must not show, in every form (tests/support/stolen.py)."""
@@ -424,7 +426,7 @@ def test_the_journey_wrote_what_the_search_looks_for(stolen):
     assert counts["signin_attempts"] >= 2, counts
     assert counts["policy_acceptances"] >= 2, counts
     assert counts["emergency_access_grants"] == 1, counts
-    assert counts["gfe_billed_amounts"] == 1, counts
+    assert counts["gfe_billed_amounts"] == len(BILLS), counts
     assert counts["message_threads"] == len(messaging_demo.CONVERSATIONS) + 2, counts
     assert counts["audit_events"] > 20, counts
     assert crisis.matches(CRISIS_BODY) and all(crisis.matches(w) for w in CRISIS_WORDS)
