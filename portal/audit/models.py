@@ -8,7 +8,7 @@ one. `AuditHead` is a single row that serializes appends across processes and re
 newest MAC, so deleting the newest rows is noticed too.
 
 Where a request came from (IP address and user agent, `origin_sealed`) is sealed under the
-actor's data key, and an event's `detail_sealed` (a small dict, e.g. whether a message was
+actor's data key (the subject's when nobody is signed in), and an event's `detail_sealed` (a small dict, e.g. whether a message was
 crisis-flagged) under the actor's key, or the subject's when nobody acted. Both are plain
 LargeBinary columns, not `sealed_column`s: rotation must never rewrite an audit row (the MAC
 covers the blobs), so a retired data key keeps opening them; shredding a person's key makes

@@ -99,7 +99,7 @@ def record(action: str, *, actor=None, target: tuple[str, Any] | object | None =
     detail_owner = actor_id or subject
     if detail_text is not None and detail_owner is None:
         raise ValueError("an audit detail needs an actor or a subject to seal it under")
-    _warm_keys(actor_id if origin else None, detail_owner if detail_text else None)
+    _warm_keys(detail_owner if origin else None, detail_owner if detail_text else None)
 
     # The caller's changes first, so every writer takes row locks before the head's (no
     # deadlocks on PostgreSQL); then plain statements in its transaction, without the ORM.
@@ -109,7 +109,7 @@ def record(action: str, *, actor=None, target: tuple[str, Any] | object | None =
     event = AuditEvent(
         seq=seq, at=utcnow(), actor_id=actor_id, actor_role=actor_role, action=action,
         target_type=target_type, target_id=target_id, subject_id=subject,
-        origin_sealed=_seal_origin(actor_id, seq, origin),
+        origin_sealed=_seal_origin(detail_owner, seq, origin),
         detail_sealed=(None if detail_text is None
                        else seal(detail_owner, detail_context(seq), detail_text)),
         outcome=outcome, severity=severity, prev_hash=prev_hash,
@@ -259,13 +259,14 @@ def _warm_keys(*owners: uuid.UUID | None) -> None:
             current_key(owner)
 
 
-def _seal_origin(actor_id: uuid.UUID | None, seq: int,
+def _seal_origin(owner: uuid.UUID | None, seq: int,
                  origin: tuple[str | None, str | None] | None) -> bytes | None:
-    """The request's IP address and user agent, sealed under the actor's key (an event with
-    no actor keeps no origin: there is nobody whose key could seal it)."""
-    if origin is None or actor_id is None:
+    """The request's IP address and user agent, sealed under the actor's key, or the
+    subject's when nobody is signed in (an event with neither keeps no origin: there is
+    nobody whose key could seal it)."""
+    if origin is None or owner is None:
         return None
-    return seal(actor_id, origin_context(seq), json.dumps(list(origin)))
+    return seal(owner, origin_context(seq), json.dumps(list(origin)))
 
 
 def _detail_text(detail: dict[str, Any] | None) -> str | None:
@@ -299,11 +300,11 @@ def detail_of(row) -> dict[str, Any] | None:
 
 def origin_of(row) -> tuple[str | None, str | None]:
     """(IP address, user agent) an audit row was recorded from; (None, None) when unknown."""
-    if row.origin_sealed is None or row.actor_id is None:
+    owner = row.actor_id or row.subject_id
+    if row.origin_sealed is None or owner is None:
         return None, None
     try:
-        ip, agent = json.loads(open_text(row.actor_id, origin_context(row.seq),
-                                         row.origin_sealed))
+        ip, agent = json.loads(open_text(owner, origin_context(row.seq), row.origin_sealed))
     except (DecryptionError, ValueError):
         return None, None
     return ip, agent
