@@ -1,8 +1,15 @@
-"""Password rules (NIST SP 800-63B-4, single-factor) and Argon2id hashing.
+"""Password rules (NIST SP 800-63B-4, single-factor) and peppered Argon2id hashing.
 
 At least 15 characters counted as code points, up to 128, any Unicode and spaces, no
 composition rules, no expiry; refused when common, breached or built from the user's own
 details. Verification uses the password exactly as typed.
+
+The password is keyed before it is hashed: Argon2id of HMAC-SHA256(password) under the
+"password-pepper" subkey of PORTAL_INDEX_KEY, which is not in the database (SP 800-63B
+5.1.1.2 recommends such a secret salt). A stolen `users.password_hash` then cannot be tested
+against guesses at all without the key, however weak the password. Hashes made before the
+pepper (no PEPPER_PREFIX) still verify, and `needs_rehash` says so, so the next sign-in
+stores the peppered hash.
 """
 
 import re
@@ -15,6 +22,8 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from flask import current_app
 
+from portal.crypto.blind_index import keyed_digest
+
 MIN_LENGTH = 15
 MAX_LENGTH = 128
 SUGGESTION = (
@@ -24,6 +33,8 @@ SUGGESTION = (
 # The example in the hint is refused too: someone will copy it.
 _EXAMPLES = frozenset({"lantern orbit maple quietly"})
 _KEYBOARD_ROWS = ("1234567890", "qwertyuiop", "asdfghjkl", "zxcvbnm", "abcdefghijklmnopqrstuvwxyz")
+PEPPER = "password-pepper"
+PEPPER_PREFIX = "pepper1:"  # then an Argon2id hash of the keyed password
 
 
 @cache
@@ -110,25 +121,37 @@ def _hasher() -> PasswordHasher:
                           parallelism=cfg["ARGON2_PARALLELISM"])
 
 
+def _peppered(password: str) -> str:
+    return keyed_digest(PEPPER, password.encode("utf-8")).hex()
+
+
 def hash_password(password: str) -> str:
-    """Hash with Argon2id under the configured parameters."""
-    return _hasher().hash(password)
+    """Hash the keyed password with Argon2id under the configured parameters."""
+    return PEPPER_PREFIX + _hasher().hash(_peppered(password))
 
 
 def verify_password(stored_hash: str | None, password: str) -> bool:
     """Check a password exactly as typed; a missing hash verifies a decoy so timing matches."""
     hasher = _hasher()
-    target = stored_hash or _decoy_hash()
+    keyed = _peppered(password)
+    if stored_hash is None:
+        target, typed = _decoy_hash(), keyed
+    elif stored_hash.startswith(PEPPER_PREFIX):
+        target, typed = stored_hash[len(PEPPER_PREFIX):], keyed
+    else:  # made before the pepper: verified as it was made, replaced at this sign-in
+        target, typed = stored_hash, password
     try:
-        ok = hasher.verify(target, password)
+        ok = hasher.verify(target, typed)
     except (VerificationError, InvalidHashError):
         return False
     return ok and stored_hash is not None
 
 
 def needs_rehash(stored_hash: str) -> bool:
-    """Say whether the stored hash used older parameters than the configured ones."""
-    return _hasher().check_needs_rehash(stored_hash)
+    """Say whether the stored hash is unpeppered or used older parameters than today's."""
+    if not stored_hash.startswith(PEPPER_PREFIX):
+        return True
+    return _hasher().check_needs_rehash(stored_hash[len(PEPPER_PREFIX):])
 
 
 def _decoy_hash() -> str:

@@ -3,7 +3,8 @@
 The index key (PORTAL_INDEX_KEY) never keys anything itself: HKDF-SHA256 derives one subkey
 per use, each with its own info string, so a digest made for one use says nothing about
 another (`DIGEST_INFOS`): the email blind index, the recovery codes, the audit chain's MACs,
-the emergency grants' client index, the estimate PDFs' digests and the sign-in sources.
+the emergency grants' client index, the estimate PDFs' digests, the sign-in sources and the
+password pepper.
 
 The stored format is (master key id, opaque wrapped blob), so a cloud KMS or a Vault transit
 provider can replace `LocalKeyProvider` later without touching a row. Key bytes live only in
@@ -41,6 +42,7 @@ DIGEST_INFOS = {
     "emergency-index": b"coeo-portal emergency grant index v1",  # whose emergency grant
     "estimate-pdf": b"coeo-portal estimate pdf digest v1",  # an issued estimate's PDF
     "signin-source": b"coeo-portal sign-in source v1",  # one account's sign-in sources
+    "password-pepper": b"coeo-portal password pepper v1",  # keys a password before Argon2id
 }
 DEV_MASTER_FILE = "master.keys"
 DEV_INDEX_FILE = "index.key"

@@ -1,6 +1,8 @@
-"""Password rules (NIST SP 800-63B-4, single factor) and Argon2id hashing."""
+"""Password rules (NIST SP 800-63B-4, single factor) and peppered Argon2id hashing."""
 
+import hmac
 import unicodedata
+from hashlib import sha256
 
 import pytest
 from argon2 import PasswordHasher
@@ -10,6 +12,7 @@ from hypothesis import strategies as st
 
 from portal.accounts import passwords
 from portal.accounts.passwords import MAX_LENGTH, MIN_LENGTH, problems
+from portal.crypto.blind_index import keyed_digest
 
 from .support import PASSWORD, fresh, make_user, post_form, sign_in
 
@@ -108,12 +111,41 @@ def test_a_three_letter_name_is_refused_only_as_a_word():
     assert problems("the same old song again", name="Sam Okafor") == []
 
 
-def test_hash_is_argon2id_with_the_configured_parameters(app):
+def test_hash_is_peppered_argon2id_with_the_configured_parameters(app):
     app.config.update(ARGON2_TIME_COST=2, ARGON2_MEMORY_COST=16, ARGON2_PARALLELISM=1)
     stored = passwords.hash_password(PASSWORD)
-    assert stored.startswith("$argon2id$v=19$m=16,t=2,p=1$")
+    assert stored.startswith("pepper1:$argon2id$v=19$m=16,t=2,p=1$")
     assert PASSWORD not in stored
-    assert PasswordHasher().verify(stored, PASSWORD)
+    argon = stored.removeprefix("pepper1:")
+    # Someone holding only the row cannot test a guess: the plain password does not verify,
+    # nor the password keyed under any key but the portal's.
+    with pytest.raises(VerificationError):
+        PasswordHasher().verify(argon, PASSWORD)
+    wrong = hmac.new(b"k" * 32, PASSWORD.encode(), sha256).hexdigest()
+    with pytest.raises(VerificationError):
+        PasswordHasher().verify(argon, wrong)
+    assert PasswordHasher().verify(argon, keyed_digest("password-pepper",
+                                                        PASSWORD.encode()).hex())
+    assert passwords.verify_password(stored, PASSWORD)
+    assert not passwords.needs_rehash(stored)
+
+
+def test_a_hash_made_before_the_pepper_verifies_and_asks_to_be_replaced(app):
+    legacy = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1).hash(PASSWORD)
+    assert passwords.verify_password(legacy, PASSWORD)
+    assert not passwords.verify_password(legacy, PASSWORD + "x")
+    assert passwords.needs_rehash(legacy)
+
+
+def test_signing_in_replaces_an_unpeppered_hash(app, db, client):
+    person = make_user(mfa_on=False)
+    user = fresh(person.user)
+    user.password_hash = PasswordHasher(time_cost=1, memory_cost=8,
+                                        parallelism=1).hash(person.password)
+    db.session.commit()
+    assert sign_in(client, person).status_code == 302
+    stored = fresh(person.user).password_hash
+    assert stored.startswith("pepper1:") and passwords.verify_password(stored, person.password)
 
 
 @pytest.mark.parametrize(("typed", "matches"), [
@@ -164,9 +196,8 @@ def test_sign_in_rehashes_when_the_parameters_change(app, client):
     assert sign_in(client, person).status_code == 302
     new_hash = fresh(person.user).password_hash
     assert new_hash != old_hash and ",t=2," in new_hash
-    with pytest.raises(VerificationError):
-        PasswordHasher().verify(new_hash, PASSWORD + "x")
-    assert PasswordHasher().verify(new_hash, PASSWORD)
+    assert not passwords.verify_password(new_hash, PASSWORD + "x")
+    assert passwords.verify_password(new_hash, PASSWORD)
 
 
 def test_sign_in_does_not_rehash_when_parameters_are_unchanged(client):

@@ -20,11 +20,12 @@ PRODUCTION = {"ENV_NAME": "production", "PORTAL_MASTER_KEYS": MASTER, "SECRET_KE
 def test_every_digest_key_has_a_canary(app):
     ids = set(db.session.scalars(select(KeyCanary.master_key_id)))
     assert {"hmac:email-index", "hmac:recovery-codes", "hmac:audit-chain",
-            "hmac:emergency-index", "hmac:estimate-pdf", "hmac:signin-source"} <= ids
+            "hmac:emergency-index", "hmac:estimate-pdf", "hmac:signin-source",
+            "hmac:password-pepper"} <= ids
 
 
 @pytest.mark.parametrize("name", ["audit-chain", "emergency-index", "estimate-pdf",
-                                  "signin-source"])
+                                  "signin-source", "password-pepper"])
 def test_a_changed_canary_of_any_digest_key_stops_start_up(app, make_app, name):
     make_user()
     row = db.session.get(KeyCanary, f"hmac:{name}")
