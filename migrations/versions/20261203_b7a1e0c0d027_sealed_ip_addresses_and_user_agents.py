@@ -13,8 +13,9 @@ Needs the portal's keys (`flask --app wsgi db upgrade`; see portal/crypto/migrat
    HMAC ("signin-source" subkey of PORTAL_INDEX_KEY) of the account id and the address, which
    the per-source sign-in rules compare.
 3. `mail_outbox.template` and `subject` are sealed into `template_sealed` / `subject_sealed`
-   (a thief must not tell a crisis escalation from any other mail), and each body is sealed
-   again padded with NULs to whole blocks of BODY_BLOCK bytes, as `portal.mail.service` does.
+   padded with NULs to NAME_BLOCK bytes (a thief must not tell a crisis escalation from any
+   other mail), and each body is sealed again padded to whole blocks of BODY_BLOCK bytes, as
+   `portal.mail` does now.
    A row without an account (user_id NULL) cannot be opened, so it was never deliverable:
    it is deleted.
 
@@ -35,7 +36,9 @@ branch_labels = None
 depends_on = None
 
 CHUNK = 500
-BODY_BLOCK = 4096  # portal.mail.service.BODY_BLOCK when this revision was written
+# portal.mail.models.BODY_BLOCK and NAME_BLOCK when this revision was written.
+BODY_BLOCK = 4096
+NAME_BLOCK = 128
 SOURCE_DIGEST = "signin-source"
 BODIES = ("body_text_sealed", "body_html_sealed")
 
@@ -95,9 +98,9 @@ def _update_rows(bind, table, updates: list[dict]) -> None:
         bind.execute(stmt, params[start:start + CHUNK])
 
 
-def _framed(body: bytes) -> bytes:
-    blocks = max(1, -(-len(body) // BODY_BLOCK))
-    return body.ljust(blocks * BODY_BLOCK, b"\0")
+def _framed(value: bytes, block: int = BODY_BLOCK) -> bytes:
+    """portal.mail.models.framed: NULs up to a whole number of blocks."""
+    return value.ljust(max(1, -(-len(value) // block)) * block, b"\0")
 
 
 # --- upgrade --------------------------------------------------------------------------------
@@ -208,9 +211,9 @@ def _seal_outbox(bind, keys) -> None:
     for row in bind.execute(sa.select(OUTBOX)).all():
         change = {"row_id": row.id,
                   "template_sealed": keys.seal(row.user_id, "mail_outbox", "template", row.id,
-                                               row.template),
+                                               _framed(row.template.encode(), NAME_BLOCK)),
                   "subject_sealed": keys.seal(row.user_id, "mail_outbox", "subject", row.id,
-                                              row.subject)}
+                                              _framed(row.subject.encode(), NAME_BLOCK))}
         for name in BODIES:
             change[name] = _reframe(keys, row, name, _framed)
         updates.append(change)
@@ -253,10 +256,10 @@ def _open_outbox(bind, keys) -> None:
     updates = []
     for row in bind.execute(sa.select(OUTBOX)).all():
         change = {"row_id": row.id,
-                  "template": _open(keys, row.user_id, "mail_outbox", "template", row.id,
-                                    row.template_sealed) or "",
-                  "subject": _open(keys, row.user_id, "mail_outbox", "subject", row.id,
-                                   row.subject_sealed) or ""}
+                  "template": (_open(keys, row.user_id, "mail_outbox", "template", row.id,
+                                     row.template_sealed) or "").rstrip("\0"),
+                  "subject": (_open(keys, row.user_id, "mail_outbox", "subject", row.id,
+                                    row.subject_sealed) or "").rstrip("\0")}
         for name in BODIES:
             change[name] = _reframe(keys, row, name, lambda body: body.rstrip(b"\0"))
         updates.append(change)

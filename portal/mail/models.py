@@ -4,8 +4,8 @@ The recipient address and the bodies are sealed under the recipient's data key (
 or reset link is a secret until it is used). So are the template's name and the subject: they
 are fixed strings from `portal.mail.templates` with nothing personal in them, but which one a
 row holds would tell a thief holding the database who was sent a crisis escalation or an
-emergency-access notice. The bodies are padded to one size (`service.BODY_SIZES`), so the
-lengths of the sealed values say nothing of the template either.
+emergency-access notice. Every sealed value is padded to one size (`framed`, BODY_BLOCK and
+NAME_BLOCK), so the lengths say nothing of the template either.
 """
 
 import uuid
@@ -19,6 +19,13 @@ from portal.crypto.fields import context_for, sealed_column
 from portal.crypto.sealing import open_text
 from portal.db import new_id, utcnow
 from portal.extensions import db
+
+# Each body is sealed as a whole number of blocks of BODY_BLOCK bytes (padded with NULs), the
+# template's name and the subject of NAME_BLOCK bytes, so the sealed lengths of an urgent
+# notice and of any other mail are the same: every template's text and HTML fit in one block
+# today (the longest HTML is about 1.8 KB), every name and subject in one name block.
+BODY_BLOCK = 4096
+NAME_BLOCK = 128
 
 
 class OutboxMessage(db.Model):
@@ -73,13 +80,25 @@ class OutboxMessage(db.Model):
         return f"<OutboxMessage {self.id} {state}>"
 
 
+def framed(value: str, block: int = BODY_BLOCK) -> bytes:
+    """A value followed by NULs up to a whole number of `block`s: what the outbox seals, so
+    that no template's mail is a size apart from the others."""
+    data = value.encode("utf-8")
+    return data.ljust(max(1, -(-len(data) // block)) * block, b"\0")
+
+
+def unframed(value: str) -> str:
+    """A value as `framed` stored it (one sealed before framing has no NULs to strip)."""
+    return value.rstrip("\0")
+
+
 def template_of(row) -> str:
     """The name of the template an outbox row (a model or a plain row) was rendered from."""
-    return open_text(row.user_id, context_for(OutboxMessage.template_sealed, row.id),
-                     row.template_sealed)
+    return unframed(open_text(row.user_id, context_for(OutboxMessage.template_sealed, row.id),
+                              row.template_sealed))
 
 
 def subject_of(row) -> str:
     """The subject line of an outbox row, opened."""
-    return open_text(row.user_id, context_for(OutboxMessage.subject_sealed, row.id),
-                     row.subject_sealed)
+    return unframed(open_text(row.user_id, context_for(OutboxMessage.subject_sealed, row.id),
+                              row.subject_sealed))

@@ -35,16 +35,20 @@ from portal.after_response import after_response
 from portal.crypto import Context, DecryptionError, context_for, open_text, seal
 from portal.db import new_id, utcnow
 from portal.extensions import db
-from portal.mail.models import OutboxMessage, subject_of, template_of  # noqa: F401 (re-export)
+from portal.mail.models import (  # noqa: F401 (template_of: re-exported)
+    BODY_BLOCK,
+    NAME_BLOCK,
+    OutboxMessage,
+    framed,
+    subject_of,
+    template_of,
+    unframed,
+)
 from portal.mail.templates import TEMPLATES
 
 log = logging.getLogger("portal.mail")
 
 CLAIM_FOR = timedelta(minutes=2)
-# Each body is sealed as a whole number of blocks of this size (padded with NULs), so the
-# sealed lengths of an urgent notice and of any other mail are the same: every template's
-# text and HTML fit in one block today (the longest HTML is about 1.8 KB).
-BODY_BLOCK = 4096
 MAX_BACKOFF_MINUTES = 60
 _AFTER_COMMIT_KEY = "portal.mail.after_commit"
 _BACKGROUND_KEY = "portal.mail.background"  # sent by _Background, off the request's worker
@@ -101,11 +105,13 @@ def enqueue(user, template: str, *, to_address: str | None = None, background: b
     row = OutboxMessage(id=new_id(), user_id=user.id, attempts=0)
     now = utcnow()
     row.created_at = row.next_attempt_at = now
-    row.template_sealed = seal(user.id, _context(row.id, "template_sealed"), template)
-    row.subject_sealed = seal(user.id, _context(row.id, "subject_sealed"), subject)
+    row.template_sealed = seal(user.id, _context(row.id, "template_sealed"),
+                               framed(template, NAME_BLOCK))
+    row.subject_sealed = seal(user.id, _context(row.id, "subject_sealed"),
+                              framed(subject, NAME_BLOCK))
     row.recipient_sealed = seal(user.id, _context(row.id, "recipient_sealed"), address)
-    row.body_text_sealed = seal(user.id, _context(row.id, "body_text_sealed"), _framed(text))
-    row.body_html_sealed = seal(user.id, _context(row.id, "body_html_sealed"), _framed(html))
+    row.body_text_sealed = seal(user.id, _context(row.id, "body_text_sealed"), framed(text))
+    row.body_html_sealed = seal(user.id, _context(row.id, "body_html_sealed"), framed(html))
     db.session.add(row)
     if current_app.config.get("MAIL_SEND_AFTER_COMMIT"):
         pending = db.session.info.setdefault(_BACKGROUND_KEY if background
@@ -114,21 +120,9 @@ def enqueue(user, template: str, *, to_address: str | None = None, background: b
     return row
 
 
-def _framed(body: str) -> bytes:
-    """The body followed by NULs up to a multiple of BODY_BLOCK bytes (the sealed size)."""
-    data = body.encode("utf-8")
-    blocks = max(1, -(-len(data) // BODY_BLOCK))
-    return data.ljust(blocks * BODY_BLOCK, b"\0")
-
-
-def _unframed(body: str) -> str:
-    """A body as `_framed` stored it (a body queued before framing has no NULs to strip)."""
-    return body.rstrip("\0")
-
-
 def body_text_of(row) -> str:
     """The plain-text body of an outbox row, opened."""
-    return _unframed(open_text(row.user_id, _context(row.id, "body_text_sealed"),
+    return unframed(open_text(row.user_id, _context(row.id, "body_text_sealed"),
                                row.body_text_sealed))
 
 
@@ -371,7 +365,7 @@ def _opened(row) -> Outgoing:
     text = body_text_of(row)
     html = None
     if row.body_html_sealed is not None:
-        html = _unframed(open_text(row.user_id, _context(row.id, "body_html_sealed"),
+        html = unframed(open_text(row.user_id, _context(row.id, "body_html_sealed"),
                                    row.body_html_sealed))
     return Outgoing(row.id, subject_of(row), to, text, html, row.attempts)
 
