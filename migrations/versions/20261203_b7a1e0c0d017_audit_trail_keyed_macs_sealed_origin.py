@@ -21,7 +21,8 @@ upgrade` has them; see portal/crypto/migrating.py):
 5. numbers the rows again and MACs every one with HMAC-SHA256 under the "audit-chain" subkey
    of PORTAL_INDEX_KEY, so a database writer without the key cannot recompute the chain.
 
-The downgrade does the reverse (unkeyed SHA-256 chain, plaintext origin, separate crisis rows).
+The downgrade does the reverse (unkeyed SHA-256 chain, plaintext origin, separate crisis rows;
+an acknowledgement or escalation keeps the conversation as its target, not the message).
 """
 import hashlib
 import json
@@ -45,11 +46,14 @@ NEW_COLUMNS = ("seq", "at", "actor_id", "actor_role", "action", "target_type", "
                "subject_id", "origin_sealed", "detail_sealed", "outcome", "severity",
                "prev_hash")
 FLAGGED = "message.crisis_flagged"
-# The old crisis actions, and what the messaging feature records for each now.
+# The old crisis actions, and what the messaging feature records for each now (about the
+# conversation, with the detail every such event carries): marking a flag "seen and acted
+# on" is a view of the conversation like any other, an escalation a notice like any other.
 RENAMED = {
-    "message.crisis_acknowledged": ("thread.updated", {"change": "crisis_acknowledged"}),
-    "message.crisis_escalated": ("message.notice_queued", {"kind": "crisis_escalation"}),
+    "message.crisis_acknowledged": ("thread.viewed", {"crisis_acknowledged": True}),
+    "message.crisis_escalated": ("message.notice_queued", {"kind": "escalation"}),
 }
+VIEWED = "thread.viewed"  # every view's detail says whether it acknowledged a flag
 EMERGENCY_PREFIX = "emergency."
 EMERGENCY_INDEX = "emergency-index"
 
@@ -105,6 +109,7 @@ def _events(*extra):
 HEAD = sa.table("audit_head", sa.column("id", sa.Integer()), sa.column("seq", sa.Integer()),
                 sa.column("last_hash", sa.LargeBinary()))
 USERS = sa.table("users", sa.column("id", sa.Uuid()))
+MESSAGES = sa.table("messages", sa.column("id", sa.Uuid()), sa.column("thread_id", sa.Uuid()))
 GRANTS = sa.table("emergency_access_grants", sa.column("id", sa.Uuid()),
                   sa.column("admin_id", sa.Uuid()), sa.column("client_id", sa.Uuid()),
                   sa.column("created_at", sa.DateTime(timezone=True)),
@@ -206,6 +211,9 @@ def upgrade():
         sends = {row["target_id"]: row for row in rows
                  if row["action"] == "message.sent" and row["target_type"] == "message"}
         details: dict[int, dict] = {id(row): {"crisis": False} for row in sends.values()}
+        details.update({id(row): {"crisis_acknowledged": False} for row in rows
+                        if row["action"] == VIEWED})
+        thread_of = {str(m.id): str(m.thread_id) for m in bind.execute(sa.select(MESSAGES))}
         kept = []
         for row in rows:
             action = row["action"]
@@ -219,6 +227,8 @@ def upgrade():
             elif action in RENAMED:
                 row["action"], detail = RENAMED[action]
                 row["severity"] = "info"  # "high" would pick them out
+                if row["target_type"] == "message" and row["target_id"] in thread_of:
+                    row["target_type"], row["target_id"] = "thread", thread_of[row["target_id"]]
                 details[id(row)] = dict(detail)
             elif action.startswith(EMERGENCY_PREFIX) and row["subject_id"] is not None:
                 detail = {}
@@ -265,7 +275,7 @@ def downgrade():
     rows = _load(bind, ("origin_sealed", "detail_sealed"))
     if rows:
         keys = MigrationKeys(bind)
-        back = {new: old for old, (new, _) in RENAMED.items()}
+        flagged_action = {new: (old, next(iter(flag))) for old, (new, flag) in RENAMED.items()}
         out = []
         for row in rows:
             seq = row["seq"]
@@ -284,11 +294,12 @@ def downgrade():
                 for target_type in ("thread", "attachment", "message"):
                     if target_type in detail:
                         row["target_type"], row["target_id"] = target_type, detail[target_type]
-            elif row["action"] in back and detail.get("change", detail.get("kind")) in (
-                    "crisis_acknowledged", "crisis_escalation"):
-                row["action"] = back[row["action"]]
-                if row["action"] == "message.crisis_escalated":
-                    row["severity"] = "high"
+            elif row["action"] in flagged_action:
+                old, key = flagged_action[row["action"]]
+                if detail.get(key) is True or detail.get(key) == "escalation":
+                    row["action"] = old  # about the conversation now, not its message
+                    if old == "message.crisis_escalated":
+                        row["severity"] = "high"
             out.append(row)
             if row["action"] == "message.sent" and detail.get("crisis"):
                 out.append({**row, "action": FLAGGED, "severity": "high"})

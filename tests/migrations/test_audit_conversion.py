@@ -119,6 +119,10 @@ def old_database(bare_app):  # noqa: F811
         for person, role in zip(people, ("client", "therapist", "admin"), strict=True):
             _insert(conn, "users", id=person, role=role, active=True)
         now = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+        _insert(conn, "message_threads", id=thread_id, client_id=people[0],
+                therapist_id=people[1], created_by_id=people[0])
+        _insert(conn, "messages", id=message_id, thread_id=thread_id, sender_id=people[0],
+                sender_role="client")
         _insert(conn, "emergency_access_grants", id=grant_id, admin_id=people[2],
                 client_id=people[0], created_at=now, expires_at=now + timedelta(hours=1),
                 reason_category="other")
@@ -140,7 +144,7 @@ def test_the_upgrade_seals_the_origin_folds_crisis_rows_and_keys_the_chain(bare_
     assert {"ip", "user_agent"}.isdisjoint(columns)
     assert {"origin_sealed", "detail_sealed"} <= columns
     actions = [r.action for r in rows]
-    assert actions == ["auth.signin.success", "message.sent", "thread.updated",
+    assert actions == ["auth.signin.success", "message.sent", "thread.viewed",
                        "message.notice_queued", "emergency.granted", "emergency.thread_viewed"]
     assert not any("crisis" in a for a in actions)
     assert {r.severity for r in rows[:4]} == {"info"}
@@ -159,8 +163,10 @@ def test_the_upgrade_seals_the_origin_folds_crisis_rows_and_keys_the_chain(bare_
     assert origin_of(rows[0]) == (IP, AGENT)
     assert origin_of(rows[3]) == (None, None)
     assert detail_of(rows[1]) == {"crisis": True}
-    assert detail_of(rows[2]) == {"change": "crisis_acknowledged"}
-    assert detail_of(rows[3]) == {"kind": "crisis_escalation"}
+    assert detail_of(rows[2]) == {"crisis_acknowledged": True}
+    assert detail_of(rows[3]) == {"kind": "escalation"}
+    for row in rows[2:4]:  # about the conversation, as the feature records them now
+        assert (row.target_type, row.target_id) == ("thread", str(old_database.thread_id))
     # Emergency rows name nobody: a keyed stand-in, the grant as target, the rest sealed.
     stand_in = pseudonym("emergency-index", client)
     for row in rows[4:]:
@@ -178,7 +184,10 @@ def test_the_downgrade_gives_the_old_trail_back(bare_app, old_database):  # noqa
         rows = _rows(conn)
     got = [(r.seq, r.action, r.actor_id, r.target_type, r.target_id, r.subject_id, r.ip,
             r.user_agent, r.severity) for r in rows]
-    want = [(r["seq"], r["action"], r["actor_id"], r["target_type"], r["target_id"],
+    thread = ("thread", str(old_database.thread_id))
+    want = [(r["seq"], r["action"], r["actor_id"],
+             *(thread if "crisis_ac" in r["action"] or "crisis_es" in r["action"]
+               else (r["target_type"], r["target_id"])),
              r["subject_id"], r["ip"], r["user_agent"], r["severity"])
             for r in old_database.old]
     assert got == want
