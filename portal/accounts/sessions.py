@@ -2,7 +2,9 @@
 
 Flask's cookie session is signed, not revocable: a copy kept after sign-out would still work
 (flask-login issue 480). So the cookie only carries a random token; the session lives in
-`user_sessions`, every request checks it, and signing out deletes it.
+`user_sessions`, every request checks it, and signing out deletes it. Its IP address and user
+agent are sealed under the account's key (`seal_optional`) and opened only for the Account
+page (`list_for`); sessions idle for METADATA_RETENTION_DAYS are purged (accounts.housekeeping).
 """
 
 import hashlib
