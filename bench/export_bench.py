@@ -63,6 +63,7 @@ def seed(app, messages: int) -> None:
     from portal.crypto import context_for, ensure_canaries, seal
     from portal.db import new_id, utcnow
     from portal.extensions import db
+    from portal.messaging import crisis_state
     from portal.messaging.models import (
         Attachment,
         Message,
@@ -88,6 +89,7 @@ def seed(app, messages: int) -> None:
                             last_message_at=start, message_count=0)
             thread.subject_sealed = seal(client.id, thread.subject_context(),
                                          f"Week {c + 1}: how things are going")
+            crisis_state.ensure(thread)
             db.session.add(thread)
             db.session.flush()
             count = messages // CONVERSATIONS + (1 if c < messages % CONVERSATIONS else 0)
@@ -99,6 +101,8 @@ def seed(app, messages: int) -> None:
                                   read_at=start + timedelta(days=c, minutes=m + 5))
                 message.body_sealed = seal(client.id, body_context(message.id),
                                            f"{m + 1}. {body}")
+                message.crisis_sealed = crisis_state.seal_message_flag(client.id, message.id,
+                                                                       False)
                 db.session.add(message)
                 written += 1
                 if attached < ATTACHMENTS and written % max(1, messages // ATTACHMENTS) == 0:

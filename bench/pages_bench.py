@@ -129,6 +129,7 @@ def seed(config: dict, therapists: int, clients: int, messages: int) -> dict:
     from portal.crypto import Context, ensure_canaries, preload_keys, seal
     from portal.db import new_id, utcnow
     from portal.extensions import db
+    from portal.messaging import crisis_state
     from portal.messaging.models import Message, Thread
 
     rng = random.Random(4)
@@ -195,7 +196,8 @@ def seed(config: dict, therapists: int, clients: int, messages: int) -> dict:
                 rows.append({"id": message_id, "thread_id": thread_id, "sender_id": sender,
                              "sender_role": "client" if sender == client_id else "therapist",
                              "created_at": at, "read_at": at + timedelta(minutes=30),
-                             "crisis_flag": False,
+                             "crisis_sealed": seal(client_id, Context("messages", "crisis",
+                                                                      message_id), "0"),
                              "body_sealed": seal(client_id, Context("messages", "body",
                                                                     message_id), body)})
             awaiting = None
@@ -214,7 +216,9 @@ def seed(config: dict, therapists: int, clients: int, messages: int) -> dict:
                 "client_unread": 0, "therapist_unread": unread, "awaiting_since": awaiting,
                 "subject_sealed": seal(client_id, Context("message_threads", "subject",
                                                           thread_id),
-                                       f"Conversation {index + 1}")})
+                                       f"Conversation {index + 1}"),
+                "crisis_sealed": crisis_state.seal_state(client_id, thread_id,
+                                                         crisis_state.EMPTY)})
             if client_id == people[0] and count == per_thread:
                 bench_threads.append(thread_id)  # the first client's own conversations
         _flush(db, insert, Thread, Message, thread_rows, message_rows)

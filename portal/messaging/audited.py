@@ -45,9 +45,11 @@ ACTIONS = (
     ("thread.closed", "Marked {target} as closed", False),
     ("thread.reopened", "Reopened {target}", False),
     ("message.sent", "Wrote to you in {target}", False),
-    ("message.crisis_flagged", None, False),  # the send itself is listed
-    ("message.crisis_acknowledged", None, False),  # the clinician's view is listed
-    ("message.crisis_escalated", None, False),  # a timer: nobody opened anything
+    # Every notice queued about a conversation (new message, urgent, escalation: the kind is
+    # the row's sealed detail): the system's, nobody opened anything. A crisis writes no
+    # action of its own: its flag is a sealed detail of "message.sent", its "seen and acted
+    # on" one of the clinician's "thread.viewed".
+    ("message.notice_queued", None, False),
     ("attachment.downloaded", "Downloaded {target}", False),
     ("care.handed_over", "Moved your conversations to another therapist", False),
     ("thread.handed_over", None, False),  # care.handed_over says it once for all of them

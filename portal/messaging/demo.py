@@ -1,12 +1,13 @@
 """Demo conversations for `portal seed-demo` (development only)."""
 
+from dataclasses import replace
 from datetime import timedelta
 
 from sqlalchemy import select
 
 from portal.db import utcnow
 from portal.extensions import db
-from portal.messaging import access
+from portal.messaging import access, crisis_state
 from portal.messaging.models import Message, Thread
 from portal.messaging.reading import view_thread
 from portal.messaging.sending import reply, start_thread
@@ -78,7 +79,9 @@ def _set_times(thread_id, times) -> None:
         awaiting = (awaiting or at) if message.sender_id == thread.client_id else None
     thread.created_at, thread.last_message_at = times[0], times[-1]
     thread.awaiting_since = awaiting
-    if thread.crisis_flagged_at is not None:
-        thread.crisis_flagged_at = next(
-            (m.created_at for m in found if m.crisis_flag), times[-1])
+    state = crisis_state.state_of(thread)
+    if state.flagged:
+        flagged_at = next((m.created_at for m in found if crisis_state.message_flagged(
+            thread.client_id, m.id, m.crisis_sealed)), times[-1])
+        crisis_state.write(thread, replace(state, flagged_at=flagged_at))
     db.session.commit()

@@ -7,6 +7,7 @@ from portal.hooks import NavItem
 from portal.messaging import (
     audited,
     care,
+    crisis_state,
     demo,
     draft_views,  # noqa: F401  (its routes join `bp` on import)
     drafts,
@@ -24,6 +25,13 @@ def init_app(app: Flask) -> None:
     hooks.account_sections.provide(SETTINGS_SECTION)
     hooks.demo_seeders.provide(demo.seed)
     hooks.care_checks.provide(care.refuse_orphans)
-    hooks.worker_tasks.provide(hooks.WorkerTask("crisis escalation", escalation.escalate_due))
+    hooks.worker_tasks.provide(hooks.WorkerTask("crisis escalation", escalation.scheduled))
+    hooks.key_event.provide(_forget_shredded_states)
     hooks.worker_tasks.provide(hooks.WorkerTask("draft purge", drafts.purge_old))
     audited.declare_actions()
+
+
+def _forget_shredded_states(action: str, *, target=None, **_details) -> None:
+    """A shredded owner's opened crisis states leave this process's memory at once."""
+    if action == "crypto.shred" and target is not None:
+        crisis_state.forget_owner(target)

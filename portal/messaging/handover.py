@@ -20,7 +20,7 @@ estimates).
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import and_, case, func, or_, select
+from sqlalchemy import select
 
 from portal.accounts import service as accounts
 from portal.accounts.identity import email_of, name_of, names_by_id
@@ -30,7 +30,7 @@ from portal.db import utcnow
 from portal.errors import RuleError
 from portal.extensions import db
 from portal.mail import enqueue
-from portal.messaging import notifications
+from portal.messaging import crisis_state, notifications
 from portal.messaging.access import care_client
 from portal.messaging.models import Thread, ThreadStatus
 
@@ -66,27 +66,26 @@ GROUP_LABELS = {"caring": "Already caring for this client",
                 "other": "Other therapists"}
 
 
-def _unacknowledged():
-    """SQL: the thread has a crisis flag nobody has marked "seen and acted on" since."""
-    return and_(Thread.crisis_flagged_at.is_not(None),
-                or_(Thread.crisis_acknowledged_at.is_(None),
-                    Thread.crisis_acknowledged_at < Thread.crisis_flagged_at))
-
-
 def _stakes_by_client(therapist_id: uuid.UUID, client_id: uuid.UUID | None = None
                       ) -> dict[uuid.UUID, Stakes]:
-    is_open = Thread.status == ThreadStatus.OPEN
+    """Counted here, not in SQL: whether a flag waits for "seen and acted on" is sealed in
+    each conversation's crisis state, so every one of them is opened (one key query)."""
     cared_for = care_client()
-    stmt = (select(cared_for,
-                   func.coalesce(func.sum(case((is_open, 1), else_=0)), 0),
-                   func.coalesce(func.sum(case((is_open, 0), else_=1)), 0),
-                   func.coalesce(func.sum(Thread.therapist_unread), 0),
-                   func.coalesce(func.sum(case((_unacknowledged(), 1), else_=0)), 0))
-            .where(Thread.therapist_id == therapist_id).group_by(cared_for))
+    stmt = (select(Thread.id, Thread.client_id, Thread.crisis_sealed,  # for open_states
+                   cared_for.label("cared_for"), Thread.status, Thread.therapist_unread)
+            .where(Thread.therapist_id == therapist_id))
     if client_id is not None:
         stmt = stmt.where(cared_for == client_id)
-    return {row[0]: Stakes(int(row[1]), int(row[2]), int(row[3]), int(row[4]))
-            for row in db.session.execute(stmt)}
+    rows = db.session.execute(stmt).all()
+    states = crisis_state.open_states(rows)
+    totals: dict[uuid.UUID, list[int]] = {}
+    for row in rows:
+        counts = totals.setdefault(row.cared_for, [0, 0, 0, 0])
+        counts[0 if row.status == ThreadStatus.OPEN else 1] += 1
+        counts[2] += row.therapist_unread or 0
+        if states[row.id.hex].unacknowledged():
+            counts[3] += 1
+    return {key: Stakes(*counts) for key, counts in totals.items()}
 
 
 def stakes(client: User, therapist: User | uuid.UUID) -> Stakes:
@@ -170,9 +169,7 @@ def _hand_over(actor: User, client: User, from_therapist_id: uuid.UUID,
         thread.therapist_id = target.id
         thread.handed_over_at = now
         thread.handed_over_from_id = from_therapist_id
-        if urgent is None and thread.crisis_flagged_at is not None and (
-                thread.crisis_acknowledged_at is None
-                or thread.crisis_acknowledged_at < thread.crisis_flagged_at):
+        if urgent is None and crisis_state.state_of(thread).unacknowledged():
             urgent = thread
         # The thread's owner (a guardian, for their conversation) is its audit subject.
         record("thread.handed_over", actor=actor, target=("thread", thread.id),

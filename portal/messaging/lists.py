@@ -23,7 +23,9 @@ from portal.accounts.identity import (
 from portal.accounts.models import Assignment, Role, User
 from portal.crypto import open_text_safe, preload_keys
 from portal.extensions import db
+from portal.messaging import crisis_state
 from portal.messaging.access import care_client, guardian_clause
+from portal.messaging.crisis_state import EMPTY, CrisisState
 from portal.messaging.models import Thread, ThreadStatus
 from portal.messaging.shown import ListPage, ThreadRow
 
@@ -46,10 +48,14 @@ def _pages(total: int) -> int:
 
 
 def _rows(threads: list[Thread], people: dict[uuid.UUID, str], person_of,
-          labels: dict[uuid.UUID, str] | None = None) -> list[ThreadRow]:
+          labels: dict[uuid.UUID, str] | None = None,
+          states: dict[uuid.UUID, CrisisState] | None = None) -> list[ThreadRow]:
+    """Plain rows; `states`, the opened crisis states (the dashboard's; an inbox shows none)."""
     labels = labels or {}
+    states = states or {}
     rows = []
     for t in threads:
+        crisis = states.get(t.id, EMPTY)
         rows.append(ThreadRow(
             person_label=labels.get(person_of(t), people.get(person_of(t), "")),
             id=t.id, subject=open_text_safe(t.client_id, t.subject_context(), t.subject_sealed),
@@ -57,11 +63,11 @@ def _rows(threads: list[Thread], people: dict[uuid.UUID, str], person_of,
             person=people.get(person_of(t), ""), last_message_at=t.last_message_at,
             unread=t.therapist_unread if person_of(t) == t.client_id else t.client_unread,
             closed=t.status == ThreadStatus.CLOSED, awaiting_since=t.awaiting_since,
-            crisis=t.crisis_flagged_at is not None,
-            crisis_message_id=t.crisis_message_id,
-            crisis_acknowledged_at=t.crisis_acknowledged_at,
-            crisis_acknowledged_by=people.get(t.crisis_acknowledged_by_id, "a clinician")
-            if t.crisis_acknowledged_by_id else "", to_practice=t.to_practice,
+            crisis=crisis.flagged,
+            crisis_message_id=crisis.message_id,
+            crisis_acknowledged_at=crisis.acknowledged_at,
+            crisis_acknowledged_by=people.get(crisis.acknowledged_by, "a clinician")
+            if crisis.acknowledged_by else "", to_practice=t.to_practice,
             handed_over_from=(people.get(t.handed_over_from_id, "another therapist")
                               if t.handed_over_at is not None and person_of(t) == t.client_id
                               else None),
@@ -136,7 +142,15 @@ def matching_clients(therapist: User, query: str) -> list[uuid.UUID]:
 
 def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int = 1
               ) -> ListPage:
-    """The therapist's conversations: crisis-flagged first, then longest waiting, then newest."""
+    """The therapist's conversations: crisis-flagged first, then longest waiting, then newest.
+
+    Whether a conversation is flagged is sealed (crisis_state.py), so SQL cannot put the
+    flagged ones first. One statement reads the id, client and sealed state of every matching
+    conversation (all of them, not only the page's, so crisis-first order holds across pages;
+    the counts come from the same rows); they are opened (crisis_state.open_states: one key
+    query for the owners not opened before) and the flagged ones, oldest flag first, take the
+    first places; SQL orders the rest as before, without them, from the offset that is left.
+    """
     show = show if show in FILTERS else "all"
     query = (query or "").strip()[:SEARCH_MAX]
     conditions = []
@@ -145,28 +159,35 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
         found = matching_clients(therapist, query)
         conditions.append(or_(Thread.client_id.in_(found), Thread.about_client_id.in_(found)))
     awaiting = and_(Thread.awaiting_since.is_not(None), Thread.status == ThreadStatus.OPEN)
-    unread = Thread.therapist_unread > 0
-    counts_row = db.session.execute(_dashboard_from(
-        select(func.count(Thread.id),
-               func.coalesce(func.sum(case((awaiting, 1), else_=0)), 0),
-               func.coalesce(func.sum(case((unread, 1), else_=0)), 0),
-               func.coalesce(func.sum(Thread.therapist_unread), 0)).select_from(Thread),
-        therapist).where(*conditions)).one()
-    counts = {"all": int(counts_row[0]), "awaiting": int(counts_row[1]),
-              "unread": int(counts_row[2])}
+    # The counts come from the same rows (one statement): id, client, sealed state, whether
+    # it awaits a reply, its unread count.
+    sealed = db.session.execute(_dashboard_from(
+        select(*crisis_state.sealed_columns(), case((awaiting, 1), else_=0),
+               Thread.therapist_unread).select_from(Thread),
+        therapist).where(*conditions)).all()
+    counts = {"all": len(sealed), "awaiting": sum(row[3] for row in sealed),
+              "unread": sum(1 for row in sealed if row[4] > 0)}
     # Unfiltered, the same rows as `unread_count`: the badge needs no query of its own.
-    unread_messages = None if conditions else int(counts_row[3])
+    unread_messages = None if conditions else sum(row[4] for row in sealed)
     if show == "awaiting":
         conditions.append(awaiting)
+        sealed = [row for row in sealed if row[3]]
     elif show == "unread":
-        conditions.append(unread)
+        conditions.append(Thread.therapist_unread > 0)
+        sealed = [row for row in sealed if row[4] > 0]
     total = counts[show]
     pages = _pages(total)
     page = min(max(page, 1), pages)
+    states = crisis_state.open_states(sealed)  # by the ids' hex digits
+    flagged = [uuid.UUID(hex=key) for key in sorted(
+        (key for key, state in states.items() if state.flagged),
+        key=lambda key: (states[key].flagged_at, key))]
+    start = (page - 1) * LIST_PAGE
+    flagged_here = flagged[start:start + LIST_PAGE]
+    rest_offset = max(0, start - len(flagged))
+    rest_limit = LIST_PAGE - len(flagged_here)
     order = (
-        case((Thread.crisis_flagged_at.is_not(None), 0), else_=1),
-        Thread.crisis_flagged_at,
-        # Handed over and not opened yet by its new therapist: next, newest handover first.
+        # Handed over and not opened yet by its new therapist: first, newest handover first.
         case((Thread.handed_over_at.is_not(None), 0), else_=1),
         Thread.handed_over_at.desc(),
         case((awaiting, 0), else_=1),
@@ -174,18 +195,24 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
         Thread.last_message_at.desc(),
         Thread.id,
     )
-    threads = list(db.session.scalars(
-        _dashboard_from(select(Thread), therapist).where(*conditions)
-        .order_by(*order).limit(LIST_PAGE).offset((page - 1) * LIST_PAGE)))
+    # Both statements run on every page (one may find nothing), so the count stays flat.
+    by_id = {t.id: t for t in db.session.scalars(
+        select(Thread).where(Thread.id.in_(flagged_here)))}
+    rest = list(db.session.scalars(
+        _dashboard_from(select(Thread), therapist)
+        .where(*conditions, Thread.id.not_in(flagged))
+        .order_by(*order).limit(rest_limit).offset(rest_offset)))
+    threads = [by_id[i] for i in flagged_here if i in by_id] + rest
+    states = {t.id: states.get(t.id.hex) or crisis_state.state_of(t) for t in threads}
     names = _names_for([*{t.client_id for t in threads},
                         *{t.about_client_id for t in threads if t.about_client_id},
-                        *{t.crisis_acknowledged_by_id for t in threads
-                          if t.crisis_acknowledged_by_id},
+                        *{states[t.id].acknowledged_by for t in threads
+                          if states[t.id].acknowledged_by},
                         *{t.handed_over_from_id for t in threads
                           if t.handed_over_at is not None and t.handed_over_from_id}])
     labels = _labels(names, [t.client_id for t in threads])
-    listing = ListPage(_rows(threads, names, lambda t: t.client_id, labels), page, pages, total,
-                       counts, unread_messages)
+    listing = ListPage(_rows(threads, names, lambda t: t.client_id, labels, states), page,
+                       pages, total, counts, unread_messages)
     _end_read()
     return listing
 

@@ -26,8 +26,8 @@ class ThreadStatus(enum.StrEnum):
 class Thread(db.Model):
     """A conversation between one client and one of their therapists.
 
-    The unread counters, the waiting time and the crisis flag are kept on the row so the
-    inbox, the dashboard and the navigation badges read one row per conversation. They are
+    The unread counters, the waiting time and the (sealed) crisis state are kept on the row so
+    the inbox, the dashboard and the navigation badges read one row per conversation. They are
     changed only under the row's lock (see service.py), so concurrent sends lose nothing.
     """
 
@@ -43,10 +43,6 @@ class Thread(db.Model):
         Index("ix_message_threads_client_unread", "client_id", "client_unread",
               postgresql_where=text("client_unread > 0"),
               sqlite_where=text("client_unread > 0")),
-        # The escalation timer reads only the flags nobody has acknowledged yet.
-        Index("ix_message_threads_crisis_escalate", "crisis_escalate_at",
-              postgresql_where=text("crisis_escalate_at IS NOT NULL"),
-              sqlite_where=text("crisis_escalate_at IS NOT NULL")),
         Index("ix_message_threads_to_practice", "to_practice", "last_message_at",
               postgresql_where=text("to_practice"), sqlite_where=text("to_practice")),
     )
@@ -70,18 +66,10 @@ class Thread(db.Model):
     therapist_unread: Mapped[int] = mapped_column(default=0)
     # When the client's oldest message since the therapist's last reply was sent.
     awaiting_since: Mapped[datetime | None]
-    # Set when a client's message matched the crisis check (the first such message since the
-    # flag was last acknowledged is `crisis_message_id`, the dashboard's jump target).
-    crisis_flagged_at: Mapped[datetime | None]
-    crisis_message_id: Mapped[uuid.UUID | None]
-    # A clinician marked the flag "seen and acted on" (kept: the thread and dashboard say who).
-    crisis_acknowledged_at: Mapped[datetime | None]
-    crisis_acknowledged_by_id: Mapped[uuid.UUID | None] = mapped_column(
-        ForeignKey("users.id", ondelete="RESTRICT"))
-    # When the unacknowledged flag is next escalated to the covering clinicians, and how many
-    # times it has been; the deliver-mail loop advances this with a compare-and-set.
-    crisis_escalate_at: Mapped[datetime | None]
-    crisis_escalations: Mapped[int] = mapped_column(default=0)
+    # The crisis flag, its "seen and acted on" and its escalation timer, sealed as one
+    # fixed-width state on every thread, flagged or not (see crisis_state.py): nothing at rest
+    # says which conversations were flagged.
+    crisis_sealed: Mapped[bytes] = sealed_column(owner="client_id")
     # Written to the practice (a client with no therapist): every covering clinician reads it.
     to_practice: Mapped[bool] = mapped_column(default=False)
     # The conversation was handed over from another therapist and its new one has not opened
@@ -126,7 +114,11 @@ class Message(db.Model):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # When the other participant first read it (the read receipt).
     read_at: Mapped[datetime | None]
-    crisis_flag: Mapped[bool] = mapped_column(default=False)
+    # "1" or "0", sealed (randomized, padded) on every message: whether the crisis check
+    # flagged it (crisis_state.py). `sent_flagged` is not a column: sending sets it on the
+    # message it returns, so the page after sending knows without opening the seal.
+    crisis_sealed: Mapped[bytes] = sealed_column(owner=lambda: _message_owner())
+    sent_flagged = False
 
     attachments: Mapped[list["Attachment"]] = relationship(
         back_populates="message", lazy="raise", order_by="Attachment.position")

@@ -1,14 +1,22 @@
 """Email the other participant "You have a new secure message": a sign-in link and nothing else.
 
 At most one email per conversation per person per NOTIFY_THROTTLE_MINUTES. A message sent
-inside that window gets a single follow-up notice, due when the window ends; reading the
+inside that window gets a single follow-up notice, due when the window ends (a later one
+replaces a notice still waiting with a new one due at the same time, so every client message
+writes one outbox row, as a flagged message's urgent notice does); reading the
 conversation first withdraws any notice still waiting, so nobody is emailed about a message
 they have already read. Notices go through the outbox in the sender's transaction: an SMTP
 outage delays a notice, never loses it.
 
 A crisis-flagged message is different: its therapist is emailed at once (the URGENT template,
 whose subject says only that it is urgent), whatever the throttle says, and that notice is
-never withdrawn, not even when the thread is opened before it goes.
+never withdrawn, not even when the thread is opened before it goes. With nothing else
+waiting it is the thread's notice like any other (`*_notice_id`), so the thread row does not
+say which kind it holds: only the sealed template does.
+
+Every notice queued about a conversation, ordinary, urgent or an escalation, writes the same
+audit event, "message.notice_queued", whose sealed detail says which kind (`record_notice`):
+no action name is written only about a crisis.
 """
 
 from datetime import datetime, timedelta
@@ -18,9 +26,13 @@ from sqlalchemy import delete, or_, select
 
 from portal.accounts.identity import email_of
 from portal.accounts.service import covering_clinicians
+from portal.audit import record
 from portal.extensions import db
 from portal.mail import OutboxMessage, enqueue
-from portal.mail.service import _AFTER_COMMIT_KEY  # a deferred notice must wait for its time
+from portal.mail.service import (
+    _AFTER_COMMIT_KEY,  # a deferred notice must wait for its time
+    template_of,
+)
 from portal.messaging.models import Thread
 
 TEMPLATE = "new_message"
@@ -38,6 +50,13 @@ def side_of(thread: Thread, user_id) -> str:
 
 def sign_in_link() -> str:
     return current_app.config["PORTAL_BASE_URL"].rstrip("/") + "/sign-in"
+
+
+def record_notice(thread: Thread, kind: str) -> None:
+    """Audit a notice queued about this conversation (by the system: nobody opened anything).
+    `kind` ("new", "urgent", "escalation") is sealed in the row, never readable at rest."""
+    record("message.notice_queued", actor=None, target=("thread", thread.id),
+           subject_id=thread.client_id, detail={"kind": kind})
 
 
 def _waiting(notice_id) -> bool:
@@ -63,9 +82,14 @@ def notify(thread: Thread, recipient, *, now: datetime,
     if urgent:
         return _notify_urgently(thread, recipient, now=now, notified_attr=notified_attr,
                                 waiting=waiting is not None and _waiting(waiting))
-    if waiting is not None and _waiting(waiting):
-        return None  # a notice is still waiting to go; it covers this message too
     address = email_of(recipient)
+    if waiting is not None and _waiting(waiting):
+        # A notice is still waiting to go; it covers this message too. It is replaced by a
+        # new one due at the same time, so this send writes what a flagged one's urgent
+        # notice writes (an outbox row and its audit event), and nobody gets a second email.
+        # One the worker is sending right now is left alone (it covers this message).
+        return _replace_waiting(thread, recipient, address, waiting, now=now,
+                                notice_attr=notice_attr) if address else None
     if not address:
         return None
     last = getattr(thread, notified_attr)
@@ -76,20 +100,56 @@ def notify(thread: Thread, recipient, *, now: datetime,
         _defer(row, due)
     setattr(thread, notified_attr, due)
     setattr(thread, notice_attr, row.id)
+    record_notice(thread, "new")
+    return row
+
+
+def _is_urgent(notice_id) -> bool:
+    """Whether an outbox row is an urgent notice (its template is sealed: opened here)."""
+    row = db.session.get(OutboxMessage, notice_id)
+    return row is not None and template_of(row) == URGENT
+
+
+def _remove_unsent(notice_id, now: datetime) -> bool:
+    """Delete a notice that has not gone and that no worker is sending right now."""
+    removed = db.session.execute(
+        delete(OutboxMessage).where(
+            OutboxMessage.id == notice_id, OutboxMessage.sent_at.is_(None),
+            or_(OutboxMessage.claimed_until.is_(None), OutboxMessage.claimed_until <= now)))
+    return bool(removed.rowcount)
+
+
+def _replace_waiting(thread: Thread, recipient, address: str, waiting, *, now: datetime,
+                     notice_attr: str) -> OutboxMessage | None:
+    if _is_urgent(waiting):
+        return None  # an urgent notice still waiting covers this message; it is never dropped
+    due = db.session.scalar(select(OutboxMessage.next_attempt_at)
+                            .where(OutboxMessage.id == waiting))
+    if due is None or not _remove_unsent(waiting, now):
+        return None
+    row = enqueue(recipient, TEMPLATE, to_address=address, link=sign_in_link())
+    if due > now:
+        _defer(row, due)
+    setattr(thread, notice_attr, row.id)
+    record_notice(thread, "new")
     return row
 
 
 def _notify_urgently(thread: Thread, recipient, *, now: datetime, notified_attr: str,
                      waiting: bool) -> OutboxMessage | None:
-    """Queue the urgent notice to go now. It is not the thread's waiting notice, so opening
-    the thread never withdraws it; it does start a new throttle window for ordinary notices
-    (unless a follow-up is already waiting, whose due time the window already records)."""
+    """Queue the urgent notice to go now. With no notice waiting it becomes the thread's
+    notice, as an ordinary one would (so the row does not say which kind it holds), but
+    opening the thread never withdraws it (`withdraw` opens its sealed template); it starts a
+    new throttle window. A follow-up already waiting stays the thread's notice (its due time
+    is what the window records)."""
     address = email_of(recipient)
     if not address:
         return None
     row = enqueue(recipient, URGENT, to_address=address, link=sign_in_link())
     if not waiting:
         setattr(thread, notified_attr, now)
+        setattr(thread, notified_attr.replace("_notified_at", "_notice_id"), row.id)
+    record_notice(thread, "urgent")
     return row
 
 
@@ -121,6 +181,8 @@ def notify_practice(thread: Thread, *, now: datetime, urgent: bool = False) -> i
         queued += 1
     if not urgent or last is None or last <= now:
         thread.therapist_notified_at = due
+    if queued:
+        record_notice(thread, "urgent" if urgent else "new")
     return queued
 
 
@@ -136,6 +198,9 @@ def withdraw(thread: Thread, reader_id, *, now: datetime) -> bool:
     notice_attr, notified_attr = f"{side}_notice_id", f"{side}_notified_at"
     notice_id = getattr(thread, notice_attr)
     if notice_id is None:
+        return False
+    if _is_urgent(notice_id):  # an urgent notice is never withdrawn, not even once read
+        setattr(thread, notice_attr, None)
         return False
     result = db.session.execute(
         delete(OutboxMessage).where(

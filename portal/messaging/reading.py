@@ -30,7 +30,7 @@ from portal.db import utcnow
 from portal.db.transactions import write_transaction
 from portal.extensions import db
 from portal.guardians.links import guardian_consented
-from portal.messaging import access, notifications
+from portal.messaging import access, crisis_state, notifications
 from portal.messaging.access import ThreadAccess, care_client_of, is_assigned
 from portal.messaging.attachments import KINDS
 from portal.messaging.emergency_index import record_emergency
@@ -119,7 +119,7 @@ def view_thread(viewer: User, thread_access: ThreadAccess, *,
                                    .values(handed_over_at=None)
                                    .execution_options(synchronize_session=False))
             record("thread.viewed", actor=viewer, target=("thread", thread.id),
-                   subject_id=thread.client_id)
+                   subject_id=thread.client_id, detail=crisis_state.viewed_detail())
     return page
 
 
@@ -149,7 +149,8 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
                 size_text=size_text(row.size)))
     found = list({row.id: row for row in found}.values())  # one row per message
 
-    acknowledged_by = thread.crisis_acknowledged_by_id
+    crisis = crisis_state.state_of(thread)
+    acknowledged_by = crisis.acknowledged_by
     about = thread.about_client_id
     names = names_by_id([thread.client_id, thread.therapist_id, *([about] if about else []),
                          *([acknowledged_by] if acknowledged_by else []),
@@ -176,7 +177,8 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
             id=row.id, mine=mine, sender_role=row.sender_role,
             author="You" if mine else labels.get(row.sender_id, ""),
             body=body, unreadable=unreadable, created_at=row.created_at,
-            read_at=row.read_at, crisis_flag=row.crisis_flag,
+            read_at=row.read_at,
+            crisis_flag=crisis_state.message_flagged(owner, row.id, row.crisis_sealed),
             attachments=files.get(row.id, [])))
 
     can_reply, note = thread_access.can_write, None
@@ -200,9 +202,9 @@ def _thread_page(viewer: User, thread_access: ThreadAccess,
         viewer_role=str(viewer.role), emergency=thread_access.emergency, messages=views,
         older_cursor=found[0].id if older and found else None, paged=cursor is not None,
         can_reply=can_reply, reply_note=note,
-        crisis_flagged=thread.crisis_flagged_at is not None,
-        crisis_message_id=thread.crisis_message_id,
-        crisis_acknowledged_at=thread.crisis_acknowledged_at,
+        crisis_flagged=crisis.flagged,
+        crisis_message_id=crisis.message_id,
+        crisis_acknowledged_at=crisis.acknowledged_at,
         crisis_acknowledged_by=names.get(acknowledged_by, "") if acknowledged_by else "",
         to_practice=thread.to_practice,
         handed_over_from=(names.get(thread.handed_over_from_id, "another therapist")
@@ -234,7 +236,7 @@ def _page_statement(*, before: bool, inclusive: bool = False):
     oldest first, each with its attachments: a row per file, file columns None when it has
     none."""
     page = select(Message.id, Message.sender_id, Message.sender_role, Message.body_sealed,
-                  Message.created_at, Message.read_at, Message.crisis_flag
+                  Message.created_at, Message.read_at, Message.crisis_sealed
                   ).where(Message.thread_id == bindparam("thread_id", type_=Uuid()))
     if before:
         bound = tuple_(bindparam("before_at", type_=Message.created_at.type),

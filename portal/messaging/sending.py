@@ -8,7 +8,7 @@ or rolls back and raises) and writes its audit events with ids only. A refused r
 
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from flask import current_app
@@ -23,7 +23,7 @@ from portal.db import new_id, utcnow
 from portal.errors import RuleError
 from portal.extensions import db
 from portal.guardians.links import live_minor_ids
-from portal.messaging import access, crisis, escalation, notifications
+from portal.messaging import access, crisis, crisis_state, escalation, notifications
 from portal.messaging.access import care_client_of, is_assigned
 from portal.messaging.attachments import CheckedFile, Refused, check_file, clean_name
 from portal.messaging.models import Attachment, Message, Thread, ThreadStatus
@@ -201,6 +201,7 @@ def start_thread(actor: User, *, counterpart_id: uuid.UUID | None = None, subjec
                         therapist_unread=0, to_practice=to_practice,
                         about_client_id=about_client_id)
         thread.subject_sealed = seal(client.id, thread.subject_context(), subject)
+        crisis_state.ensure(thread)  # every thread has one: nothing says which are flagged
         db.session.add(thread)
         db.session.flush()
         record("thread.created", actor=actor, target=("thread", thread.id),
@@ -269,8 +270,10 @@ def _append(thread: Thread, sender: User, text: str, files: list[CheckedFile], *
     from_client = sender.id == thread.client_id
     flagged = from_client and crisis.matches(subject, text)
     message = Message(id=new_id(), thread_id=thread.id, sender_id=sender.id,
-                      sender_role=str(sender.role), created_at=now, crisis_flag=flagged)
+                      sender_role=str(sender.role), created_at=now)
     message.body_sealed = seal(owner, message.body_context(), text)
+    message.crisis_sealed = crisis_state.seal_message_flag(owner, message.id, flagged)
+    message.sent_flagged = flagged
     rows: list[object] = [message]
     for position, checked in enumerate(files):
         attachment = Attachment(id=new_id(), message_id=message.id, position=position,
@@ -288,25 +291,28 @@ def _append(thread: Thread, sender: User, text: str, files: list[CheckedFile], *
         thread.therapist_unread = (thread.therapist_unread or 0) + 1
         if thread.awaiting_since is None:
             thread.awaiting_since = now
-        if flagged:
-            escalation.flag(thread, message.id, now)
     else:
         thread.client_unread = (thread.client_unread or 0) + 1
         thread.awaiting_since = None
-        # A reply stops the escalation timer; the flag stays until marked "seen and acted on".
-        thread.crisis_escalate_at = None
     if thread.status == ThreadStatus.CLOSED:
         thread.status, thread.closed_at, thread.closed_by_id = ThreadStatus.OPEN, None, None
         record("thread.reopened", actor=sender, target=("thread", thread.id),
                subject_id=owner)
+    state = crisis_state.state_of(thread)
+    if from_client and flagged:
+        state = escalation.flagged(state, message.id, now)
+    elif not from_client and state.escalate_at is not None:
+        # A reply stops the escalation timer; the flag stays until marked "seen and acted on".
+        state = replace(state, escalate_at=None)
+    if not state.unreadable or flagged:  # a state that will not open is kept for inquiry
+        crisis_state.write(thread, state)  # resealed on every message, flagged or not
     if notify and thread.to_practice and from_client:
         notifications.notify_practice(thread, now=now, urgent=flagged)
     elif notify:
         notifications.notify(thread, recipient, now=now, urgent=flagged)
-    record("message.sent", actor=sender, target=("message", message.id), subject_id=owner)
-    if flagged:
-        record("message.crisis_flagged", actor=sender, target=("message", message.id),
-               subject_id=owner, severity="high")
+    # Whether it was flagged is a sealed detail of the ordinary send event, on every send.
+    record("message.sent", actor=sender, target=("message", message.id), subject_id=owner,
+           detail={"crisis": flagged})
     return message
 
 

@@ -223,7 +223,7 @@ def _sent(message) -> None:
     flash("Your message was sent.", "success")
     # The thread opens scrolled to the sent message (its anchor), with "Sent to ..." beside it.
     session[SENT_MESSAGE] = str(message.id)
-    if message.crisis_flag:
+    if message.sent_flagged:
         # Not a flash: the follow-up carries tappable links, so the thread page renders it
         # from messaging/_crisis_follow_up.html (once) when this marker names its thread.
         session[CRISIS_FOLLOW_UP] = str(message.thread_id)

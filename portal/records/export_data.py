@@ -27,6 +27,7 @@ from portal.crypto.hooks import report_decrypt_failure
 from portal.estimates.content import EstimateUnavailable, open_pdf
 from portal.estimates.models import GoodFaithEstimate, Status
 from portal.extensions import db
+from portal.messaging import crisis_state
 from portal.messaging.attachments import KINDS
 from portal.messaging.models import (
     Attachment,
@@ -122,7 +123,7 @@ def conversations_of(client_id: uuid.UUID) -> list[ConversationInfo]:
 
 
 _FIRST = (select(Message.id, Message.sender_id, Message.sender_role, Message.body_sealed,
-                 Message.created_at, Message.read_at, Message.crisis_flag)
+                 Message.created_at, Message.read_at, Message.crisis_sealed)
           .where(Message.thread_id == bindparam("thread_id", type_=Uuid()))
           .order_by(Message.created_at, Message.id).limit(BATCH))
 _AFTER = _FIRST.where(tuple_(Message.created_at, Message.id) > tuple_(
@@ -167,7 +168,9 @@ def messages_of(client_id: uuid.UUID, thread_id: uuid.UUID, *,
             batch.append(MessageItem(
                 id=row.id, sender_id=row.sender_id, sender=names.get(row.sender_id, ""),
                 sender_role=row.sender_role, created_at=row.created_at, read_at=row.read_at,
-                crisis_flag=row.crisis_flag, body=body if body is not None else UNREADABLE,
+                crisis_flag=crisis_state.message_flagged(client_id, row.id, row.crisis_sealed,
+                                                         report=report),
+                body=body if body is not None else UNREADABLE,
                 unavailable=body is None, attachments=files.get(row.id, [])))
         last = rows[-1]
         after = (last.created_at, last.id)

@@ -52,7 +52,7 @@ class World:
             .where(Assignment.client_id.in_(self.clients))))
         threads = sorted(tuple(str(v) for v in row) for row in db.session.execute(
             select(Thread.id, Thread.therapist_id, Thread.status, Thread.handed_over_from_id,
-                   Thread.therapist_unread, Thread.crisis_flagged_at, Thread.to_practice)
+                   Thread.therapist_unread, Thread.crisis_sealed, Thread.to_practice)
             .where(Thread.client_id.in_(self.clients))))
         people = sorted((str(u.id), u.active, u.covering) for u in db.session.scalars(
             select(User).where(User.id.in_([*self.clients, *self.therapists]))))

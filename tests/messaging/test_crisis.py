@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from portal.audit.models import AuditEvent
 from portal.messaging import crisis, sending
-from portal.messaging.models import Message, Thread
+from portal.messaging.models import Thread
+from tests.messaging import crisis_support
 
 # Shared with the browser test (tests/e2e/test_messaging_journey.py), which checks that
 # static/js/compose.js answers the same for each.
@@ -65,23 +66,28 @@ def test_server_flags_a_clients_message_and_never_blocks_it(app, db, people):
     thread, message = sending.start_thread(
         people.client_a, counterpart_id=people.therapist_x.id, subject="Tonight",
         body="Honestly I want to die", notify=False)
-    assert message.crisis_flag
+    assert message.sent_flagged and crisis_support.flagged(message.id)
     row = db.session.get(Thread, thread.id)
-    assert row.crisis_flagged_at is not None and row.message_count == 1
-    flagged = db.session.scalars(select(AuditEvent).where(
-        AuditEvent.action == "message.crisis_flagged")).one()
-    assert flagged.severity == "high" and flagged.target_id == str(message.id)
+    assert crisis_support.state(thread.id).flagged and row.message_count == 1
+    # No event of its own: the flag is a sealed detail of the ordinary send event.
+    sent = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "message.sent")).one()
+    assert sent.target_id == str(message.id) and sent.severity == "info"
+    assert crisis_support.detail(sent) == {"crisis": True}
+    assert not db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action.like("%crisis%"))).all()
 
     reply = sending.reply(people.therapist_x, thread.id,
                           body="If you think about suicide, call 988.", notify=False)
-    assert not reply.crisis_flag  # the therapist's own words are not flagged
+    assert not reply.sent_flagged  # the therapist's own words are not flagged
+    assert not crisis_support.flagged(reply.id)
     db.session.expire_all()
-    row = db.session.get(Thread, thread.id)
     # A reply stops the escalation timer, but only "seen and acted on" clears the flag
     # (tests/messaging/test_crisis_ack.py).
-    assert row.crisis_flagged_at is not None and row.crisis_escalate_at is None
-    assert row.crisis_message_id == message.id
-    assert db.session.get(Message, message.id).crisis_flag  # the message stays marked
+    state = crisis_support.state(thread.id)
+    assert state.flagged and state.escalate_at is None
+    assert state.message_id == message.id
+    assert crisis_support.flagged(message.id)  # the message stays marked
 
 
 def test_client_sees_the_numbers_again_after_sending_crisis_language(app, db, people, login):

@@ -4,8 +4,9 @@ from sqlalchemy import func, select
 
 from portal import hooks
 from portal.cli import seed_demo
-from portal.messaging import demo
+from portal.messaging import crisis_state, demo
 from portal.messaging.models import Attachment, Message, Thread
+from tests.messaging import crisis_support
 
 
 def test_demo_conversations_seed(app, db, monkeypatch):
@@ -16,8 +17,13 @@ def test_demo_conversations_seed(app, db, monkeypatch):
     assert db.session.scalar(select(func.count()).select_from(Message)) == sum(
         len(messages) for *_, messages, _ in demo.CONVERSATIONS)
     assert db.session.scalar(select(func.count()).select_from(Attachment)) == 1
-    flagged = db.session.scalars(select(Thread).where(Thread.crisis_flagged_at.is_not(None)))
-    assert len(flagged.all()) == 1
+    threads = list(db.session.scalars(select(Thread)))
+    flagged = [t for t in threads if crisis_state.state_of(t).flagged]
+    assert len(flagged) == 1
+    # The flag's time is the flagged message's, spread into the past like the others.
+    [message] = [m for m in db.session.scalars(select(Message).where(
+        Message.thread_id == flagged[0].id)) if crisis_support.flagged(m.id)]
+    assert crisis_state.state_of(flagged[0]).flagged_at == message.created_at
 
 
 def test_seed_demo_prints_the_sign_ins_once_whether_or_not_it_seeded(app, db, monkeypatch):

@@ -12,8 +12,9 @@ from portal.audit.models import AuditEvent
 from portal.crypto import Context, open_text
 from portal.mail import OutboxMessage, deliver_pending
 from portal.mail.cli import run_worker_tasks
+from portal.mail.service import subject_of, template_of
 from portal.messaging import escalation, sending
-from portal.messaging.models import Thread
+from tests.messaging import crisis_support
 
 CRISIS = "Some days I don't want to be here anymore"
 SUBJECT = "Urgent: please sign in to the portal now"
@@ -28,13 +29,14 @@ def _start(people, body=CRISIS):
 
 def _due(db, thread_id):
     db.session.expire_all()
-    return db.session.get(Thread, thread_id).crisis_escalate_at
+    return crisis_support.state(thread_id).escalate_at
 
 
 def _notices(db, template=escalation.TEMPLATE):
     db.session.expire_all()
-    return list(db.session.scalars(select(OutboxMessage).where(
-        OutboxMessage.template == template).order_by(OutboxMessage.created_at)))
+    return [row for row in db.session.scalars(select(OutboxMessage)
+                                              .order_by(OutboxMessage.created_at))
+            if template_of(row) == template]
 
 
 def _cover(people, *therapists):
@@ -51,7 +53,7 @@ def test_nothing_happens_before_the_time_and_everyone_is_told_at_it(app, db, peo
     assert escalation.escalate_due(now=due) == 1
     notices = _notices(db)
     assert {n.user_id for n in notices} == {people.therapist_x.id, people.therapist_y.id}
-    assert {n.subject for n in notices} == {SUBJECT}
+    assert {subject_of(n) for n in notices} == {SUBJECT}
     for notice in notices:  # no name, no words, no ids: a sign-in link and "urgent"
         text = open_text(notice.user_id, Context("mail_outbox", "body_text_sealed", notice.id),
                          notice.body_text_sealed)
@@ -59,12 +61,14 @@ def test_nothing_happens_before_the_time_and_everyone_is_told_at_it(app, db, peo
                        str(message.id)):
             assert secret not in text
         assert app.config["PORTAL_BASE_URL"] + "/sign-in" in text
-    row = db.session.get(Thread, thread.id)
-    assert row.crisis_escalations == 1
+    assert crisis_support.state(thread.id).escalations == 1
+    # The event every new-message notice writes, the kind its sealed detail: no action name,
+    # severity or actor tells an escalation from an ordinary notice.
     event = db.session.scalars(select(AuditEvent).where(
-        AuditEvent.action == "message.crisis_escalated")).one()
-    assert event.target_id == str(message.id) and event.subject_id == people.client_a.id
-    assert event.severity == "high"
+        AuditEvent.action == "message.notice_queued")).one()
+    assert event.target_id == str(thread.id) and event.subject_id == people.client_a.id
+    assert event.severity == "info" and event.actor_id is None
+    assert crisis_support.detail(event) == {"kind": "escalation"}
 
 
 def test_it_repeats_at_the_practices_interval_until_acknowledged(app, db, people):
@@ -77,7 +81,7 @@ def test_it_repeats_at_the_practices_interval_until_acknowledged(app, db, people
     assert escalation.escalate_due(now=first + timedelta(minutes=44)) == 0
     assert escalation.escalate_due(now=first + timedelta(minutes=45)) == 1
     assert len(_notices(db)) == 4  # two people, twice
-    assert db.session.get(Thread, thread.id).crisis_escalations == 2
+    assert crisis_support.state(thread.id).escalations == 2
     escalation.acknowledge(people.therapist_x, thread.id)
     assert _due(db, thread.id) is None
     assert escalation.escalate_due(now=first + timedelta(days=1)) == 0
@@ -141,14 +145,32 @@ def test_two_loops_at_once_send_exactly_one_notice(app, db, people):
     notices = _notices(db)
     assert sorted(str(n.user_id) for n in notices) == sorted(
         str(p.id) for p in (people.therapist_x, people.therapist_y))
-    assert db.session.get(Thread, thread.id).crisis_escalations == 1
+    assert crisis_support.state(thread.id).escalations == 1
 
 
 def test_the_deliver_mail_round_runs_the_timer(app, db, people):
     thread, _ = _start(people)
     with time_machine.travel(_due(db, thread.id) + timedelta(seconds=1), tick=False):
         done = run_worker_tasks()
+        again = run_worker_tasks()
     assert done["crisis escalation"] == 1
+    # A scan opens every thread's state: the loop runs it at most once a minute.
+    assert again["crisis escalation"] == 0
+
+
+def test_a_claim_loses_to_any_rewrite_of_the_sealed_state(app, db, people):
+    """The compare-and-set is on the sealed blob: a message sent after the scan read it (the
+    state resealed) makes the claim fail, and the next scan finds it again."""
+    _cover(people, people.therapist_y)
+    thread, _ = _start(people)
+    due = _due(db, thread.id)
+    [(thread_id, client_id, seen, state)] = escalation.due_threads(due)
+    sending.reply(people.client_a, thread.id, body="still here", notify=False)
+    assert not escalation._claim(thread_id, client_id, seen, state, due)
+    db.session.rollback()
+    assert _notices(db) == []
+    assert escalation.escalate_due(now=due) == 1
+    assert crisis_support.state(thread.id).escalations == 1
 
 
 def test_an_smtp_outage_delays_the_notice_and_it_goes_once_when_back(

@@ -41,7 +41,7 @@ def world(app):
 def _threads(client) -> list[tuple]:
     rows = db.session.execute(select(Thread.id, Thread.therapist_id, Thread.handed_over_from_id,
                                      Thread.status, Thread.therapist_unread,
-                                     Thread.crisis_flagged_at)
+                                     Thread.crisis_sealed)
                               .where(Thread.client_id == client.id).order_by(Thread.created_at))
     found = [tuple(r) for r in rows]
     db.session.commit()
@@ -79,8 +79,10 @@ def test_hand_over_moves_every_conversation_keeps_its_state_and_assigns_the_targ
                                 .where(AuditEvent.subject_id == carla.id)
                                 .order_by(AuditEvent.seq)).all()
     actions = [a for a, _ in events]
-    assert actions[-5:] == ["assignment.added", "thread.handed_over", "thread.handed_over",
-                            "assignment.removed", "care.handed_over"]
+    # The unacknowledged crisis flag's urgent notice to the new therapist is an ordinary
+    # "notice queued" event (its kind sealed), like every new-message notice.
+    assert actions[-6:] == ["assignment.added", "thread.handed_over", "thread.handed_over",
+                            "message.notice_queued", "assignment.removed", "care.handed_over"]
     assert ("care.handed_over", str(carla.id)) in events
 
 

@@ -3,7 +3,9 @@
 from datetime import timedelta
 
 import time_machine
+from sqlalchemy import select
 
+from portal.audit.models import AuditEvent
 from portal.crypto import Context, open_text
 from portal.db import utcnow
 from portal.mail import OutboxMessage, deliver_pending
@@ -275,3 +277,29 @@ def test_a_therapists_words_never_send_an_urgent_notice(app, db, people):
         sending.reply(therapist, thread.id, body="If you ever want to die, call 988.")
     assert not _urgent(db, client)
     assert len(_notices(db, client)) == 1
+
+
+def test_a_message_while_a_notice_waits_replaces_it_due_at_the_same_time(app, db, people):
+    """So that every client message writes one outbox row and one "notice queued" event, as a
+    flagged one's urgent notice does (#17), a message while a notice waits replaces it: still
+    one email, at the same time; reading the thread still withdraws it."""
+    client, therapist = people.client_a, people.therapist_x
+    with _at(0):
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
+                                         subject="Hello", body="one")
+        deliver_pending()
+    with _at(3):
+        sending.reply(client, thread.id, body="two")  # a follow-up, due at 15
+    [first_follow_up] = [n for n in _notices(db, therapist) if n.sent_at is None]
+    with _at(4):
+        sending.reply(client, thread.id, body="three")
+    [follow_up] = [n for n in _notices(db, therapist) if n.sent_at is None]
+    assert follow_up.id != first_follow_up.id
+    assert follow_up.next_attempt_at == START + timedelta(minutes=15)
+    assert db.session.get(Thread, thread.id).therapist_notice_id == follow_up.id
+    events = db.session.scalars(select(AuditEvent).where(
+        AuditEvent.action == "message.notice_queued").order_by(AuditEvent.seq)).all()
+    assert len(events) == 3  # the first notice, the follow-up, its replacement
+    with _at(6):
+        _read(therapist, thread.id)
+    assert [n for n in _notices(db, therapist) if n.sent_at is None] == []

@@ -15,6 +15,7 @@ import pytest
 from portal.crypto import context_for, seal
 from portal.db import new_id, utcnow
 from portal.extensions import db
+from portal.messaging import crisis_state
 from portal.messaging.models import (
     Attachment,
     Message,
@@ -45,6 +46,7 @@ def _seed(messages: int):
                         created_by_id=client.id, created_at=start + timedelta(days=c),
                         last_message_at=start, message_count=0)
         thread.subject_sealed = seal(client.id, thread.subject_context(), f"Week {c + 1}")
+        crisis_state.ensure(thread)
         db.session.add(thread)
         db.session.flush()
         for m in range(messages // CONVERSATIONS):
@@ -53,6 +55,7 @@ def _seed(messages: int):
                               sender_role=sender.role,
                               created_at=start + timedelta(days=c, minutes=m))
             message.body_sealed = seal(client.id, body_context(message.id), f"{m}. {BODY}")
+            message.crisis_sealed = crisis_state.seal_message_flag(client.id, message.id, False)
             db.session.add(message)
             written += 1
             if attached < ATTACHMENTS and written % (messages // ATTACHMENTS) == 0:
