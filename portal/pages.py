@@ -27,6 +27,7 @@ READ_ONLY = "read_only"                  # a GET that only reads (SQLite: no wri
 BEFORE_CONSENT = "allowed_before_consent"        # reachable with policies still to accept
 BEFORE_ENROLMENT = "allowed_before_enrolment"    # reachable by staff before two-step sign-in
 UPLOADS = "accepts_uploads"              # takes multipart bodies up to MAX_CONTENT_LENGTH
+SEARCH_POST = "search_post"              # a POST that only reads (a search kept out of the URL)
 
 
 def _marker(*marks: str) -> Callable[[View], View]:
@@ -45,6 +46,10 @@ read_only.__doc__ = """Say a GET view only reads, so SQLite serves it without th
 
 Such a view may still write through `portal.db.transactions.write_transaction()`; a plain
 write after a read could fail with SQLITE_BUSY under contention."""
+search_post = _marker(SEARCH_POST)
+search_post.__doc__ = """Say a view's POST only reads: a search sent as a POST so the words
+(a client's name) stay out of the URL and the logs. It runs without SQLite's write lock like a
+`read_only` GET, and writes only through `write_transaction()` (its looks)."""
 allowed_before_consent = _marker(BEFORE_CONSENT)
 allowed_before_consent.__doc__ = "Let a client with policies still to accept reach the page."
 allowed_before_enrolment = _marker(BEFORE_ENROLMENT)

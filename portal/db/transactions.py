@@ -109,7 +109,10 @@ def install(app: Flask) -> None:
 
 
 def _read_only_request() -> bool:
-    """Say whether this request's transactions only read (pages marked `read_only`)."""
-    if not has_request_context() or request.method not in ("GET", "HEAD"):
+    """Say whether this request's transactions only read (GETs to pages marked `read_only`,
+    POSTs to pages marked `search_post`)."""
+    if not has_request_context():
         return False
-    return pages.endpoint_has(request.endpoint, pages.READ_ONLY)
+    if request.method in ("GET", "HEAD"):
+        return pages.endpoint_has(request.endpoint, pages.READ_ONLY)
+    return request.method == "POST" and pages.endpoint_has(request.endpoint, pages.SEARCH_POST)
