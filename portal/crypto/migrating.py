@@ -16,7 +16,6 @@ is kept stable, because old revisions keep calling it.
 import uuid
 from datetime import timedelta
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from flask import current_app
 from sqlalchemy import Connection, Uuid, bindparam, column, insert, select, table
@@ -25,7 +24,7 @@ from sqlalchemy.types import DateTime, LargeBinary, String
 from portal.crypto.blind_index import keyed_digest
 from portal.crypto.envelope import DataKeyHandle, KeyRow, wrap_aad
 from portal.crypto.errors import DecryptionError, KeyConfigError
-from portal.crypto.sealing import Context, seal_with, unpad
+from portal.crypto.sealing import Context, open_with, seal_with
 from portal.db import new_id, utcnow
 
 _DATA_KEYS = table("data_keys", column("id", Uuid()), column("owner_id", Uuid()),
@@ -105,15 +104,8 @@ class MigrationKeys:
         row = self._key_rows(owner).get(key_id)
         if row is None:
             raise DecryptionError("unknown-key")
-        handle = self._handle(row)
-        context = Context(table_name, column_name, _uuid(row_id))
-        padded = blob[0] == 2
-        aad = (context._padded_aad if padded else context._aad) + handle.tail
-        try:
-            data = handle.aead.decrypt(blob[17:29], blob[29:], aad)
-        except InvalidTag:
-            raise DecryptionError("tampered") from None
-        return unpad(data) if padded else data
+        return open_with(self._handle(row), Context(table_name, column_name, _uuid(row_id)),
+                         blob)
 
     def open_text(self, owner: uuid.UUID, table_name: str, column_name: str,
                   row_id: uuid.UUID, blob: bytes) -> str:

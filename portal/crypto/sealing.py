@@ -186,7 +186,11 @@ def _open_slow(owner_id: uuid.UUID | str, context: Context, blob: bytes) -> byte
     key_id = _header_key_id(blob)
     if len(blob) < MIN_BLOB_LEN:
         raise DecryptionError("truncated")
-    handle = key_for_blob(owner, key_id)
+    return open_with(key_for_blob(owner, key_id), context, blob)
+
+
+def open_with(handle: DataKeyHandle, context: Context, blob: bytes) -> bytes:
+    """Open a blob under a given data key (the one its header names), either version."""
     padded = blob[0] == PADDED_VERSION
     aad = (context._padded_aad if padded else context._aad) + handle.tail
     try:
