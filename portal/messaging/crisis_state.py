@@ -23,12 +23,13 @@ only) and read as unflagged with `unreadable=True`; nothing here ever raises int
 Speed: the dashboard orders every conversation of a therapist crisis-first, so it needs every
 one of their states, not only a page's: 2,000 clients' states cost 2,000 data keys loaded and
 unwrapped and 2,000 opens, about ten times the rest of the page. So opened states are kept in
-this process's memory (`_opened`, at most CACHE_MAX for CACHE_SECONDS), by thread, each with
-the exact sealed blob it was opened from: any rewrite (a message, an acknowledgement, an
-escalation, a tampered row) misses and is opened again, so the cache never says anything the
-database does not. It holds no more than the process already does (its keys open every blob), and a
-shredded owner's entries are dropped on that process's shred event (`forget_owner`, through
-`hooks.key_event`) and expire everywhere else within CACHE_SECONDS.
+this process's memory (`_opened`, at most CACHE_MAX), by thread, each with the exact sealed
+blob it was opened from: any rewrite (a message, an acknowledgement, an escalation, a tampered
+row) misses and is opened again, so the cache never says anything the database does not. It
+holds no more than the process can open anyway with the keys it holds. A shredded owner's
+entries are dropped on that process's shred event (`forget_owner`, through `hooks.key_event`),
+and every entry expires after CACHE_SECONDS to twice that (spread by thread, so a dashboard's
+thousands of states do not all expire on the same page load).
 """
 
 import json
@@ -157,8 +158,11 @@ def _cached(client_hex: str, thread_hex: str, blob: bytes) -> CrisisState | None
 
 def _remember(client_hex: str, thread_hex: str, blob: bytes, state: CrisisState) -> None:
     with _opened_lock:
-        _opened[thread_hex] = (bytes(blob), time.monotonic() + CACHE_SECONDS, client_hex,
-                               state)
+        # Spread over CACHE_SECONDS to twice that, by thread: a dashboard's thousands of states,
+        # opened together, then expire a few at a time rather than all on one page load.
+        spread = 1 + int(thread_hex[-4:], 16) / 0x10000
+        _opened[thread_hex] = (bytes(blob), time.monotonic() + CACHE_SECONDS * spread,
+                               client_hex, state)
         _opened.move_to_end(thread_hex)
         while len(_opened) > CACHE_MAX:
             _opened.popitem(last=False)

@@ -141,3 +141,47 @@ def test_every_state_and_flag_is_one_length_whatever_it_holds(app, db, people):
     assert len(rows) == 2  # the escalation's and the ordinary notice's
     assert {(r["actor_id"], r["severity"], r["target_type"]) for r in rows} == {
         (None, "info", "thread")}
+
+
+def test_the_memory_of_opened_states_never_outlives_the_sealed_value(app, db, people):
+    """Opened states are remembered by thread and exact blob: a state copied from another
+    thread, or one whose key was shredded, is never answered from memory."""
+    from portal.crypto.rotation import shred
+    from portal.messaging import crisis_state
+    from portal.messaging.models import Thread
+
+    flagged, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_x.id,
+                                      subject="Tonight", body=FLAGGED, notify=False)
+    other, _ = sending.start_thread(people.client_a, counterpart_id=people.therapist_y.id,
+                                    subject="Hello", body=ORDINARY, notify=False)
+    db.session.commit()
+    rows = _sealed_rows(flagged.id, other.id)
+    states = crisis_state.open_states(rows)  # opened, and remembered
+    assert states[flagged.id.hex].flagged and not states[other.id.hex].flagged
+    # The flagged thread's blob copied onto the other: its associated data names the first
+    # thread, so it will not open there, remembered or not.
+    blob = db.session.get(Thread, flagged.id).crisis_sealed
+    db.session.execute(text("UPDATE message_threads SET crisis_sealed = :blob WHERE id = :id"),
+                       {"blob": blob, "id": _raw_id(other.id)})
+    db.session.commit()
+    copied = crisis_state.open_states(_sealed_rows(other.id))[other.id.hex]
+    assert copied.unreadable and not copied.flagged
+    # Shredding the client's key drops what this process remembers of their states.
+    assert crisis_state.open_states(_sealed_rows(flagged.id))[flagged.id.hex].flagged
+    shred(people.client_a.id)
+    db.session.commit()
+    from portal.crypto import forget_keys
+    forget_keys()
+    gone = crisis_state.open_states(_sealed_rows(flagged.id))[flagged.id.hex]
+    assert gone.unreadable and not gone.flagged
+
+
+def _sealed_rows(*thread_ids):
+    from sqlalchemy import select
+
+    from portal.messaging import crisis_state
+    from portal.messaging.models import Thread
+    rows = db.session.execute(select(*crisis_state.sealed_columns())
+                              .where(Thread.id.in_(thread_ids))).all()
+    db.session.commit()
+    return rows
