@@ -59,3 +59,17 @@ def sign_in_as(page, user) -> None:
     totp = getattr(user, "totp", None)
     sign_in(page, user.email_address, user.password, totp.secret if totp else None)
     page.wait_for_load_state()
+
+
+def new_page(browser, live_server: str, width: int = 1200):
+    """A fresh browser context (no cookies) at a width, with one page: (context, page)."""
+    context = browser.new_context(base_url=live_server, viewport={"width": width, "height": 900})
+    context.set_default_timeout(10_000)
+    return context, context.new_page()
+
+
+def accept_policies_if_asked(page) -> None:
+    """Agree on the policies page when the sign-in gate shows it (and wait to leave it)."""
+    if "/policies/accept" in page.url:
+        page.locator("button[name=decision][value=accept]").click()
+        page.wait_for_url(lambda url: "/policies/accept" not in url)

@@ -14,7 +14,7 @@ from portal import practice
 from portal.estimates import drafting, issuing
 from portal.extensions import db
 from portal.policies import service as policies
-from tests.e2e.support import sign_in_as
+from tests.e2e.support import accept_policies_if_asked, new_page, sign_in_as
 from tests.estimates.conftest import complete_draft
 from tests.messaging.conftest import assign
 from tests.support.people import make_guardian, make_minor, make_user
@@ -49,23 +49,14 @@ def family(app, db):
     return found
 
 
-def _accept_policies_if_asked(page) -> None:
-    if "/policies/accept" in page.url:
-        page.locator("button[name=decision][value=accept]").click()
-        page.wait_for_url(lambda url: "/policies/accept" not in url)
-
-
 @pytest.mark.parametrize("width", [390, 1280])
 def test_a_guardian_sees_what_consent_and_sharing_allow(browser, live_server, family, width):
     def fresh_page():
-        context = browser.new_context(base_url=live_server,
-                                      viewport={"width": width, "height": 900})
-        context.set_default_timeout(10_000)
-        return context, context.new_page()
+        return new_page(browser, live_server, width)
 
     context, page = fresh_page()
     sign_in_as(page, family["guardian"])
-    _accept_policies_if_asked(page)
+    accept_policies_if_asked(page)
     page.goto("/")
     expect(page.get_by_role("heading", name="Your family")).to_be_visible()
     expect(page.get_by_text("You can see their Good Faith Estimates.")).to_be_visible()
@@ -82,7 +73,7 @@ def test_a_guardian_sees_what_consent_and_sharing_allow(browser, live_server, fa
 
     context, page = fresh_page()
     sign_in_as(page, family["sam"])
-    _accept_policies_if_asked(page)
+    accept_policies_if_asked(page)
     page.goto("/estimates/")
     page.get_by_role("link", name=f"Estimate {family['sam_gfe']}", exact=True).click()
     page.get_by_role("button", name="Share with Gale Rivera").click()

@@ -16,7 +16,7 @@ from portal.estimates import drafting, issuing
 from portal.extensions import db
 from portal.messaging import sending
 from portal.policies import service as policies
-from tests.e2e.support import sign_in_as
+from tests.e2e.support import accept_policies_if_asked, new_page, sign_in_as
 from tests.estimates.conftest import complete_draft
 from tests.messaging.conftest import assign
 from tests.support.people import make_guardian, make_minor, make_user
@@ -48,23 +48,14 @@ def family(app, db):
     return found
 
 
-def _accept_policies_if_asked(page) -> None:
-    if "/policies/accept" in page.url:
-        page.locator("button[name=decision][value=accept]").click()
-        page.wait_for_url(lambda url: "/policies/accept" not in url)
-
-
 @pytest.mark.parametrize("width", [390, 1280])
 def test_guardian_writes_to_the_minors_therapist(browser, live_server, family, width):
     def fresh_page():
-        context = browser.new_context(base_url=live_server,
-                                      viewport={"width": width, "height": 900})
-        context.set_default_timeout(10_000)
-        return context, context.new_page()
+        return new_page(browser, live_server, width)
 
     context, page = fresh_page()
     sign_in_as(page, family["guardian"])
-    _accept_policies_if_asked(page)
+    accept_policies_if_asked(page)
     page.get_by_role("navigation", name="Main").get_by_role("link", name="Estimates").click()
     expect(page.get_by_role("link", name=f"Estimate {family['gfe']}", exact=True)
            ).to_be_visible()

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from portal.messaging import sending
-from tests.e2e.support import sign_in_as
+from tests.e2e.support import new_page, sign_in_as
 from tests.messaging.conftest import assign, make_user
 
 pytestmark = pytest.mark.e2e
@@ -37,10 +37,7 @@ def people(app, db):
 def test_admin_hands_over_new_therapist_sees_marker_client_sees_who_answers(
         browser, live_server, people):
     def fresh_page():
-        context = browser.new_context(base_url=live_server,
-                                      viewport={"width": 1200, "height": 900})
-        context.set_default_timeout(10_000)
-        return context, context.new_page()
+        return new_page(browser, live_server, 1200)
 
     # The administrator removes Colleen, and must choose who takes the conversation over.
     context, page = fresh_page()
