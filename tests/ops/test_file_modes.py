@@ -20,6 +20,7 @@ from tests.conftest import POSTGRES_URL
 from tests.messaging.conftest import assign, make_user
 
 COMPANIONS = ("-wal", "-shm", "-writer.lock")
+OWNER_ONLY = {"": 0o600, "-wal": 0o600, "-shm": 0o600, "-writer.lock": 0o600}
 
 
 @pytest.fixture
@@ -64,6 +65,12 @@ def test_the_development_database_and_its_files_are_created_owner_only(
     capsys.readouterr()  # the development key files' warning
     database = instance / "portal.db"
     assert app.config["SQLALCHEMY_DATABASE_URI"] == f"sqlite:///{database}"
+    assert _modes_of_a_fresh_database(app, database) == OWNER_ONLY
+
+
+def _modes_of_a_fresh_database(app, database) -> dict[str, int]:
+    """Create the schema, write a row, and read the modes of the database and its companion
+    files while the connection is still open (the WAL and shared memory exist only then)."""
     with app.app_context():
         db.create_all()
         ensure_canaries()
@@ -71,7 +78,7 @@ def test_the_development_database_and_its_files_are_created_owner_only(
         modes = _modes_while_open(database)
         db.session.remove()
         db.engine.dispose()
-    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600, "-writer.lock": 0o600}, modes
+    return modes
 
 
 def test_development_start_up_makes_existing_wide_files_owner_only(tmp_path, permissive_umask,
@@ -94,7 +101,7 @@ def test_development_start_up_makes_existing_wide_files_owner_only(tmp_path, per
         modes = {name: mode(f"{database}{name}") for name in ("", *COMPANIONS)}
     finally:
         keep_open.close()
-    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600, "-writer.lock": 0o600}, modes
+    assert modes == OWNER_ONLY, modes
 
 
 def test_any_new_sqlite_database_is_created_owner_only(tmp_path, permissive_umask):
@@ -102,14 +109,7 @@ def test_any_new_sqlite_database_is_created_owner_only(tmp_path, permissive_umas
     database = tmp_path / "elsewhere.db"
     app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{database}",
                       "INSTANCE_PATH": str(tmp_path)})
-    with app.app_context():
-        db.create_all()
-        ensure_canaries()
-        _write_something()
-        modes = _modes_while_open(database)
-        db.session.remove()
-        db.engine.dispose()
-    assert modes == {"": 0o600, "-wal": 0o600, "-shm": 0o600, "-writer.lock": 0o600}, modes
+    assert _modes_of_a_fresh_database(app, database) == OWNER_ONLY
 
 
 def test_a_database_that_already_holds_data_keeps_its_mode_outside_development(
