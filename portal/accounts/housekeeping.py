@@ -7,8 +7,12 @@ cookie comes back.) Sent mail has its own, shorter purge (mail.purge_delivered, 
 
 Batches of BATCH rows, one short transaction each, so the SQLite write lock and PostgreSQL's
 row locks are held briefly. Safe when several loops run at once: each batch is one
-`DELETE ... WHERE id IN (SELECT ... LIMIT n) AND <still old>`, so a row goes once, whichever
-loop gets it, and one loop's deletes never count another's.
+`DELETE ... WHERE id IN (SELECT id ... WHERE <old> LIMIT n)`, so a row goes once, whichever
+loop gets it, and one loop's deletes never count another's (rowcount is what this statement
+deleted). The outer statement does not test the age again: an attempt's time never changes,
+and a session idle that long cannot be touched (it ended after SESSION_ABSOLUTE_HOURS); with
+the test there, SQLite walked every old row through the time index on each batch (10 s for
+49,000 old rows of 100,000 instead of well under a second).
 """
 
 import time
@@ -21,7 +25,7 @@ from portal.accounts.models import SignInAttempt, UserSession
 from portal.db import utcnow
 from portal.extensions import db
 
-BATCH = 500
+BATCH = 200  # about 30 ms of SQLite write lock per batch on a 100,000-row table
 # The purge runs at most this often per process (the loop's rounds are 30 s apart).
 EVERY_SECONDS = 600.0
 _last_run: dict[str, float] = {}
@@ -46,7 +50,7 @@ def _purge(model, when, before: datetime, batch: int) -> int:
         some = select(model.id).where(when < before).limit(batch).scalar_subquery()
         try:
             count = db.session.execute(
-                delete(model).where(model.id.in_(some), when < before)
+                delete(model).where(model.id.in_(some))
                 .execution_options(synchronize_session=False)).rowcount or 0
             db.session.commit()
         except Exception:
