@@ -195,9 +195,9 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
         Thread.last_message_at.desc(),
         Thread.id,
     )
-    # Both statements run on every page (one may find nothing), so the count stays flat.
+    # The flagged conversations on this page, if any (one statement), then the rest.
     by_id = {t.id: t for t in db.session.scalars(
-        select(Thread).where(Thread.id.in_(flagged_here)))}
+        select(Thread).where(Thread.id.in_(flagged_here)))} if flagged_here else {}
     rest = list(db.session.scalars(
         _dashboard_from(select(Thread), therapist)
         .where(*conditions, Thread.id.not_in(flagged))
