@@ -1,7 +1,8 @@
 """Queue mail inside the caller's transaction; deliver it after commit, with retries.
 
-`enqueue()` renders a template, seals the recipient address and the bodies, and adds an
-outbox row to the caller's session: the mail exists if and only if the change that caused it
+`enqueue()` renders a template, seals the template's name, the subject, the recipient address
+and the bodies (each framed to a fixed size: `models.framed`), and adds an outbox row to the
+caller's session: the mail exists if and only if the change that caused it
 was committed. When MAIL_SEND_AFTER_COMMIT is on, the rows a transaction queued are sent from
 memory, in a short transaction of their own: right after its commit, or, for a commit made
 while answering a request, once the answer has gone out (the mail server's round trips are
