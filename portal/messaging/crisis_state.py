@@ -11,8 +11,8 @@ column holds a crisis value in the clear, and no column is set only when somethi
   raised, the message to jump to, who acknowledged it and when, when the escalation timer
   fires next and how many times it has), as JSON padded with spaces to WIDTH bytes, so every
   state, empty or not, lands in the same 256-byte bucket. It is resealed on every message
-  sent in the thread (`sending._append`), so a rewrite of the blob does not tell a flag from an
-  ordinary message.
+  sent in the thread (`sending._append`) and on every clinician's look at it (`reseal`), so a
+  rewrite of the blob does not tell a flag or its acknowledgement from ordinary use.
 
 Everything that reads or writes a flag goes through this module: `state_of(thread)` opens a
 loaded thread's state, `write(thread, state)` reseals it, `open_states(rows)` opens many plain
@@ -41,10 +41,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import String, type_coerce
+from sqlalchemy import String, type_coerce, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from portal.crypto import DecryptionError, context_for, open_text, preload_keys, seal
 from portal.crypto.hooks import report_decrypt_failure
+from portal.extensions import db
 from portal.messaging.models import Message, Thread
 
 WIDTH = 240  # bytes of JSON (space padded): with the 2-byte length, always the 256 bucket
@@ -248,6 +250,25 @@ def write(thread: Thread, state: CrisisState) -> None:
     blob = seal_state(thread.client_id, thread.id, state)
     thread.crisis_sealed = blob
     thread.__dict__[_CACHE] = (blob, state)
+
+
+def reseal(thread: Thread) -> bool:
+    """Seal a thread's state afresh, unchanged, unless someone rewrote it since it was read
+    (a compare-and-set on the blob; then that rewrite did the same). A clinician's every look
+    at a conversation does this, so the rewrite an acknowledgement makes looks like a look to
+    someone comparing two copies of the database (backups, say)."""
+    seen = thread.crisis_sealed
+    state = state_of(thread)
+    if seen is None or state.unreadable:
+        return False
+    blob = seal_state(thread.client_id, thread.id, state)
+    done = db.session.execute(
+        update(Thread).where(Thread.id == thread.id, Thread.crisis_sealed == seen)
+        .values(crisis_sealed=blob).execution_options(synchronize_session=False)).rowcount
+    if done:
+        set_committed_value(thread, "crisis_sealed", blob)
+        thread.__dict__[_CACHE] = (blob, state)
+    return bool(done)
 
 
 def ensure(thread: Thread) -> None:

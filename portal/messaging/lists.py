@@ -209,7 +209,9 @@ def dashboard(therapist: User, *, show: str = "all", query: str = "", page: int 
                         *{states[t.id].acknowledged_by for t in threads
                           if states[t.id].acknowledged_by},
                         *{t.handed_over_from_id for t in threads
-                          if t.handed_over_at is not None and t.handed_over_from_id}])
+                          if t.handed_over_at is not None and t.handed_over_from_id}],
+                       # and the therapist's: the page's audit row seals its origin under it
+                       also_keys=[therapist.id])
     labels = _labels(names, [t.client_id for t in threads])
     listing = ListPage(_rows(threads, names, lambda t: t.client_id, labels, states), page,
                        pages, total, counts, unread_messages)

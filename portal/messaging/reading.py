@@ -118,6 +118,9 @@ def view_thread(viewer: User, thread_access: ThreadAccess, *,
                 db.session.execute(update(Thread).where(Thread.id == thread.id)
                                    .values(handed_over_at=None)
                                    .execution_options(synchronize_session=False))
+            if viewer.id != thread.client_id:
+                # A clinician's look rewrites the crisis state, as an acknowledgement does.
+                crisis_state.reseal(thread)
             record("thread.viewed", actor=viewer, target=("thread", thread.id),
                    subject_id=thread.client_id, detail=crisis_state.viewed_detail())
     return page
