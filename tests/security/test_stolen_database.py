@@ -21,10 +21,11 @@ import sqlite3
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pyotp
 import pytest
+import time_machine
 from sqlalchemy import inspect, text
 
 from portal import create_app
@@ -33,6 +34,7 @@ from portal.accounts.service import find_by_email
 from portal.cli import DEMO_PEOPLE
 from portal.crypto import ensure_canaries
 from portal.crypto.sealing import BUCKETS, MIN_BLOB_LEN, PADDED_MAX
+from portal.db import utcnow
 from portal.estimates import demo as estimates_demo
 from portal.extensions import db
 from portal.guardians import demo as guardians_demo
@@ -84,8 +86,10 @@ SUBJECT = "Nights are the worst part lately"
 ORDINARY_SUBJECT = "Parking near the new office"
 ORDINARY_BODY = ("Hi Colleen, is there parking near the new office, or should I take the bus? "
                  "I would rather not be late on Thursday. Thanks so much, Zoë")
+AGAIN_AFTER = timedelta(minutes=10)  # a second message: inside the 15-minute notice throttle
 CRISIS_AGAIN = "Sorry to write again. I still feel like I want to die tonight, Colleen."
 ORDINARY_AGAIN = "Sorry to write again. Is the building open before nine on Thursday?"
+THIRD = "Thank you for reading all this. Talk to you on Thursday."
 CRISIS_WORDS = ("want to die", "end it all")
 CRISIS_BODY = ("Colleen, some nights I want to die and I keep thinking I should end it all. "
                "I am home with my sister tonight. Can we talk on Thursday?")
@@ -121,6 +125,8 @@ class Journey:
     # (table, IP address, user agent) as the app opens them with its keys.
     opened: set[tuple[str, str | None, str | None]] = field(default_factory=set)
     opened_error: str | None = None
+    schema: dict[str, str] = field(default_factory=dict)  # table: primary-key column
+    reflected: object = field(default_factory=lambda: db.MetaData())
 
     def browser(self, ip: str, agent: str):
         client = self.app.test_client()
@@ -192,39 +198,45 @@ class Journey:
         zoe = self.sign_in(self.browser(IPS[2], AGENTS["zoe"]), zoe_email, zoe_password)
         ordinary_id = self.send(zoe, "ordinary", colleen_id, ORDINARY_SUBJECT, ORDINARY_BODY)
         self._check("Zoë's inbox", zoe.get("/messages"), 200)
-        # Each writes again before the therapist has read it (inside the notice throttle).
-        self.send_again(alex, "crisis", thread_id, CRISIS_AGAIN)
-        self.send_again(zoe, "ordinary", ordinary_id, ORDINARY_AGAIN)
+        # Each writes again ten minutes later, before the therapist has read it: inside the
+        # notice throttle (15 minutes), so a notice is still waiting; the rest of the journey
+        # stays in that later time (going back would put replies before what they answer).
+        with time_machine.travel(utcnow() + AGAIN_AFTER, tick=True):
+            self.send_again(alex, "crisis", thread_id, CRISIS_AGAIN)
+            self.send_again(zoe, "ordinary", ordinary_id, ORDINARY_AGAIN)
+            # And a third time, both in ordinary words (a notice is waiting in both threads).
+            self.send_again(alex, "crisis", thread_id, THIRD, step="third")
+            self.send_again(zoe, "ordinary", ordinary_id, THIRD, step="third")
 
-        # The therapist replies, then issues an estimate with a diagnosis code and a bill.
-        colleen = self.sign_in(self.browser(IPS[1], AGENTS["colleen"]), colleen_email,
-                               colleen_password, colleen_key)
-        self._check("the dashboard", colleen.get("/dashboard"), 200)
-        self._check("the thread, for the therapist", colleen.get(f"/messages/{thread_id}"), 200)
-        self.post(colleen, f"/messages/{thread_id}/reply", {"body": REPLY}, "the reply", 302,
-                  page=f"/messages/{thread_id}")
-        self._estimate(colleen, self.ids[alex_email])
+            # The therapist replies, then issues an estimate with a diagnosis code and a bill.
+            colleen = self.sign_in(self.browser(IPS[1], AGENTS["colleen"]), colleen_email,
+                                   colleen_password, colleen_key)
+            self._check("the dashboard", colleen.get("/dashboard"), 200)
+            self._check("the thread, for the therapist", colleen.get(f"/messages/{thread_id}"), 200)
+            self.post(colleen, f"/messages/{thread_id}/reply", {"body": REPLY}, "the reply", 302,
+                      page=f"/messages/{thread_id}")
+            self._estimate(colleen, self.ids[alex_email])
 
-        # An administrator opens emergency access to the client's conversations.
-        admin = self.sign_in(self.browser(IPS[2], AGENTS["admin"]), admin_email,
-                             admin_password, admin_key)
-        token = csrf_from(admin.get("/emergency-access").data)
-        before = self._keys()
-        granted = self._check("the emergency grant", admin.post("/emergency-access", data={
-            "client": str(self.ids[alex_email]), "category": "safety", "reason": REASON,
-            "confirm": "y", "csrf_token": token}, buffered=True), 302)
-        self.written["emergency grant"] = self._added(before)
-        self.grant_id = uuid.UUID(re.search(r"/emergency-access/([0-9a-f-]{36})",
-                                            granted.location).group(1))
-        self._check("the grant's page", admin.get(granted.location), 200)
-        self._check("the thread under the grant", admin.get(f"/messages/{thread_id}"), 200)
+            # An administrator opens emergency access to the client's conversations.
+            admin = self.sign_in(self.browser(IPS[2], AGENTS["admin"]), admin_email,
+                                 admin_password, admin_key)
+            token = csrf_from(admin.get("/emergency-access").data)
+            before = self._keys()
+            granted = self._check("the emergency grant", admin.post("/emergency-access", data={
+                "client": str(self.ids[alex_email]), "category": "safety", "reason": REASON,
+                "confirm": "y", "csrf_token": token}, buffered=True), 302)
+            self.written["emergency grant"] = self._added(before)
+            self.grant_id = uuid.UUID(re.search(r"/emergency-access/([0-9a-f-]{36})",
+                                                granted.location).group(1))
+            self._check("the grant's page", admin.get(granted.location), 200)
+            self._check("the thread under the grant", admin.get(f"/messages/{thread_id}"), 200)
 
-        # The first client again from another place, then out.
-        again = self.sign_in(self.browser(IPS[1], AGENTS["alex"]), alex_email, alex_password)
-        self._check("the reply, read", again.get(f"/messages/{thread_id}"), 200)
-        self._check("the estimate, for the client", again.get(
-            f"/estimates/{self.estimate_id}"), 200)
-        self.post(again, "/sign-out", {}, "sign-out", 302, page="/account")
+            # The first client again from another place, then out.
+            again = self.sign_in(self.browser(IPS[1], AGENTS["alex"]), alex_email, alex_password)
+            self._check("the reply, read", again.get(f"/messages/{thread_id}"), 200)
+            self._check("the estimate, for the client", again.get(
+                f"/estimates/{self.estimate_id}"), 200)
+            self.post(again, "/sign-out", {}, "sign-out", 302, page="/account")
 
     def send(self, client, label: str, to: uuid.UUID, subject: str, body: str) -> str:
         """Start a conversation through the compose page; keep what the send wrote."""
@@ -239,22 +251,26 @@ class Journey:
         self.thread_after[label] = self._rows("message_threads", [uuid.UUID(thread_id)])[0]
         return thread_id
 
-    def send_again(self, client, label: str, thread_id: str, body: str) -> None:
-        """A second message in the conversation; keep what it wrote."""
+    def send_again(self, client, label: str, thread_id: str, body: str, *,
+                   step: str = "again") -> None:
+        """Another message in the conversation; keep what it wrote."""
         token = csrf_from(client.get(f"/messages/{thread_id}").data)
         before = self._keys()
-        self._check(f"the {label} message again", client.post(
+        self._check(f"the {label} conversation's {step} message", client.post(
             f"/messages/{thread_id}/reply", data={"body": body, "csrf_token": token},
             buffered=True), 302)
-        self.written[f"{label} send again"] = self._added(before)
-        self.thread_after[f"{label} again"] = self._rows(
+        self.written[f"{label} send {step}"] = self._added(before)
+        self.thread_after[f"{label} {step}"] = self._rows(
             "message_threads", [uuid.UUID(thread_id)])[0]
 
     def _tables(self) -> dict[str, str]:
         """Each table and its first primary-key column (every table here has one)."""
-        found = inspect(db.engine)
-        return {t: found.get_pk_constraint(t)["constrained_columns"][0]
-                for t in found.get_table_names()}
+        if not self.schema:
+            found = inspect(db.engine)
+            self.schema.update({t: found.get_pk_constraint(t)["constrained_columns"][0]
+                                for t in found.get_table_names()})
+            self.reflected.reflect(db.engine)
+        return self.schema
 
     def _keys(self) -> dict[str, set]:
         keys = {t: set(db.session.scalars(text(f'SELECT "{pk}" FROM "{t}"')))  # noqa: S608
@@ -263,8 +279,8 @@ class Journey:
         return keys
 
     def _rows(self, table: str, keys) -> list[dict]:
-        table_ = db.Table(table, db.MetaData(), autoload_with=db.engine)
         pk = self._tables()[table]
+        table_ = self.reflected.tables[table]
         rows = [dict(r._mapping) for r in db.session.execute(
             table_.select().where(table_.c[pk].in_(list(keys))))]
         db.session.commit()
@@ -338,7 +354,7 @@ class Journey:
                   text_secret("address", estimates_demo.demo_draft(practice_today())
                               .client_address.splitlines()[0])]
         subjects = [SUBJECT, ORDINARY_SUBJECT] + [c[2] for c in messaging_demo.CONVERSATIONS]
-        bodies = [CRISIS_BODY, REPLY, ORDINARY_BODY, CRISIS_AGAIN, ORDINARY_AGAIN]
+        bodies = [CRISIS_BODY, REPLY, ORDINARY_BODY, CRISIS_AGAIN, ORDINARY_AGAIN, THIRD]
         bodies += [m[2] for c in messaging_demo.CONVERSATIONS for m in c[3]]
         found += [text_secret("subject", s) for s in subjects]
         for body in bodies:  # whole, and its start (a preview or snippet column)
@@ -431,7 +447,7 @@ def test_the_journey_wrote_what_the_search_looks_for(stolen):
     assert counts["audit_events"] > 20, counts
     assert crisis.matches(CRISIS_BODY) and all(crisis.matches(w) for w in CRISIS_WORDS)
     assert crisis.matches(CRISIS_AGAIN)
-    assert not crisis.matches(ORDINARY_SUBJECT, ORDINARY_BODY, ORDINARY_AGAIN)
+    assert not crisis.matches(ORDINARY_SUBJECT, ORDINARY_BODY, ORDINARY_AGAIN, THIRD)
     assert stolen.journey.opened_error is None, stolen.journey.opened_error
     opened = stolen.journey.opened
     for table in ("user_sessions", "signin_attempts", "audit_events"):
@@ -542,12 +558,31 @@ def _shape(column: str, value) -> object:
     return value
 
 
-def _shapes(rows: list[dict]) -> list[dict]:
-    return sorted(({c: _shape(c, v) for c, v in row.items()} for row in rows), key=repr)
+def _when(value, start) -> str:
+    """A time as a thief compares it with its row's own creation: at once (within the few
+    milliseconds of one request), or later or earlier (a notice held back by the throttle, a
+    timer set for an hour on)."""
+    seconds = (value - start).total_seconds()
+    return "at once" if abs(seconds) < 5 else f"{'later' if seconds > 0 else 'earlier'}"
 
 
-def _differences(table: str, flagged: list[dict], ordinary: list[dict]) -> list[str]:
-    a, b = _shapes(flagged), _shapes(ordinary)
+def _shapes(rows: list[dict], *, timing: bool) -> list[dict]:
+    """`timing`: the rows were all made by one request, so their times can be compared with
+    their creation (a row made earlier has times from several requests, seconds apart)."""
+    shaped = []
+    for row in rows:
+        shape = {c: _shape(c, v) for c, v in row.items()}
+        start = row.get("created_at") or row.get("at")
+        if timing and isinstance(start, datetime):
+            shape |= {f"{c} (against its creation)": _when(v, start)
+                      for c, v in row.items() if isinstance(v, datetime)}
+        shaped.append(shape)
+    return sorted(shaped, key=repr)
+
+
+def _differences(table: str, flagged: list[dict], ordinary: list[dict], *,
+                 timing: bool = True) -> list[str]:
+    a, b = _shapes(flagged, timing=timing), _shapes(ordinary, timing=timing)
     if len(a) != len(b):
         unmatched = [row for row in a if row not in b] + [row for row in b if row not in a]
         return [f"{table}: {len(a)} row(s) after the flagged send, {len(b)} after the ordinary "
@@ -562,20 +597,22 @@ def _differences(table: str, flagged: list[dict], ordinary: list[dict]) -> list[
 
 
 def test_a_flagged_message_writes_what_an_ordinary_one_writes(stolen):
-    """The same sends, once in crisis words and once not: a client's first message to the
-    same therapist in a new conversation, then a second one before the therapist has read it
-    (inside the notice throttle). The rows each adds, and its conversation row after it, must
-    look alike at rest; otherwise the difference is the flag, readable without keys."""
+    """The same sends in two conversations, one in crisis words and one not: a client's first
+    message to the same therapist in a new conversation, a second one ten minutes later
+    before the therapist has read it (inside the notice throttle), a third in ordinary words
+    in both. The rows each adds, and its conversation row after it, must look alike at rest;
+    otherwise the difference is the flag (now or earlier), readable without keys."""
     journey = stolen.journey
     problems = []
-    for send, after in (("send", ""), ("send again", " again")):
+    for send, after in (("send", ""), ("send again", " again"), ("send third", " third")):
         flagged, ordinary = journey.written[f"crisis {send}"], journey.written[f"ordinary {send}"]
         for table in sorted(set(flagged) | set(ordinary)):
             problems += _differences(f"{table} (added by the {send})", flagged.get(table, []),
                                      ordinary.get(table, []))
         problems += _differences(f"message_threads (after the {send})",
                                  [journey.thread_after[f"crisis{after}"]],
-                                 [journey.thread_after[f"ordinary{after}"]])
+                                 [journey.thread_after[f"ordinary{after}"]],
+                                 timing=not after)
     assert not problems, ("A flagged send is told apart at rest:\n  " + "\n  ".join(problems))
 
 
