@@ -13,6 +13,7 @@ from werkzeug.exceptions import NotFound
 from portal.audit.models import AuditEvent
 from portal.audit.service import detail_of
 from portal.crypto.blind_index import keyed_digest, pseudonym
+from portal.crypto.rotation import shred
 from portal.extensions import db as _db
 from portal.messaging import access, emergency, sending
 from portal.messaging.models import Attachment, EmergencyGrant, Message, Thread
@@ -169,3 +170,17 @@ def test_a_live_grant_is_found_by_the_index_for_its_client_only(app, db, people,
     with pytest.raises(NotFound):
         access.thread_for(people.admin, other.id)
     assert _db.session.get(Thread, other.id).client_id == people.client_b.id
+
+
+def test_when_the_detail_cannot_be_opened_the_log_still_lists_the_events(app, db, people,
+                                                                         journey, login):
+    """The detail is sealed under the administrator's key: with that key shredded, the log
+    still lists every emergency event, naming what it concerned in general words."""
+    shred(people.admin.id)
+    html = login(people.client_a).get("/account/access-log").get_data(as_text=True)
+    for words in ("The reason: concern for your safety",  # the grant's category is plain
+                  "Looked at the list of your conversations",
+                  "Read one of your conversations", "Downloaded a file you shared",
+                  "Ended emergency access to your conversations"):
+        assert words in html, words
+    assert "Private subject" not in html and "scan.png" not in html
