@@ -163,7 +163,7 @@ def grant(admin: User, *, client_id: uuid.UUID, reason: str,
         row.reason_sealed = seal(admin.id, row.reason_context(), reason)
         db.session.add(row)
         db.session.flush()
-        record_emergency("emergency.granted", admin=admin, grant_id=row.id,
+        record_emergency(action="emergency.granted", admin=admin, grant_id=row.id,
                          client_id=client.id)
         told = _tell(admin, client)
         db.session.commit()
@@ -206,7 +206,8 @@ def end(admin: User, grant_id: uuid.UUID) -> None:
         row = access.emergency_grant_for(admin, grant_id)
         client_id = _client_of_live(row)
         row.ended_at = utcnow()
-        record_emergency("emergency.ended", admin=admin, grant_id=row.id, client_id=client_id)
+        record_emergency(action="emergency.ended", admin=admin, grant_id=row.id,
+                         client_id=client_id)
 
 
 def client_of(row: EmergencyGrant) -> uuid.UUID | None:
@@ -273,6 +274,6 @@ def client_threads(admin: User, grant_id: uuid.UUID) -> tuple[GrantView, list[Th
             client_id=t.client_id,
             person=names.get(t.therapist_id, ""), last_message_at=t.last_message_at,
             unread=0, closed=t.status == ThreadStatus.CLOSED) for t in threads]
-        record_emergency("emergency.threads_listed", admin=admin, grant_id=row.id,
+        record_emergency(action="emergency.threads_listed", admin=admin, grant_id=row.id,
                          client_id=client_id)
     return view, rows

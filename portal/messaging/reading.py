@@ -107,7 +107,7 @@ def view_thread(viewer: User, thread_access: ThreadAccess, *,
     # high-severity event the client is shown, so it waits for the disk like any change.
     with write_transaction(durable=thread_access.emergency):
         if thread_access.emergency:
-            record_emergency("emergency.thread_viewed", admin=viewer,
+            record_emergency(action="emergency.thread_viewed", admin=viewer,
                              grant_id=thread_access.grant.id, client_id=thread.client_id,
                              thread=thread.id)
         else:
@@ -293,7 +293,7 @@ def download(user: User, attachment_id: uuid.UUID) -> Download:
             name = "attachment"
         kind = KINDS[attachment.kind]
         if thread_access.emergency:
-            record_emergency("emergency.attachment_downloaded", admin=user,
+            record_emergency(action="emergency.attachment_downloaded", admin=user,
                              grant_id=thread_access.grant.id, client_id=owner,
                              attachment=attachment.id, thread=thread_access.thread.id)
         else:
