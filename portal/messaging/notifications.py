@@ -85,9 +85,9 @@ def notify(thread: Thread, recipient, *, now: datetime,
     address = email_of(recipient)
     if waiting is not None and _waiting(waiting):
         # A notice is still waiting to go; it covers this message too. It is replaced by a
-        # new one due at the same time, so this send writes what a flagged one's urgent
-        # notice writes (an outbox row and its audit event), and nobody gets a second email.
-        # One the worker is sending right now is left alone (it covers this message).
+        # new one of its kind due at the same time, so this send writes what a flagged one's
+        # urgent notice writes (an outbox row and its audit event), whatever came before,
+        # and nobody gets a second email. One the worker is sending right now is left alone.
         return _replace_waiting(thread, recipient, address, waiting, now=now,
                                 notice_attr=notice_attr) if address else None
     if not address:
@@ -121,17 +121,19 @@ def _remove_unsent(notice_id, now: datetime) -> bool:
 
 def _replace_waiting(thread: Thread, recipient, address: str, waiting, *, now: datetime,
                      notice_attr: str) -> OutboxMessage | None:
-    if _is_urgent(waiting):
-        return None  # an urgent notice still waiting covers this message; it is never dropped
+    """Replace the waiting notice by one of the same kind (an urgent one stays urgent: it is
+    never dropped) due at the same time (a retry's backoff too)."""
+    urgent = _is_urgent(waiting)
     due = db.session.scalar(select(OutboxMessage.next_attempt_at)
                             .where(OutboxMessage.id == waiting))
     if due is None or not _remove_unsent(waiting, now):
         return None
-    row = enqueue(recipient, TEMPLATE, to_address=address, link=sign_in_link())
+    row = enqueue(recipient, URGENT if urgent else TEMPLATE, to_address=address,
+                  link=sign_in_link())
     if due > now:
         _defer(row, due)
     setattr(thread, notice_attr, row.id)
-    record_notice(thread, "new")
+    record_notice(thread, "urgent" if urgent else "new")
     return row
 
 
