@@ -303,3 +303,28 @@ def test_a_message_while_a_notice_waits_replaces_it_due_at_the_same_time(app, db
     with _at(6):
         _read(therapist, thread.id)
     assert [n for n in _notices(db, therapist) if n.sent_at is None] == []
+
+
+def test_a_message_while_an_urgent_notice_waits_keeps_it_urgent(app, db, people, smtp_server):
+    """The urgent notice is replaced by another urgent one (never by an ordinary one, never
+    dropped), tried at once as it was due; reading the thread still does not withdraw it."""
+    app.config["MAIL_SEND_AFTER_COMMIT"] = True
+    client, therapist = people.client_a, people.therapist_x
+    smtp_server.stop()
+    with _at(0):
+        thread, _ = sending.start_thread(client, counterpart_id=therapist.id,
+                                         subject="Tonight", body=CRISIS_BODY)
+    [first] = _urgent(db, therapist)
+    with _at(2):
+        sending.reply(client, thread.id, body="still here")
+    [urgent] = _urgent(db, therapist)
+    assert urgent.id != first.id and urgent.sent_at is None
+    assert urgent.attempts == 1  # due already: tried at once, and waiting for the server
+    assert not [n for n in _notices(db, therapist) if n.sent_at is None]  # no ordinary one
+    with _at(3):
+        _read(therapist, thread.id)
+    assert [row.id for row in _urgent(db, therapist)] == [urgent.id]
+    smtp_server.start()
+    with _at(30):
+        assert deliver_pending().sent == 1
+    assert [e.message["Subject"] for e in smtp_server.envelopes] == [URGENT_SUBJECT]
