@@ -32,6 +32,7 @@ from portal.errors import RuleError
 from portal.estimates.content import open_document
 from portal.estimates.document import GfeDocument, Provider
 from portal.estimates.models import TABLE, BilledAmount, GoodFaithEstimate
+from portal.estimates.totals import open_amounts, seal_amount
 from portal.extensions import db
 from portal.templating import local_date
 
@@ -171,6 +172,7 @@ def summary_of(estimate: GoodFaithEstimate, document: GfeDocument, *,
     bills = list(db.session.scalars(
         select(BilledAmount).where(BilledAmount.estimate_id == estimate.id)
         .order_by(BilledAmount.bill_date, BilledAmount.recorded_at)))
+    open_amounts(estimate.client_id, bills)  # sealed: summed here, never in SQL
     live = [b for b in bills if b.voided_at is None]
     totals = document.provider_totals()
     keys = [str(i) for i in range(len(document.providers))]
@@ -216,8 +218,10 @@ def record_bill(actor: User, estimate: GoodFaithEstimate, *, provider_position: 
     if not 0 <= provider_position < len(document.providers):
         raise RuleError("Choose a provider listed on the estimate.", field="provider")
     check_bill_date(estimate, bill_date)
-    db.session.add(BilledAmount(estimate_id=estimate.id, provider_position=provider_position,
-                                amount_cents=amount_cents, bill_date=bill_date,
+    bill_id, amount_sealed = seal_amount(estimate.client_id, amount_cents)
+    db.session.add(BilledAmount(id=bill_id, estimate_id=estimate.id,
+                                provider_position=provider_position,
+                                amount_sealed=amount_sealed, bill_date=bill_date,
                                 recorded_by_id=actor.id))
     db.session.flush()
     record("estimate.bill.recorded", actor=actor, target=(TABLE, estimate.id),

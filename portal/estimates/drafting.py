@@ -116,7 +116,6 @@ def _store_draft(estimate: GoodFaithEstimate, draft: Draft) -> None:
     estimate.document_sealed = seal_json(estimate, draft.to_dict())
     estimate.period_start = draft.period_start
     estimate.period_end = draft.period_end
-    estimate.total_cents = draft.total_cents
     estimate.recurring = (draft.sessions_max or draft.sessions_min or 0) > 1
     estimate.updated_at = utcnow()
 

@@ -92,7 +92,6 @@ def _issue_once(actor: User, estimate: GoodFaithEstimate) -> None:
     estimate.pdf_sealed = seal_pdf(estimate, pdf)
     estimate.pdf_digest = pdf_digest(estimate.id, pdf)
     estimate.period_start, estimate.period_end = document.period_start, document.period_end
-    estimate.total_cents = document.total_cents
     estimate.recurring = document.sessions_max > 1
     estimate.status = Status.ISSUED
     estimate.updated_at = utcnow()

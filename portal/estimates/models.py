@@ -1,9 +1,11 @@
 """Good Faith Estimates at rest: sealed content, plain columns only for lists and reminders.
 
-Plain: client and therapist ids, status, dates, totals in cents, the GFE number and the PDF's
+Plain: client and therapist ids, status, dates, the GFE number and the PDF's
 keyed digest (an HMAC under a key kept outside the database, so it cannot be used to test
 guesses at the content). Sealed under the client's data key: the whole document (names,
-date of birth, address, providers, line items, diagnosis codes) and the frozen PDF bytes.
+date of birth, address, providers, line items, diagnosis codes) and the frozen PDF bytes. The
+total is not stored apart from the document: it is the sum of the document's lines
+(`totals.total_of`). Billed amounts are sealed under the estimate's client's key.
 
 Once issued an estimate is frozen. A mapper guard refuses any change to its content (the sealed
 blobs may only be re-sealed to the same plaintext, which is what key rotation does) and any
@@ -16,7 +18,6 @@ import uuid
 from datetime import date, datetime
 
 from sqlalchemy import (
-    BigInteger,
     CheckConstraint,
     Date,
     ForeignKey,
@@ -55,7 +56,6 @@ class GoodFaithEstimate(db.Model):
     __table_args__ = (
         UniqueConstraint("issue_year", "sequence", name="uq_good_faith_estimates_year_sequence"),
         CheckConstraint("status IN ('draft', 'issued', 'superseded')", name="status"),
-        CheckConstraint("total_cents >= 0", name="total_not_negative"),
         CheckConstraint("download_count >= 0", name="download_count_not_negative"),
         CheckConstraint(
             "status = 'draft' OR (number IS NOT NULL AND pdf_digest IS NOT NULL "
@@ -86,10 +86,10 @@ class GoodFaithEstimate(db.Model):
     issued_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"))
 
-    # What lists and reminders need, copied from the document when saved or issued.
+    # What lists and reminders need, copied from the document when saved or issued. The
+    # total is not copied (it would be readable at rest): totals.total_of opens the document.
     period_start: Mapped[date | None] = mapped_column(Date)
     period_end: Mapped[date | None] = mapped_column(Date)
-    total_cents: Mapped[int] = mapped_column(BigInteger, default=0)
     recurring: Mapped[bool] = mapped_column(default=False)
 
     # Deadlines (45 CFR 149.610(b)(1)(ii)): when scheduled and for when, or when requested.
@@ -139,12 +139,13 @@ class GoodFaithEstimate(db.Model):
 class BilledAmount(db.Model):
     """An amount billed by one provider of an issued estimate (by position in its document).
 
-    Entries are never deleted; a mistyped one is voided, so the history stays.
+    Entries are never deleted; a mistyped one is voided, so the history stays. The amount
+    (cents, as decimal text) is sealed under the estimate's client's key; `amount_cents` is
+    not a column: billing.summary_of sets it on the bills it opens.
     """
 
     __tablename__ = "gfe_billed_amounts"
     __table_args__ = (
-        CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
         CheckConstraint("provider_position >= 0", name="provider_position_not_negative"),
     )
 
@@ -152,7 +153,8 @@ class BilledAmount(db.Model):
     estimate_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey(f"{TABLE}.id", ondelete="RESTRICT"), index=True)
     provider_position: Mapped[int]
-    amount_cents: Mapped[int] = mapped_column(BigInteger)
+    amount_sealed: Mapped[bytes] = sealed_column(owner=lambda: _bill_owner())
+    amount_cents = None  # int, opened by billing.summary_of (never stored)
     bill_date: Mapped[date] = mapped_column(Date)
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
     recorded_by_id: Mapped[uuid.UUID | None] = mapped_column(
@@ -160,6 +162,12 @@ class BilledAmount(db.Model):
     voided_at: Mapped[datetime | None]
     voided_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"))
+
+
+def _bill_owner():
+    """A billed amount is sealed under its estimate's client's key."""
+    return (select(GoodFaithEstimate.client_id)
+            .where(GoodFaithEstimate.id == BilledAmount.estimate_id).scalar_subquery())
 
 
 class DeliveryEvent(db.Model):

@@ -27,6 +27,7 @@ from portal.estimates import (
     looks,
     panel,
     staff_lists,
+    totals,
 )
 from portal.estimates.content import EstimateUnavailable
 from portal.estimates.document import (
@@ -142,12 +143,15 @@ def client_list():
         estimates = guardians.guardian_estimates(me)
         guardians.listed(me, estimates)
         return render_template("estimates/client_list.html", estimates=estimates,
+                               totals=totals.totals_of(estimates),
                                for_names=names_by_id({e.client_id for e in estimates}),
                                guardian=True, requests=[], today=practice.today(),
                                routing=None, nobody_told=False, withdrawn=None)
     requests = clients.open_requests(me)
     routing = clients.request_routing(me)
-    return render_template("estimates/client_list.html", estimates=clients.client_estimates(me),
+    issued = clients.client_estimates(me)
+    return render_template("estimates/client_list.html", estimates=issued,
+                           totals=totals.totals_of(issued),
                            requests=requests, today=practice.today(), routing=routing,
                            nobody_told=bool(requests) and not routing.people,
                            withdrawn=None if requests else corrections.withdrawn_request(me))
@@ -307,7 +311,7 @@ def staff_list():
     looks.listed(me, [*estimates, *looks.panel_estimates(shown_panel)],
                  mine if len(mine) > 1 else [])
     return render_template(
-        "estimates/staff_list.html", estimates=estimates,
+        "estimates/staff_list.html", estimates=estimates, totals=totals.totals_of(estimates),
         names=staff_lists.client_names(estimates), client=client, clients=mine,
         client_names=names_of(mine), page=page, more=more, today=practice.today(),
         **shown_panel)
@@ -397,7 +401,7 @@ def _builder(estimate, form: BuilderForm, *, problems=None, status: int = 200,
         "estimates/edit.html", estimate=estimate, form=form, draft_restored=draft_restored,
         look_reason=looks.reason_given(me),
         draft_key=typed_drafts.form_key_for_estimate(estimate.id),
-        client_name=staff_lists.client_name(estimate),
+        client_name=staff_lists.client_name(estimate), saved_total=totals.total_of(estimate),
         problems=problems, format_errors=_format_errors(form) if problems is None else [],
         max_providers=MAX_PROVIDERS, max_lines=MAX_LINES,
         links=follow_ups.linked(estimate), locked_dates=corrections.correctable(estimate),

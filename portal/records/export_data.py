@@ -26,6 +26,7 @@ from portal.crypto import (
 from portal.crypto.hooks import report_decrypt_failure
 from portal.estimates.content import EstimateUnavailable, open_pdf
 from portal.estimates.models import GoodFaithEstimate, Status
+from portal.estimates.totals import total_in
 from portal.extensions import db
 from portal.messaging import crisis_state
 from portal.messaging.attachments import KINDS
@@ -86,7 +87,7 @@ class EstimateItem:
     number: str
     status: str
     issue_date: date | None
-    total_cents: int
+    total_cents: int | None  # opened from the sealed document (None if it will not open)
     superseded_by_id: uuid.UUID | None
     # The SHA-256 of the PDF as exported, computed from the bytes when the export is made
     # (the stored digest is keyed, so it says nothing to the client).
@@ -207,13 +208,14 @@ def estimates_of(client_id: uuid.UUID) -> list[EstimateItem]:
     """Issued and superseded estimates, oldest first, without their sealed content."""
     rows = db.session.execute(
         select(GoodFaithEstimate.id, GoodFaithEstimate.number, GoodFaithEstimate.status,
-               GoodFaithEstimate.issue_date, GoodFaithEstimate.total_cents,
-               GoodFaithEstimate.superseded_by_id)
+               GoodFaithEstimate.issue_date, GoodFaithEstimate.client_id,
+               GoodFaithEstimate.document_sealed, GoodFaithEstimate.superseded_by_id)
         .where(GoodFaithEstimate.client_id == client_id,
                GoodFaithEstimate.status.in_([Status.ISSUED, Status.SUPERSEDED]))
         .order_by(GoodFaithEstimate.issued_at, GoodFaithEstimate.id)).all()
     return [EstimateItem(id=r.id, number=r.number or "", status=str(r.status),
-                         issue_date=r.issue_date, total_cents=r.total_cents,
+                         issue_date=r.issue_date,
+                         total_cents=total_in(r.id, r.client_id, r.status, r.document_sealed),
                          superseded_by_id=r.superseded_by_id)
             for r in rows]
 

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from portal.estimates import billing, content
+from portal.estimates import billing, content, totals
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
 from portal.practice import today as practice_today
@@ -30,7 +30,7 @@ def fingerprint(estimate_id) -> dict:
         "document": content.open_document(e).to_dict(),
         "pdf": hashlib.sha256(content.open_pdf(e)).hexdigest(),
         "stored_digest": e.pdf_digest, "number": e.number, "issue_date": e.issue_date,
-        "total": e.total_cents, "period": (e.period_start, e.period_end),
+        "total": totals.total_of(e), "period": (e.period_start, e.period_end),
         "client": e.client_id, "status": e.status, "supersedes": e.supersedes_id,
     }
 

@@ -21,6 +21,7 @@ from portal.estimates import (
     follow_ups,
     issuing,
     status,
+    totals,
 )
 from portal.estimates.models import (
     BilledAmount,
@@ -67,7 +68,7 @@ def test_issuing_numbers_seals_and_hashes_the_estimate(practice):
     document = content.open_document(estimate)
     assert document.gfe_number == estimate.number
     assert document.client_legal_name == "Zoë Nguyễn-Ōtsuka"
-    assert estimate.total_cents == document.total_cents == 4550_00
+    assert totals.total_of(estimate) == document.total_cents == 4550_00
     assert (estimate.period_start, estimate.period_end) == (document.period_start,
                                                            document.period_end)
     assert estimate.recurring is True
@@ -107,7 +108,7 @@ def test_the_client_is_told_by_email_without_any_detail(practice):
 
 
 @pytest.mark.parametrize(("attribute", "value"), [
-    ("total_cents", 1),
+    ("recurring", False),
     ("number", "GFE-1999-0001"),
     ("pdf_digest", "0" * 64),
     ("pdf_sealed", b"\x01not a pdf"),
@@ -156,7 +157,7 @@ def test_bulk_statements_cannot_change_content_or_delete(practice):
     estimate = practice.issued()
     with pytest.raises(FrozenEstimateError):
         db.session.execute(update(GoodFaithEstimate).where(GoodFaithEstimate.id == estimate.id)
-                           .values(total_cents=1))
+                           .values(recurring=False))
     with pytest.raises(FrozenEstimateError):
         db.session.execute(delete(GoodFaithEstimate).where(GoodFaithEstimate.id == estimate.id))
     with pytest.raises(FrozenEstimateError):
@@ -473,8 +474,9 @@ def test_losing_a_once_only_mark_keeps_the_callers_own_work(practice):
 
 def test_the_service_voids_bills_only_on_an_issued_estimate(practice):
     draft = practice.draft()
-    entry = BilledAmount(estimate_id=draft.id, provider_position=0, amount_cents=100,
-                         bill_date=practice_today(),
+    bill_id, sealed = totals.seal_amount(draft.client_id, 100)
+    entry = BilledAmount(id=bill_id, estimate_id=draft.id, provider_position=0,
+                         amount_sealed=sealed, bill_date=practice_today(),
                          recorded_by_id=practice.therapist.id)
     db.session.add(entry)
     db.session.commit()
