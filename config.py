@@ -83,6 +83,9 @@ class Config:
     MAIL_ALLOW_PLAINTEXT_LOOPBACK: str | None = None
     MAIL_FROM = "coeo portal <no-reply@coeocommunity.com>"
     MAIL_TIMEOUT = 10
+    # Delivered mail is deleted this long after it went (the deliver-mail loop, each round):
+    # a waiting email says whom it is for, so none is kept once it is sent.
+    MAIL_KEEP_SENT_MINUTES = 0
     MAIL_SEND_AFTER_COMMIT = True
     PORTAL_BASE_URL = "http://127.0.0.1:5000"
 

@@ -3,7 +3,7 @@
 Sessions last active, and sign-in attempts made, more than METADATA_RETENTION_DAYS ago (90 by
 default) are deleted with their sealed IP addresses and user agents. (A session ends long
 before that, after SESSION_ABSOLUTE_HOURS; its row stays only until this purge, or until its
-cookie comes back.) Sent mail has its own, shorter purge (mail.purge_delivered, 7 days).
+cookie comes back.) Sent mail is deleted each round once it is delivered (mail.purge_delivered).
 
 Batches of BATCH rows, one short transaction each, so the SQLite write lock and PostgreSQL's
 row locks are held briefly. Safe when several loops run at once: each batch is one

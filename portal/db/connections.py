@@ -12,11 +12,14 @@ from portal.db.sqlite_writers import BUSY_SECONDS, lock_path
 
 @event.listens_for(Engine, "connect")
 def _sqlite_pragmas(dbapi_connection, connection_record) -> None:
-    """Turn on foreign keys and WAL for SQLite, which ignores foreign keys otherwise."""
+    """Turn on foreign keys and WAL for SQLite, which ignores foreign keys otherwise, and
+    secure_delete, so what a purge deletes (old sessions, sent mail, a purged record) is
+    overwritten with zeros instead of lingering in free pages for a copy of the file to show."""
     if isinstance(dbapi_connection, sqlite3.Connection):
         cursor = dbapi_connection.cursor()
         _private_if_new(cursor)  # before WAL: the -wal and -shm files take the file's mode
         cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute(f"PRAGMA busy_timeout={int(BUSY_SECONDS * 1000)}")
         cursor.close()

@@ -18,7 +18,6 @@ from portal.mail.service import deliver_pending, purge_delivered
 
 log = logging.getLogger("portal.mail")
 
-PURGE_EVERY_SECONDS = 3600
 _sleep = time.sleep  # a seam for tests
 
 
@@ -29,18 +28,15 @@ _sleep = time.sleep  # a seam for tests
 @with_appcontext
 def deliver_mail_command(once: bool, interval: float) -> None:
     """Deliver queued mail and retry failures; prints counts, never addresses."""
-    last_purge: float | None = None
     try:
         while True:
             run_worker_tasks()
             report = deliver_pending()
             click.echo(f"mail: {report.sent} sent, {report.failed} failed, "
                        f"{report.pending} pending")
-            if last_purge is None or time.monotonic() - last_purge >= PURGE_EVERY_SECONDS:
-                purged = purge_delivered()
-                last_purge = time.monotonic()
-                if purged:
-                    click.echo(f"mail: {purged} delivered messages purged")
+            purged = purge_delivered()  # each round: a sent row still names its recipient
+            if purged:
+                click.echo(f"mail: {purged} delivered messages purged")
             db.session.remove()
             if once:
                 return

@@ -385,8 +385,11 @@ def _result_statement(item: Outgoing, error: str | None, now: datetime):
                        last_error=error[:200])
 
 
-def purge_delivered(older_than_days: int = 7) -> int:
-    """Delete messages sent more than `older_than_days` ago; return how many (commits)."""
+def purge_delivered(older_than_days: float | None = None) -> int:
+    """Delete messages sent more than `older_than_days` ago (by default MAIL_KEEP_SENT_MINUTES:
+    none is kept, since a row names whom it went to); return how many (commits)."""
+    if older_than_days is None:
+        older_than_days = current_app.config.get("MAIL_KEEP_SENT_MINUTES", 0) / (24 * 60)
     cutoff = utcnow() - timedelta(days=older_than_days)
     result = db.session.execute(
         delete(_TABLE).where(_TABLE.c.sent_at.is_not(None), _TABLE.c.sent_at < cutoff))

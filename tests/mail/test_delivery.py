@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import time_machine
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import delete, func, select, text, update
 
 from portal.accounts.models import User
 from portal.db import utcnow
@@ -338,6 +338,27 @@ def test_deliver_mail_once_prints_counts_without_addresses(runner, db, smtp_serv
     assert "mail: 1 sent, 0 failed, 0 pending" in result.output
     assert address not in result.output and LINK not in result.output
     assert len(smtp_server.envelopes) == 1
+    # A sent row still names whom it went to: the round that sent it deletes it.
+    assert "mail: 1 delivered messages purged" in result.output
+    assert db.session.scalar(select(OutboxMessage.id)) is None
+
+
+def test_the_loop_keeps_mail_that_has_not_gone(runner, db, smtp_server, person):
+    _invite(db, person)
+    smtp_server.stop()  # an outage: the mail waits for the next round
+    result = runner.invoke(deliver_mail_command, ["--once"])
+    assert "0 sent, 1 failed" in result.output and "purged" not in result.output
+    assert db.session.scalar(select(func.count()).select_from(OutboxMessage)) == 1
+
+
+def test_sent_mail_can_be_kept_a_while(db, person, app):
+    row = _invite(db, person, commit=False)
+    row.sent_at = utcnow() - timedelta(minutes=5)
+    db.session.commit()
+    app.config["MAIL_KEEP_SENT_MINUTES"] = 10
+    assert purge_delivered() == 0
+    app.config["MAIL_KEEP_SENT_MINUTES"] = 4
+    assert purge_delivered() == 1
 
 
 def test_deliver_mail_loops_until_interrupted(runner, db, smtp_server, person, monkeypatch):
