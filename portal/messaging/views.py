@@ -25,7 +25,7 @@ from portal.messaging import access, drafts, emergency, escalation, lists, readi
 from portal.messaging.attachments import clean_name
 from portal.messaging.audited import GUARDIAN_THREAD_LISTED, GUARDIAN_THREAD_VIEWED, INBOX_LISTED
 from portal.messaging.forms import ComposeForm, EmergencyForm, ReplyForm, chosen_files
-from portal.pages import accepts_uploads, read_only
+from portal.pages import accepts_uploads, read_only, search_post
 from portal.paging import MAX_PAGE, cursor, page_number
 from portal.security import role_required
 
@@ -340,6 +340,7 @@ def attachment(attachment_id: uuid.UUID):
 @bp.route("/dashboard", methods=["GET", "POST"])
 @role_required("therapist")
 @read_only
+@search_post
 def dashboard():
     """The therapist's home: who is waiting for a reply, crisis-flagged first.
 
