@@ -32,7 +32,7 @@ from portal.errors import RuleError
 from portal.estimates.content import open_document
 from portal.estimates.document import GfeDocument, Provider
 from portal.estimates.models import TABLE, BilledAmount, GoodFaithEstimate
-from portal.estimates.totals import open_amounts, seal_amount
+from portal.estimates.totals import open_bills, sealed_bill
 from portal.extensions import db
 from portal.templating import local_date
 
@@ -169,10 +169,9 @@ def summary_of(estimate: GoodFaithEstimate, document: GfeDocument, *,
     voided (45 CFR 149.620(c)); whether it has passed is judged on `today` (the practice's).
     """
     today = today or practice.today()
-    bills = list(db.session.scalars(
-        select(BilledAmount).where(BilledAmount.estimate_id == estimate.id)
-        .order_by(BilledAmount.bill_date, BilledAmount.recorded_at)))
-    open_amounts(estimate.client_id, bills)  # sealed: summed here, never in SQL
+    # Amounts and dates are sealed: opened, ordered and summed here, never in SQL.
+    bills = open_bills(estimate.client_id, list(db.session.scalars(
+        select(BilledAmount).where(BilledAmount.estimate_id == estimate.id))))
     live = [b for b in bills if b.voided_at is None]
     totals = document.provider_totals()
     keys = [str(i) for i in range(len(document.providers))]
@@ -218,11 +217,9 @@ def record_bill(actor: User, estimate: GoodFaithEstimate, *, provider_position: 
     if not 0 <= provider_position < len(document.providers):
         raise RuleError("Choose a provider listed on the estimate.", field="provider")
     check_bill_date(estimate, bill_date)
-    bill_id, amount_sealed = seal_amount(estimate.client_id, amount_cents)
-    db.session.add(BilledAmount(id=bill_id, estimate_id=estimate.id,
-                                provider_position=provider_position,
-                                amount_sealed=amount_sealed, bill_date=bill_date,
-                                recorded_by_id=actor.id))
+    db.session.add(BilledAmount(estimate_id=estimate.id, provider_position=provider_position,
+                                recorded_by_id=actor.id,
+                                **sealed_bill(estimate.client_id, amount_cents, bill_date)))
     db.session.flush()
     record("estimate.bill.recorded", actor=actor, target=(TABLE, estimate.id),
            subject_id=estimate.client_id)

@@ -140,8 +140,9 @@ class BilledAmount(db.Model):
     """An amount billed by one provider of an issued estimate (by position in its document).
 
     Entries are never deleted; a mistyped one is voided, so the history stays. The amount
-    (cents, as decimal text) is sealed under the estimate's client's key; `amount_cents` is
-    not a column: billing.summary_of sets it on the bills it opens.
+    (cents, as decimal text) and the date on the bill (ISO text) are sealed under the
+    estimate's client's key; `amount_cents` and `bill_date` are not columns: billing
+    opens them onto the bills it reads (totals.open_bills).
     """
 
     __tablename__ = "gfe_billed_amounts"
@@ -154,8 +155,9 @@ class BilledAmount(db.Model):
         ForeignKey(f"{TABLE}.id", ondelete="RESTRICT"), index=True)
     provider_position: Mapped[int]
     amount_sealed: Mapped[bytes] = sealed_column(owner=lambda: _bill_owner())
-    amount_cents = None  # int, opened by billing.summary_of (never stored)
-    bill_date: Mapped[date] = mapped_column(Date)
+    amount_cents = None  # int, opened by totals.open_bills (never stored)
+    bill_date_sealed: Mapped[bytes] = sealed_column(owner=lambda: _bill_owner())
+    bill_date = None  # date, opened by totals.open_bills (never stored)
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
     recorded_by_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="RESTRICT"))

@@ -5,11 +5,14 @@ holding the database how much care a client is getting): it is the sum of the do
 lines, the draft's while it is a draft and the frozen document's once issued, exactly what
 the draft or the document says it comes to. Billed amounts are sealed one by one
 (`gfe_billed_amounts.amount_sealed`, cents as decimal text, under the estimate's client's
-key). Sums are made here, in Python, over opened values: SQL never adds them up.
+key), and so is the date on each bill (ISO text): the dispute window and the order of the
+bills are worked out in Python. Sums are made here, over opened values: SQL never adds them
+up.
 """
 
 import uuid
 from collections.abc import Iterable
+from datetime import date
 
 from portal.crypto import context_for, open_text, preload_keys, seal
 from portal.db import new_id
@@ -44,15 +47,20 @@ def totals_of(estimates: Iterable[GoodFaithEstimate]) -> dict[uuid.UUID, int | N
     return {e.id: total_of(e) for e in estimates}
 
 
-def seal_amount(client_id: uuid.UUID, amount_cents: int) -> tuple[uuid.UUID, bytes]:
-    """A new bill's id and its amount sealed for that row."""
+def sealed_bill(client_id: uuid.UUID, amount_cents: int, bill_date: date) -> dict:
+    """A new bill's id, amount and date as its row stores them (sealed for that row)."""
     bill_id = new_id()
-    return bill_id, seal(client_id, context_for(BilledAmount.amount_sealed, bill_id),
-                         str(int(amount_cents)))
+    return {"id": bill_id,
+            "amount_sealed": seal(client_id, context_for(BilledAmount.amount_sealed, bill_id),
+                                  str(int(amount_cents))),
+            "bill_date_sealed": seal(client_id,
+                                     context_for(BilledAmount.bill_date_sealed, bill_id),
+                                     bill_date.isoformat())}
 
 
-def open_amounts(client_id: uuid.UUID, bills: Iterable[BilledAmount]) -> None:
-    """Open each bill's amount onto it (`bill.amount_cents`); all are under one client's key.
+def open_bills(client_id: uuid.UUID, bills: list[BilledAmount]) -> list[BilledAmount]:
+    """Open each bill's amount and date onto it (`amount_cents`, `bill_date`), all under one
+    client's key, and return them in date order (then as recorded).
 
     A bill that will not open raises DecryptionError: a comparison with the $400 rule over
     an amount nobody can read would be wrong either way.
@@ -62,3 +70,8 @@ def open_amounts(client_id: uuid.UUID, bills: Iterable[BilledAmount]) -> None:
             bill.amount_cents = int(open_text(
                 client_id, context_for(BilledAmount.amount_sealed, bill.id),
                 bill.amount_sealed))
+        if bill.bill_date is None:
+            bill.bill_date = date.fromisoformat(open_text(
+                client_id, context_for(BilledAmount.bill_date_sealed, bill.id),
+                bill.bill_date_sealed))
+    return sorted(bills, key=lambda b: (b.bill_date, b.recorded_at, b.id.bytes))

@@ -56,7 +56,7 @@ def test_raw_rows_and_the_sqlite_file_hold_no_total_and_no_amount(app, practice)
         rows = _raw_rows(table)
         assert rows, table
         columns = set(rows[0])
-        assert not {"total_cents", "amount_cents"} & columns, columns
+        assert not {"total_cents", "amount_cents", "bill_date"} & columns, columns
         for row in rows:
             for name, value in row.items():
                 assert value not in (TOTAL, BILL), (table, name)

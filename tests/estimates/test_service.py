@@ -474,9 +474,8 @@ def test_losing_a_once_only_mark_keeps_the_callers_own_work(practice):
 
 def test_the_service_voids_bills_only_on_an_issued_estimate(practice):
     draft = practice.draft()
-    bill_id, sealed = totals.seal_amount(draft.client_id, 100)
-    entry = BilledAmount(id=bill_id, estimate_id=draft.id, provider_position=0,
-                         amount_sealed=sealed, bill_date=practice_today(),
+    entry = BilledAmount(estimate_id=draft.id, provider_position=0,
+                         **totals.sealed_bill(draft.client_id, 100, practice_today()),
                          recorded_by_id=practice.therapist.id)
     db.session.add(entry)
     db.session.commit()

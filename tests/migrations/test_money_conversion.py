@@ -74,8 +74,9 @@ def _practice() -> dict:
     bills = {b.id: b.amount_cents for b in billing.summary_of(
         issued, content.open_document(issued)).bills}
     lost_bill = billing.summary_of(lost, content.open_document(lost)).bills[0].id
-    data = {"client": client.id, "gone": gone.id, "issued": issued.id, "draft": draft.id,
-            "lost": lost.id, "bills": bills, "lost_bill": lost_bill, "voided": voided.id,
+    data = {"day": today, "client": client.id, "gone": gone.id, "issued": issued.id,
+            "draft": draft.id, "lost": lost.id, "bills": bills, "lost_bill": lost_bill,
+            "voided": voided.id,
             "totals": {issued.id: totals.total_of(issued), draft.id: totals.total_of(draft),
                        lost.id: totals.total_of(lost)}}
     db.session.commit()
@@ -101,15 +102,19 @@ def _check_old_format(data: dict) -> None:
     assert stored[data["issued"]] == data["totals"][data["issued"]] == 4550_00
     assert stored[data["draft"]] == data["totals"][data["draft"]] == 4550_00
     assert stored[data["lost"]] == 0  # its document can never open again
-    amounts = {_uuid(r["id"]): r["amount_cents"] for r in _raw("gfe_billed_amounts")}
-    assert {b: amounts[b] for b in data["bills"]} == data["bills"]
+    rows = {_uuid(r["id"]): r for r in _raw("gfe_billed_amounts")}
+    assert {b: rows[b]["amount_cents"] for b in data["bills"]} == data["bills"]
     assert sorted(data["bills"].values()) == [5, OTHER, ODD]
-    assert amounts[data["lost_bill"]] == 0
+    assert rows[data["lost_bill"]]["amount_cents"] == 0
+    day = data["day"]
+    assert {str(r["bill_date"])[:10] for r in rows.values()} == {day.isoformat()}
+    assert "bill_date_sealed" not in _columns("gfe_billed_amounts")
 
 
 def _check_new_format(app, data: dict) -> None:
     assert "total_cents" not in _columns("good_faith_estimates")
     assert "amount_cents" not in _columns("gfe_billed_amounts")
+    assert "bill_date" not in _columns("gfe_billed_amounts")
     assert [c for c in _diff() if "total" in repr(c) or "amount" in repr(c)] == []
     for table in ("good_faith_estimates", "gfe_billed_amounts"):
         assert not any("total_cents" in sql or "amount_cents" in sql
@@ -119,16 +124,24 @@ def _check_new_format(app, data: dict) -> None:
                 assert value not in (ODD, OTHER, 4550_00, 777), (table, row)
                 if isinstance(value, str):
                     assert str(ODD) not in value and str(OTHER) not in value
-    raw_bills = {_uuid(r["id"]): bytes(r["amount_sealed"]) for r in _raw("gfe_billed_amounts")}
-    assert raw_bills[data["lost_bill"]] == b""  # a shredded client's amount never opens
+            if table == "gfe_billed_amounts":  # no date of the bill either (recorded_at,
+                assert data["day"] not in row.values()  # when it was typed in, stays)
+    raw_bills = {_uuid(r["id"]): r for r in _raw("gfe_billed_amounts")}
+    lost = raw_bills[data["lost_bill"]]  # a shredded client's amount and date never open
+    assert bytes(lost["amount_sealed"]) == bytes(lost["bill_date_sealed"]) == b""
     with app.test_request_context():
         for bill_id, amount in data["bills"].items():
+            row = raw_bills[bill_id]
             assert open_text(data["client"], Context("gfe_billed_amounts", "amount", bill_id),
-                             raw_bills[bill_id]) == str(amount)
+                             bytes(row["amount_sealed"])) == str(amount)
+            assert open_text(data["client"],
+                             Context("gfe_billed_amounts", "bill_date", bill_id),
+                             bytes(row["bill_date_sealed"])) == data["day"].isoformat()
         issued = db.session.get(GoodFaithEstimate, data["issued"])
         summary = billing.summary_of(issued, content.open_document(issued))
         assert {b.id: b.amount_cents for b in summary.bills} == data["bills"]
         assert [p.billed_cents for p in summary.providers] == [ODD, OTHER]
+        assert [p.first_bill_date for p in summary.providers] == [data["day"]] * 2
         assert totals.total_of(issued) == 4550_00
         assert totals.total_of(db.session.get(GoodFaithEstimate, data["draft"])) == 4550_00
         assert totals.total_of(db.session.get(GoodFaithEstimate, data["lost"])) is None
