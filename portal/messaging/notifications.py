@@ -158,34 +158,91 @@ def _notify_urgently(thread: Thread, recipient, *, now: datetime, notified_attr:
 def notify_practice(thread: Thread, *, now: datetime, urgent: bool = False) -> int:
     """Tell every covering clinician about a client's message to the practice; return how many.
 
-    Urgent: each is emailed at once. Otherwise one notice each per throttle window (a later
-    message inside the window gets one follow-up each, due when it ends). Several people
-    share the conversation's clinician side, so these notices are not withdrawn by one of
-    them reading it. Call inside the sending transaction, with the thread's row lock held.
+    Urgent: each is emailed at once, past the throttle. Otherwise one notice each per throttle
+    window (a later message inside the window gets one follow-up each, due when it ends).
+    Either way every message writes one notice row per covering clinician and one
+    "message.notice_queued" event (#17): a message while a clinician's notice still waits
+    replaces it with one of the same kind due at the same time, as `notify` does, so a flagged
+    message's urgent notices are not the only rows an ordinary message inside the window
+    would not write. Several people share the conversation's clinician side, so these
+    notices are not withdrawn by one of them reading it. Call inside the sending
+    transaction, with the thread's row lock held.
     """
+    people = [(person, address) for person in covering_clinicians()
+              if (address := email_of(person))]
     last = thread.therapist_notified_at
     if urgent:
-        due = now
-    elif last is not None and last > now:
-        return 0  # follow-ups are already waiting; they cover this message too
+        for person, address in people:
+            _queue_practice(person, address, URGENT, due=now, now=now)
+        if last is None or last <= now:  # follow-ups already waiting keep their time
+            thread.therapist_notified_at = now
     else:
         window = _window()
-        due = now if last is None or now - last >= window else last + window
-    queued = 0
-    for person in covering_clinicians():
-        address = email_of(person)
-        if not address:
-            continue
-        row = enqueue(person, URGENT if urgent else TEMPLATE, to_address=address,
-                      link=sign_in_link())
-        if due > now:
-            _defer(row, due)
-        queued += 1
-    if not urgent or last is None or last <= now:
-        thread.therapist_notified_at = due
-    if queued:
+        due = now  # nothing in this window yet; else the window's end (its follow-ups')
+        if last is not None and now - last < window:
+            due = last if last > now else last + window
+        waiting = _practice_waiting([person.id for person, _ in people], since=last)
+        latest = None
+        for person, address in people:
+            old = waiting.get(person.id)
+            if old is not None and _remove_unsent(old.id, now):
+                # Still waiting: it covers this message too. Replaced by one of its kind due
+                # at the same time, so nobody gets a second email inside the window.
+                _queue_practice(person, address, old.template, due=old.next_attempt_at,
+                                now=now)
+            else:
+                _queue_practice(person, address, TEMPLATE, due=due, now=now)
+                latest = due
+        if latest is not None and (last is None or latest > last):
+            thread.therapist_notified_at = latest
+    if people:
         record_notice(thread, "urgent" if urgent else "new")
-    return queued
+    return len(people)
+
+
+class _Waiting:
+    def __init__(self, row, template: str):
+        self.id, self.next_attempt_at, self.template = row.id, row.next_attempt_at, template
+
+
+def _practice_waiting(person_ids: list, *, since: datetime | None) -> dict:
+    """Each clinician's notice still waiting from this window: unsent, not being sent, due at
+    or after the thread's last notice time (a practice notice's due time is set exactly, see
+    `_queue_practice`), new-message or urgent (opened: the template is sealed), and not the
+    waiting notice of a conversation of their own (that one is `notify`'s, by its id). An
+    ordinary one is chosen before an urgent one; either is replaced by its own kind."""
+    if since is None or not person_ids:
+        return {}
+    own = select(Thread.id).where(Thread.therapist_id == OutboxMessage.user_id,
+                                  Thread.therapist_notice_id == OutboxMessage.id)
+    rows = db.session.execute(
+        select(OutboxMessage.id, OutboxMessage.user_id, OutboxMessage.template_sealed,
+               OutboxMessage.next_attempt_at)
+        .where(OutboxMessage.user_id.in_(person_ids), OutboxMessage.sent_at.is_(None),
+               OutboxMessage.next_attempt_at >= since, ~own.exists())
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)).all()
+    found: dict = {}
+    for row in rows:
+        template = template_of(row)
+        if template not in (TEMPLATE, URGENT):
+            continue
+        chosen = found.get(row.user_id)
+        if chosen is None or (chosen.template == URGENT and template == TEMPLATE):
+            found[row.user_id] = _Waiting(row, template)
+    return found
+
+
+def _queue_practice(person, address: str, template: str, *, due: datetime,
+                    now: datetime) -> OutboxMessage:
+    """One practice notice, due exactly at `due` if that is later than now (held back by the
+    worker), else exactly at `now`, the message's time: the thread's notice time, which is
+    how a later message finds it waiting (`_practice_waiting`)."""
+    row = enqueue(person, template, to_address=address, link=sign_in_link())
+    if due > now:
+        _defer(row, due)
+    else:
+        row.next_attempt_at = now  # the thread's time: a replacement due earlier goes now
+    return row
 
 
 def _defer(row: OutboxMessage, due: datetime) -> None:
