@@ -14,6 +14,10 @@ never withdrawn, not even when the thread is opened before it goes. With nothing
 waiting it is the thread's notice like any other (`*_notice_id`), so the thread row does not
 say which kind it holds: only the sealed template does.
 
+A conversation with the practice (a client with no therapist) does the same for each covering
+clinician (`notify_practice`): every client message writes one notice per clinician, a notice
+still waiting being replaced by one of its kind due at the same time, and one notice event.
+
 Every notice queued about a conversation, ordinary, urgent or an escalation, writes the same
 audit event, "message.notice_queued", whose sealed detail says which kind (`record_notice`):
 no action name is written only about a crisis.
@@ -161,10 +165,12 @@ def notify_practice(thread: Thread, *, now: datetime, urgent: bool = False) -> i
     Urgent: each is emailed at once, past the throttle. Otherwise one notice each per throttle
     window (a later message inside the window gets one follow-up each, due when it ends).
     Either way every message writes one notice row per covering clinician and one
-    "message.notice_queued" event (#17): a message while a clinician's notice still waits
-    replaces it with one of the same kind due at the same time, as `notify` does, so a flagged
-    message's urgent notices are not the only rows an ordinary message inside the window
-    would not write. Several people share the conversation's clinician side, so these
+    "message.notice_queued" event (#17), so an ordinary message writes the rows a flagged
+    one's urgent notices write: a clinician's notice still waiting is replaced by one of
+    its kind due at the same time, as `notify` does. Which of a clinician's waiting notices
+    is replaced does not matter (each says only that there is a message; one about a
+    conversation of their own is left to `notify`): nobody is emailed more than before,
+    only sometimes less. Several people share the conversation's clinician side, so these
     notices are not withdrawn by one of them reading it. Call inside the sending
     transaction, with the thread's row lock held.
     """
