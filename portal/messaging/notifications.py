@@ -169,8 +169,9 @@ def notify_practice(thread: Thread, *, now: datetime, urgent: bool = False) -> i
     one's urgent notices write: a clinician's notice still waiting is replaced by one of
     its kind due at the same time, as `notify` does. Which of a clinician's waiting notices
     is replaced does not matter (each says only that there is a message; one about a
-    conversation of their own is left to `notify`): nobody is emailed more than before,
-    only sometimes less. Several people share the conversation's clinician side, so these
+    conversation of their own is left to `notify`): no clinician has more than one notice
+    due per window (one who started covering inside it gets the follow-up the others get).
+    Several people share the conversation's clinician side, so these
     notices are not withdrawn by one of them reading it. Call inside the sending
     transaction, with the thread's row lock held.
     """
