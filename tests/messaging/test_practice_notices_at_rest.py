@@ -269,3 +269,25 @@ def test_a_clinicians_own_conversation_keeps_its_notice(app, db, people):
     assert db.session.get(OutboxMessage, own_notice) is None
     assert db.session.scalar(select(Thread.therapist_notice_id).where(Thread.id == own.id)) \
         is None
+
+
+def test_a_clinician_who_starts_covering_inside_the_window_gets_the_follow_up(
+        app, db, people):
+    """Every covering clinician gets a notice row for every message (so the count is always
+    theirs); one who joined the cover inside the window gets the follow-up the others get,
+    due at the same time, and nobody has two."""
+    accounts.set_covering(people.admin, people.therapist_x, True)
+    nova = make_user("client", "Nova Lee")
+    with _at(0):
+        thread, _ = sending.start_thread(nova, to_practice=True, subject="Hi", body="one")
+        assert deliver_pending().sent == 1
+    with _at(3):
+        sending.reply(nova, thread.id, body="two")  # X's follow-up, due at 15
+    accounts.set_covering(people.admin, people.therapist_y, True)
+    with _at(5):
+        sending.reply(nova, thread.id, body="three")
+    db.session.expire_all()
+    waiting = [r for r in outbox("new_message") if r.sent_at is None]
+    assert sorted(r.user_id for r in waiting) == sorted(
+        [people.therapist_x.id, people.therapist_y.id])
+    assert {r.next_attempt_at for r in waiting} == {START + timedelta(minutes=15)}
