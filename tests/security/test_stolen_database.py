@@ -47,11 +47,13 @@ from tests.conftest import POSTGRES_URL, _reset_postgres
 from tests.estimates.conftest import builder_payload, complete_draft
 from tests.support.clients import IsolatedClient
 from tests.support.people import csrf_from
+from tests.support.smtp import SMTPServer
 from tests.support.stolen import (
     PostgresCopy,
     Secret,
     Source,
     SQLiteCopy,
+    as_uuid,
     blob_key_owners,
     copy_sqlite_files,
     find_leaks,
@@ -621,13 +623,16 @@ def test_a_flagged_message_writes_what_an_ordinary_one_writes(stolen):
 
 
 def test_nothing_the_grant_wrote_names_its_client(stolen):
-    """Every row the emergency-access request added, in any table (the grant, its audit rows,
-    the notices it queued...), read for the client's id in any form, and for blobs sealed
-    under the client's data key (a blob names its key, and data_keys the key's owner)."""
+    """Every row the emergency-access request added, in any table but the outbox (the grant,
+    its audit rows...), read for the client's id in any form, and for blobs sealed under the
+    client's data key (a blob names its key, and data_keys the key's owner)."""
     client_id = stolen.journey.ids["alex@example.org"]
     forms = uuid_forms(client_id)
     owners = blob_key_owners(stolen.copy)
-    written = stolen.journey.written["emergency grant"]
+    # Its notices wait in mail_outbox under their recipients' ids until the next mail round
+    # sends and deletes them: a known limit (docs/stolen-database.md), tested below.
+    written = {table: rows for table, rows in stolen.journey.written["emergency grant"].items()
+               if table != "mail_outbox"}
     assert written.get("emergency_access_grants"), written.keys()
     sealed = [bytes(v) for row in written["emergency_access_grants"] for c, v in row.items()
               if c.endswith("_sealed") and v is not None]
@@ -649,6 +654,37 @@ def test_nothing_the_grant_wrote_names_its_client(stolen):
                                     f"{row.get('action') or row.get('created_at')})")
     assert not problems, ("Rows written with the emergency grant name its client:\n  "
                           + "\n  ".join(problems))
+
+
+def test_the_grant_notices_naming_the_client_are_gone_after_one_mail_round(stolen):
+    """The known limit of the outbox: a notice names its recipient's account until sent. One
+    `portal deliver-mail --once` round (a real SMTP server) sends the grant's notices and
+    deletes them, so no row the grant queued is left. Runs on the live database after the
+    copy was taken (the other tests read the copy, or rows this round does not touch)."""
+    client_id = stolen.journey.ids["alex@example.org"]
+    queued = [as_uuid(row["id"]) for row in stolen.journey.written["emergency grant"].get(
+        "mail_outbox", []) if as_uuid(row["user_id"]) == client_id]
+    assert queued, "the grant queued no notice for the client (the limit tested is moot)"
+    server = SMTPServer()
+    server.start()
+    app = stolen.journey.app
+    saved = {k: app.config.get(k) for k in ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS",
+                                             "MAIL_USERNAME", "MAIL_PASSWORD")}
+    app.config.update(MAIL_SERVER=server.host, MAIL_PORT=server.port, MAIL_USE_TLS=False,
+                      MAIL_USERNAME=None, MAIL_PASSWORD=None)
+    try:  # when the journey ended (its second half ran ten minutes on: see Journey.run)
+        with time_machine.travel(utcnow() + AGAIN_AFTER + timedelta(minutes=1), tick=True):
+            result = app.test_cli_runner().invoke(args=["portal", "deliver-mail", "--once"])
+        assert result.exit_code == 0, result.output
+    finally:
+        app.config.update(saved)
+        server.stop()
+    left = db.session.execute(text("SELECT id FROM mail_outbox")).scalars().all()
+    db.session.commit()
+    still = sorted(str(i) for i in queued if i in {as_uuid(v) for v in left})
+    assert not still, (f"mail_outbox rows naming the grant's client after a round: {still}"
+                       f"\n{result.output}")
+    assert server.envelopes, "nothing was delivered"
 
 
 def test_sealed_short_values_have_bucketed_lengths_only(stolen):
