@@ -2,17 +2,20 @@
 
 One database per module holds the whole seeded demo (`portal policies init`, `portal
 seed-demo`) and a journey through the real app: sign-ins from three IP addresses (IPv4 and
-IPv6) with distinct user agents, two failed sign-ins, policy acceptance, a client's message in
-crisis words and the therapist's reply, an administrator's emergency access with a written
-reason, an estimate issued with a diagnosis code and a bill, a sign-out.
+IPv6) with distinct user agents, two failed sign-ins, policy acceptance, a client's messages
+in crisis words and another client's ordinary ones written the same way, the therapist's
+reply, an administrator's emergency access with a written reason, an estimate issued with a
+diagnosis code and a bill per provider, a sign-out.
 
 Then a thief's copy: on SQLite the database file with its -wal and -shm, copied while the app
 still has them open (no checkpoint first: a thief copies what is on disk); on PostgreSQL
 (TEST_DATABASE_URL, the second pass of `make test`) every table, index and TOAST file of the
-schema and the database's pg_statistic, read with pg_read_binary_file after CHECKPOINT, and a
+schema, read with pg_read_binary_file after CHECKPOINT, ANALYZE's sample values and a
 pg_dump. The tests search those bytes, and ask the copy with SQL (never with the portal's
-keys), for what must not be there. A failure names each leak: the secret, the form it was
-found in, the file and page, the table and column that hold it, and the bytes around it.
+keys), for what must not be there; they compare what a flagged and an ordinary send wrote,
+and read every row the emergency grant wrote. A failure names each leak: the secret, the
+form it was found in, the file and page, the table and column that hold it, and the bytes
+around it. The searches are shown to work by planting plaintext in a copy.
 """
 
 import inspect as inspect_module
