@@ -26,6 +26,7 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pyotp
 import pytest
@@ -52,6 +53,7 @@ from tests.support.clients import IsolatedClient
 from tests.support.people import csrf_from
 from tests.support.smtp import SMTPServer
 from tests.support.stolen import (
+    Form,
     PostgresCopy,
     Secret,
     Source,
@@ -659,11 +661,13 @@ def test_nothing_the_grant_wrote_names_its_client(stolen):
                           + "\n  ".join(problems))
 
 
-def test_the_grant_notices_naming_the_client_are_gone_after_one_mail_round(stolen):
+def test_the_grant_notices_naming_the_client_are_gone_after_one_mail_round(stolen, tmp_path):
     """The known limit of the outbox: a notice names its recipient's account until sent. One
     `portal deliver-mail --once` round (a real SMTP server) sends the grant's notices and
-    deletes them, so no row the grant queued is left. Runs on the live database after the
-    copy was taken (the other tests read the copy, or rows this round does not touch)."""
+    deletes them, so no row the grant queued is left, and on SQLite a new copy of the files
+    holds no trace of them (the notice's sealed recipient, whose blob names the client's key,
+    sits beside the client's id in the row). Runs on the live database after the first copy
+    was taken (the other tests read that copy, or rows this round does not touch)."""
     client_id = stolen.journey.ids["alex@example.org"]
     queued = [as_uuid(row["id"]) for row in stolen.journey.written["emergency grant"].get(
         "mail_outbox", []) if as_uuid(row["user_id"]) == client_id]
@@ -688,6 +692,24 @@ def test_the_grant_notices_naming_the_client_are_gone_after_one_mail_round(stole
     assert not still, (f"mail_outbox rows naming the grant's client after a round: {still}"
                        f"\n{result.output}")
     assert server.envelopes, "nothing was delivered"
+    if stolen.backend == "sqlite":  # PostgreSQL keeps dead rows until VACUUM (documented)
+        # SQLite deletes with secure_delete, but a copy taken now must not hold the deleted
+        # notice either: not in the file, not in an older page image in the WAL.
+        copy = SQLiteCopy(copy_sqlite_files(Path(db.engine.url.database), tmp_path / "later"),
+                          tmp_path / "later-work")
+        try:
+            notices = [Secret("the grant's deleted notice for the client", str(row_id), (
+                Form("its id beside the client's id (mail_outbox.id, user_id)",
+                     (row_id.hex + client_id.hex).encode()),
+                Form("its sealed recipient (sealed under the client's key)",
+                     bytes(row["recipient_sealed"]))))
+                for row in stolen.journey.written["emergency grant"]["mail_outbox"]
+                if as_uuid(row["user_id"]) == client_id
+                for row_id in [as_uuid(row["id"])]]
+            leaks = find_leaks(copy.sources(), notices, copy.columns_holding)
+        finally:
+            copy.close()
+        assert not leaks, report(leaks, "Sent and purged, but still in the copied files")
 
 
 def test_sealed_short_values_have_bucketed_lengths_only(stolen):
