@@ -536,7 +536,7 @@ def test_the_emergency_client_is_not_named_in_grants_or_their_audit_rows(stolen)
     owners = blob_key_owners(stolen.copy)
     problems = []
     grants = stolen.copy.rows("emergency_access_grants")
-    assert grants
+    assert {as_uuid(g["id"]) for g in grants} == {stolen.journey.grant_id}
     emergency_rows = stolen.copy.rows("audit_events", "action LIKE 'emergency.%'")
     assert emergency_rows, "no emergency.* audit rows: did the grant happen?"
     for table, rows in (("emergency_access_grants", grants), ("audit_events", emergency_rows)):
