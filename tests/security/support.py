@@ -236,8 +236,11 @@ def benign_value(f: Field) -> str | None:
 
 # --- what a request wrote -------------------------------------------------------------------
 
-# Columns a request may touch without changing anything that matters (the idle timer).
-VOLATILE = {"user_sessions": frozenset({"last_seen_at"})}
+# Columns a request may touch without changing anything that matters: the idle timer, and a
+# conversation's sealed crisis state, which a clinician's every look reseals unchanged (so an
+# acknowledgement looks like a look in a copy of the database; portal.messaging.crisis_state).
+VOLATILE = {"user_sessions": frozenset({"last_seen_at"}),
+            "message_threads": frozenset({"crisis_sealed"})}
 
 
 @dataclass
