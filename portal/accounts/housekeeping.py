@@ -23,6 +23,7 @@ from sqlalchemy import delete, select
 
 from portal.accounts.models import SignInAttempt, UserSession
 from portal.db import utcnow
+from portal.db.connections import scrub_deleted
 from portal.extensions import db
 
 BATCH = 200  # about 30 ms of SQLite write lock per batch on a 100,000-row table
@@ -40,8 +41,11 @@ def purge_old(now: datetime | None = None, *, batch: int = BATCH) -> int:
     """Delete sessions and sign-in attempts older than the retention period; returns how many
     (owns its transactions; `now` for a frozen clock)."""
     before = cutoff(now)
-    return (_purge(UserSession, UserSession.last_seen_at, before, batch)
-            + _purge(SignInAttempt, SignInAttempt.at, before, batch))
+    purged = (_purge(UserSession, UserSession.last_seen_at, before, batch)
+              + _purge(SignInAttempt, SignInAttempt.at, before, batch))
+    if purged:
+        scrub_deleted(db.engine)  # no older copy of the rows left in SQLite's WAL or file
+    return purged
 
 
 def _purge(model, when, before: datetime, batch: int) -> int:

@@ -67,3 +67,21 @@ def make_private(database: str) -> None:
         # Someone else's file stays as it is: SQLite will say plainly if it cannot open it.
         with contextlib.suppress(FileNotFoundError, PermissionError):
             os.chmod(path, PRIVATE)
+
+
+def scrub_deleted(engine: Engine) -> bool:
+    """After a purge on SQLite: copy the WAL into the database file and empty it, so what was
+    just deleted (zeroed by secure_delete) leaves no older page image behind, in the file or
+    in the WAL, for a copy of them to show. Best effort (True when the WAL was emptied): a
+    reader still open in another process keeps the frames it needs, and the next scrub gets
+    them. PostgreSQL keeps dead rows until VACUUM; nothing to do here."""
+    if engine.dialect.name != "sqlite":
+        return True
+    raw = engine.raw_connection()
+    try:  # on the driver's connection, outside any transaction (a checkpoint cannot run in one)
+        busy, _, _ = raw.driver_connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    except sqlite3.OperationalError:
+        return False
+    finally:
+        raw.close()
+    return busy == 0

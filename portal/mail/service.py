@@ -35,6 +35,7 @@ from portal import hooks
 from portal.after_response import after_response
 from portal.crypto import Context, DecryptionError, context_for, open_text, seal
 from portal.db import new_id, utcnow
+from portal.db.connections import scrub_deleted
 from portal.extensions import db
 from portal.mail.models import (  # noqa: F401 (template_of: re-exported)
     BODY_BLOCK,
@@ -394,7 +395,10 @@ def purge_delivered(older_than_days: float | None = None) -> int:
     result = db.session.execute(
         delete(_TABLE).where(_TABLE.c.sent_at.is_not(None), _TABLE.c.sent_at < cutoff))
     db.session.commit()
-    return result.rowcount or 0
+    purged = result.rowcount or 0
+    if purged:
+        scrub_deleted(db.engine)  # no older copy of the rows left in SQLite's WAL or file
+    return purged
 
 
 # --- the wire -------------------------------------------------------------------------------

@@ -55,6 +55,7 @@ from portal.audit.service import record_many
 from portal.crypto.models import DataKey
 from portal.crypto.rotation import shred
 from portal.db import utcnow
+from portal.db.connections import scrub_deleted
 from portal.estimates.models import GoodFaithEstimate
 from portal.extensions import db
 from portal.mail.models import OutboxMessage
@@ -344,6 +345,8 @@ def purge(before: date, *, today: date | None = None,
     result = PurgeResult(before)
     for confirmed in records:
         _purge_one(confirmed.client_id, before, today, result)
+    if records:
+        scrub_deleted(db.engine)  # no older copy of what went left in SQLite's WAL or file
     return result
 
 

@@ -6,6 +6,7 @@ schedule, and docs/stolen-database.md says so.)"""
 from sqlalchemy import text
 
 from portal import create_app
+from portal.db.connections import scrub_deleted
 from portal.extensions import db
 
 MARKER = "deleted-row-marker-7f3a9c"
@@ -50,3 +51,26 @@ def test_without_secure_delete_the_row_would_stay(tmp_path):
         conn.exec_driver_sql("PRAGMA secure_delete=OFF")
         conn.execute(text("DELETE FROM scratch WHERE v <> 'kept'"))
     assert MARKER.encode() in _closed_file(app, path)
+
+
+def test_a_scrub_after_a_purge_leaves_no_older_copy_in_the_wal(tmp_path):
+    """While the app runs (connections open, no checkpoint on close), the WAL still holds the
+    page images from before a delete; scrub_deleted folds them into the file and empties it."""
+    path = tmp_path / "running.db"
+    app = create_app({"ENV_NAME": "testing", "SQLALCHEMY_DATABASE_URI": f"sqlite:///{path}",
+                      "INSTANCE_PATH": str(tmp_path)})
+    with app.app_context():
+        with db.engine.begin() as conn:
+            conn.execute(text("CREATE TABLE scratch (v TEXT)"))
+            conn.execute(text("INSERT INTO scratch VALUES (:v)"), {"v": MARKER * 20})
+        with db.engine.begin() as conn:
+            conn.execute(text("DELETE FROM scratch"))
+
+        def stolen() -> bytes:
+            return b"".join(p.read_bytes() for p in tmp_path.glob("running.db*")
+                            if p.suffix != ".lock" and p.is_file())
+
+        assert MARKER.encode() in stolen()  # the insert's page image is still in the WAL
+        assert scrub_deleted(db.engine)
+        assert MARKER.encode() not in stolen()
+        db.engine.dispose()
