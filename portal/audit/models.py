@@ -7,9 +7,9 @@ at that row, and someone who can write to the database but lacks the key cannot 
 one. `AuditHead` is a single row that serializes appends across processes and remembers the
 newest MAC, so deleting the newest rows is noticed too.
 
-Where a request came from (IP address and user agent, `origin_sealed`) is sealed under the
-actor's data key (the subject's when nobody is signed in), and an event's `detail_sealed` (a small dict, e.g. whether a message was
-crisis-flagged) under the actor's key, or the subject's when nobody acted. Both are plain
+Where a request came from (IP address and user agent, `origin_sealed`) and an event's
+`detail_sealed` (a small dict, e.g. whether a message was crisis-flagged) are sealed under the
+actor's data key, or the subject's when nobody acted. Both are plain
 LargeBinary columns, not `sealed_column`s: rotation must never rewrite an audit row (the MAC
 covers the blobs), so a retired data key keeps opening them; shredding a person's key makes
 their part of the trail unreadable, as it should.
