@@ -83,12 +83,13 @@ def test_a_source_at_the_ceiling_is_refused_by_its_digest(app):
     person = make_user()
     _paced(app, person, 100, FIRST, start)
     later = start + timedelta(days=1)
-    with time_machine.travel(later, tick=False):
-        with app.test_request_context("/sign-in", method="POST",
-                                      environ_base={"REMOTE_ADDR": FIRST}):
-            assert service.authenticate(person.email, person.password).status == "failed"
-        with app.test_request_context("/sign-in", method="POST",
-                                      environ_base={"REMOTE_ADDR": SECOND}):
-            assert service.authenticate(person.email, person.password).status == "ok"
+    with time_machine.travel(later, tick=False), app.test_request_context(
+            "/sign-in", method="POST", environ_base={"REMOTE_ADDR": FIRST}):
+        assert service.authenticate(person.email, person.password).status == "failed"
+    # A second later: attempts are listed newest first, and ids (UUIDs) do not break a tie.
+    with time_machine.travel(later + timedelta(seconds=1), tick=False), \
+            app.test_request_context("/sign-in", method="POST",
+                                     environ_base={"REMOTE_ADDR": SECOND}):
+        assert service.authenticate(person.email, person.password).status == "ok"
     outcomes = [a.outcome for a in service.recent_attempts(person.user, limit=2)]
     assert outcomes == ["success", "refused"]
